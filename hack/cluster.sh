@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# The local Kubernetes the tests and the demo run against, without Docker:
+# etcd, kube-apiserver, kube-controller-manager, kube-scheduler and the kwok controller, started by
+# kwokctl's binary runtime on loopback. kwok's simulated nodes get pods scheduled and Running.
+#
+#   hack/cluster.sh up       start (or reuse) the cluster; the last line is `export KUBECONFIG=...`
+#   hack/cluster.sh down     stop it and remove its state
+#   hack/cluster.sh status   exit 0 when it answers
+#
+# Binaries come from tools/ensure.sh (built from pinned Go modules, cached outside the clone).
+# State lives in .cluster/ of this clone, so two clones never share a cluster.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+state=${AGENTOBS_CLUSTER_DIR:-$root/.cluster}
+name=agentobs
+kubeconfig=$state/kubeconfig
+nodes=${AGENTOBS_CLUSTER_NODES:-3}
+export KWOK_WORKDIR=$state/kwok
+
+say() { echo "cluster: $*" >&2; }
+
+bins() {
+  K8S=$("$root/tools/ensure.sh" kubernetes)
+  ETCD=$("$root/tools/ensure.sh" etcd)
+  KWOK=$("$root/tools/ensure.sh" kwok)
+  export KWOK_KUBECTL_BINARY=$K8S/kubectl
+  KUBE_VERSION=$(basename "$K8S"); KUBE_VERSION=${KUBE_VERSION#kubernetes-}
+}
+
+kubectl_() { "$K8S/kubectl" --kubeconfig "$kubeconfig" "$@"; }
+
+answers() { [ -f "$kubeconfig" ] && kubectl_ get --raw /readyz >/dev/null 2>&1; }
+
+up() {
+  bins
+  if answers; then
+    say "reusing the running cluster"
+  else
+    [ -d "$KWOK_WORKDIR/clusters/$name" ] && "$KWOK/kwokctl" delete cluster --name "$name" >/dev/null 2>&1 || true
+    rm -rf "$state"; mkdir -p "$state"
+    say "starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok ($KUBE_VERSION)"
+    "$KWOK/kwokctl" create cluster --name "$name" --runtime binary \
+      --kube-version "$KUBE_VERSION" \
+      --kube-apiserver-binary "$K8S/kube-apiserver" \
+      --kube-controller-manager-binary "$K8S/kube-controller-manager" \
+      --kube-scheduler-binary "$K8S/kube-scheduler" \
+      --kwok-controller-binary "$KWOK/kwok" \
+      --etcd-binary "$ETCD/etcd" \
+      --kube-authorization --kube-admission --secure-port \
+      --extra-args kube-controller-manager=enable-hostpath-provisioner=true \
+      --kubeconfig "$kubeconfig" --wait 3m --quiet-pull >&2
+    "$KWOK/kwokctl" scale node --name "$name" --replicas "$nodes" >&2
+    # What a real cluster has and kwok does not: a default StorageClass whose claims get volumes
+    # (kube-controller-manager's host-path provisioner makes them).
+    kubectl_ apply -f - >&2 <<'YAML'
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata:
+  name: standard
+  annotations:
+    storageclass.kubernetes.io/is-default-class: "true"
+provisioner: kubernetes.io/host-path
+reclaimPolicy: Delete
+volumeBindingMode: Immediate
+YAML
+    kubectl_ wait --for=condition=Ready node --all --timeout=120s >&2
+  fi
+  echo "export KUBECONFIG=$kubeconfig"
+}
+
+down() {
+  bins
+  "$KWOK/kwokctl" delete cluster --name "$name" >&2 || true
+  rm -rf "$state"
+  say "stopped"
+}
+
+case ${1:-} in
+  up) up ;;
+  down) down ;;
+  status) bins; answers ;;
+  *) echo "usage: hack/cluster.sh up|down|status" >&2; exit 2 ;;
+esac

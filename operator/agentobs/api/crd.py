@@ -1,0 +1,160 @@
+"""Generates the `AgentObservability` CustomResourceDefinition from the pydantic models.
+
+Pydantic emits JSON Schema; the API server wants a structural OpenAPI v3 schema: no `$ref`, no
+`anyOf` for optional fields, no `title`, no `additionalProperties: false` beside `properties`.
+This module translates one into the other and adds what only Kubernetes knows: defaults for
+nested objects (so the API server fills every default and `kubectl get -o yaml` shows the
+effective spec), list-map keys for conditions, the status subresource and printer columns.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from agentobs.api import GROUP, KIND, PLURAL, SHORT_NAME, SINGULAR, VERSION
+from agentobs.api.spec import AgentObservabilitySpec
+from agentobs.api.status import AgentObservabilityStatus
+
+JSONSchema = dict[str, Any]
+
+_DROPPED_KEYS = {"title", "$defs"}
+
+
+def _resolve(node: JSONSchema, defs: dict[str, JSONSchema]) -> JSONSchema:
+    """Inline references and collapse `X | None` into an optional X."""
+    if "$ref" in node:
+        target = defs[node["$ref"].rsplit("/", 1)[-1]]
+        merged = {**_resolve(target, defs), **{k: v for k, v in node.items() if k != "$ref"}}
+        return _resolve(merged, defs)
+    if "anyOf" in node:
+        branches = [b for b in node["anyOf"] if b.get("type") != "null"]
+        if len(branches) != 1:
+            raise ValueError(f"cannot express union {node['anyOf']} in a structural schema")
+        rest = {k: v for k, v in node.items() if k != "anyOf" and not (k == "default" and v is None)}
+        return _resolve({**branches[0], **rest}, defs)
+    if "allOf" in node and len(node["allOf"]) == 1:
+        rest = {k: v for k, v in node.items() if k != "allOf"}
+        return _resolve({**node["allOf"][0], **rest}, defs)
+
+    out: JSONSchema = {}
+    for key, value in node.items():
+        if key in _DROPPED_KEYS:
+            continue
+        if key == "properties":
+            out[key] = {name: _resolve(sub, defs) for name, sub in value.items()}
+        elif key in ("items", "additionalProperties") and isinstance(value, dict):
+            out[key] = _resolve(value, defs)
+        elif key == "additionalProperties" and value is False:
+            continue  # unknown fields are pruned by the API server instead
+        else:
+            out[key] = value
+    if out.get("type") == "object" and out.get("additionalProperties") is True:
+        del out["additionalProperties"]
+        out["x-kubernetes-preserve-unknown-fields"] = True
+    return out
+
+
+def _model_defaults(model: type[BaseModel], schema: JSONSchema) -> None:
+    """Give fields built by a default factory a schema default, so the API server fills them.
+
+    A nested model defaults to only what differs from its own class defaults; the nested schema's
+    defaults fill in the rest.
+    """
+    props = schema.get("properties", {})
+    for name, field in model.model_fields.items():
+        alias = field.alias or name
+        prop = props.get(alias)
+        if prop is None:
+            continue
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            _model_defaults(annotation, prop)
+            if field.default_factory is not None:
+                built = field.default_factory()  # type: ignore[call-arg]
+                prop["default"] = built.model_dump(by_alias=True, exclude_defaults=True, mode="json")
+        elif field.default_factory is not None and "default" not in prop:
+            value = field.default_factory()  # type: ignore[call-arg]
+            if value:
+                prop["default"] = value
+
+
+def _list_map_conditions(status_schema: JSONSchema) -> None:
+    conditions = status_schema["properties"]["conditions"]
+    conditions["x-kubernetes-list-type"] = "map"
+    conditions["x-kubernetes-list-map-keys"] = ["type"]
+
+
+def openapi_schema(model: type[BaseModel]) -> JSONSchema:
+    raw = model.model_json_schema(by_alias=True, mode="validation")
+    schema = _resolve(raw, raw.get("$defs", {}))
+    _model_defaults(model, schema)
+    return schema
+
+
+def make_crd() -> dict[str, Any]:
+    spec_schema = openapi_schema(AgentObservabilitySpec)
+    spec_schema["default"] = {}
+    status_schema = openapi_schema(AgentObservabilityStatus)
+    _list_map_conditions(status_schema)
+
+    def column(name: str, path: str, description: str, priority: int = 0,
+               type_: str = "string") -> dict[str, Any]:
+        col: dict[str, Any] = {"name": name, "type": type_, "jsonPath": path, "description": description}
+        if priority:
+            col["priority"] = priority
+        return col
+
+    ready = '.status.conditions[?(@.type=="Ready")]'
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": f"{PLURAL}.{GROUP}",
+            "labels": {"app.kubernetes.io/name": "agentobs", "app.kubernetes.io/component": "crd"},
+        },
+        "spec": {
+            "group": GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": KIND,
+                "listKind": f"{KIND}List",
+                "plural": PLURAL,
+                "singular": SINGULAR,
+                "shortNames": [SHORT_NAME],
+                "categories": ["agentobs", "observability"],
+            },
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": [
+                        column("Ready", f"{ready}.status", "Whether the whole stack is ready."),
+                        column("Components", ".status.componentsReady", "Ready components over provisioned."),
+                        column("Reason", f"{ready}.reason", "Why the stack is or is not ready.", priority=1),
+                        column("OTLP", ".status.endpoints.otlpGrpc", "OTLP gRPC endpoint.", priority=1),
+                        column("Prometheus", ".status.endpoints.prometheus", "Prometheus URL.", priority=1),
+                        column("Age", ".metadata.creationTimestamp", "Age.", type_="date"),
+                    ],
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "description": f"{KIND} provisions an observability stack for the AI agents "
+                            "of a namespace: Prometheus and Alertmanager, Jaeger on Elasticsearch, Fluentd "
+                            "and Grafana, with TLS, and instruments the agent pods it selects.",
+                            "properties": {
+                                "apiVersion": {"type": "string", "description": "API version of the object."},
+                                "kind": {"type": "string", "description": "Kind of the object."},
+                                "metadata": {"type": "object"},
+                                "spec": spec_schema,
+                                "status": status_schema,
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }

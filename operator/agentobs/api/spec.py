@@ -1,0 +1,404 @@
+"""The `AgentObservability` spec: the one source of truth for fields, defaults and validation.
+
+The CRD in `crds/` is generated from these models (`agentobs.api.crd`), so a description, default
+or bound written here is what `kubectl explain` shows and what the API server enforces. Rules that
+span several fields are CEL expressions attached with `cel()`; the API server evaluates them, and
+the operator re-checks the same spec with pydantic when it reads a resource.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+# Durations in the Prometheus/Go style that CEL's duration() and Prometheus both accept.
+RETENTION_PATTERN = r"^[0-9]+(ms|s|m|h|d|w|y)$"
+GO_DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$"
+QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei)?$"
+DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+
+def parse_go_duration(text: str) -> dt.timedelta:
+    """Parse a Go duration such as `2160h` or `1h30m` (the spec's format for TLS lifetimes)."""
+    if not text:
+        raise ValueError("invalid duration ''")
+    units = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+    seconds, number = 0.0, ""
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch.isdigit() or ch == ".":
+            number += ch
+            i += 1
+            continue
+        unit = text[i:i + 2] if text[i:i + 2] in units else ch
+        if unit not in units or not number:
+            raise ValueError(f"invalid duration {text!r}")
+        seconds += float(number) * units[unit]
+        number = ""
+        i += len(unit)
+    if number:
+        raise ValueError(f"invalid duration {text!r}: missing unit")
+    return dt.timedelta(seconds=seconds)
+
+
+def cel(*rules: tuple[str, str, str | None]) -> dict[str, Any]:
+    """Attach CEL rules `(expression, message, fieldPath)` to a model's generated schema."""
+    validations = []
+    for rule, message, field_path in rules:
+        entry = {"rule": rule, "message": message}
+        if field_path:
+            entry["fieldPath"] = field_path
+        validations.append(entry)
+    return {"x-kubernetes-validations": validations}
+
+
+class SpecModel(BaseModel):
+    """Base of every spec object: camelCase on the wire, unknown fields refused."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class SecretKeyRef(SpecModel):
+    """A key in a Secret of the resource's namespace."""
+
+    name: Annotated[str, Field(min_length=1, max_length=253, description="Name of the Secret.")]
+    key: Annotated[str, Field(min_length=1, max_length=253, description="Key within the Secret.")]
+
+
+class ResourceRequirements(SpecModel):
+    """CPU and memory for one container, as Kubernetes quantities."""
+
+    requests: dict[str, Annotated[str, Field(pattern=QUANTITY_PATTERN)]] = Field(
+        default_factory=dict, description="Minimum resources reserved, e.g. {cpu: 250m, memory: 1Gi}."
+    )
+    limits: dict[str, Annotated[str, Field(pattern=QUANTITY_PATTERN)]] = Field(
+        default_factory=dict, description="Maximum resources allowed, e.g. {memory: 2Gi}."
+    )
+
+
+class StorageSpec(SpecModel):
+    """A persistent volume claim template for a stateful component."""
+
+    size: str = Field("10Gi", pattern=QUANTITY_PATTERN, description="Requested volume size.")
+    storage_class_name: str | None = Field(
+        None, max_length=253, description="StorageClass of the claim; the cluster default when unset."
+    )
+    keep_on_delete: bool = Field(
+        True,
+        description="Keep the data volumes when the AgentObservability is deleted "
+        "(they hold user data; delete them by hand when they are no longer needed).",
+    )
+
+
+class LabelSelector(SpecModel):
+    """A Kubernetes label selector (matchLabels only; every label must match)."""
+
+    match_labels: dict[str, str] = Field(
+        default_factory=dict, description="Labels an object must carry, all of them, to be selected."
+    )
+
+
+class InstrumentationSpec(SpecModel):
+    """Which agent pods get instrumentation injected, and with what settings."""
+
+    enabled: bool = Field(True, description="Inject instrumentation config into the selected agent pods.")
+    pod_selector: LabelSelector = Field(
+        default_factory=lambda: LabelSelector(match_labels={"agentobs.io/agent": "true"}),
+        description="Pods whose labels match are agent pods.",
+    )
+    namespace_selector: LabelSelector = Field(
+        default_factory=LabelSelector,
+        description="Namespaces whose pods may be selected; empty selects only the resource's own namespace.",
+    )
+    sampling_ratio: float = Field(
+        1.0, ge=0.0, le=1.0, description="Fraction of traces kept by the parent-based ratio sampler (0 to 1)."
+    )
+    resource_attributes: dict[str, str] = Field(
+        default_factory=dict, description="Extra OpenTelemetry resource attributes added to every agent."
+    )
+    python_auto_instrumentation: bool = Field(
+        False, description="Also enable OpenTelemetry Python auto-instrumentation in agent containers."
+    )
+    rollout_on_change: bool = Field(
+        False,
+        description="Restart the Deployments and StatefulSets whose pods lack the current injection.",
+    )
+    metrics_port: int = Field(9464, ge=1024, le=65535, description="Port the agent SDK serves metrics on.")
+
+
+class AlertmanagerSpec(SpecModel):
+    """The Alertmanager gossip cluster that receives Prometheus alerts."""
+
+    replicas: int = Field(3, ge=1, le=9, description="Alertmanager peers; 3 tolerates one loss.")
+    receivers_secret: SecretKeyRef | None = Field(
+        None,
+        description="Secret key holding an alertmanager.yml with the user's receivers and routes; "
+        "without it alerts are kept in Alertmanager and visible in its UI.",
+    )
+    resources: ResourceRequirements = Field(
+        default_factory=lambda: ResourceRequirements(
+            requests={"cpu": "50m", "memory": "64Mi"}, limits={"memory": "256Mi"}
+        ),
+        description="Alertmanager container resources.",
+    )
+
+
+class PrometheusSpec(SpecModel):
+    """The HA Prometheus pair that scrapes agents and evaluates the alert rules."""
+
+    model_config = SpecModel.model_config | ConfigDict(
+        json_schema_extra=cel(
+            (
+                "!self.highAvailability || self.replicas >= 2",
+                "prometheus.replicas must be at least 2 when prometheus.highAvailability is true",
+                ".replicas",
+            )
+        )
+    )
+
+    high_availability: bool = Field(
+        True, description="Run at least two identical replicas, each with its own `replica` external label."
+    )
+    replicas: int = Field(2, ge=1, le=10, description="Prometheus replicas; at least 2 with high availability.")
+    retention: str = Field(
+        "15d", pattern=RETENTION_PATTERN, description="How long samples are kept, e.g. 15d, 12h, 2w."
+    )
+    scrape_interval: str = Field("30s", pattern=RETENTION_PATTERN, description="How often agents are scraped.")
+    storage: StorageSpec = Field(default_factory=StorageSpec, description="Data volume of each replica.")
+    resources: ResourceRequirements = Field(
+        default_factory=lambda: ResourceRequirements(
+            requests={"cpu": "250m", "memory": "512Mi"}, limits={"memory": "2Gi"}
+        ),
+        description="Prometheus container resources.",
+    )
+    alert_rules: bool = Field(True, description="Install the agent SLO and stack health alert rules.")
+    extra_rules: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Extra Prometheus rule groups, in the Prometheus rule file format.",
+        json_schema_extra={"items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+    )
+    alertmanager: AlertmanagerSpec = Field(
+        default_factory=AlertmanagerSpec, description="The Alertmanager cluster."
+    )
+
+    @model_validator(mode="after")
+    def _ha_needs_two(self) -> PrometheusSpec:
+        if self.high_availability and self.replicas < 2:
+            raise ValueError("prometheus.replicas must be at least 2 when prometheus.highAvailability is true")
+        return self
+
+
+class AutoscalingSpec(SpecModel):
+    """Horizontal autoscaling of the trace collector on CPU."""
+
+    model_config = SpecModel.model_config | ConfigDict(
+        json_schema_extra=cel(
+            (
+                "self.maxReplicas >= self.minReplicas",
+                "tracing.collector.autoscaling.maxReplicas must be at least minReplicas",
+                ".maxReplicas",
+            )
+        )
+    )
+
+    enabled: bool = Field(False, description="Scale the collector between minReplicas and maxReplicas.")
+    min_replicas: int = Field(2, ge=1, le=50, description="Fewest collector replicas.")
+    max_replicas: int = Field(6, ge=1, le=100, description="Most collector replicas.")
+    target_cpu_utilization: int = Field(70, ge=10, le=95, description="Average CPU percent to hold.")
+
+    @model_validator(mode="after")
+    def _bounds_ordered(self) -> AutoscalingSpec:
+        if self.max_replicas < self.min_replicas:
+            raise ValueError("tracing.collector.autoscaling.maxReplicas must be at least minReplicas")
+        return self
+
+
+class CollectorSpec(SpecModel):
+    """The Jaeger v2 collector that receives OTLP from agents."""
+
+    replicas: int = Field(2, ge=1, le=50, description="Collector replicas when not autoscaled.")
+    autoscaling: AutoscalingSpec = Field(default_factory=AutoscalingSpec, description="Collector autoscaling.")
+
+
+class TracingSpec(SpecModel):
+    """Jaeger v2: OTLP collection and trace query, stored in Elasticsearch."""
+
+    collector: CollectorSpec = Field(default_factory=CollectorSpec, description="The OTLP collector.")
+    query_replicas: int = Field(1, ge=1, le=10, description="Jaeger query (UI and API) replicas.")
+    retention_days: int = Field(7, ge=1, le=3650, description="Days trace indices are kept.")
+
+
+class ExternalElasticsearch(SpecModel):
+    """An existing Elasticsearch cluster to use instead of provisioning one."""
+
+    url: str = Field(
+        ..., min_length=1, pattern=r"^https://", description="HTTPS URL of the cluster, e.g. https://es:9200."
+    )
+    credentials_secret: str = Field(
+        ..., min_length=1, max_length=253, description="Secret with `username` and `password` keys."
+    )
+    ca_secret: str | None = Field(
+        None, max_length=253, description="Secret with a `ca.crt` key that signs the cluster's certificate."
+    )
+
+
+class ElasticsearchSpec(SpecModel):
+    """Where traces, logs and audit records are stored."""
+
+    model_config = SpecModel.model_config | ConfigDict(
+        json_schema_extra=cel(
+            (
+                "has(self.external) || (self.nodes >= 3 && self.nodes % 2 == 1)",
+                "elasticsearch.nodes must be an odd number of at least 3 unless elasticsearch.external is set",
+                ".nodes",
+            )
+        )
+    )
+
+    nodes: int = Field(3, ge=1, le=99, description="Elasticsearch nodes (master and data); odd, at least 3.")
+    heap: str = Field("1g", pattern=r"^[0-9]+[mg]$", description="JVM heap of each node, e.g. 1g, 512m.")
+    storage: StorageSpec = Field(
+        default_factory=lambda: StorageSpec(size="50Gi"), description="Data volume of each node."
+    )
+    resources: ResourceRequirements = Field(
+        default_factory=lambda: ResourceRequirements(
+            requests={"cpu": "500m", "memory": "2Gi"}, limits={"memory": "2Gi"}
+        ),
+        description="Elasticsearch container resources.",
+    )
+    external: ExternalElasticsearch | None = Field(
+        None, description="Use this existing cluster; nothing of Elasticsearch is provisioned."
+    )
+
+    @model_validator(mode="after")
+    def _quorum(self) -> ElasticsearchSpec:
+        if self.external is None and (self.nodes < 3 or self.nodes % 2 == 0):
+            raise ValueError(
+                "elasticsearch.nodes must be an odd number of at least 3 unless elasticsearch.external is set"
+            )
+        return self
+
+
+class LoggingSpec(SpecModel):
+    """Fluentd shipping agent container logs to Elasticsearch."""
+
+    enabled: bool = Field(True, description="Collect agent pod logs.")
+    namespaces: list[Annotated[str, Field(pattern=DNS_LABEL_PATTERN, max_length=63)]] = Field(
+        default_factory=list,
+        description="Namespaces to collect from; empty means those the instrumentation selects.",
+    )
+    pod_labels: dict[str, str] = Field(
+        default_factory=dict, description="Only pods with these labels; empty means the agent pods."
+    )
+    retention_days: int = Field(14, ge=1, le=3650, description="Days log indices are kept.")
+
+
+class OIDCSpec(SpecModel):
+    """Grafana login through an OpenID Connect provider."""
+
+    issuer_url: str = Field(..., pattern=r"^https://", description="The provider's issuer URL.")
+    client_id: str = Field(..., min_length=1, description="OAuth client id registered for Grafana.")
+    client_secret: SecretKeyRef = Field(..., description="Secret key holding the OAuth client secret.")
+    allowed_groups: list[str] = Field(default_factory=list, description="Groups allowed to log in.")
+
+
+class GrafanaSpec(SpecModel):
+    """Grafana with provisioned datasources and agent dashboards."""
+
+    replicas: int = Field(1, ge=1, le=10, description="Grafana replicas.")
+    admin_secret: str | None = Field(
+        None,
+        max_length=253,
+        description="Secret with `admin-user` and `admin-password`; generated (and kept) when unset.",
+    )
+    oidc: OIDCSpec | None = Field(None, description="Optional OIDC login.")
+    ingress_host: str | None = Field(
+        None, max_length=253, description="Expose Grafana through an Ingress on this host."
+    )
+
+
+class IssuerRef(SpecModel):
+    """A cert-manager issuer that signs the stack's certificates."""
+
+    name: str = Field(..., min_length=1, max_length=253, description="Issuer or ClusterIssuer name.")
+    kind: Literal["Issuer", "ClusterIssuer"] = Field("Issuer", description="Issuer or ClusterIssuer.")
+    group: str = Field("cert-manager.io", description="API group of the issuer.")
+
+
+class TLSSpec(SpecModel):
+    """Certificates for every endpoint of the stack."""
+
+    model_config = SpecModel.model_config | ConfigDict(
+        json_schema_extra=cel(
+            (
+                "duration(self.renewBefore) < duration(self.certificateLifetime)",
+                "tls.renewBefore must be shorter than tls.certificateLifetime",
+                ".renewBefore",
+            )
+        )
+    )
+
+    issuer_ref: IssuerRef | None = Field(
+        None, description="Use cert-manager with this issuer; the operator's own CA when unset."
+    )
+    certificate_lifetime: str = Field(
+        "2160h", pattern=GO_DURATION_PATTERN, description="Lifetime of serving certificates (Go duration)."
+    )
+    renew_before: str = Field(
+        "720h",
+        pattern=GO_DURATION_PATTERN,
+        description="Renew a certificate this long before it expires; default is a third of the lifetime.",
+    )
+
+    @model_validator(mode="after")
+    def _renew_in_lifetime(self) -> TLSSpec:
+        if parse_go_duration(self.renew_before) >= parse_go_duration(self.certificate_lifetime):
+            raise ValueError("tls.renewBefore must be shorter than tls.certificateLifetime")
+        return self
+
+
+class AuditSpec(SpecModel):
+    """The agents' tamper-evident audit trail."""
+
+    retention_days: int = Field(365, ge=1, le=3650, description="Days audit records are kept.")
+
+
+class ImagesSpec(SpecModel):
+    """Container images of the stack; override to use a mirror."""
+
+    prometheus: str = Field("quay.io/prometheus/prometheus:v3.5.0", description="Prometheus image.")
+    alertmanager: str = Field("quay.io/prometheus/alertmanager:v0.28.1", description="Alertmanager image.")
+    elasticsearch: str = Field(
+        "docker.elastic.co/elasticsearch/elasticsearch:8.19.4", description="Elasticsearch image."
+    )
+    jaeger: str = Field("cr.jaegertracing.io/jaegertracing/jaeger:2.10.0", description="Jaeger v2 image.")
+    fluentd: str = Field(
+        "docker.io/fluent/fluentd-kubernetes-daemonset:v1.19-debian-elasticsearch8-1",
+        description="Fluentd image.",
+    )
+    grafana: str = Field("docker.io/grafana/grafana:12.1.1", description="Grafana image.")
+
+
+class AgentObservabilitySpec(SpecModel):
+    """Desired observability stack for the AI agents of one team."""
+
+    instrumentation: InstrumentationSpec = Field(
+        default_factory=InstrumentationSpec, description="Agent pod selection and injected settings."
+    )
+    prometheus: PrometheusSpec = Field(default_factory=PrometheusSpec, description="Metrics and alerting.")
+    tracing: TracingSpec = Field(default_factory=TracingSpec, description="Trace collection and query.")
+    elasticsearch: ElasticsearchSpec = Field(
+        default_factory=ElasticsearchSpec, description="Storage for traces, logs and audit records."
+    )
+    logging: LoggingSpec = Field(default_factory=LoggingSpec, description="Agent log collection.")
+    grafana: GrafanaSpec = Field(default_factory=GrafanaSpec, description="Dashboards and exploration.")
+    tls: TLSSpec = Field(default_factory=TLSSpec, description="Certificates.")
+    audit: AuditSpec = Field(default_factory=AuditSpec, description="Audit trail retention.")
+    images: ImagesSpec = Field(default_factory=ImagesSpec, description="Image overrides.")
+    paused: bool = Field(
+        False, description="Stop reconciling: children are left as they are until unpaused."
+    )

@@ -1,0 +1,182 @@
+"""The one layer that talks to the Kubernetes API server.
+
+Everything else in the operator works on plain manifests (dicts). This module turns them into
+requests: server-side apply with a fixed field manager, reads, status patches and events. It
+speaks the REST paths directly from a table of the kinds the operator manages, so no discovery
+round-trips happen on the reconcile path. Errors come out as `KubeError`, whose message is the API
+server's own `Status.message` and never includes a request body, so a Secret's data cannot leak
+into a log, an event or a status condition through an exception.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import kubernetes.client
+import kubernetes.config
+import urllib3
+from kubernetes.client.exceptions import ApiException
+
+FIELD_MANAGER = "agentobs-operator"
+
+Manifest = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class KindInfo:
+    plural: str
+    namespaced: bool
+
+
+# Every kind the operator renders or reads, so a path is built without discovery.
+KINDS: dict[tuple[str, str], KindInfo] = {
+    ("v1", "ConfigMap"): KindInfo("configmaps", True),
+    ("v1", "Secret"): KindInfo("secrets", True),
+    ("v1", "Service"): KindInfo("services", True),
+    ("v1", "ServiceAccount"): KindInfo("serviceaccounts", True),
+    ("v1", "Pod"): KindInfo("pods", True),
+    ("v1", "PersistentVolumeClaim"): KindInfo("persistentvolumeclaims", True),
+    ("v1", "Namespace"): KindInfo("namespaces", False),
+    ("v1", "Event"): KindInfo("events", True),
+    ("apps/v1", "StatefulSet"): KindInfo("statefulsets", True),
+    ("apps/v1", "Deployment"): KindInfo("deployments", True),
+    ("apps/v1", "DaemonSet"): KindInfo("daemonsets", True),
+    ("batch/v1", "Job"): KindInfo("jobs", True),
+    ("policy/v1", "PodDisruptionBudget"): KindInfo("poddisruptionbudgets", True),
+    ("networking.k8s.io/v1", "NetworkPolicy"): KindInfo("networkpolicies", True),
+    ("networking.k8s.io/v1", "Ingress"): KindInfo("ingresses", True),
+    ("autoscaling/v2", "HorizontalPodAutoscaler"): KindInfo("horizontalpodautoscalers", True),
+    ("rbac.authorization.k8s.io/v1", "Role"): KindInfo("roles", True),
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"): KindInfo("rolebindings", True),
+    ("rbac.authorization.k8s.io/v1", "ClusterRole"): KindInfo("clusterroles", False),
+    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"): KindInfo("clusterrolebindings", False),
+    ("cert-manager.io/v1", "Certificate"): KindInfo("certificates", True),
+    ("apiextensions.k8s.io/v1", "CustomResourceDefinition"): KindInfo("customresourcedefinitions", False),
+    ("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration"): KindInfo(
+        "mutatingwebhookconfigurations", False
+    ),
+    ("agentobs.io/v1alpha1", "AgentObservability"): KindInfo("agentobservabilities", True),
+}
+
+
+class KubeError(Exception):
+    """An API request failed. `status` is the HTTP code (0 when the server was not reached)."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(f"{status} {reason}: {message}")
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+
+def _path(api_version: str, kind: str, namespace: str | None, name: str | None = None) -> str:
+    try:
+        info = KINDS[(api_version, kind)]
+    except KeyError:
+        raise KubeError(0, "UnknownKind", f"{api_version} {kind} is not managed by the operator") from None
+    root = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+    parts = [root]
+    if info.namespaced:
+        if not namespace:
+            raise KubeError(0, "NoNamespace", f"{kind} {name} needs a namespace")
+        parts.append(f"namespaces/{namespace}")
+    parts.append(info.plural)
+    if name:
+        parts.append(name)
+    return "/".join(parts)
+
+
+def _kube_error(status: int, http_reason: str | None, body: Any, kind: str) -> KubeError:
+    """Keep the server's Status.message; drop the body, which may echo what was sent."""
+    message, reason = http_reason or "", "Error"
+    try:
+        parsed = json.loads(body or b"{}")
+        message = parsed.get("message", message)
+        reason = parsed.get("reason", reason)
+    except (ValueError, TypeError, AttributeError):
+        pass
+    if kind == "Secret":
+        message = "request for a Secret failed (details withheld: they may contain secret data)"
+    return KubeError(status, reason, message)
+
+
+class Kube:
+    """A synchronous client; the reconciler calls it from a worker thread."""
+
+    _config_lock = threading.Lock()
+
+    def __init__(self, api_client: kubernetes.client.ApiClient | None = None) -> None:
+        if api_client is None:
+            with self._config_lock:
+                try:
+                    kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
+                except kubernetes.config.ConfigException:
+                    kubernetes.config.load_kube_config()  # type: ignore[no-untyped-call]
+            api_client = kubernetes.client.ApiClient()
+        self._api = api_client
+
+    def _call(self, method: str, path: str, kind: str, body: Any = None, *,
+              query: list[tuple[str, str]] | None = None, content_type: str = "application/json") -> Any:
+        headers = {"Content-Type": content_type, "Accept": "application/json"}
+        try:
+            _, url, headers, body, _ = self._api.param_serialize(
+                method=method, resource_path=path, query_params=query or [], header_params=headers,
+                body=body, auth_settings=["BearerToken"],
+            )
+            response = self._api.call_api(method, url, header_params=headers, body=body, _request_timeout=30)
+            data = response.read()  # type: ignore[no-untyped-call]
+        except ApiException as exc:
+            raise _kube_error(int(exc.status or 0), exc.reason, exc.body, kind) from None
+        except (OSError, urllib3.exceptions.HTTPError) as exc:  # unreachable; the text holds no payload
+            raise KubeError(0, "Unreachable", type(exc).__name__) from None
+        if response.status >= 400:
+            raise _kube_error(response.status, response.reason, data, kind)
+        return json.loads(data) if data else {}
+
+    def apply(self, manifest: Manifest) -> Manifest:
+        """Server-side apply `manifest`, taking ownership of the fields it sets."""
+        meta = manifest["metadata"]
+        path = _path(manifest["apiVersion"], manifest["kind"], meta.get("namespace"), meta["name"])
+        result: Manifest = self._call(
+            "PATCH", path, manifest["kind"], manifest,
+            query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+            content_type="application/apply-patch+yaml",
+        )
+        return result
+
+    def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> Manifest | None:
+        try:
+            result: Manifest = self._call("GET", _path(api_version, kind, namespace, name), kind)
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return result
+
+    def list(self, api_version: str, kind: str, namespace: str | None,
+             label_selector: str = "") -> list[Manifest]:
+        query = [("labelSelector", label_selector)] if label_selector else []
+        result = self._call("GET", _path(api_version, kind, namespace), kind, query=query)
+        items: list[Manifest] = result.get("items", [])
+        return items
+
+    def delete(self, api_version: str, kind: str, namespace: str | None, name: str) -> None:
+        try:
+            self._call("DELETE", _path(api_version, kind, namespace, name), kind,
+                       {"propagationPolicy": "Background"})
+        except KubeError as exc:
+            if exc.status != 404:
+                raise
+
+    def patch_status(self, api_version: str, kind: str, namespace: str, name: str,
+                     status: dict[str, Any]) -> None:
+        """Merge-patch the status subresource; conditions are replaced as a whole list."""
+        path = _path(api_version, kind, namespace, name) + "/status"
+        self._call("PATCH", path, kind, {"status": status}, content_type="application/merge-patch+json")
+
+    def create_event(self, event: Manifest) -> None:
+        ns = event["metadata"]["namespace"]
+        self._call("POST", _path("v1", "Event", ns), "Event", event)

@@ -1,0 +1,41 @@
+"""The operator process: metrics and health endpoints, then kopf's event loop.
+
+Configuration comes from the environment so the chart and `make run` set it the same way:
+AGENTOBS_METRICS_PORT (default 8080), AGENTOBS_HEALTH_PORT (default 8081), AGENTOBS_NAMESPACES
+(comma-separated; empty means cluster-wide), AGENTOBS_PEERING (kopf peering name; empty means
+standalone, for a single replica), AGENTOBS_RESYNC_SECONDS (default 60).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+
+import kopf
+import prometheus_client
+
+import agentobs.handlers  # noqa: F401  (registers the handlers with kopf)
+
+
+def main() -> None:
+    logging.basicConfig(level=os.environ.get("AGENTOBS_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    metrics_port = int(os.environ.get("AGENTOBS_METRICS_PORT", "8080"))
+    health_port = int(os.environ.get("AGENTOBS_HEALTH_PORT", "8081"))
+    bind = os.environ.get("AGENTOBS_BIND_ADDRESS", "0.0.0.0")  # noqa: S104 (a pod's own ports)
+    namespaces = [n for n in os.environ.get("AGENTOBS_NAMESPACES", "").split(",") if n]
+    peering = os.environ.get("AGENTOBS_PEERING", "")
+
+    prometheus_client.start_http_server(metrics_port, addr=bind)
+    asyncio.run(kopf.operator(
+        clusterwide=not namespaces,
+        namespaces=namespaces,
+        standalone=not peering,
+        peering_name=peering or None,
+        liveness_endpoint=f"http://{bind}:{health_port}/healthz",
+    ))
+
+
+if __name__ == "__main__":
+    main()

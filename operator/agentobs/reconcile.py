@@ -1,0 +1,139 @@
+"""One reconcile pass: validate, gather material, render, apply, observe, write status.
+
+Level-based and idempotent: every pass renders the whole desired state from the spec and applies
+it with server-side apply, so a child deleted or edited by hand is put back, and a pass over an
+unchanged cluster changes nothing. What cannot be done is reported in status conditions (and
+returned, for events); only an unreachable API server raises, and kopf retries that.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from agentobs import metrics, pki
+from agentobs.api import API_VERSION, KIND
+from agentobs.api.spec import AgentObservabilitySpec
+from agentobs.api.status import AgentObservabilityStatus, Endpoints
+from agentobs.kube import Kube, KubeError, Manifest
+from agentobs.render import Material, Owner, make_stack
+from agentobs.render.common import MANAGED_BY
+from agentobs.render.prometheus import WEB_PORT
+from agentobs.render.tls import ca_secret_name
+from agentobs.status import WORKLOAD_KINDS, Observation, make_status, workload_state
+
+log = logging.getLogger(__name__)
+
+CA_LIFETIME = dt.timedelta(days=3650)
+CA_RENEW_BEFORE = CA_LIFETIME / 3
+
+
+@dataclass
+class Outcome:
+    """What a pass produced, for the caller to log and turn into events."""
+
+    status: AgentObservabilityStatus
+    transitions: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
+
+
+def _validation_summary(exc: ValidationError) -> str:
+    """Field paths and messages only: pydantic's default text would echo the input values."""
+    parts = []
+    for err in exc.errors(include_input=False, include_url=False):
+        path = ".".join(str(p) for p in err["loc"])
+        parts.append(f"spec.{path}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def _decode(secret: Manifest | None, key: str) -> bytes | None:
+    value = ((secret or {}).get("data") or {}).get(key)
+    return base64.b64decode(value) if value else None
+
+
+def ensure_ca(kube: Kube, owner: Owner, now: dt.datetime) -> tuple[pki.KeyPair, bool]:
+    """The stored CA, or a new one when absent, unusable or due for renewal. Returns (ca, created)."""
+    secret = kube.get("v1", "Secret", owner.namespace, ca_secret_name(owner))
+    ca = pki.load(_decode(secret, "tls.crt"), _decode(secret, "tls.key"))
+    if ca is not None and not pki.needs_renewal(ca, now, CA_RENEW_BEFORE):
+        return ca, False
+    return pki.make_ca(f"agentobs {owner.namespace}/{owner.name}", now, CA_LIFETIME), True
+
+
+def _component(manifest: Manifest) -> str:
+    labels: dict[str, str] = manifest["metadata"].get("labels", {})
+    return labels.get("app.kubernetes.io/component") or str(manifest["kind"]).lower()
+
+
+def _endpoints(owner: Owner) -> Endpoints:
+    return Endpoints(prometheus=f"http://{owner.service_host('prometheus')}:{WEB_PORT}")
+
+
+def _transitions(before: list[dict[str, Any]], after: AgentObservabilityStatus) -> list[tuple[str, str, str]]:
+    old = {c.get("type"): c.get("status") for c in before}
+    return [(c.type, c.reason, c.message) for c in after.conditions
+            if c.type in ("Ready", "Degraded") and old.get(c.type) != c.status
+            and (c.type == "Ready" or c.status == "True")]
+
+
+def reconcile(kube: Kube, body: dict[str, Any], now: Callable[[], dt.datetime]) -> Outcome:
+    """Bring the children of one resource to the desired state and write its status."""
+    started = time.perf_counter()
+    meta = body["metadata"]
+    previous = list((body.get("status") or {}).get("conditions") or [])
+    obs = Observation(generation=meta.get("generation", 0))
+    try:
+        spec = AgentObservabilitySpec.model_validate(body.get("spec") or {})
+    except ValidationError as exc:
+        obs.invalid_spec = _validation_summary(exc)
+        spec = None
+
+    if spec is not None and spec.paused:
+        obs.paused = True
+    elif spec is not None:
+        owner = Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"], spec=spec,
+                      generation=obs.generation)
+        _apply_stack(kube, owner, obs, now())
+
+    status = make_status(obs, previous, now())
+    kube.patch_status(API_VERSION, KIND, meta["namespace"], meta["name"],
+                      status.model_dump(by_alias=True, exclude_none=True, mode="json"))
+    result = "error" if obs.apply_errors or obs.invalid_spec else "ok"
+    metrics.RECONCILES.labels(result=result).inc()
+    metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
+    return Outcome(status=status, transitions=_transitions(previous, status))
+
+
+def _apply_stack(kube: Kube, owner: Owner, obs: Observation, now: dt.datetime) -> None:
+    try:
+        ca, created = ensure_ca(kube, owner, now)
+    except KubeError as exc:
+        obs.tls_message = f"cannot read the CA Secret: {exc.message}"
+        obs.apply_errors["ca"] = obs.tls_message
+        return
+    if created:
+        log.info("issuing a new CA for %s/%s", owner.namespace, owner.name)
+
+    for manifest in make_stack(owner, Material(ca=ca)):
+        component = _component(manifest)
+        try:
+            applied = kube.apply(manifest)
+        except KubeError as exc:
+            metrics.APPLY_ERRORS.labels(kind=manifest["kind"]).inc()
+            obs.apply_errors.setdefault(component, f"{manifest['kind']} {manifest['metadata']['name']}: "
+                                                   f"{exc.message}")
+            continue
+        if manifest["kind"] in WORKLOAD_KINDS:
+            obs.workloads[component] = workload_state(applied)
+        if manifest["kind"] == "Secret" and component == "ca":
+            obs.tls_ready = True
+    obs.endpoints = _endpoints(owner)
+
+
+__all__ = ["MANAGED_BY", "Outcome", "ensure_ca", "reconcile"]

@@ -1,0 +1,146 @@
+"""Pieces every rendered object shares: names, labels, owner references, pod hardening.
+
+All functions here are pure: they take what they need and return plain dicts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentobs.api import API_VERSION, KIND
+from agentobs.api.spec import AgentObservabilitySpec, ResourceRequirements
+
+Manifest = dict[str, Any]
+
+MANAGED_BY = "agentobs-operator"
+PART_OF = "agentobs"
+# Set on every child so the operator finds the resource a child belongs to without an index.
+OWNER_LABEL = "agentobs.io/owner"
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The `AgentObservability` being rendered: identity plus its validated spec."""
+
+    name: str
+    namespace: str
+    uid: str
+    spec: AgentObservabilitySpec
+    generation: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def child_name(self, component: str) -> str:
+        return f"{self.name}-{component}"
+
+    def service_host(self, component: str) -> str:
+        return f"{self.child_name(component)}.{self.namespace}.svc"
+
+
+def selector_labels(owner: Owner, component: str) -> dict[str, str]:
+    """Labels that select a component's pods; they never change for the life of the resource."""
+    return {
+        "app.kubernetes.io/name": component,
+        "app.kubernetes.io/instance": owner.name,
+    }
+
+
+def labels(owner: Owner, component: str) -> dict[str, str]:
+    return {
+        **selector_labels(owner, component),
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/part-of": PART_OF,
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        OWNER_LABEL: owner.name,
+    }
+
+
+def owner_reference(owner: Owner) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "name": owner.name,
+        "uid": owner.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def metadata(owner: Owner, component: str, name: str | None = None,
+             annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "name": name or owner.child_name(component),
+        "namespace": owner.namespace,
+        "labels": labels(owner, component),
+        "ownerReferences": [owner_reference(owner)],
+    }
+    if annotations:
+        meta["annotations"] = annotations
+    return meta
+
+
+def content_hash(*parts: Any) -> str:
+    """A stable short hash of JSON-serialisable inputs, for pod-template annotations."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(json.dumps(part, sort_keys=True, separators=(",", ":")).encode())
+    return digest.hexdigest()[:16]
+
+
+def pod_security_context(uid: int = 65534) -> dict[str, Any]:
+    """Pod-level settings that satisfy the Pod Security `restricted` profile."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": uid,
+        "runAsGroup": uid,
+        "fsGroup": uid,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def container_security_context() -> dict[str, Any]:
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def resources(spec: ResourceRequirements) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if spec.requests:
+        out["requests"] = dict(spec.requests)
+    if spec.limits:
+        out["limits"] = dict(spec.limits)
+    return out
+
+
+def spread_replicas(owner: Owner, component: str) -> dict[str, Any]:
+    """Prefer replicas of one component on different nodes (required would block small clusters)."""
+    return {
+        "podAntiAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "weight": 100,
+                    "podAffinityTerm": {
+                        "topologyKey": "kubernetes.io/hostname",
+                        "labelSelector": {"matchLabels": selector_labels(owner, component)},
+                    },
+                }
+            ]
+        }
+    }
+
+
+def pod_disruption_budget(owner: Owner, component: str, max_unavailable: int = 1) -> Manifest:
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": metadata(owner, component),
+        "spec": {
+            "maxUnavailable": max_unavailable,
+            "selector": {"matchLabels": selector_labels(owner, component)},
+        },
+    }

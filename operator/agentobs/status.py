@@ -1,0 +1,146 @@
+"""From what reconcile observed to the resource's status: conditions, counts and endpoints. Pure."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentobs.api.status import AgentObservabilityStatus, ComponentStatus, Condition, Endpoints
+
+# Which condition reports on which rendered component (several workloads may share one).
+CONDITION_OF_COMPONENT = {
+    "ca": "TLSReady",
+    "prometheus": "PrometheusReady",
+    "alertmanager": "AlertmanagerReady",
+    "elasticsearch": "ElasticsearchReady",
+    "jaeger-collector": "TracingReady",
+    "jaeger-query": "TracingReady",
+    "fluentd": "LoggingReady",
+    "grafana": "GrafanaReady",
+}
+WORKLOAD_KINDS = ("StatefulSet", "Deployment", "DaemonSet")
+
+
+@dataclass(frozen=True)
+class WorkloadState:
+    ready: int
+    desired: int
+    settled: bool  # the controller has rolled out the latest template
+
+    @property
+    def is_ready(self) -> bool:
+        return self.settled and self.ready >= self.desired
+
+
+@dataclass
+class Observation:
+    """What one reconcile pass saw. Messages here must never contain secret data."""
+
+    generation: int
+    workloads: dict[str, WorkloadState] = field(default_factory=dict)
+    tls_ready: bool = False
+    tls_message: str = ""
+    apply_errors: dict[str, str] = field(default_factory=dict)  # component -> message
+    invalid_spec: str | None = None
+    paused: bool = False
+    endpoints: Endpoints = field(default_factory=Endpoints)
+
+
+def workload_state(obj: dict[str, Any]) -> WorkloadState:
+    """Read readiness of a StatefulSet, Deployment or DaemonSet as the API server reports it."""
+    kind, spec, status = obj["kind"], obj.get("spec", {}), obj.get("status", {}) or {}
+    generation = obj.get("metadata", {}).get("generation", 0)
+    observed = status.get("observedGeneration", 0) >= generation
+    if kind == "DaemonSet":
+        desired = status.get("desiredNumberScheduled", 0)
+        ready = status.get("numberReady", 0)
+        updated = status.get("updatedNumberScheduled", 0)
+    else:
+        desired = spec.get("replicas", 1)
+        ready = status.get("readyReplicas", 0)
+        updated = status.get("updatedReplicas", 0)
+    if kind == "StatefulSet" and status.get("updateRevision"):
+        observed = observed and status.get("currentRevision") == status.get("updateRevision")
+    return WorkloadState(ready=ready, desired=desired, settled=observed and updated >= desired)
+
+
+def _condition(type_: str, ok: bool, reason: str, message: str, generation: int,
+               previous: dict[str, dict[str, Any]], now: str) -> Condition:
+    status = "True" if ok else "False"
+    before = previous.get(type_)
+    since = before["lastTransitionTime"] if before and before.get("status") == status else now
+    return Condition(type=type_, status=status, reason=reason, message=message,
+                     last_transition_time=since, observed_generation=generation)
+
+
+def make_status(obs: Observation, previous_conditions: list[dict[str, Any]], now: dt.datetime
+                ) -> AgentObservabilityStatus:
+    stamp = now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    previous = {c["type"]: c for c in previous_conditions if "type" in c}
+
+    def cond(type_: str, ok: bool, reason: str, message: str = "") -> Condition:
+        return _condition(type_, ok, reason, message, obs.generation, previous, stamp)
+
+    if obs.paused:
+        paused = [
+            cond("Ready", previous.get("Ready", {}).get("status") == "True", "Paused",
+                 "spec.paused is true: children are left as they are"),
+            cond("Progressing", False, "Paused", "reconciliation is paused"),
+            cond("Degraded", False, "Paused"),
+        ]
+        carried = [Condition.model_validate(c) for t, c in previous.items()
+                   if t not in ("Ready", "Progressing", "Degraded")]
+        return AgentObservabilityStatus(observed_generation=obs.generation, conditions=paused + carried)
+
+    # Per component condition: every workload of the component ready, none failed to apply.
+    by_condition: dict[str, list[str]] = {}
+    components: dict[str, ComponentStatus] = {}
+    for component, state in sorted(obs.workloads.items()):
+        components[component] = ComponentStatus(ready=state.ready, desired=state.desired)
+        cond_type = CONDITION_OF_COMPONENT.get(component, f"{component.title()}Ready")
+        problems = by_condition.setdefault(cond_type, [])
+        if not state.is_ready:
+            problems.append(f"{component}: {state.ready}/{state.desired} ready")
+    for component, message in obs.apply_errors.items():
+        cond_type = CONDITION_OF_COMPONENT.get(component, f"{component.title()}Ready")
+        by_condition.setdefault(cond_type, []).append(f"{component}: {message}")
+
+    conditions: list[Condition] = []
+    tls_problems = [] if obs.tls_ready else [obs.tls_message or "CA not available"]
+    tls_problems += by_condition.pop("TLSReady", [])
+    conditions.append(cond("TLSReady", not tls_problems, "CertificatesValid" if not tls_problems
+                           else "CertificatesNotReady", "; ".join(tls_problems)))
+    for cond_type, problems in sorted(by_condition.items()):
+        failed = any(c for c in obs.apply_errors if CONDITION_OF_COMPONENT.get(c) == cond_type)
+        reason = "ApplyFailed" if failed else ("PodsNotReady" if problems else "AllReplicasReady")
+        conditions.append(cond(cond_type, not problems, reason, "; ".join(problems)))
+
+    ready_count = sum(1 for c in conditions if c.status == "True")
+    degraded_reason, degraded_message = "AsExpected", ""
+    if obs.invalid_spec is not None:
+        degraded_reason, degraded_message = "InvalidSpec", obs.invalid_spec
+    elif obs.apply_errors:
+        degraded_reason = "ApplyFailed"
+        degraded_message = "; ".join(f"{c}: {m}" for c, m in sorted(obs.apply_errors.items()))
+    degraded = degraded_reason != "AsExpected"
+    not_ready = [c.type for c in conditions if c.status != "True"]
+
+    if degraded:
+        ready = cond("Ready", False, degraded_reason, degraded_message)
+    elif not_ready:
+        ready = cond("Ready", False, "ComponentsNotReady", "waiting for " + ", ".join(not_ready))
+    else:
+        ready = cond("Ready", True, "AllComponentsReady", "every component is ready")
+    progressing = cond("Progressing", bool(not_ready) and not degraded,
+                       "RollingOut" if not_ready and not degraded else "Reconciled",
+                       ", ".join(not_ready) if not degraded else "")
+    summary = [ready, progressing, cond("Degraded", degraded, degraded_reason, degraded_message)]
+
+    return AgentObservabilityStatus(
+        observed_generation=obs.generation,
+        conditions=summary + conditions,
+        components=components,
+        components_ready=f"{ready_count}/{len(conditions)}",
+        endpoints=obs.endpoints,
+    )

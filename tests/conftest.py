@@ -1,0 +1,8 @@
+"""Shared pytest setup: `tests/` on the import path for the shared cases."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))

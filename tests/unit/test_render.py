@@ -1,0 +1,103 @@
+"""Rendered manifests: golden files, and the properties every child must have.
+
+Regenerate the golden files after an intended change with AGENTOBS_UPDATE_GOLDEN=1.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from agentobs.api.spec import AgentObservabilitySpec
+from agentobs.pki import KeyPair
+from agentobs.render import Material, Owner, make_stack
+
+GOLDEN = Path(__file__).resolve().parents[1] / "golden"
+# Rendering does not parse key material, so placeholders keep golden files free of keys.
+MATERIAL = Material(ca=KeyPair(cert_pem=b"-----CA CERT-----\n", key_pem=b"-----CA KEY-----\n"))
+EXAMPLES: dict[str, dict[str, Any]] = {
+    "minimal": {},
+    "tuned": {"prometheus": {"replicas": 3, "retention": "30d", "storage": {"size": "100Gi",
+              "storageClassName": "fast", "keepOnDelete": False}},
+              "instrumentation": {"podSelector": {"matchLabels": {"team": "search", "tier": "agent"}}}},
+}
+
+
+def _owner(spec: dict[str, Any]) -> Owner:
+    return Owner(name="demo", namespace="agents", uid="00000000-0000-0000-0000-000000000001",
+                 spec=AgentObservabilitySpec.model_validate(spec))
+
+
+def _render(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    return make_stack(_owner(spec), MATERIAL)
+
+
+@pytest.mark.parametrize("example", sorted(EXAMPLES))
+def test_golden(example: str) -> None:
+    rendered = yaml.safe_dump_all(_render(EXAMPLES[example]), sort_keys=True)
+    path = GOLDEN / f"{example}.yaml"
+    if os.environ.get("AGENTOBS_UPDATE_GOLDEN"):
+        path.write_text(rendered)
+    assert path.exists(), f"missing {path}; run with AGENTOBS_UPDATE_GOLDEN=1"
+    assert rendered == path.read_text(), f"{path.name} differs; if intended, run with AGENTOBS_UPDATE_GOLDEN=1"
+
+
+def test_rendering_is_deterministic() -> None:
+    assert _render(EXAMPLES["tuned"]) == _render(EXAMPLES["tuned"])
+
+
+@pytest.mark.parametrize("example", sorted(EXAMPLES))
+def test_every_child_is_owned_labelled_and_named_uniquely(example: str) -> None:
+    objects = _render(EXAMPLES[example])
+    keys = [(o["kind"], o["metadata"]["name"]) for o in objects]
+    assert len(keys) == len(set(keys))
+    for obj in objects:
+        meta = obj["metadata"]
+        assert meta["namespace"] == "agents"
+        assert meta["ownerReferences"][0]["uid"] == "00000000-0000-0000-0000-000000000001"
+        assert meta["ownerReferences"][0]["controller"] is True
+        for label in ("app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/managed-by"):
+            assert label in meta["labels"], (obj["kind"], label)
+
+
+def test_workloads_are_hardened_for_restricted_pod_security() -> None:
+    for obj in _render({}):
+        if obj["kind"] not in ("StatefulSet", "Deployment", "DaemonSet"):
+            continue
+        pod = obj["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        for container in pod["containers"]:
+            sc = container["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False and sc["capabilities"]["drop"] == ["ALL"]
+            assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
+
+
+def test_prometheus_follows_the_spec() -> None:
+    objects = {(o["kind"], o["metadata"]["name"]): o for o in _render(EXAMPLES["tuned"])}
+    sts = objects[("StatefulSet", "demo-prometheus")]
+    assert sts["spec"]["replicas"] == 3
+    args = sts["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--storage.tsdb.retention.time=30d" in args
+    claim = sts["spec"]["volumeClaimTemplates"][0]["spec"]
+    assert claim["resources"]["requests"]["storage"] == "100Gi" and claim["storageClassName"] == "fast"
+    assert sts["spec"]["persistentVolumeClaimRetentionPolicy"]["whenDeleted"] == "Delete"
+    config = yaml.safe_load(objects[("ConfigMap", "demo-prometheus")]["data"]["prometheus.yml"])
+    assert config["global"]["external_labels"]["replica"] == "${POD_NAME}"
+    agents = next(j for j in config["scrape_configs"] if j["job_name"] == "agents")
+    keeps = [r for r in agents["relabel_configs"] if r.get("action") == "keep"]
+    assert {"__meta_kubernetes_pod_label_team", "__meta_kubernetes_pod_label_tier"} <= {
+        r["source_labels"][0] for r in keeps}
+
+
+def test_config_change_rolls_the_pods() -> None:
+    def config_hash(spec: dict[str, Any]) -> str:
+        sts = next(o for o in _render(spec) if o["kind"] == "StatefulSet")
+        return str(sts["spec"]["template"]["metadata"]["annotations"]["agentobs.io/config-hash"])
+
+    assert config_hash({}) != config_hash({"prometheus": {"scrapeInterval": "15s"}})
+    assert config_hash({}) == config_hash({"prometheus": {"replicas": 4}})

@@ -1,0 +1,54 @@
+"""The spec model: defaults, bounds and cross-field rules, without a cluster."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from cases import INVALID_SPECS
+from pydantic import ValidationError
+
+from agentobs.api.spec import AgentObservabilitySpec, parse_go_duration
+
+
+def test_empty_spec_gets_production_defaults() -> None:
+    spec = AgentObservabilitySpec.model_validate({})
+    assert spec.prometheus.replicas == 2 and spec.prometheus.high_availability
+    assert spec.prometheus.alertmanager.replicas == 3
+    assert spec.elasticsearch.nodes == 3
+    assert spec.tracing.collector.replicas == 2
+    assert spec.instrumentation.pod_selector.match_labels == {"agentobs.io/agent": "true"}
+    assert parse_go_duration(spec.tls.renew_before) * 3 == parse_go_duration(spec.tls.certificate_lifetime)
+
+
+@pytest.mark.parametrize(("spec", "field"), [(s, f) for _, s, f in INVALID_SPECS],
+                         ids=[i for i, _, _ in INVALID_SPECS])
+def test_invalid_spec_rejected_naming_the_field(spec: dict[str, Any], field: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        AgentObservabilitySpec.model_validate(spec)
+    locations = {".".join(str(p) for p in e["loc"]) for e in caught.value.errors()}
+    top = field.split(".")[1]
+    assert any(loc.startswith(top) for loc in locations), locations
+
+
+def test_external_elasticsearch_lifts_the_node_rule() -> None:
+    spec = AgentObservabilitySpec.model_validate(
+        {"elasticsearch": {"nodes": 1, "external": {"url": "https://es:9200", "credentialsSecret": "c"}}}
+    )
+    assert spec.elasticsearch.external is not None
+
+
+def test_unknown_fields_are_refused() -> None:
+    with pytest.raises(ValidationError):
+        AgentObservabilitySpec.model_validate({"prometheus": {"replica": 3}})
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("2160h", 2160 * 3600), ("1h30m", 5400), ("1.5s", 1.5), ("250ms", 0.25)])
+def test_go_durations(text: str, seconds: float) -> None:
+    assert parse_go_duration(text).total_seconds() == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["", "10", "h", "10x", "1d"])
+def test_bad_go_durations(text: str) -> None:
+    with pytest.raises(ValueError, match="duration"):
+        parse_go_duration(text)

@@ -1,0 +1,87 @@
+"""Conditions, counts and transitions computed from what a pass observed."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from agentobs.status import Observation, WorkloadState, make_status, workload_state
+
+NOW = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+LATER = NOW + dt.timedelta(minutes=5)
+
+
+def _conditions(obs: Observation, previous: list[dict[str, object]] | None = None,
+                now: dt.datetime = NOW) -> dict[str, dict[str, object]]:
+    status = make_status(obs, previous or [], now).model_dump(by_alias=True)
+    return {c["type"]: c for c in status["conditions"]}
+
+
+def test_all_ready_is_ready() -> None:
+    obs = Observation(generation=3, tls_ready=True, workloads={"prometheus": WorkloadState(2, 2, True)})
+    cond = _conditions(obs)
+    assert cond["Ready"]["status"] == "True" and cond["Ready"]["reason"] == "AllComponentsReady"
+    assert cond["Progressing"]["status"] == "False"
+    assert cond["Degraded"]["status"] == "False"
+    assert cond["PrometheusReady"]["status"] == "True" and cond["TLSReady"]["status"] == "True"
+    assert all(c["observedGeneration"] == 3 for c in cond.values())
+
+
+def test_pods_not_ready_is_progressing_and_names_the_component() -> None:
+    obs = Observation(generation=1, tls_ready=True, workloads={"prometheus": WorkloadState(1, 2, True)})
+    cond = _conditions(obs)
+    assert cond["Ready"]["status"] == "False" and "PrometheusReady" in str(cond["Ready"]["message"])
+    assert cond["Progressing"]["status"] == "True"
+    assert cond["PrometheusReady"]["reason"] == "PodsNotReady"
+    assert "1/2" in str(cond["PrometheusReady"]["message"])
+
+
+def test_unsettled_rollout_is_not_ready_even_with_enough_pods() -> None:
+    obs = Observation(generation=1, tls_ready=True, workloads={"prometheus": WorkloadState(2, 2, False)})
+    assert _conditions(obs)["PrometheusReady"]["status"] == "False"
+
+
+def test_apply_error_is_degraded_with_reason() -> None:
+    obs = Observation(generation=2, tls_ready=True, apply_errors={"prometheus": "StatefulSet x: spec.replicas: bad"})
+    cond = _conditions(obs)
+    assert cond["Degraded"]["status"] == "True" and cond["Degraded"]["reason"] == "ApplyFailed"
+    assert "spec.replicas" in str(cond["Degraded"]["message"])
+    assert cond["Ready"]["status"] == "False" and cond["PrometheusReady"]["reason"] == "ApplyFailed"
+    assert cond["Progressing"]["status"] == "False"
+
+
+def test_transition_time_kept_while_status_unchanged() -> None:
+    obs = Observation(generation=1, tls_ready=True, workloads={"prometheus": WorkloadState(2, 2, True)})
+    first = make_status(obs, [], NOW).model_dump(by_alias=True)["conditions"]
+    second = _conditions(obs, first, LATER)
+    assert second["Ready"]["lastTransitionTime"] == "2026-01-02T03:04:05Z"
+    obs.workloads["prometheus"] = WorkloadState(1, 2, True)
+    third = _conditions(obs, first, LATER)
+    assert third["Ready"]["lastTransitionTime"] == "2026-01-02T03:09:05Z"
+
+
+def test_counts_and_components_ready() -> None:
+    obs = Observation(generation=1, tls_ready=True, workloads={"prometheus": WorkloadState(1, 2, True)})
+    status = make_status(obs, [], NOW)
+    assert status.components["prometheus"].ready == 1 and status.components["prometheus"].desired == 2
+    assert status.components_ready == "1/2"
+
+
+def test_paused_keeps_component_conditions() -> None:
+    before = make_status(Observation(generation=1, tls_ready=True,
+                                     workloads={"prometheus": WorkloadState(2, 2, True)}), [], NOW)
+    previous = before.model_dump(by_alias=True)["conditions"]
+    cond = _conditions(Observation(generation=2, paused=True), previous, LATER)
+    assert cond["Progressing"]["reason"] == "Paused"
+    assert cond["Ready"]["status"] == "True"
+    assert cond["PrometheusReady"]["status"] == "True"
+
+
+def test_workload_state_reads_statefulset_status() -> None:
+    sts = {"kind": "StatefulSet", "metadata": {"generation": 4}, "spec": {"replicas": 3},
+           "status": {"observedGeneration": 4, "readyReplicas": 3, "updatedReplicas": 3,
+                      "currentRevision": "a", "updateRevision": "a"}}
+    assert workload_state(sts).is_ready
+    sts["status"]["updateRevision"] = "b"
+    assert not workload_state(sts).is_ready
+    sts["status"].update(updateRevision="a", observedGeneration=3)
+    assert not workload_state(sts).is_ready
