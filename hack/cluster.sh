@@ -40,8 +40,7 @@ up() {
     [ -d "$KWOK_WORKDIR/clusters/$name" ] && "$KWOK/kwokctl" delete cluster --name "$name" >/dev/null 2>&1 || true
     rm -rf "$state"; mkdir -p "$state"
     say "starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok ($KUBE_VERSION)"
-    "$KWOK/kwokctl" create cluster --name "$name" --runtime binary \
-      --kube-version "$KUBE_VERSION" \
+    KWOK_KUBE_VERSION=$KUBE_VERSION "$KWOK/kwokctl" create cluster --name "$name" --runtime binary \
       --kube-apiserver-binary "$K8S/kube-apiserver" \
       --kube-controller-manager-binary "$K8S/kube-controller-manager" \
       --kube-scheduler-binary "$K8S/kube-scheduler" \

@@ -54,10 +54,10 @@ def test_nested_objects_default_so_the_server_fills_every_default() -> None:
     spec = _schema()["properties"]["spec"]
     assert spec["default"] == {}
     prometheus = spec["properties"]["prometheus"]
-    assert prometheus["default"] == {}
+    assert prometheus["default"]["replicas"] == 2 and prometheus["default"]["alertmanager"]["replicas"] == 3
     assert prometheus["properties"]["replicas"]["default"] == 2
     es_storage = spec["properties"]["elasticsearch"]["properties"]["storage"]
-    assert es_storage["default"] == {"size": "50Gi"}
+    assert es_storage["default"]["size"] == "50Gi"
 
 
 def test_cross_field_rules_are_cel_with_field_paths() -> None:

@@ -59,8 +59,8 @@ def _resolve(node: JSONSchema, defs: dict[str, JSONSchema]) -> JSONSchema:
 def _model_defaults(model: type[BaseModel], schema: JSONSchema) -> None:
     """Give fields built by a default factory a schema default, so the API server fills them.
 
-    A nested model defaults to only what differs from its own class defaults; the nested schema's
-    defaults fill in the rest.
+    A nested model's default is written out in full: the API server checks a default against the
+    CEL rules of its schema without first applying the nested defaults.
     """
     props = schema.get("properties", {})
     for name, field in model.model_fields.items():
@@ -73,7 +73,7 @@ def _model_defaults(model: type[BaseModel], schema: JSONSchema) -> None:
             _model_defaults(annotation, prop)
             if field.default_factory is not None:
                 built = field.default_factory()  # type: ignore[call-arg]
-                prop["default"] = built.model_dump(by_alias=True, exclude_defaults=True, mode="json")
+                prop["default"] = built.model_dump(by_alias=True, exclude_none=True, mode="json")
         elif field.default_factory is not None and "default" not in prop:
             value = field.default_factory()  # type: ignore[call-arg]
             if value:

@@ -192,7 +192,7 @@ def make_prometheus_statefulset(owner: Owner, config_hash: str) -> Manifest:
                 },
             },
             "volumeClaimTemplates": [
-                {"metadata": {"name": "data", "labels": selector_labels(owner, COMPONENT)},
+                {"metadata": {"name": "data", "labels": metadata(owner, COMPONENT)["labels"]},
                  "spec": claim_spec}
             ],
         },

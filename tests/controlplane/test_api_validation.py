@@ -1,0 +1,39 @@
+"""The real API server refuses invalid resources with a message that names the field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from cases import INVALID_SPECS
+from conftest import API, KIND, make_resource
+
+from agentobs.kube import Kube, KubeError
+
+
+@pytest.mark.parametrize(("spec", "field"), [(s, f) for _, s, f in INVALID_SPECS],
+                         ids=[i for i, _, _ in INVALID_SPECS])
+def test_invalid_resource_is_refused_naming_the_field(kube: Kube, namespace: str, spec: dict[str, Any],
+                                                      field: str) -> None:
+    with pytest.raises(KubeError) as refused:
+        kube.apply(make_resource("bad", namespace, spec))
+    assert refused.value.status == 422, refused.value
+    assert field in refused.value.message, refused.value.message
+    assert kube.get(API, KIND, namespace, "bad") is None
+
+
+def test_server_fills_defaults(kube: Kube, namespace: str) -> None:
+    created = kube.apply(make_resource("defaults", namespace, {"prometheus": {"replicas": 3}}))
+    spec = created["spec"]
+    assert spec["prometheus"]["replicas"] == 3
+    assert spec["prometheus"]["retention"] == "15d"
+    assert spec["elasticsearch"]["nodes"] == 3
+    assert spec["elasticsearch"]["storage"]["size"] == "50Gi"
+    assert spec["instrumentation"]["podSelector"]["matchLabels"] == {"agentobs.io/agent": "true"}
+
+
+def test_explain_teaches_the_fields(kubectl: Any) -> None:
+    out = kubectl("explain", "agentobservability.spec.elasticsearch.nodes").stdout
+    assert "odd, at least 3" in out
+    out = kubectl("explain", "aobs.spec.prometheus").stdout
+    assert "highAvailability" in out and "retention" in out

@@ -1,0 +1,139 @@
+"""The operator against the real API server: converge, follow edits, repair drift, clean up."""
+
+from __future__ import annotations
+
+import base64
+import urllib.request
+from typing import Any
+
+from conftest import API, KIND, Operator, condition, get_resource, make_resource, wait_for, wait_ready
+
+from agentobs.kube import Kube
+
+STS = ("apps/v1", "StatefulSet")
+
+
+def _children(kube: Kube, namespace: str, name: str) -> dict[tuple[str, str], dict[str, Any]]:
+    selector = f"agentobs.io/owner={name}"
+    found = {}
+    for api, kind in [("v1", "Secret"), ("v1", "ConfigMap"), ("v1", "Service"), ("v1", "ServiceAccount"),
+                      STS, ("policy/v1", "PodDisruptionBudget"), ("rbac.authorization.k8s.io/v1", "Role"),
+                      ("rbac.authorization.k8s.io/v1", "RoleBinding")]:
+        for obj in kube.list(api, kind, namespace, selector):
+            found[(kind, obj["metadata"]["name"])] = obj
+    return found
+
+
+def test_valid_resource_converges_to_ready(kube: Kube, operator: Operator, namespace: str) -> None:
+    kube.apply(make_resource("stack", namespace, {}))
+    res = wait_ready(kube, namespace, "stack", generation=1)
+    status = res["status"]
+    assert status["observedGeneration"] == 1
+    assert status["components"]["prometheus"] == {"ready": 2, "desired": 2}
+    assert condition(res, "PrometheusReady")["status"] == "True"
+    assert condition(res, "TLSReady")["status"] == "True"
+    assert condition(res, "Degraded")["status"] == "False"
+    assert status["endpoints"]["prometheus"].startswith(f"http://stack-prometheus.{namespace}.svc")
+
+    children = _children(kube, namespace, "stack")
+    assert {("StatefulSet", "stack-prometheus"), ("Service", "stack-prometheus"),
+            ("Service", "stack-prometheus-headless"), ("ConfigMap", "stack-prometheus"),
+            ("Secret", "stack-ca"), ("PodDisruptionBudget", "stack-prometheus")} <= children.keys()
+    for obj in children.values():
+        assert obj["metadata"]["ownerReferences"][0]["uid"] == res["metadata"]["uid"]
+    ca = base64.b64decode(children[("Secret", "stack-ca")]["data"]["ca.crt"])
+    assert ca.startswith(b"-----BEGIN CERTIFICATE-----")
+    pods = kube.list("v1", "Pod", namespace, "app.kubernetes.io/name=prometheus")
+    assert len(pods) == 2 and all(p["status"]["phase"] == "Running" for p in pods)
+
+
+def test_spec_edit_converges(kube: Kube, operator: Operator, namespace: str) -> None:
+    kube.apply(make_resource("edit", namespace, {}))
+    wait_ready(kube, namespace, "edit", generation=1)
+    kube.apply(make_resource("edit", namespace, {"prometheus": {"replicas": 3}}))
+    res = wait_ready(kube, namespace, "edit", generation=2)
+    assert res["status"]["components"]["prometheus"] == {"ready": 3, "desired": 3}
+    sts = kube.get(*STS, namespace, "edit-prometheus")
+    assert sts is not None and sts["spec"]["replicas"] == 3
+
+
+def test_child_deleted_by_hand_is_recreated(kube: Kube, operator: Operator, namespace: str) -> None:
+    kube.apply(make_resource("heal", namespace, {}))
+    wait_ready(kube, namespace, "heal")
+    before = {k: v["metadata"]["uid"] for k, v in _children(kube, namespace, "heal").items()}
+    kube.delete(*STS, namespace, "heal-prometheus")
+    kube.delete("v1", "Secret", namespace, "heal-ca")
+    kube.delete("v1", "ConfigMap", namespace, "heal-prometheus")
+
+    def recreated() -> bool:
+        now = {k: v["metadata"]["uid"] for k, v in _children(kube, namespace, "heal").items()}
+        return all(key in now and now[key] != before[key] for key in [
+            ("StatefulSet", "heal-prometheus"), ("Secret", "heal-ca"), ("ConfigMap", "heal-prometheus")])
+
+    wait_for("deleted children to be recreated", recreated)
+    wait_ready(kube, namespace, "heal")
+
+
+def test_child_edited_by_hand_is_put_back(kube: Kube, operator: Operator, namespace: str) -> None:
+    kube.apply(make_resource("drift", namespace, {}))
+    wait_ready(kube, namespace, "drift")
+    cm = kube.get("v1", "ConfigMap", namespace, "drift-prometheus")
+    assert cm is not None
+    original = cm["data"]["prometheus.yml"]
+    # Edits made by someone else, with their own field manager, as `kubectl edit` would.
+    kube._call("PATCH", f"/apis/apps/v1/namespaces/{namespace}/statefulsets/drift-prometheus", "StatefulSet",
+               {"spec": {"replicas": 5}}, query=[("fieldManager", "someone")],
+               content_type="application/merge-patch+json")
+    kube._call("PATCH", f"/api/v1/namespaces/{namespace}/configmaps/drift-prometheus", "ConfigMap",
+               {"data": {"prometheus.yml": "global: {}\n"}}, query=[("fieldManager", "someone")],
+               content_type="application/merge-patch+json")
+
+    def restored() -> bool:
+        sts = kube.get(*STS, namespace, "drift-prometheus")
+        cm = kube.get("v1", "ConfigMap", namespace, "drift-prometheus")
+        return bool(sts and cm and sts["spec"]["replicas"] == 2 and cm["data"]["prometheus.yml"] == original)
+
+    wait_for("hand edits to be reverted", restored)
+
+
+def test_deleting_the_resource_removes_children_but_keeps_data(kube: Kube, operator: Operator,
+                                                               namespace: str) -> None:
+    kube.apply(make_resource("gone", namespace, {}))
+    wait_ready(kube, namespace, "gone")
+    wait_for("PVCs bound", lambda: len([p for p in kube.list("v1", "PersistentVolumeClaim", namespace)
+                                        if p["status"].get("phase") == "Bound"]) == 2)
+    kube.delete(API, KIND, namespace, "gone")
+    wait_for("children garbage-collected", lambda: not _children(kube, namespace, "gone"))
+    assert get_resource(kube, namespace, "gone") is None
+    claims = kube.list("v1", "PersistentVolumeClaim", namespace)
+    assert len(claims) == 2, "data volumes are kept when the resource is deleted (keepOnDelete)"
+
+
+def test_unsatisfiable_spec_is_degraded_not_a_crash(kube: Kube, operator: Operator, namespace: str) -> None:
+    # Valid for the CRD, refused by the StatefulSet validation: requests above limits.
+    spec = {"prometheus": {"resources": {"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}}}
+    kube.apply(make_resource("bad", namespace, spec))
+
+    def degraded() -> dict[str, Any]:
+        return condition(get_resource(kube, namespace, "bad"), "Degraded")
+
+    cond = wait_for("Degraded condition", lambda: degraded().get("status") == "True" and degraded())
+    assert cond["reason"] == "ApplyFailed"
+    assert "cpu" in cond["message"] and "limit" in cond["message"]
+    assert operator.process is not None and operator.process.poll() is None, "the operator must keep running"
+    # Fixing the spec recovers.
+    kube.apply(make_resource("bad", namespace, {}))
+    res = wait_ready(kube, namespace, "bad", generation=2)
+    assert condition(res, "Degraded")["status"] == "False"
+
+
+def test_health_and_metrics_endpoints(kube: Kube, operator: Operator, namespace: str) -> None:
+    kube.apply(make_resource("observed", namespace, {}))
+    wait_ready(kube, namespace, "observed")
+    with urllib.request.urlopen(f"http://127.0.0.1:{operator.health_port}/healthz", timeout=5) as resp:
+        assert resp.status == 200
+    with urllib.request.urlopen(f"http://127.0.0.1:{operator.metrics_port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    ok = [line for line in text.splitlines() if line.startswith('agentobs_reconcile_total{result="ok"}')]
+    assert ok and float(ok[0].split()[-1]) >= 1
+    assert "agentobs_reconcile_duration_seconds_bucket" in text
