@@ -20,7 +20,8 @@ up() {
   if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
     echo "demo: operator already running (pid $(cat "$pidfile"))"
   else
-    AGENTOBS_BIND_ADDRESS=127.0.0.1 AGENTOBS_METRICS_PORT=${AGENTOBS_METRICS_PORT:-18080} \
+    # Scoped to the demo namespace, so `make test` on the same cluster runs its own operator.
+    AGENTOBS_NAMESPACES=$ns AGENTOBS_BIND_ADDRESS=127.0.0.1 AGENTOBS_METRICS_PORT=${AGENTOBS_METRICS_PORT:-18080} \
       AGENTOBS_HEALTH_PORT=${AGENTOBS_HEALTH_PORT:-18081} \
       nohup "$python" -m agentobs.main >"$state/operator.log" 2>&1 &
     echo $! >"$pidfile"

@@ -54,7 +54,7 @@ async def _run(body: kopf.Body, logger: kopf.Logger) -> None:
         if type_ == "Degraded" or reason in ("InvalidSpec", "ApplyFailed"):
             kopf.warn(body, reason=reason, message=message)
         else:
-            kopf.info(body, reason=reason if type_ == "Ready" else type_, message=message)
+            kopf.info(body, reason=reason, message=message)
 
 
 @kopf.on.startup()

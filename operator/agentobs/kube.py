@@ -11,6 +11,7 @@ into a log, an event or a status condition through an exception.
 from __future__ import annotations
 
 import json
+import os
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -114,7 +115,10 @@ class Kube:
                 try:
                     kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
                 except kubernetes.config.ConfigException:
-                    kubernetes.config.load_kube_config()  # type: ignore[no-untyped-call]
+                    # Read $KUBECONFIG now: the library reads it once, at import.
+                    kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
+                        config_file=os.environ.get("KUBECONFIG") or None
+                    )
             api_client = kubernetes.client.ApiClient()
         self._api = api_client
 

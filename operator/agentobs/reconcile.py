@@ -8,7 +8,6 @@ returned, for events); only an unreachable API server raises, and kopf retries t
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import logging
 import time
@@ -18,21 +17,18 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from agentobs import metrics, pki
+from agentobs import metrics
 from agentobs.api import API_VERSION, KIND
 from agentobs.api.spec import AgentObservabilitySpec
 from agentobs.api.status import AgentObservabilityStatus, Endpoints
 from agentobs.kube import Kube, KubeError, Manifest
-from agentobs.render import Material, Owner, make_stack
+from agentobs.material import gather
+from agentobs.render import Owner, make_stack
 from agentobs.render.common import MANAGED_BY
 from agentobs.render.prometheus import WEB_PORT
-from agentobs.render.tls import ca_secret_name
 from agentobs.status import WORKLOAD_KINDS, Observation, make_status, workload_state
 
 log = logging.getLogger(__name__)
-
-CA_LIFETIME = dt.timedelta(days=3650)
-CA_RENEW_BEFORE = CA_LIFETIME / 3
 
 
 @dataclass
@@ -52,27 +48,13 @@ def _validation_summary(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def _decode(secret: Manifest | None, key: str) -> bytes | None:
-    value = ((secret or {}).get("data") or {}).get(key)
-    return base64.b64decode(value) if value else None
-
-
-def ensure_ca(kube: Kube, owner: Owner, now: dt.datetime) -> tuple[pki.KeyPair, bool]:
-    """The stored CA, or a new one when absent, unusable or due for renewal. Returns (ca, created)."""
-    secret = kube.get("v1", "Secret", owner.namespace, ca_secret_name(owner))
-    ca = pki.load(_decode(secret, "tls.crt"), _decode(secret, "tls.key"))
-    if ca is not None and not pki.needs_renewal(ca, now, CA_RENEW_BEFORE):
-        return ca, False
-    return pki.make_ca(f"agentobs {owner.namespace}/{owner.name}", now, CA_LIFETIME), True
-
-
 def _component(manifest: Manifest) -> str:
     labels: dict[str, str] = manifest["metadata"].get("labels", {})
     return labels.get("app.kubernetes.io/component") or str(manifest["kind"]).lower()
 
 
 def _endpoints(owner: Owner) -> Endpoints:
-    return Endpoints(prometheus=f"http://{owner.service_host('prometheus')}:{WEB_PORT}")
+    return Endpoints(prometheus=f"https://{owner.service_host('prometheus')}:{WEB_PORT}")
 
 
 def _transitions(before: list[dict[str, Any]], after: AgentObservabilityStatus) -> list[tuple[str, str, str]]:
@@ -107,20 +89,22 @@ def reconcile(kube: Kube, body: dict[str, Any], now: Callable[[], dt.datetime]) 
     result = "error" if obs.apply_errors or obs.invalid_spec else "ok"
     metrics.RECONCILES.labels(result=result).inc()
     metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
-    return Outcome(status=status, transitions=_transitions(previous, status))
+    transitions = _transitions(previous, status)
+    if obs.issued:
+        transitions.append(("Issued", "Issued", "generated " + ", ".join(obs.issued)))
+    return Outcome(status=status, transitions=transitions)
 
 
 def _apply_stack(kube: Kube, owner: Owner, obs: Observation, now: dt.datetime) -> None:
     try:
-        ca, created = ensure_ca(kube, owner, now)
+        gathered = gather(kube, owner, now)
     except KubeError as exc:
-        obs.tls_message = f"cannot read the CA Secret: {exc.message}"
+        obs.tls_message = f"cannot read the stored certificates and credentials: {exc.message}"
         obs.apply_errors["ca"] = obs.tls_message
         return
-    if created:
-        log.info("issuing a new CA for %s/%s", owner.namespace, owner.name)
+    obs.issued = gathered.issued
 
-    for manifest in make_stack(owner, Material(ca=ca)):
+    for manifest in make_stack(owner, gathered.material):
         component = _component(manifest)
         try:
             applied = kube.apply(manifest)
@@ -136,4 +120,4 @@ def _apply_stack(kube: Kube, owner: Owner, obs: Observation, now: dt.datetime) -
     obs.endpoints = _endpoints(owner)
 
 
-__all__ = ["MANAGED_BY", "Outcome", "ensure_ca", "reconcile"]
+__all__ = ["MANAGED_BY", "Outcome", "reconcile"]

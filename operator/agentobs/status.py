@@ -45,6 +45,7 @@ class Observation:
     invalid_spec: str | None = None
     paused: bool = False
     endpoints: Endpoints = field(default_factory=Endpoints)
+    issued: list[str] = field(default_factory=list)  # certificates and credentials made this pass
 
 
 def workload_state(obj: dict[str, Any]) -> WorkloadState:

@@ -20,10 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from agentobs.kube import Kube, KubeError
 
 ROOT = Path(__file__).resolve().parents[2]
+# Namespaces of this session share a prefix the operator under test is scoped to, so another
+# operator on the same cluster (`make demo`, a second test run) never touches them.
+SESSION_PREFIX = f"t{uuid.uuid4().hex[:6]}"
 API = "agentobs.io/v1alpha1"
 KIND = "AgentObservability"
 
@@ -94,6 +96,7 @@ class Operator:
 
     def start(self) -> None:
         env = {**os.environ, "AGENTOBS_BIND_ADDRESS": "127.0.0.1", "AGENTOBS_RESYNC_SECONDS": "3",
+               "AGENTOBS_NAMESPACES": f"{SESSION_PREFIX}-*",
                "AGENTOBS_METRICS_PORT": str(self.metrics_port), "AGENTOBS_HEALTH_PORT": str(self.health_port)}
         log = self.log_path.open("ab")
         self.process = subprocess.Popen([sys.executable, "-m", "agentobs.main"], env=env, stdout=log,
@@ -123,7 +126,7 @@ def operator(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[O
 
 @pytest.fixture
 def namespace(kube: Kube, kubectl: Callable[..., Any]) -> Iterator[str]:
-    name = f"t-{uuid.uuid4().hex[:8]}"
+    name = f"{SESSION_PREFIX}-{uuid.uuid4().hex[:8]}"
     kubectl("create", "namespace", name)
     yield name
     kubectl("delete", "namespace", name, "--wait=false", check=False)

@@ -6,9 +6,8 @@ import base64
 import urllib.request
 from typing import Any
 
-from conftest import API, KIND, Operator, condition, get_resource, make_resource, wait_for, wait_ready
-
 from agentobs.kube import Kube
+from conftest import API, KIND, Operator, condition, get_resource, make_resource, wait_for, wait_ready
 
 STS = ("apps/v1", "StatefulSet")
 
@@ -33,14 +32,17 @@ def test_valid_resource_converges_to_ready(kube: Kube, operator: Operator, names
     assert condition(res, "PrometheusReady")["status"] == "True"
     assert condition(res, "TLSReady")["status"] == "True"
     assert condition(res, "Degraded")["status"] == "False"
-    assert status["endpoints"]["prometheus"].startswith(f"http://stack-prometheus.{namespace}.svc")
+    assert status["endpoints"]["prometheus"].startswith(f"https://stack-prometheus.{namespace}.svc")
 
     children = _children(kube, namespace, "stack")
     assert {("StatefulSet", "stack-prometheus"), ("Service", "stack-prometheus"),
             ("Service", "stack-prometheus-headless"), ("ConfigMap", "stack-prometheus"),
             ("Secret", "stack-ca"), ("PodDisruptionBudget", "stack-prometheus")} <= children.keys()
-    for obj in children.values():
-        assert obj["metadata"]["ownerReferences"][0]["uid"] == res["metadata"]["uid"]
+    for key, obj in children.items():
+        if key == ("Secret", "stack-prometheus-web-auth"):
+            assert "ownerReferences" not in obj["metadata"], "generated credentials outlive the resource"
+            continue
+        assert obj["metadata"]["ownerReferences"][0]["uid"] == res["metadata"]["uid"], key
     ca = base64.b64decode(children[("Secret", "stack-ca")]["data"]["ca.crt"])
     assert ca.startswith(b"-----BEGIN CERTIFICATE-----")
     pods = kube.list("v1", "Pod", namespace, "app.kubernetes.io/name=prometheus")
@@ -103,10 +105,16 @@ def test_deleting_the_resource_removes_children_but_keeps_data(kube: Kube, opera
     wait_for("PVCs bound", lambda: len([p for p in kube.list("v1", "PersistentVolumeClaim", namespace)
                                         if p["status"].get("phase") == "Bound"]) == 2)
     kube.delete(API, KIND, namespace, "gone")
-    wait_for("children garbage-collected", lambda: not _children(kube, namespace, "gone"))
+
+    def owned_children() -> dict[tuple[str, str], Any]:
+        return {k: v for k, v in _children(kube, namespace, "gone").items() if v["metadata"].get("ownerReferences")}
+
+    wait_for("children garbage-collected", lambda: not owned_children())
     assert get_resource(kube, namespace, "gone") is None
     claims = kube.list("v1", "PersistentVolumeClaim", namespace)
     assert len(claims) == 2, "data volumes are kept when the resource is deleted (keepOnDelete)"
+    kept = set(_children(kube, namespace, "gone"))
+    assert kept == {("Secret", "gone-prometheus-web-auth")}, "only generated credentials outlive the resource"
 
 
 def test_unsatisfiable_spec_is_degraded_not_a_crash(kube: Kube, operator: Operator, namespace: str) -> None:

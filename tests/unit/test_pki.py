@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from cryptography import x509
-
 from agentobs import pki
+from cryptography import x509
 
 NOW = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
 

@@ -11,14 +11,17 @@ from typing import Any
 
 import pytest
 import yaml
-
 from agentobs.api.spec import AgentObservabilitySpec
 from agentobs.pki import KeyPair
 from agentobs.render import Material, Owner, make_stack
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 # Rendering does not parse key material, so placeholders keep golden files free of keys.
-MATERIAL = Material(ca=KeyPair(cert_pem=b"-----CA CERT-----\n", key_pem=b"-----CA KEY-----\n"))
+MATERIAL = Material(
+    ca=KeyPair(cert_pem=b"-----CA CERT-----\n", key_pem=b"-----CA KEY-----\n"),
+    certs={"prometheus": KeyPair(cert_pem=b"-----PROMETHEUS CERT-----\n", key_pem=b"-----PROMETHEUS KEY-----\n")},
+    credentials={"prometheus-web-auth": {"username": "agentobs", "password": "PASSWORD", "password.bcrypt": "HASH"}},
+)
 EXAMPLES: dict[str, dict[str, Any]] = {
     "minimal": {},
     "tuned": {"prometheus": {"replicas": 3, "retention": "30d", "storage": {"size": "100Gi",
@@ -58,6 +61,10 @@ def test_every_child_is_owned_labelled_and_named_uniquely(example: str) -> None:
     for obj in objects:
         meta = obj["metadata"]
         assert meta["namespace"] == "agents"
+        if meta.get("annotations", {}).get("agentobs.io/retained-on-delete") == "true":
+            # Generated credentials outlive the resource, like the volumes whose data they unlock.
+            assert obj["kind"] == "Secret" and "ownerReferences" not in meta
+            continue
         assert meta["ownerReferences"][0]["uid"] == "00000000-0000-0000-0000-000000000001"
         assert meta["ownerReferences"][0]["controller"] is True
         for label in ("app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/managed-by"):

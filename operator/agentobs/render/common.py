@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from agentobs.api import API_VERSION, KIND
 from agentobs.api.spec import AgentObservabilitySpec, ResourceRequirements
+from agentobs.pki import KeyPair
 
 Manifest = dict[str, Any]
 
@@ -19,6 +21,9 @@ MANAGED_BY = "agentobs-operator"
 PART_OF = "agentobs"
 # Set on every child so the operator finds the resource a child belongs to without an index.
 OWNER_LABEL = "agentobs.io/owner"
+# Pod-template annotations: a change of config or certificate rolls the pods.
+CONFIG_HASH_ANNOTATION = "agentobs.io/config-hash"
+CERT_HASH_ANNOTATION = "agentobs.io/cert-hash"
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,24 @@ class Owner:
 
     def service_host(self, component: str) -> str:
         return f"{self.child_name(component)}.{self.namespace}.svc"
+
+
+@dataclass(frozen=True)
+class CredentialRequest:
+    """A Secret of generated values. Recipes: `random`, `literal:<value>`, `bcrypt:<key>`."""
+
+    component: str
+    suffix: str  # the Secret is named <resource>-<suffix>
+    recipe: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class Material:
+    """Generated inputs to rendering, made once and kept in Secrets."""
+
+    ca: KeyPair
+    certs: Mapping[str, KeyPair] = field(default_factory=dict)  # component -> serving certificate
+    credentials: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # suffix -> values
 
 
 def selector_labels(owner: Owner, component: str) -> dict[str, str]:

@@ -12,7 +12,10 @@ from typing import Any
 import yaml
 
 from agentobs.render.common import (
+    CERT_HASH_ANNOTATION,
+    CONFIG_HASH_ANNOTATION,
     Manifest,
+    Material,
     Owner,
     container_security_context,
     content_hash,
@@ -23,10 +26,15 @@ from agentobs.render.common import (
     selector_labels,
     spread_replicas,
 )
+from agentobs.render.tls import tls_secret_name
 
 COMPONENT = "prometheus"
 WEB_PORT = 9090
-CONFIG_HASH_ANNOTATION = "agentobs.io/config-hash"
+WEB_AUTH_SUFFIX = "prometheus-web-auth"
+WEB_USER = "agentobs"
+TLS_DIR = "/etc/prometheus/tls"
+AUTH_DIR = "/etc/prometheus/auth"
+WEB_CONFIG_DIR = "/etc/prometheus/web"
 
 
 def _label_meta(label: str) -> str:
@@ -52,6 +60,9 @@ def make_prometheus_config(owner: Owner) -> dict[str, Any]:
         "scrape_configs": [
             {
                 "job_name": "prometheus",
+                "scheme": "https",
+                "tls_config": {"ca_file": f"{TLS_DIR}/ca.crt", "server_name": "localhost"},
+                "basic_auth": {"username": WEB_USER, "password_file": f"{AUTH_DIR}/password"},
                 "static_configs": [{"targets": [f"localhost:{WEB_PORT}"]}],
             },
             {
@@ -86,6 +97,22 @@ def make_prometheus_configmap(owner: Owner) -> Manifest:
         "kind": "ConfigMap",
         "metadata": metadata(owner, COMPONENT),
         "data": {"prometheus.yml": config},
+    }
+
+
+def make_web_config_secret(owner: Owner, password_bcrypt: str) -> Manifest:
+    """Prometheus' own web server: TLS with the operator's certificate, and basic auth."""
+    web = {
+        "tls_server_config": {"cert_file": f"{TLS_DIR}/tls.crt", "key_file": f"{TLS_DIR}/tls.key",
+                              "min_version": "TLS12"},
+        "basic_auth_users": {WEB_USER: password_bcrypt},
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": metadata(owner, COMPONENT, owner.child_name(f"{COMPONENT}-web-config")),
+        "type": "Opaque",
+        "stringData": {"web.yml": yaml.safe_dump(web, sort_keys=True)},
     }
 
 
@@ -133,7 +160,7 @@ def make_prometheus_rbac(owner: Owner) -> list[Manifest]:
     ]
 
 
-def make_prometheus_statefulset(owner: Owner, config_hash: str) -> Manifest:
+def make_prometheus_statefulset(owner: Owner, config_hash: str, cert_hash: str) -> Manifest:
     spec = owner.spec.prometheus
     name = owner.child_name(COMPONENT)
     storage = spec.storage
@@ -147,20 +174,25 @@ def make_prometheus_statefulset(owner: Owner, config_hash: str) -> Manifest:
         "name": COMPONENT,
         "image": owner.spec.images.prometheus,
         "args": [
-            "--config.file=/etc/prometheus/prometheus.yml",
+            "--config.file=/etc/prometheus/config/prometheus.yml",
             "--storage.tsdb.path=/prometheus",
             f"--storage.tsdb.retention.time={spec.retention}",
             f"--web.listen-address=:{WEB_PORT}",
+            f"--web.config.file={WEB_CONFIG_DIR}/web.yml",
         ],
         "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
         "ports": [{"name": "web", "containerPort": WEB_PORT, "protocol": "TCP"}],
-        "readinessProbe": {"httpGet": {"path": "/-/ready", "port": "web"}, "periodSeconds": 5},
-        "livenessProbe": {"httpGet": {"path": "/-/healthy", "port": "web"}, "periodSeconds": 15,
-                          "failureThreshold": 6},
+        # Every path of the web server needs basic auth, which an httpGet probe cannot send without
+        # writing the password into the pod spec; a TCP probe checks the listener instead.
+        "readinessProbe": {"tcpSocket": {"port": "web"}, "periodSeconds": 5},
+        "livenessProbe": {"tcpSocket": {"port": "web"}, "periodSeconds": 15, "failureThreshold": 6},
         "resources": resources(spec.resources),
         "securityContext": container_security_context(),
         "volumeMounts": [
-            {"name": "config", "mountPath": "/etc/prometheus", "readOnly": True},
+            {"name": "config", "mountPath": "/etc/prometheus/config", "readOnly": True},
+            {"name": "web-config", "mountPath": WEB_CONFIG_DIR, "readOnly": True},
+            {"name": "tls", "mountPath": TLS_DIR, "readOnly": True},
+            {"name": "auth", "mountPath": AUTH_DIR, "readOnly": True},
             {"name": "data", "mountPath": "/prometheus"},
         ],
     }
@@ -180,7 +212,7 @@ def make_prometheus_statefulset(owner: Owner, config_hash: str) -> Manifest:
             "template": {
                 "metadata": {
                     "labels": metadata(owner, COMPONENT)["labels"],
-                    "annotations": {CONFIG_HASH_ANNOTATION: config_hash},
+                    "annotations": {CONFIG_HASH_ANNOTATION: config_hash, CERT_HASH_ANNOTATION: cert_hash},
                 },
                 "spec": {
                     "serviceAccountName": name,
@@ -188,7 +220,13 @@ def make_prometheus_statefulset(owner: Owner, config_hash: str) -> Manifest:
                     "affinity": spread_replicas(owner, COMPONENT),
                     "terminationGracePeriodSeconds": 120,
                     "containers": [container],
-                    "volumes": [{"name": "config", "configMap": {"name": name}}],
+                    "volumes": [
+                        {"name": "config", "configMap": {"name": name}},
+                        {"name": "web-config", "secret": {"secretName": f"{name}-web-config"}},
+                        {"name": "tls", "secret": {"secretName": tls_secret_name(owner, COMPONENT)}},
+                        {"name": "auth", "secret": {"secretName": owner.child_name(WEB_AUTH_SUFFIX),
+                                                    "items": [{"key": "password", "path": "password"}]}},
+                    ],
                 },
             },
             "volumeClaimTemplates": [
@@ -199,12 +237,16 @@ def make_prometheus_statefulset(owner: Owner, config_hash: str) -> Manifest:
     }
 
 
-def make_prometheus(owner: Owner) -> list[Manifest]:
+def make_prometheus(owner: Owner, material: Material) -> list[Manifest]:
     configmap = make_prometheus_configmap(owner)
+    web_config = make_web_config_secret(owner, material.credentials[WEB_AUTH_SUFFIX]["password.bcrypt"])
+    cert = material.certs[COMPONENT]
     return [
         *make_prometheus_rbac(owner),
         configmap,
+        web_config,
         *make_prometheus_services(owner),
-        make_prometheus_statefulset(owner, content_hash(configmap["data"])),
+        make_prometheus_statefulset(owner, content_hash(configmap["data"], web_config["stringData"]),
+                                    content_hash(cert.cert_pem.decode())),
         pod_disruption_budget(owner, COMPONENT),
     ]
