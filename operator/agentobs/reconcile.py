@@ -23,9 +23,8 @@ from agentobs.api.spec import AgentObservabilitySpec
 from agentobs.api.status import AgentObservabilityStatus, Endpoints
 from agentobs.kube import Kube, KubeError, Manifest
 from agentobs.material import gather
-from agentobs.render import Owner, make_stack
+from agentobs.render import Owner, endpoints, make_stack
 from agentobs.render.common import MANAGED_BY
-from agentobs.render.prometheus import WEB_PORT
 from agentobs.status import WORKLOAD_KINDS, Observation, make_status, workload_state
 
 log = logging.getLogger(__name__)
@@ -54,7 +53,7 @@ def _component(manifest: Manifest) -> str:
 
 
 def _endpoints(owner: Owner) -> Endpoints:
-    return Endpoints(prometheus=f"https://{owner.service_host('prometheus')}:{WEB_PORT}")
+    return Endpoints.model_validate(endpoints(owner))
 
 
 def _transitions(before: list[dict[str, Any]], after: AgentObservabilityStatus) -> list[tuple[str, str, str]]:

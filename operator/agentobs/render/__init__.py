@@ -1,49 +1,74 @@
 """Pure rendering: from an `Owner` (identity + validated spec) and key material to manifests.
 
 No I/O, clock or randomness happens here: what must be generated (keys, passwords) or read from
-the cluster is declared by `certificate_requests` and `credential_requests`, gathered by
+the cluster is declared by each component's `certificates` and `credentials`, gathered by
 `agentobs.material`, and passed back in as `Material`, so the same inputs always give the same
 objects and the output can be compared with golden files.
+
+Each module in `COMPONENTS` follows the `Component` protocol; adding a component is adding its
+module to that tuple.
 """
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from agentobs.render import prometheus
 from agentobs.render.common import CredentialRequest, Manifest, Material, Owner
-from agentobs.render.tls import (
-    make_ca_bundle,
-    make_ca_secret,
-    make_credentials_secret,
-    make_tls_secret,
-    service_dns_names,
-)
+from agentobs.render.tls import make_ca_bundle, make_ca_secret, make_credentials_secret, make_tls_secret
 
-__all__ = ["CredentialRequest", "Manifest", "Material", "Owner", "certificate_requests", "credential_requests",
-           "make_stack"]
+__all__ = ["COMPONENTS", "CredentialRequest", "Manifest", "Material", "Owner", "certificate_requests",
+           "credential_requests", "endpoints", "make_stack"]
+
+
+class Component(Protocol):
+    """What a component module provides. All functions are pure."""
+
+    def certificates(self, owner: Owner) -> dict[str, list[str]]:
+        """Component name -> DNS names of its serving certificate (empty when not provisioned)."""
+        ...
+
+    def credentials(self, owner: Owner) -> list[CredentialRequest]:
+        """Generated credentials the component needs (empty when not provisioned)."""
+        ...
+
+    def render(self, owner: Owner, material: Material) -> list[Manifest]:
+        """The component's objects in apply order (empty when not provisioned)."""
+        ...
+
+    def endpoints(self, owner: Owner) -> dict[str, str]:
+        """Status endpoint field (e.g. `prometheus`, `otlpGrpc`) -> URL."""
+        ...
+
+
+COMPONENTS: tuple[Component, ...] = (prometheus,)
 
 
 def certificate_requests(owner: Owner) -> dict[str, list[str]]:
-    """Component -> the DNS names its serving certificate must carry."""
-    prom = prometheus.COMPONENT
-    return {
-        prom: [*service_dns_names(owner, owner.child_name(prom), headless=owner.child_name(f"{prom}-headless")),
-               "localhost"],
-    }
+    out: dict[str, list[str]] = {}
+    for component in COMPONENTS:
+        out.update(component.certificates(owner))
+    return out
 
 
 def credential_requests(owner: Owner) -> list[CredentialRequest]:
-    return [
-        CredentialRequest(prometheus.COMPONENT, prometheus.WEB_AUTH_SUFFIX,
-                          {"username": "literal:agentobs", "password": "random", "password.bcrypt": "bcrypt:password"}),
-    ]
+    return [request for component in COMPONENTS for request in component.credentials(owner)]
+
+
+def endpoints(owner: Owner) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for component in COMPONENTS:
+        out.update(component.endpoints(owner))
+    return out
 
 
 def make_stack(owner: Owner, material: Material) -> list[Manifest]:
-    """Every object the resource wants, in apply order (config before the workloads using it)."""
+    """Every object the resource wants, in apply order (material before the workloads using it)."""
     out = [make_ca_secret(owner, material.ca), make_ca_bundle(owner, material.ca)]
     out += [make_tls_secret(owner, component, pair, material.ca) for component, pair in sorted(material.certs.items())]
     requests = {r.suffix: r for r in credential_requests(owner)}
     out += [make_credentials_secret(owner, requests[suffix].component, suffix, values)
             for suffix, values in sorted(material.credentials.items()) if suffix in requests]
-    out += prometheus.make_prometheus(owner, material)
+    for component in COMPONENTS:
+        out += component.render(owner, material)
     return out

@@ -1,6 +1,6 @@
 """Prometheus: the HA StatefulSet, its Services, configuration, RBAC for discovery and its PDB.
 
-Every function is pure: `make_prometheus(owner)` returns the manifests, and the same owner always
+Every function is pure: `render(owner, material)` returns the manifests, and the same owner always
 renders the same objects (the config hash on the pod template rolls the pods when config changes).
 """
 
@@ -11,9 +11,11 @@ from typing import Any
 
 import yaml
 
+from agentobs.render.addresses import PROMETHEUS_PORT, prometheus_url
 from agentobs.render.common import (
     CERT_HASH_ANNOTATION,
     CONFIG_HASH_ANNOTATION,
+    CredentialRequest,
     Manifest,
     Material,
     Owner,
@@ -26,10 +28,10 @@ from agentobs.render.common import (
     selector_labels,
     spread_replicas,
 )
-from agentobs.render.tls import tls_secret_name
+from agentobs.render.tls import service_dns_names, tls_secret_name
 
 COMPONENT = "prometheus"
-WEB_PORT = 9090
+WEB_PORT = PROMETHEUS_PORT
 WEB_AUTH_SUFFIX = "prometheus-web-auth"
 WEB_USER = "agentobs"
 TLS_DIR = "/etc/prometheus/tls"
@@ -237,7 +239,21 @@ def make_prometheus_statefulset(owner: Owner, config_hash: str, cert_hash: str) 
     }
 
 
-def make_prometheus(owner: Owner, material: Material) -> list[Manifest]:
+def certificates(owner: Owner) -> dict[str, list[str]]:
+    name = owner.child_name(COMPONENT)
+    return {COMPONENT: [*service_dns_names(owner, name, headless=f"{name}-headless"), "localhost"]}
+
+
+def credentials(owner: Owner) -> list[CredentialRequest]:
+    recipe = {"username": f"literal:{WEB_USER}", "password": "random", "password.bcrypt": "bcrypt:password"}
+    return [CredentialRequest(COMPONENT, WEB_AUTH_SUFFIX, recipe)]
+
+
+def endpoints(owner: Owner) -> dict[str, str]:
+    return {"prometheus": prometheus_url(owner)}
+
+
+def render(owner: Owner, material: Material) -> list[Manifest]:
     configmap = make_prometheus_configmap(owner)
     web_config = make_web_config_secret(owner, material.credentials[WEB_AUTH_SUFFIX]["password.bcrypt"])
     cert = material.certs[COMPONENT]
