@@ -50,6 +50,7 @@ ldflags_for() {
       echo "-s -w -X $v.gitVersion=$version -X $v.gitMajor=$major -X $v.gitMinor=$minor -X $v.gitTreeState=clean -X $v.buildDate=1970-01-01T00:00:00Z" ;;
     kwok) echo "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$short" ;;
     helm) echo "-s -w -X helm.sh/helm/v3/internal/version.version=$version" ;;
+    jaeger) echo "-s -w -X github.com/jaegertracing/jaeger/pkg/version.latestVersion=$version" ;;
     *) echo "-s -w" ;;
   esac
 }
@@ -79,7 +80,7 @@ done
 
 if [ ${#todo[@]} -gt 0 ]; then
   command -v go >/dev/null || { echo "ensure.sh: Go is needed to build $tool $version" >&2; exit 1; }
-  echo "ensure.sh: building $tool $version (${todo[*]##*/}) into $cache; a cold build takes minutes" >&2
+  echo "ensure.sh: building $tool $version into $cache; a cold build takes minutes" >&2
   start=$(date +%s)
   tmp=$(mktemp -d "$cache/.build.XXXXXX")
   trap 'rm -rf "$tmp"' EXIT

@@ -1,0 +1,122 @@
+"""agentobs SDK: what an instrumented AI agent emits for the agentobs observability stack.
+
+Call `configure()` once at start-up, then use the helpers::
+
+    import agentobs_sdk as aobs
+
+    handle = aobs.configure()
+    with aobs.agent_run("planner"):
+        with aobs.llm_call("gpt-4o", provider="openai") as call:
+            call.record_usage(input_tokens=812, output_tokens=96)
+        with aobs.tool_call("search", audit=True):
+            ...
+        with aobs.decision("route", choice="search", confidence=0.82, alternatives=["answer"]):
+            ...
+    handle.shutdown()
+
+`configure()` reads only the environment the agentobs admission webhook injects; with none of it
+set it still works (spans are not exported, metrics are not served, no audit trail) and logs one
+line saying so. The variables:
+
+OTEL_SERVICE_NAME
+    `service.name` of the spans (else `service.name` in OTEL_RESOURCE_ATTRIBUTES, else
+    `unknown_service:python`).
+OTEL_EXPORTER_OTLP_ENDPOINT
+    Base URL of the OTLP receiver, e.g. `https://collector:4317` (gRPC) or `https://collector:4318`
+    (HTTP; `/v1/traces` is appended). Unset: no exporter. `http://` means plaintext, anything
+    else TLS.
+OTEL_EXPORTER_OTLP_PROTOCOL
+    `grpc` (default) or `http/protobuf`.
+OTEL_EXPORTER_OTLP_CERTIFICATE
+    PEM file of the CA that signed the receiver's certificate (the injected CA bundle).
+OTEL_RESOURCE_ATTRIBUTES
+    `key=value,...` resource attributes (k8s namespace, pod, node, owner), percent-decoded.
+OTEL_TRACES_SAMPLER, OTEL_TRACES_SAMPLER_ARG
+    `always_on`, `always_off`, `traceidratio`, `parentbased_always_on` (default),
+    `parentbased_always_off`, `parentbased_traceidratio`; the argument is the ratio in [0, 1].
+AGENTOBS_METRICS_PORT
+    Port of the Prometheus exposition endpoint (`/metrics`, all interfaces). Unset: metrics are
+    recorded in memory only. 0 picks a free port (see `Handle.metrics_port`).
+AGENTOBS_AUDIT_DIR
+    Directory of the audit trail (hash-chained JSONL segments). Unset: no audit trail. Set but
+    not writable: `configure()` raises.
+AGENTOBS_AUDIT_RETENTION_DAYS
+    Delete audit segments older than this many days (the chain records each deletion). Unset:
+    keep everything.
+AGENTOBS_AGENT_ID
+    Identity of this agent instance in logs, audit records, `gen_ai.agent.id` and the
+    `agentobs_agent_sdk_info` series (else the service name).
+
+Modules: `config` (configure, Handle), `tracing`, `metrics`, `series` (the Prometheus series
+contract), `logs` (JSON formatter), `helpers` (agent run, LLM call, tool call, reasoning step,
+decision; built on `instrument`), `audit` (trail writer, verify, query), `cli` (`agentobs-audit`).
+"""
+
+from collections.abc import Mapping
+from typing import Any
+
+from .audit import AuditReceipt, AuditTrail, query, verify
+from .config import ENV_VARS, Handle, Settings, configure, current_handle
+from .helpers import (
+    AgentRun,
+    Decision,
+    LLMCall,
+    ReasoningStep,
+    ToolCall,
+    agent_run,
+    decision,
+    llm_call,
+    reasoning_step,
+    record_llm_usage,
+    tool_call,
+)
+from .instrument import Operation, current_operation
+from .logs import JsonFormatter
+from .series import emitted_series, promql_metric_names, unknown_series
+
+__all__ = [
+    "ENV_VARS",
+    "AgentRun",
+    "AuditReceipt",
+    "AuditTrail",
+    "Decision",
+    "Handle",
+    "JsonFormatter",
+    "LLMCall",
+    "Operation",
+    "ReasoningStep",
+    "Settings",
+    "ToolCall",
+    "agent_run",
+    "audit_event",
+    "configure",
+    "current_handle",
+    "current_operation",
+    "decision",
+    "emitted_series",
+    "llm_call",
+    "promql_metric_names",
+    "query",
+    "reasoning_step",
+    "record_llm_usage",
+    "tool_call",
+    "unknown_series",
+    "verify",
+]
+
+
+def audit_event(
+    action: str,
+    *,
+    agent: str | None = None,
+    user: str | None = None,
+    result: str | None = None,
+    resource: str | None = None,
+    details: Mapping[str, Any] | None = None,
+) -> AuditReceipt | None:
+    """Append to the configured audit trail (None when `AGENTOBS_AUDIT_DIR` was not injected)."""
+    handle = current_handle()
+    if handle is None or handle.audit is None:
+        return None
+    return handle.audit.append(action, agent=agent, user=user, result=result, resource=resource,
+                               details=details)

@@ -1,0 +1,108 @@
+"""The record format and hash chain of the audit trail.
+
+A record is one JSON object per line. Its `hash` is SHA-256 over the canonical JSON (sorted keys,
+no whitespace, UTF-8) of every other field, `prev` included, so each record commits to the whole
+history before it. The first record of a trail links to `GENESIS`. Writers and the verifier both
+use these functions; nothing else defines what a valid record is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+GENESIS = "0" * 64
+REQUIRED = ("seq", "ts", "action", "prev", "hash")
+RETENTION_ACTION = "audit.retention"
+
+
+class AuditError(Exception):
+    """The trail cannot be written or read as asked (not an integrity finding; see verify)."""
+
+
+def canonical(obj: Mapping[str, Any]) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False).encode("utf-8")
+
+
+def record_hash(record: Mapping[str, Any]) -> str:
+    """SHA-256 hex of the canonical form of `record` without its own `hash` field."""
+    body = {k: v for k, v in record.items() if k != "hash"}
+    return hashlib.sha256(canonical(body)).hexdigest()
+
+
+def seal(body: dict[str, Any], *, seq: int, prev: str) -> dict[str, Any]:
+    """Place `body` in the chain after `prev` and add its hash."""
+    record = dict(body)
+    record["seq"] = seq
+    record["prev"] = prev
+    record["hash"] = record_hash(record)
+    return record
+
+
+def encode(record: Mapping[str, Any]) -> bytes:
+    # json escapes control characters, so a record can never contain a raw newline.
+    return canonical(record) + b"\n"
+
+
+def decode(line: bytes) -> dict[str, Any]:
+    """Parse one line into a record, or raise ValueError saying what is wrong with it."""
+    try:
+        obj = json.loads(line)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"not JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise ValueError("not a JSON object")
+    missing = [k for k in REQUIRED if k not in obj]
+    if missing:
+        raise ValueError(f"missing fields {missing}")
+    if not isinstance(obj["seq"], int) or isinstance(obj["seq"], bool) or obj["seq"] < 1:
+        raise ValueError(f"bad seq {obj['seq']!r}")
+    if not isinstance(obj["hash"], str) or not isinstance(obj["prev"], str):
+        raise ValueError("hash/prev are not strings")
+    return obj
+
+
+def now_ts(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def parse_ts(value: str) -> datetime:
+    """RFC 3339 / ISO 8601 timestamp; naive values are taken as UTC."""
+    dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
+
+
+def normalise_details(details: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A JSON round-trip of `details`: what is hashed must be exactly what is read back later.
+
+    Values JSON cannot express are stored as their repr; non-finite floats are refused because a
+    reader could not reproduce them.
+    """
+    if details is None:
+        return None
+    try:
+        text = json.dumps(_plain(details), allow_nan=False, ensure_ascii=False)
+    except ValueError as exc:
+        raise ValueError(f"audit details must be finite JSON: {exc}") from None
+    result = json.loads(text)
+    if not isinstance(result, dict):
+        raise ValueError("audit details must be a mapping")
+    return result
+
+
+def _plain(value: Any, depth: int = 0) -> Any:
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if depth > 32:
+        raise ValueError("audit details nest too deeply (or refer to themselves)")
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v, depth + 1) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return repr(value)

@@ -1,0 +1,73 @@
+"""Reading records back: iterate a trail in chain order and filter it.
+
+Filters match exactly on agent, action, user and result, and on the record timestamp with
+`since <= ts < until`. Lines that are not valid records (a torn tail, tampering) are skipped
+here; `verify()` is the place that reports them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from . import store
+from .chain import decode, parse_ts
+
+
+def iter_records(directory: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
+    """Every readable record of the trail, oldest segment first, in file order."""
+    path = os.fspath(directory)
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"no audit directory at {path}")
+    for _, name in store.list_segments(path):
+        for _, raw, complete in store.iter_lines(os.path.join(path, name)):
+            if not complete:
+                continue
+            try:
+                yield decode(raw)
+            except ValueError:
+                continue
+
+
+def _as_datetime(value: datetime | str | None) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return parse_ts(value)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def query(
+    directory: str | os.PathLike[str],
+    *,
+    agent: str | None = None,
+    action: str | None = None,
+    user: str | None = None,
+    result: str | None = None,
+    since: datetime | str | None = None,
+    until: datetime | str | None = None,
+    limit: int | None = None,
+) -> list[dict[str, Any]]:
+    """Records matching every given filter, in chain order (at most `limit` of them)."""
+    start, end = _as_datetime(since), _as_datetime(until)
+    wanted = {k: v for k, v in (("agent", agent), ("action", action), ("user", user),
+                                ("result", result)) if v is not None}
+    found: list[dict[str, Any]] = []
+    if limit is not None and limit <= 0:
+        return found
+    for rec in iter_records(directory):
+        if any(rec.get(k) != v for k, v in wanted.items()):
+            continue
+        if start is not None or end is not None:
+            try:
+                ts = parse_ts(str(rec["ts"]))
+            except ValueError:
+                continue
+            if (start is not None and ts < start) or (end is not None and ts >= end):
+                continue
+        found.append(rec)
+        if limit is not None and len(found) >= limit:
+            break
+    return found

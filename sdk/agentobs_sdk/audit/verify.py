@@ -1,0 +1,260 @@
+"""`verify()`: check an audit directory's chain and say exactly what is wrong and where.
+
+Findings name the segment file, the line and the sequence number involved:
+- edited: a record's content no longer matches its own hash;
+- relinked: a record does not link to the one before it (that one was rewritten with a fresh
+  hash, or replaced);
+- removed: sequence numbers missing from the chain (a deleted line or file);
+- reordered / duplicate: a record appears after a later one, or twice;
+- truncated: the chain ends before the record HEAD says was made durable;
+- unparseable, anchor, head: lines that are not records, a chain start that retention did not
+  record, an unreadable or missing HEAD.
+A torn last line (a crash mid-append) is a warning, not a failure: no acknowledged record is lost
+and the next writer moves it to quarantine/.
+
+Verification is read-only; it holds a shared lock only while reading HEAD, which is written after
+the data, so concurrent writers can only make the chain longer than HEAD, never shorter.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from . import store
+from .chain import GENESIS, RETENTION_ACTION, decode, record_hash
+
+Severity = Literal["error", "warning"]
+
+
+@dataclass(frozen=True)
+class Problem:
+    kind: str
+    message: str
+    file: str | None = None
+    line: int | None = None
+    seq: int | None = None
+    severity: Severity = "error"
+
+    def describe(self) -> str:
+        where = ""
+        if self.file is not None:
+            where = f"{self.file}:{self.line}" if self.line is not None else self.file
+            where += ": "
+        seq = f" [seq {self.seq}]" if self.seq is not None else ""
+        return f"{self.severity.upper()} {self.kind}: {where}{self.message}{seq}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "severity": self.severity, "message": self.message,
+                "file": self.file, "line": self.line, "seq": self.seq}
+
+
+@dataclass
+class VerifyReport:
+    directory: str
+    records: int = 0
+    files: list[str] = field(default_factory=list)
+    first_seq: int | None = None
+    last_seq: int | None = None
+    head_seq: int | None = None
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "warning"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"directory": self.directory, "ok": self.ok, "records": self.records,
+                "files": self.files, "first_seq": self.first_seq, "last_seq": self.last_seq,
+                "head_seq": self.head_seq, "problems": [p.to_dict() for p in self.problems]}
+
+
+@dataclass(frozen=True)
+class _Entry:
+    seq: int
+    prev: str
+    hash: str
+    file: str
+    line: int
+    retention: tuple[object, object] | None  # (kept_from_seq, kept_from_prev) of a retention record
+
+
+def _where(e: _Entry) -> str:
+    return f"{e.file}:{e.line}"
+
+
+def verify(directory: str | os.PathLike[str]) -> VerifyReport:
+    """Verify the chain in `directory`; raises FileNotFoundError when it does not exist."""
+    path = os.fspath(directory)
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"no audit directory at {path}")
+    report = VerifyReport(directory=path)
+    head = _read_head(path, report)
+    try:
+        anchor = store.read_anchor(path)
+    except ValueError as exc:
+        anchor = None
+        report.problems.append(Problem("anchor", str(exc), store.ANCHOR_NAME))
+
+    entries = _read_entries(path, report)
+    report.records = len(entries)
+    _check_order(entries, report)
+    ordered = sorted({e.seq: e for e in reversed(entries)}.values(), key=lambda e: e.seq)
+    ordered = _check_start(ordered, anchor, report)
+    _check_links(ordered, report)
+    if ordered:
+        report.first_seq, report.last_seq = ordered[0].seq, ordered[-1].seq
+    _check_head(ordered, head, report)
+    return report
+
+
+def _read_head(path: str, report: VerifyReport) -> store.Head | None:
+    lock_path = os.path.join(path, store.LOCK_NAME)
+    try:
+        lock_fd = os.open(lock_path, os.O_RDONLY)
+    except FileNotFoundError:
+        lock_fd = -1
+    try:
+        if lock_fd >= 0:
+            with store.dir_lock(lock_fd, shared=True):
+                head = store.read_head(path)
+        else:
+            head = store.read_head(path)
+    except ValueError as exc:
+        report.problems.append(Problem("head", str(exc), store.HEAD_NAME))
+        return None
+    finally:
+        if lock_fd >= 0:
+            os.close(lock_fd)
+    if head is not None:
+        report.head_seq = head.seq
+    return head
+
+
+def _read_entries(path: str, report: VerifyReport) -> list[_Entry]:
+    segments = store.list_segments(path)
+    entries: list[_Entry] = []
+    for idx, (_, name) in enumerate(segments):
+        report.files.append(name)
+        newest = idx == len(segments) - 1
+        for lineno, raw, complete in store.iter_lines(os.path.join(path, name)):
+            if not complete:
+                if newest:
+                    report.problems.append(Problem(
+                        "torn_tail", f"incomplete last line ({len(raw)} bytes) from an interrupted "
+                        "append; earlier records are intact", name, lineno, severity="warning"))
+                else:
+                    report.problems.append(Problem(
+                        "unparseable", "unterminated line in the middle of the chain", name, lineno))
+                continue
+            try:
+                rec = decode(raw)
+            except ValueError as exc:
+                report.problems.append(Problem("unparseable", f"not an audit record: {exc}", name, lineno))
+                continue
+            if record_hash(rec) != rec["hash"]:
+                report.problems.append(Problem(
+                    "edited", "content does not match the record's hash (the record was modified)",
+                    name, lineno, rec["seq"]))
+            retention = None
+            details = rec.get("details")
+            if rec.get("action") == RETENTION_ACTION and isinstance(details, dict):
+                retention = (details.get("kept_from_seq"), details.get("kept_from_prev"))
+            entries.append(_Entry(rec["seq"], rec["prev"], rec["hash"], name, lineno, retention))
+    return entries
+
+
+def _check_order(entries: list[_Entry], report: VerifyReport) -> None:
+    seen: dict[int, _Entry] = {}
+    highest: _Entry | None = None
+    for e in entries:
+        if e.seq in seen:
+            report.problems.append(Problem(
+                "duplicate", f"seq {e.seq} already appeared at {_where(seen[e.seq])}", e.file, e.line, e.seq))
+            continue
+        seen[e.seq] = e
+        if highest is not None and e.seq < highest.seq:
+            report.problems.append(Problem(
+                "reordered", f"record appears after seq {highest.seq} at {_where(highest)} "
+                "(records were moved)", e.file, e.line, e.seq))
+        if highest is None or e.seq > highest.seq:
+            highest = e
+
+
+def _check_start(ordered: list[_Entry], anchor: store.Anchor | None, report: VerifyReport) -> list[_Entry]:
+    if not ordered:
+        return ordered
+    first = ordered[0]
+    if first.seq == 1 and first.prev == GENESIS:
+        return ordered  # the whole history is present: nothing to trust an anchor for
+    if anchor is None:
+        report.problems.append(Problem(
+            "removed", f"chain starts at seq {first.seq}: seq 1..{first.seq - 1} are missing and no "
+            "retention anchor explains it", first.file, first.line, first.seq))
+        return ordered
+    pending = [e for e in ordered if e.seq < anchor.seq]
+    if pending:
+        report.problems.append(Problem(
+            "retention_pending", f"{len(pending)} record(s) before the retention anchor await deletion",
+            pending[0].file, severity="warning"))
+        ordered = [e for e in ordered if e.seq >= anchor.seq]
+        if not ordered:
+            return ordered
+        first = ordered[0]
+    if first.seq != anchor.seq or first.prev != anchor.prev:
+        report.problems.append(Problem(
+            "anchor", f"chain starts at seq {first.seq} but the retention anchor says seq {anchor.seq}: "
+            "records after the retention cut were removed", first.file, first.line, first.seq))
+    confirm = next((e for e in ordered if e.seq == anchor.confirmed_by), None)
+    if confirm is None or confirm.retention != (anchor.seq, anchor.prev):
+        report.problems.append(Problem(
+            "anchor", f"{store.ANCHOR_NAME} is not confirmed by a retention record in the chain "
+            f"(expected at seq {anchor.confirmed_by}): the start of the chain cannot be trusted",
+            store.ANCHOR_NAME))
+    return ordered
+
+
+def _check_links(ordered: list[_Entry], report: VerifyReport) -> None:
+    for before, after in itertools.pairwise(ordered):
+        if after.seq != before.seq + 1:
+            missing = (f"seq {before.seq + 1}" if after.seq == before.seq + 2
+                       else f"seq {before.seq + 1}..{after.seq - 1}")
+            report.problems.append(Problem(
+                "removed", f"{missing} missing between {_where(before)} (seq {before.seq}) and this record",
+                after.file, after.line, after.seq))
+        elif after.prev != before.hash:
+            report.problems.append(Problem(
+                "relinked", f"does not link to seq {before.seq} at {_where(before)}: that record was "
+                "rewritten (its hash recomputed) or replaced", after.file, after.line, after.seq))
+
+
+def _check_head(ordered: list[_Entry], head: store.Head | None, report: VerifyReport) -> None:
+    if head is None:
+        if ordered:
+            report.problems.append(Problem(
+                "head", "HEAD is missing, so removal of the newest records cannot be ruled out",
+                store.HEAD_NAME))
+        return
+    last = ordered[-1] if ordered else None
+    last_seq = last.seq if last is not None else 0
+    if head.seq > last_seq:
+        report.problems.append(Problem(
+            "truncated", f"chain ends at seq {last_seq} but HEAD says seq {head.seq} was durable: "
+            f"seq {last_seq + 1}..{head.seq} were removed from the end",
+            last.file if last else store.HEAD_NAME, last.line if last else None, last_seq or None))
+        return
+    at_head = next((e for e in reversed(ordered) if e.seq == head.seq), None)
+    if head.seq > 0 and at_head is not None and at_head.hash != head.hash:
+        report.problems.append(Problem(
+            "head", f"record seq {head.seq} does not have the hash HEAD recorded for it: the newest "
+            "records were rewritten", at_head.file, at_head.line, head.seq))

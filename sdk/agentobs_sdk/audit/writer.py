@@ -1,0 +1,395 @@
+"""`AuditTrail`: the append side of the audit trail (durability, concurrency, rotation, retention).
+
+Concurrency: every commit holds an in-process lock and an exclusive flock on DIR/.lock, then
+re-reads the chain tail if anyone else (another process, or a crash) touched the newest segment
+since this writer last wrote, so threads and processes all extend one chain.
+
+Durability: `append()` returns only after its record is on disk. In `fsync` mode each record
+gets its own fdatasync; in `group` mode concurrent appenders queue, one of them writes the whole
+queue with a single write and a single fdatasync, and all of them return once that is done.
+HEAD is updated after the data is durable, so it never claims a record the disk lacks.
+
+A forked child gets its own lock descriptor, since flock cannot tell apart two processes that
+share one open file.
+
+Rotation starts a new segment by size or age, and the new segment's first record links to the
+last hash of the previous one. Retention deletes whole segments older than N days, oldest first,
+after writing a chain record and anchor.json that say where the chain now starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from . import store
+from .chain import (
+    GENESIS,
+    RETENTION_ACTION,
+    AuditError,
+    decode,
+    encode,
+    normalise_details,
+    now_ts,
+    parse_ts,
+    seal,
+)
+from .group import GroupCommitter
+from .tail import locate_tail
+
+log = logging.getLogger("agentobs_sdk.audit")
+
+Durability = Literal["fsync", "group"]
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+DEFAULT_ROTATE_SECONDS = 86400.0
+
+
+@dataclass(frozen=True)
+class AuditReceipt:
+    """Proof an append is durable: where the record sits in the chain."""
+
+    seq: int
+    hash: str
+    file: str
+    ts: str
+
+
+class AuditTrail:
+    """Append-only, hash-chained, crash-safe JSONL audit trail in one directory."""
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        durability: Durability = "group",
+        max_bytes: int | None = DEFAULT_MAX_BYTES,
+        rotate_seconds: float | None = DEFAULT_ROTATE_SECONDS,
+        retention_days: float | None = None,
+        default_agent: str | None = None,
+        clock: Callable[[], float] = time.time,
+        on_durable: Callable[[int], None] | None = None,
+    ) -> None:
+        if durability not in ("fsync", "group"):
+            raise ValueError(f"durability must be 'fsync' or 'group', not {durability!r}")
+        self.directory = os.path.abspath(os.fspath(directory))
+        self.durability: Durability = durability
+        self.max_bytes = max_bytes
+        self.rotate_seconds = rotate_seconds
+        self.retention_days = retention_days
+        self.default_agent = default_agent
+        self._clock = clock
+        self._on_durable = on_durable
+        self.repairs: list[store.TornTail] = []
+
+        os.makedirs(self.directory, mode=0o750, exist_ok=True)
+        self._lock_fd = os.open(os.path.join(self.directory, store.LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o640)
+        self._head_fd = os.open(os.path.join(self.directory, store.HEAD_NAME), os.O_RDWR | os.O_CREAT, 0o640)
+        self._io = threading.Lock()
+        self._group: GroupCommitter[dict[str, Any], AuditReceipt] = GroupCommitter(self._commit)
+        self._closed = False
+        self._rotated = False
+        # The newest segment and the chain tail, valid while the flock is held.
+        self._fd: int | None = None
+        self._name = ""
+        self._size = 0
+        self._created = 0.0
+        self._last_seq = 0
+        self._last_hash = GENESIS
+
+        try:
+            with self._io, store.dir_lock(self._lock_fd):
+                self._scan()
+                self._check_head()
+                self._retention_locked()
+        except BaseException:
+            self._close_fds()
+            raise
+        # A forked child shares this writer's open lock file, and flock does not exclude two
+        # holders of one open file: give the child its own descriptors and locks.
+        ref = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _reopen_in_child(ref))
+
+    # --- public API ---------------------------------------------------------------------------
+
+    @property
+    def last_seq(self) -> int:
+        return self._last_seq
+
+    def append(
+        self,
+        action: str,
+        *,
+        agent: str | None = None,
+        user: str | None = None,
+        result: str | None = None,
+        resource: str | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> AuditReceipt:
+        """Add one record; returns once it is durable (per the trail's durability mode)."""
+        return self._submit([self._body(action, agent, user, result, resource, details)])[0]
+
+    def append_many(self, entries: Iterable[Mapping[str, Any]]) -> list[AuditReceipt]:
+        """Add several records (each a mapping of `append` keyword arguments) with one fsync."""
+        bodies = [
+            self._body(e["action"], e.get("agent"), e.get("user"), e.get("result"), e.get("resource"),
+                       e.get("details"))
+            for e in entries
+        ]
+        return self._submit(bodies) if bodies else []
+
+    def apply_retention(self) -> list[str]:
+        """Delete segments older than the retention period now; returns the deleted names."""
+        with self._io, store.dir_lock(self._lock_fd):
+            self._ensure_open()
+            if not self._tail_is_current():
+                self._scan()
+            return self._retention_locked()
+
+    def close(self) -> None:
+        with self._io:
+            if self._closed:
+                return
+            self._closed = True
+            self._close_fds()
+
+    def __enter__(self) -> AuditTrail:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- building and committing records -------------------------------------------------------
+
+    def _body(
+        self,
+        action: str,
+        agent: str | None,
+        user: str | None,
+        result: str | None,
+        resource: str | None,
+        details: Mapping[str, Any] | None,
+    ) -> dict[str, Any]:
+        if not isinstance(action, str) or not action:
+            raise ValueError("an audit record needs a non-empty action")
+        return {
+            "ts": now_ts(self._clock()),
+            "agent": agent if agent is not None else self.default_agent,
+            "action": action,
+            "user": user,
+            "result": result,
+            "resource": resource,
+            "details": normalise_details(details),
+        }
+
+    def _submit(self, bodies: list[dict[str, Any]]) -> list[AuditReceipt]:
+        if self.durability == "fsync":
+            return self._commit(bodies)
+        return self._group.submit(bodies)
+
+    def _commit(self, bodies: list[dict[str, Any]]) -> list[AuditReceipt]:
+        with self._io:
+            self._ensure_open()
+            with store.dir_lock(self._lock_fd):
+                if not self._tail_is_current():
+                    self._scan()
+                self._rotated = False
+                receipts = self._write_records(bodies)
+                if self._rotated and self.retention_days is not None:
+                    try:
+                        self._retention_locked()
+                    except OSError as exc:  # the appends are durable; retention retries next time
+                        log.error("agentobs audit: retention in %s failed: %s", self.directory, exc)
+        return receipts
+
+    def _write_records(self, bodies: list[dict[str, Any]]) -> list[AuditReceipt]:
+        receipts: list[AuditReceipt] = []
+        buf = bytearray()
+        try:
+            for body in bodies:
+                if self._fd is None:
+                    self._new_segment()
+                elif self._needs_rotation(len(buf)):
+                    self._flush(buf)
+                    buf.clear()
+                    self._new_segment()
+                record = seal(body, seq=self._last_seq + 1, prev=self._last_hash)
+                buf += encode(record)
+                self._last_seq, self._last_hash = record["seq"], record["hash"]
+                receipts.append(AuditReceipt(record["seq"], record["hash"], self._name, record["ts"]))
+            self._flush(buf)
+        except BaseException:
+            # Forget the in-memory tail: the next commit re-reads what really reached the disk.
+            self._drop_segment()
+            raise
+        store.write_head(self._head_fd, store.Head(self._last_seq, self._last_hash))
+        if self._on_durable is not None:
+            try:
+                self._on_durable(self._last_seq)
+            except Exception:  # a metrics hiccup must not turn a durable append into an error
+                log.exception("agentobs audit: on_durable callback failed")
+        return receipts
+
+    def _flush(self, buf: bytearray) -> None:
+        if not buf or self._fd is None:
+            return
+        before = self._size
+        try:
+            view = memoryview(buf)
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+            store.sync_data(self._fd)
+        except BaseException:
+            # Never leave a half-written record behind for the next append to follow.
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, before)
+            raise
+        self._size = before + len(buf)
+
+    def _needs_rotation(self, pending: int) -> bool:
+        size = self._size + pending
+        if size == 0:
+            return False
+        if self.max_bytes is not None and size >= self.max_bytes:
+            return True
+        return self.rotate_seconds is not None and self._clock() - self._created >= self.rotate_seconds
+
+    def _new_segment(self) -> None:
+        name = store.segment_name(self._last_seq + 1)
+        fd = os.open(os.path.join(self.directory, name), os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
+        store.fsync_dir(self.directory)
+        self._drop_segment()
+        self._fd, self._name = fd, name
+        self._size = os.fstat(fd).st_size
+        self._created = self._clock()
+        self._rotated = True
+
+    # --- reading the tail ------------------------------------------------------------------------
+
+    def _tail_is_current(self) -> bool:
+        """True when nobody touched the chain since this writer's last commit (flock held)."""
+        if self._fd is None:
+            return False
+        st = os.fstat(self._fd)
+        if st.st_size != self._size or st.st_nlink == 0:
+            return False
+        nxt = store.segment_name(self._last_seq + 1)
+        return nxt == self._name or not os.path.exists(os.path.join(self.directory, nxt))
+
+    def _scan(self) -> None:
+        """Re-read the chain tail and reopen the newest segment (flock held)."""
+        self._drop_segment()
+        tail = locate_tail(self.directory)
+        for torn in tail.repairs:
+            self.repairs.append(torn)
+            log.warning("agentobs audit: %s; earlier records are intact", torn.describe())
+        self._last_seq, self._last_hash = tail.seq, tail.hash
+        if tail.segment is not None:
+            self._fd = os.open(os.path.join(self.directory, tail.segment), os.O_RDWR | os.O_APPEND)
+            self._name = tail.segment
+            self._size = os.fstat(self._fd).st_size
+            self._created = self._segment_created(tail.segment)
+
+    def _segment_created(self, name: str) -> float:
+        line = store.read_first_line(os.path.join(self.directory, name))
+        if line is not None:
+            try:
+                return parse_ts(decode(line)["ts"]).timestamp()
+            except (ValueError, TypeError):
+                pass
+        return self._clock()
+
+    def _check_head(self) -> None:
+        """Refuse to write over a trail that lost records HEAD says were durable."""
+        try:
+            head = store.read_head(self.directory)
+        except ValueError:
+            head = None
+        if head is not None and head.seq > self._last_seq:
+            raise AuditError(
+                f"audit trail in {self.directory} ends at seq {self._last_seq} but HEAD says seq "
+                f"{head.seq} was durable: records were removed; run `agentobs-audit verify`"
+            )
+        if head is None or head.seq < self._last_seq:
+            if head is None and self._last_seq > 0:
+                log.warning("agentobs audit: HEAD in %s was missing; recreated from the chain tail",
+                            self.directory)
+            store.write_head(self._head_fd, store.Head(self._last_seq, self._last_hash))
+
+    # --- retention ---------------------------------------------------------------------------------
+
+    def _retention_locked(self) -> list[str]:
+        if self.retention_days is None:
+            return []
+        segments = store.list_segments(self.directory)
+        anchor = store.read_anchor(self.directory)
+        doomed = store.expired_prefix(self.directory, segments, anchor,
+                                      self._clock() - self.retention_days * 86400.0)
+        if not doomed:
+            return []
+        kept = segments[len(doomed)][1]
+        line = store.read_first_line(os.path.join(self.directory, kept))
+        if line is None:
+            return []
+        first = decode(line)
+        if anchor is None or anchor.seq != first["seq"]:
+            # The chain itself records the cut, so a forged anchor.json cannot hide deletions.
+            self._rotated = False
+            receipt = self._write_records([{
+                "ts": now_ts(self._clock()),
+                "agent": "agentobs-audit",
+                "action": RETENTION_ACTION,
+                "user": None,
+                "result": "ok",
+                "resource": self.directory,
+                "details": {"deleted": doomed, "kept_from_seq": first["seq"],
+                            "kept_from_prev": first["prev"], "retention_days": self.retention_days},
+            }])[0]
+            store.write_anchor(self.directory, store.Anchor(first["seq"], first["prev"], receipt.seq))
+        for name in doomed:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(self.directory, name))
+        store.fsync_dir(self.directory)
+        log.info("agentobs audit: retention deleted %d segment(s) from %s", len(doomed), self.directory)
+        return doomed
+
+    # --- file descriptors ------------------------------------------------------------------------
+
+    def _after_fork(self) -> None:
+        # Locks may have been held by parent threads that do not exist here; the inherited
+        # descriptors stay open (closing them is harmless) but the child stops using them.
+        self._io = threading.Lock()
+        self._group = GroupCommitter(self._commit)
+        if self._closed:
+            return
+        self._drop_segment()
+        self._lock_fd = os.open(os.path.join(self.directory, store.LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o640)
+        self._head_fd = os.open(os.path.join(self.directory, store.HEAD_NAME), os.O_RDWR | os.O_CREAT, 0o640)
+
+    def _ensure_open(self) -> None:
+        if self._closed:
+            raise AuditError(f"audit trail {self.directory} is closed")
+
+    def _drop_segment(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+        self._fd, self._name, self._size = None, "", 0
+
+    def _close_fds(self) -> None:
+        self._drop_segment()
+        for fd in (self._lock_fd, self._head_fd):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def _reopen_in_child(ref: weakref.ReferenceType[AuditTrail]) -> None:
+    trail = ref()
+    if trail is not None:
+        trail._after_fork()

@@ -1,0 +1,310 @@
+"""Instrumentation in the agent's vocabulary: agent run, LLM call, tool call, reasoning step, decision.
+
+Each helper returns an object that works as a context manager (`with` and `async with`) and as a
+decorator (on plain and `async def` functions). Entering it starts a span named and attributed per
+the OpenTelemetry GenAI semantic conventions (`invoke_agent {agent}`, `{operation} {model}`,
+`execute_tool {tool}`) and yields an `Operation` to record results on; leaving it ends the span
+and records the Prometheus metrics of `series.py`. An exception is recorded on the span (status
+ERROR, `error.type`, exception event), counted, and re-raised unchanged. Instrumentation failures
+of its own are logged, never raised into the agent, except a failed audit append that the caller
+asked for with `audit=True` (raised when the operation itself succeeded).
+
+Without `configure()` the helpers still run: spans go to the global (no-op) tracer and no metrics
+are recorded.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Sequence
+
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
+from opentelemetry.util.types import AttributeValue
+
+from .instrument import Instrument, Operation, enter_agent, innermost, leave_agent, log
+
+# --- the operations ------------------------------------------------------------------------------
+
+
+class AgentRun(Operation):
+    operation_name = "invoke_agent"
+
+    def __init__(self, name: str, agent_id: str | None, description: str | None,
+                 conversation_id: str | None, attributes: dict[str, AttributeValue] | None) -> None:
+        super().__init__(attributes)
+        self.name = name
+        self.agent_id = agent_id
+        self.description = description
+        self.conversation_id = conversation_id
+        self._agent_token: contextvars.Token[str | None] | None = None
+
+    def span_name(self) -> str:
+        return f"invoke_agent {self.name}"
+
+    def _span_attributes(self) -> dict[str, AttributeValue]:
+        agent_id = self.agent_id
+        if agent_id is None and self._handle is not None:
+            agent_id = self._handle.settings.effective_agent_id
+        attrs: dict[str, AttributeValue] = {"gen_ai.operation.name": "invoke_agent",
+                                            "gen_ai.agent.name": self.name}
+        for key, value in (("gen_ai.agent.id", agent_id), ("gen_ai.agent.description", self.description),
+                           ("gen_ai.conversation.id", self.conversation_id)):
+            if value is not None:
+                attrs[key] = value
+        return attrs
+
+    def _enter_hook(self) -> None:
+        self._agent_token = enter_agent(self.name)
+
+    def _exit_hook(self) -> None:
+        if self._agent_token is not None:
+            leave_agent(self._agent_token)
+            self._agent_token = None
+
+    def _on_end(self, seconds: float, error_type: str | None) -> None:
+        if self._handle is not None:
+            self._handle.metrics.record_agent_run(self.name, seconds, ok=error_type is None)
+
+
+class LLMCall(Operation):
+    kind = SpanKind.CLIENT
+
+    def __init__(self, model: str, provider: str, operation: str, response_model: str | None,
+                 attributes: dict[str, AttributeValue] | None) -> None:
+        super().__init__(attributes)
+        self.operation_name = operation
+        self.model = model
+        self.provider = provider
+        self.response_model = response_model
+        self.input_tokens: int | None = None
+        self.output_tokens: int | None = None
+        self.cost_usd: float | None = None
+
+    def span_name(self) -> str:
+        return f"{self.operation_name} {self.model}"
+
+    def _span_attributes(self) -> dict[str, AttributeValue]:
+        attrs: dict[str, AttributeValue] = {"gen_ai.operation.name": self.operation_name,
+                                            "gen_ai.provider.name": self.provider,
+                                            "gen_ai.request.model": self.model}
+        if self.response_model:
+            attrs["gen_ai.response.model"] = self.response_model
+        return attrs
+
+    def record_usage(self, input_tokens: int | None = None, output_tokens: int | None = None,
+                     *, response_model: str | None = None) -> None:
+        """Token counts the provider reported (billable ones, per the semantic conventions)."""
+        for label, value in (("input", input_tokens), ("output", output_tokens)):
+            if value is not None and value < 0:
+                raise ValueError(f"{label} token count must not be negative, got {value}")
+        if input_tokens is not None:
+            self.input_tokens = input_tokens
+            self.span.set_attribute("gen_ai.usage.input_tokens", input_tokens)
+        if output_tokens is not None:
+            self.output_tokens = output_tokens
+            self.span.set_attribute("gen_ai.usage.output_tokens", output_tokens)
+        if response_model is not None:
+            self.set_response_model(response_model)
+
+    def set_response_model(self, model: str) -> None:
+        self.response_model = model
+        self.span.set_attribute("gen_ai.response.model", model)
+
+    def set_finish_reasons(self, reasons: Sequence[str]) -> None:
+        self.span.set_attribute("gen_ai.response.finish_reasons", list(reasons))
+
+    def add_cost(self, usd: float) -> None:
+        if usd < 0:
+            raise ValueError(f"cost must not be negative, got {usd}")
+        self.cost_usd = (self.cost_usd or 0.0) + usd
+        self.span.set_attribute("agentobs.cost.usd", self.cost_usd)
+
+    def _on_end(self, seconds: float, error_type: str | None) -> None:
+        if self._handle is None:
+            return
+        m = self._handle.metrics
+        op, provider, model, response = self.operation_name, self.provider, self.model, self.response_model
+        m.record_operation_duration(seconds, operation=op, provider=provider, request_model=model,
+                                    response_model=response, error_type=error_type)
+        for token_type, count in (("input", self.input_tokens), ("output", self.output_tokens)):
+            if count is not None:
+                m.record_token_usage(token_type, count, operation=op, provider=provider,
+                                     request_model=model, response_model=response)
+        if self.cost_usd:
+            m.add_cost(self.agent, self.cost_usd, provider=self.provider, model=self.model)
+
+
+class ToolCall(Operation):
+    operation_name = "execute_tool"
+
+    def __init__(self, tool: str, call_id: str | None, tool_type: str | None, description: str | None,
+                 audit: bool, user: str | None, attributes: dict[str, AttributeValue] | None) -> None:
+        super().__init__(attributes)
+        self.tool = tool
+        self.call_id = call_id
+        self.tool_type = tool_type
+        self.description = description
+        self.audit = audit
+        self.user = user
+
+    def span_name(self) -> str:
+        return f"execute_tool {self.tool}"
+
+    def _span_attributes(self) -> dict[str, AttributeValue]:
+        attrs: dict[str, AttributeValue] = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": self.tool}
+        for key, value in (("gen_ai.tool.call.id", self.call_id), ("gen_ai.tool.type", self.tool_type),
+                           ("gen_ai.tool.description", self.description)):
+            if value is not None:
+                attrs[key] = value
+        return attrs
+
+    def fail(self, reason: str = "tool_error") -> None:
+        """Mark the call failed without raising (a tool that returned an error result)."""
+        self._failure = reason
+
+    def _on_end(self, seconds: float, error_type: str | None) -> None:
+        if self._handle is not None:
+            self._handle.metrics.record_tool_call(self.agent, self.tool, seconds, error_type=error_type)
+        if self.audit:
+            self._audit("tool_call", user=self.user, result="error" if error_type else "ok",
+                        resource=self.tool, details={"call_id": self.call_id, "error_type": error_type,
+                                                     "trace_id": _trace_id(self.span)})
+
+
+class ReasoningStep(Operation):
+    operation_name = "reasoning_step"
+
+    def __init__(self, name: str, index: int | None, attributes: dict[str, AttributeValue] | None) -> None:
+        super().__init__(attributes)
+        self.name = name
+        self.index = index
+
+    def span_name(self) -> str:
+        return f"reasoning_step {self.name}"
+
+    def _span_attributes(self) -> dict[str, AttributeValue]:
+        attrs: dict[str, AttributeValue] = {"agentobs.reasoning.step": self.name}
+        if self.index is not None:
+            attrs["agentobs.reasoning.index"] = self.index
+        return attrs
+
+    def _on_end(self, seconds: float, error_type: str | None) -> None:
+        if self._handle is not None:
+            self._handle.metrics.record_reasoning_step(self.agent)
+
+
+def _check_confidence(confidence: float | None) -> float | None:
+    if confidence is None:
+        return None
+    value = float(confidence)
+    if not 0.0 <= value <= 1.0:  # also rejects NaN
+        raise ValueError(f"decision confidence must be within [0, 1], got {confidence!r}")
+    return value
+
+
+class Decision(Operation):
+    operation_name = "decision"
+
+    def __init__(self, name: str, choice: str | None, confidence: float | None, alternatives: Sequence[str],
+                 rationale: str | None, audit: bool, user: str | None,
+                 attributes: dict[str, AttributeValue] | None) -> None:
+        super().__init__(attributes)
+        self.name = name
+        self.choice = choice
+        self.confidence = _check_confidence(confidence)
+        self.alternatives = [str(a) for a in alternatives]
+        self.rationale = rationale
+        self.audit = audit
+        self.user = user
+
+    def span_name(self) -> str:
+        return f"decision {self.name}"
+
+    def _span_attributes(self) -> dict[str, AttributeValue]:
+        attrs: dict[str, AttributeValue] = {"agentobs.decision.name": self.name}
+        if self.alternatives:
+            attrs["agentobs.decision.alternatives"] = self.alternatives
+        if self.choice is not None:
+            attrs["agentobs.decision.choice"] = self.choice
+        if self.confidence is not None:
+            attrs["agentobs.decision.confidence"] = self.confidence
+        if self.rationale is not None:
+            attrs["agentobs.decision.rationale"] = self.rationale
+        return attrs
+
+    def choose(self, choice: str, confidence: float | None = None, *,
+               alternatives: Sequence[str] | None = None, rationale: str | None = None) -> None:
+        """Record the outcome when it is known only inside the block."""
+        self.confidence = _check_confidence(confidence) if confidence is not None else self.confidence
+        self.choice = choice
+        if alternatives is not None:
+            self.alternatives = [str(a) for a in alternatives]
+        if rationale is not None:
+            self.rationale = rationale
+        for key, value in self._span_attributes().items():
+            self.span.set_attribute(key, value)
+
+    def _on_end(self, seconds: float, error_type: str | None) -> None:
+        if self._handle is not None and error_type is None:
+            self._handle.metrics.record_decision(self.agent, self.name, self.confidence)
+        if self.audit:
+            self._audit("decision", user=self.user, result=self.choice if error_type is None else "error",
+                        resource=self.name, details={"confidence": self.confidence,
+                                                     "alternatives": self.alternatives,
+                                                     "rationale": self.rationale,
+                                                     "trace_id": _trace_id(self.span)})
+
+
+def _trace_id(span: trace.Span) -> str | None:
+    ctx = span.get_span_context()
+    return format(ctx.trace_id, "032x") if ctx.is_valid else None
+
+
+# --- public factories ------------------------------------------------------------------------------
+
+
+def agent_run(name: str, *, agent_id: str | None = None, description: str | None = None,
+              conversation_id: str | None = None,
+              attributes: dict[str, AttributeValue] | None = None) -> Instrument[AgentRun]:
+    """One run of an agent: span `invoke_agent {name}`, run duration histogram."""
+    return Instrument(lambda: AgentRun(name, agent_id, description, conversation_id, attributes))
+
+
+def llm_call(model: str, *, provider: str, operation: str = "chat", response_model: str | None = None,
+             attributes: dict[str, AttributeValue] | None = None) -> Instrument[LLMCall]:
+    """One model call: span `{operation} {model}` (CLIENT), token usage and duration histograms."""
+    return Instrument(lambda: LLMCall(model, provider, operation, response_model, attributes))
+
+
+def tool_call(tool: str, *, call_id: str | None = None, tool_type: str | None = "function",
+              description: str | None = None, audit: bool = False, user: str | None = None,
+              attributes: dict[str, AttributeValue] | None = None) -> Instrument[ToolCall]:
+    """One tool execution: span `execute_tool {tool}`, duration and failures; optionally audited."""
+    return Instrument(lambda: ToolCall(tool, call_id, tool_type, description, audit, user, attributes))
+
+
+def reasoning_step(name: str = "step", *, index: int | None = None,
+                   attributes: dict[str, AttributeValue] | None = None) -> Instrument[ReasoningStep]:
+    """One step of the agent's reasoning loop: span `reasoning_step {name}`, step counter."""
+    return Instrument(lambda: ReasoningStep(name, index, attributes))
+
+
+def decision(name: str, *, choice: str | None = None, confidence: float | None = None,
+             alternatives: Sequence[str] = (), rationale: str | None = None, audit: bool = False,
+             user: str | None = None,
+             attributes: dict[str, AttributeValue] | None = None) -> Instrument[Decision]:
+    """A decision with its confidence in [0, 1] and the alternatives considered; optionally audited."""
+    _check_confidence(confidence)  # fail at the call site, not later inside the block
+    return Instrument(lambda: Decision(name, choice, confidence, alternatives, rationale, audit, user,
+                                       attributes))
+
+
+def record_llm_usage(input_tokens: int | None = None, output_tokens: int | None = None, *,
+                     response_model: str | None = None) -> None:
+    """Record token usage on the innermost active `llm_call` (handy inside a decorated function)."""
+    op = innermost(LLMCall)
+    if op is None:
+        log.warning("agentobs: record_llm_usage() outside an llm_call; ignored")
+        return
+    op.record_usage(input_tokens, output_tokens, response_model=response_model)

@@ -1,0 +1,235 @@
+"""The operation lifecycle every helper shares, and the with/async with/decorator protocol.
+
+An `Operation` starts its span, makes it current (OpenTelemetry context and this module's
+context variables, so it propagates across awaits and nested helpers), and on exit records an
+exception on the span (status ERROR, `error.type`, exception event, error counter) before ending
+it. `Instrument` turns a factory of operations into a context manager and a decorator, for plain
+and async code alike. The concrete operations live in helpers.py.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import inspect
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Generic, ParamSpec, TypeVar, cast
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.util.types import AttributeValue
+
+from .config import Handle, current_handle
+
+log = logging.getLogger("agentobs_sdk")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+O = TypeVar("O", bound="Operation")  # noqa: E741 - conventional TypeVar name
+
+_current_op: contextvars.ContextVar[Operation | None] = contextvars.ContextVar("agentobs_op", default=None)
+_current_agent: contextvars.ContextVar[str | None] = contextvars.ContextVar("agentobs_agent", default=None)
+
+
+def current_operation() -> Operation | None:
+    """The innermost active helper operation (e.g. to record token usage inside a decorated call)."""
+    return _current_op.get()
+
+
+def innermost(kind: type[O]) -> O | None:
+    """The innermost active operation of `kind`, looking through the ones nested inside it."""
+    op = _current_op.get()
+    while op is not None and not isinstance(op, kind):
+        op = op._parent
+    return op
+
+
+def enter_agent(name: str) -> contextvars.Token[str | None]:
+    """Make `name` the agent that nested operations report in their metrics."""
+    return _current_agent.set(name)
+
+
+def leave_agent(token: contextvars.Token[str | None]) -> None:
+    _current_agent.reset(token)
+
+
+def _error_type(exc: BaseException) -> str:
+    return type(exc).__qualname__
+
+
+class Operation:
+    """One instrumented operation; subclasses add what their kind records."""
+
+    operation_name = "operation"
+    kind = SpanKind.INTERNAL
+
+    def __init__(self, attributes: dict[str, AttributeValue] | None = None) -> None:
+        self._attributes: dict[str, AttributeValue] = dict(attributes or {})
+        self.span: trace.Span = trace.INVALID_SPAN
+        self._handle: Handle | None = None
+        self._t0 = 0.0
+        self._tokens: tuple[contextvars.Token[Context], contextvars.Token[Operation | None]] | None = None
+        self._failure: str | None = None
+        self._parent: Operation | None = None
+
+    # What a subclass defines.
+    def span_name(self) -> str:
+        return self.operation_name
+
+    def _span_attributes(self) -> dict[str, AttributeValue]:
+        return {}
+
+    def _on_end(self, seconds: float, error_type: str | None) -> None:
+        """Record metrics (and audit) when the operation ends; runs before the span ends."""
+
+    # Recording API.
+    def set(self, key: str, value: AttributeValue) -> None:
+        """Set a span attribute."""
+        self.span.set_attribute(key, value)
+
+    def event(self, name: str, attributes: dict[str, AttributeValue] | None = None) -> None:
+        self.span.add_event(name, attributes or {})
+
+    @property
+    def agent(self) -> str:
+        """The agent this operation belongs to: the enclosing agent run, else the configured id."""
+        name = _current_agent.get()
+        if name:
+            return name
+        return self._handle.settings.effective_agent_id if self._handle is not None else "unknown"
+
+    # Lifecycle.
+    def _start(self) -> None:
+        self._handle = current_handle()
+        self._parent = _current_op.get()
+        tracer = self._handle.tracer if self._handle is not None else trace.get_tracer("agentobs_sdk")
+        attrs = self._span_attributes()
+        attrs.update(self._attributes)
+        self.span = tracer.start_span(self.span_name(), kind=self.kind, attributes=attrs)
+        ctx_token = otel_context.attach(trace.set_span_in_context(self.span))
+        self._tokens = (ctx_token, _current_op.set(self))
+        self._enter_hook()
+        self._t0 = time.perf_counter()
+
+    def _enter_hook(self) -> None:
+        pass
+
+    def _exit_hook(self) -> None:
+        pass
+
+    def _finish(self, exc: BaseException | None) -> None:
+        seconds = time.perf_counter() - self._t0
+        error_type: str | None = None
+        try:
+            if exc is not None and not isinstance(exc, GeneratorExit):
+                error_type = _error_type(exc)
+                self.span.record_exception(exc)
+                self.span.set_status(Status(StatusCode.ERROR, f"{error_type}: {exc}"))
+                self.span.set_attribute("error.type", error_type)
+                metrics = self._handle.metrics if self._handle is not None else None
+                if metrics is not None:
+                    metrics.record_error(self.agent, self.operation_name, error_type)
+            elif self._failure is not None:
+                error_type = self._failure
+                self.span.set_status(Status(StatusCode.ERROR, error_type))
+                self.span.set_attribute("error.type", error_type)
+            self._on_end(seconds, error_type)
+        except Exception as own:
+            if exc is None and isinstance(own, _MustRaise):
+                raise own.error from None
+            log.exception("agentobs: recording %s failed", self.span_name())
+        finally:
+            self.span.end()
+            self._exit_hook()
+            if self._tokens is not None:
+                ctx_token, op_token = self._tokens
+                _current_op.reset(op_token)
+                otel_context.detach(ctx_token)
+                self._tokens = None
+
+    def _audit(self, action: str, **fields: Any) -> None:
+        """Append an audit record; a failure raises only if the operation itself succeeded."""
+        trail = self._handle.audit if self._handle is not None else None
+        if trail is None:
+            log.warning("agentobs: audit requested for %s but no audit trail is configured", action)
+            return
+        try:
+            trail.append(action, agent=self.agent, **fields)
+        except Exception as exc:
+            self.span.add_event("agentobs.audit.failed", {"error.type": _error_type(exc)})
+            raise _MustRaise(exc) from exc
+
+
+class _MustRaise(Exception):
+    """Carries an error the agent must see (an audit append that failed) out of _finish."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class Instrument(Generic[O]):
+    """Context manager (sync/async) and decorator (sync/async) around a fresh `Operation`.
+
+    Every `with`, `async with` or decorated call gets its own operation; the active ones are
+    kept per context (thread or asyncio task), so one instrument object may be shared.
+    """
+
+    def __init__(self, factory: Callable[[], O]) -> None:
+        self._factory = factory
+        self._stack: contextvars.ContextVar[tuple[O, ...]] = contextvars.ContextVar(
+            "agentobs_instrument", default=())
+
+    def __enter__(self) -> O:
+        op = self._factory()
+        op._start()
+        self._stack.set((*self._stack.get(), op))
+        return op
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        stack = self._stack.get()
+        self._stack.set(stack[:-1])
+        stack[-1]._finish(exc)
+
+    async def __aenter__(self) -> O:
+        return self.__enter__()
+
+    async def __aexit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+    def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
+        factory = self._factory
+        if inspect.iscoroutinefunction(fn):
+            @functools.wraps(fn)
+            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                op = factory()
+                op._start()
+                try:
+                    result = await fn(*args, **kwargs)
+                except BaseException as exc:
+                    op._finish(exc)
+                    raise
+                op._finish(None)
+                return result
+
+            return cast(Callable[P, R], async_wrapper)
+
+        @functools.wraps(fn)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            op = factory()
+            op._start()
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:
+                op._finish(exc)
+                raise
+            op._finish(None)
+            return result
+
+        return wrapper
+
+

@@ -1,0 +1,145 @@
+"""JSON log lines for stdlib logging, correlated with the current OpenTelemetry span.
+
+One record becomes one line of strict JSON (no NaN, no raw newlines) that Fluentd can parse:
+timestamp, level, logger, message, trace_id/span_id of the active span, the agent id, exception
+text and any `extra=` fields. Formatting never raises: a value that does not serialise is written
+as its repr, and a broken message template is written verbatim with its arguments.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+from opentelemetry import trace
+
+# Attributes every LogRecord has; anything else on a record came from `extra=`.
+_RECORD_ATTRS = frozenset(
+    vars(logging.LogRecord("x", logging.INFO, "x", 0, "x", None, None)).keys()
+) | {"message", "asctime", "taskName"}
+
+# Output keys the formatter owns; an extra with the same name is kept under `extra_<name>`.
+_RESERVED = frozenset(
+    {"ts", "level", "logger", "message", "trace_id", "span_id", "trace_flags", "agent_id",
+     "service", "exception", "stack", "module", "function", "line", "thread", "process"}
+)
+
+
+def _safe_repr(value: object) -> str:
+    try:
+        return repr(value)
+    except Exception:  # a broken __repr__ must not break logging
+        return f"<unrepresentable {type(value).__qualname__}>"
+
+
+def _jsonable(value: object, depth: int = 0) -> Any:
+    """A JSON-safe copy of value: containers walked, non-finite floats and unknowns as strings."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else repr(value)
+    if depth > 8:  # bounds recursion on deep or self-referencing structures
+        return _safe_repr(value)
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v, depth + 1) for k, v in list(value.items())}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_jsonable(v, depth + 1) for v in list(value)]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return _safe_repr(value)
+
+
+class JsonFormatter(logging.Formatter):
+    """`logging.Formatter` producing one JSON object per line."""
+
+    def __init__(
+        self,
+        *,
+        agent_id: str | None = None,
+        service: str | None = None,
+        include_source: bool = False,
+    ) -> None:
+        super().__init__()
+        self.agent_id = agent_id
+        self.service = service
+        self.include_source = include_source
+
+    def format(self, record: logging.LogRecord) -> str:
+        try:
+            return self._format(record)
+        except Exception as exc:  # last resort: still one valid JSON line
+            return json.dumps(
+                {
+                    "ts": _timestamp(getattr(record, "created", 0.0)),
+                    "level": str(getattr(record, "levelname", "ERROR")),
+                    "logger": str(getattr(record, "name", "")),
+                    "message": _safe_repr(getattr(record, "msg", "")),
+                    "format_error": _safe_repr(exc),
+                }
+            )
+
+    def _format(self, record: logging.LogRecord) -> str:
+        payload: dict[str, Any] = {
+            "ts": _timestamp(record.created),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": _message(record),
+        }
+        ctx = trace.get_current_span().get_span_context()
+        if ctx.is_valid:
+            payload["trace_id"] = format(ctx.trace_id, "032x")
+            payload["span_id"] = format(ctx.span_id, "016x")
+            payload["trace_flags"] = format(int(ctx.trace_flags), "02x")
+        if self.agent_id:
+            payload["agent_id"] = self.agent_id
+        if self.service:
+            payload["service"] = self.service
+        if self.include_source:
+            payload.update(module=record.module, function=record.funcName, line=record.lineno)
+        # Cache like logging.Formatter does, so several handlers format the traceback once.
+        if record.exc_info and record.exc_info[0] is not None and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            payload["exception"] = record.exc_text
+        if record.stack_info:
+            payload["stack"] = self.formatStack(record.stack_info)
+        for key, value in record.__dict__.items():
+            if key in _RECORD_ATTRS or key.startswith("_"):
+                continue
+            payload[f"extra_{key}" if key in _RESERVED else key] = value
+        try:
+            return json.dumps(payload, ensure_ascii=False, allow_nan=False, default=_safe_repr)
+        except (TypeError, ValueError, RecursionError):
+            # Circular references, non-string keys, NaN: rebuild a JSON-safe copy and retry.
+            return json.dumps(_jsonable(payload), ensure_ascii=False)
+
+
+def _message(record: logging.LogRecord) -> str:
+    try:
+        return record.getMessage()
+    except Exception:  # a wrong %-template is the caller's bug; keep the evidence instead
+        return f"{_safe_repr(record.msg)} % {_safe_repr(record.args)}"
+
+
+def _timestamp(created: float) -> str:
+    return datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def install(
+    formatter: JsonFormatter, *, logger: logging.Logger | None = None, stream: Any = None
+) -> logging.Handler | None:
+    """Attach a JSON stream handler to `logger` (root by default) unless it already has handlers.
+
+    An application that configured logging itself keeps its handlers; it can still use
+    `JsonFormatter` directly. Returns the handler added, or None.
+    """
+    target = logger if logger is not None else logging.getLogger()
+    if target.handlers:
+        return None
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatter)
+    target.addHandler(handler)
+    return handler

@@ -1,0 +1,344 @@
+"""The Prometheus series contract: every metric name, label and bucket boundary the SDK emits.
+
+Alert rules and Grafana dashboards elsewhere in the project query these names, so this module is
+the single place they are defined. `metrics.py` builds its collectors from `SERIES` and nothing
+else; `emitted_series()` lists every sample name a scrape of an SDK process can return; and
+`promql_metric_names()` / `unknown_series()` let a test fail when a rule or dashboard queries a
+series that nothing emits.
+
+Naming follows the OpenTelemetry-to-Prometheus translation for the GenAI semantic conventions
+(`gen_ai.client.token.usage` with unit `{token}` becomes `gen_ai_client_token_usage`, the
+duration in seconds gains `_seconds`), and an `agentobs_agent_` prefix for the SDK's own agent
+metrics so they cannot be confused with the operator's `agentobs_*` series.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+Kind = Literal["counter", "histogram", "gauge"]
+
+# Bucket boundaries from the GenAI semantic conventions (ExplicitBucketBoundaries advice).
+TOKEN_BUCKETS: tuple[float, ...] = (
+    1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
+)
+GENAI_DURATION_BUCKETS: tuple[float, ...] = (
+    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+)
+# Agent runs span many model and tool round trips, so they reach further than one LLM call.
+AGENT_RUN_BUCKETS: tuple[float, ...] = (
+    0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800,
+)
+TOOL_CALL_BUCKETS: tuple[float, ...] = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
+)
+CONFIDENCE_BUCKETS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+
+# Label names, shared by metrics.py and the rules/dashboards that group by them.
+L_TOKEN_TYPE = "gen_ai_token_type"  # noqa: S105 - a label name, not a secret
+L_OPERATION = "gen_ai_operation_name"
+L_PROVIDER = "gen_ai_provider_name"
+L_REQUEST_MODEL = "gen_ai_request_model"
+L_RESPONSE_MODEL = "gen_ai_response_model"
+L_ERROR_TYPE = "error_type"
+L_AGENT = "agent"
+L_STATUS = "status"
+L_TOOL = "tool"
+L_DECISION = "decision"
+L_SERVICE = "service"
+L_AGENT_ID = "agent_id"
+L_VERSION = "version"
+
+STATUS_OK = "ok"
+STATUS_ERROR = "error"
+
+
+@dataclass(frozen=True)
+class SeriesSpec:
+    """One metric family: its Prometheus name (without type suffixes), type, labels, buckets."""
+
+    name: str
+    kind: Kind
+    help: str
+    labels: tuple[str, ...]
+    buckets: tuple[float, ...] = ()
+    otel_name: str | None = None  # the semantic-convention instrument this family renders
+    unit: str = ""
+
+    def sample_names(self) -> frozenset[str]:
+        """Names of the samples a scrape returns for this family (prometheus-client rendering)."""
+        if self.kind == "counter":
+            return frozenset({f"{self.name}_total", f"{self.name}_created"})
+        if self.kind == "histogram":
+            return frozenset(f"{self.name}{s}" for s in ("_bucket", "_sum", "_count", "_created"))
+        return frozenset({self.name})
+
+
+TOKEN_USAGE = SeriesSpec(
+    name="gen_ai_client_token_usage",
+    kind="histogram",
+    help="Number of input and output tokens used per GenAI operation (gen_ai.client.token.usage)",
+    labels=(L_TOKEN_TYPE, L_OPERATION, L_PROVIDER, L_REQUEST_MODEL, L_RESPONSE_MODEL),
+    buckets=TOKEN_BUCKETS,
+    otel_name="gen_ai.client.token.usage",
+    unit="{token}",
+)
+OPERATION_DURATION = SeriesSpec(
+    name="gen_ai_client_operation_duration_seconds",
+    kind="histogram",
+    help="Duration of GenAI client operations (gen_ai.client.operation.duration)",
+    labels=(L_OPERATION, L_PROVIDER, L_REQUEST_MODEL, L_RESPONSE_MODEL, L_ERROR_TYPE),
+    buckets=GENAI_DURATION_BUCKETS,
+    otel_name="gen_ai.client.operation.duration",
+    unit="s",
+)
+AGENT_RUN_DURATION = SeriesSpec(
+    name="agentobs_agent_run_duration_seconds",
+    kind="histogram",
+    help="Duration of one agent run (invoke_agent), by outcome",
+    labels=(L_AGENT, L_STATUS),
+    buckets=AGENT_RUN_BUCKETS,
+    unit="s",
+)
+TOOL_CALL_DURATION = SeriesSpec(
+    name="agentobs_agent_tool_call_duration_seconds",
+    kind="histogram",
+    help="Duration of tool executions (execute_tool), by outcome",
+    labels=(L_AGENT, L_TOOL, L_STATUS),
+    buckets=TOOL_CALL_BUCKETS,
+    unit="s",
+)
+TOOL_CALL_FAILURES = SeriesSpec(
+    name="agentobs_agent_tool_call_failures",
+    kind="counter",
+    help="Tool executions that failed, by error type",
+    labels=(L_AGENT, L_TOOL, L_ERROR_TYPE),
+)
+DECISIONS = SeriesSpec(
+    name="agentobs_agent_decisions",
+    kind="counter",
+    help="Decisions the agent took, by decision point",
+    labels=(L_AGENT, L_DECISION),
+)
+DECISION_CONFIDENCE = SeriesSpec(
+    name="agentobs_agent_decision_confidence",
+    kind="histogram",
+    help="Confidence (0..1) the agent reported for its decisions",
+    labels=(L_AGENT, L_DECISION),
+    buckets=CONFIDENCE_BUCKETS,
+    unit="1",
+)
+REASONING_STEPS = SeriesSpec(
+    name="agentobs_agent_reasoning_steps",
+    kind="counter",
+    help="Reasoning steps the agent went through",
+    labels=(L_AGENT,),
+)
+ERRORS = SeriesSpec(
+    name="agentobs_agent_errors",
+    kind="counter",
+    help="Exceptions raised inside instrumented agent operations, by operation and error type",
+    labels=(L_AGENT, L_OPERATION, L_ERROR_TYPE),
+)
+COST = SeriesSpec(
+    name="agentobs_agent_cost_usd",
+    kind="counter",
+    help="Money spent on model calls, in US dollars",
+    labels=(L_AGENT, L_PROVIDER, L_REQUEST_MODEL),
+    unit="USD",
+)
+SDK_INFO = SeriesSpec(
+    name="agentobs_agent_sdk_info",
+    kind="gauge",
+    help="Always 1; labels identify the instrumented agent process",
+    labels=(L_SERVICE, L_AGENT_ID, L_VERSION),
+)
+AUDIT_LAST_SEQ = SeriesSpec(
+    name="agentobs_agent_audit_last_seq",
+    kind="gauge",
+    help="Sequence number of the newest durable audit record (an external witness against truncation)",
+    labels=(L_AGENT_ID,),
+)
+
+SERIES: tuple[SeriesSpec, ...] = (
+    TOKEN_USAGE,
+    OPERATION_DURATION,
+    AGENT_RUN_DURATION,
+    TOOL_CALL_DURATION,
+    TOOL_CALL_FAILURES,
+    DECISIONS,
+    DECISION_CONFIDENCE,
+    REASONING_STEPS,
+    ERRORS,
+    COST,
+    SDK_INFO,
+    AUDIT_LAST_SEQ,
+)
+
+# Series names from these prefixes are the SDK's to emit; anything else a rule queries (`up`,
+# `prometheus_*`, the operator's own series) is someone else's contract.
+SDK_PREFIXES: tuple[str, ...] = ("gen_ai_", "agentobs_agent_")
+
+
+def emitted_series() -> frozenset[str]:
+    """Every sample name an SDK process exposes, with `_bucket/_sum/_count/_total` forms."""
+    names: set[str] = set()
+    for spec in SERIES:
+        names |= spec.sample_names()
+    return frozenset(names)
+
+
+# --- PromQL name extraction -------------------------------------------------------------------
+
+_FUNCTIONS = frozenset((
+    "abs", "absent", "absent_over_time", "acos", "acosh", "asin", "asinh", "atan", "atanh",
+    "avg_over_time", "ceil", "changes", "clamp", "clamp_max", "clamp_min", "cos", "cosh",
+    "count_over_time", "day_of_month", "day_of_week", "day_of_year", "days_in_month", "deg", "delta",
+    "deriv", "end", "exp", "floor", "histogram_avg", "histogram_count", "histogram_fraction",
+    "histogram_quantile", "histogram_stddev", "histogram_stdvar", "histogram_sum", "holt_winters",
+    "double_exponential_smoothing", "hour", "idelta", "increase", "irate", "label_join",
+    "label_replace", "last_over_time", "ln", "log10", "log2", "mad_over_time", "max_over_time",
+    "min_over_time", "minute", "month", "pi", "predict_linear", "present_over_time",
+    "quantile_over_time", "rad", "rate", "resets", "round", "scalar", "sgn", "sin", "sinh", "sort",
+    "sort_desc", "sort_by_label", "sort_by_label_desc", "sqrt", "start", "stddev_over_time",
+    "stdvar_over_time", "sum_over_time", "tan", "tanh", "time", "timestamp", "vector", "year", "info",
+    "limitk", "limit_ratio",
+))
+_AGGREGATORS = frozenset((
+    "sum", "min", "max", "avg", "group", "stddev", "stdvar", "count", "count_values", "bottomk", "topk",
+    "quantile",
+))
+_KEYWORDS = frozenset((
+    "and", "or", "unless", "by", "without", "on", "ignoring", "group_left", "group_right", "bool",
+    "offset", "inf", "nan", "atan2",
+))
+# Keywords followed by a parenthesised list of label names, not expressions.
+_LABEL_LIST_KEYWORDS = frozenset({"by", "without", "on", "ignoring", "group_left", "group_right"})
+
+_IDENT = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]*")
+_NAME_MATCHER = re.compile(r"""__name__\s*=~?\s*(["'`])(.*?)\1""")
+# Grafana template syntax: $var, ${var}, ${var:fmt}, [[var]].
+_GRAFANA_VAR = re.compile(r"\$\{[^}]*\}|\$[A-Za-z_][A-Za-z0-9_]*|\[\[[^\]]*\]\]")
+
+
+def _skip_group(expr: str, i: int, open_ch: str, close_ch: str) -> int:
+    """Index just after the bracket group starting at expr[i] == open_ch, honouring strings."""
+    depth = 0
+    n = len(expr)
+    while i < n:
+        ch = expr[i]
+        if ch in "\"'`":
+            i = _skip_string(expr, i)
+            continue
+        if ch == open_ch:
+            depth += 1
+        elif ch == close_ch:
+            depth -= 1
+            if depth == 0:
+                return i + 1
+        i += 1
+    return n
+
+
+def _skip_string(expr: str, i: int) -> int:
+    quote = expr[i]
+    i += 1
+    while i < len(expr):
+        if expr[i] == "\\" and quote != "`":
+            i += 2
+            continue
+        if expr[i] == quote:
+            return i + 1
+        i += 1
+    return len(expr)
+
+
+def promql_metric_names(expr: str) -> set[str]:
+    """Metric names a PromQL expression selects (bare names and `{__name__="..."}` matchers).
+
+    A lexical scan, not a full parser: it skips strings, label matchers, range/subquery brackets,
+    grouping label lists, numbers and durations, and function/aggregator/keyword identifiers.
+    Grafana template variables are removed first so dashboard queries can be checked too.
+    Regex `__name__=~` matchers are returned verbatim (a caller may treat them as patterns).
+    """
+    expr = _GRAFANA_VAR.sub("1", expr)
+    names: set[str] = set()
+    i, n = 0, len(expr)
+    expect_label_list = False
+    while i < n:
+        ch = expr[i]
+        if ch == "#":  # comment to end of line
+            nl = expr.find("\n", i)
+            i = n if nl < 0 else nl + 1
+            continue
+        if ch in "\"'`":
+            i = _skip_string(expr, i)
+            continue
+        if ch == "{":
+            end = _skip_group(expr, i, "{", "}")
+            for m in _NAME_MATCHER.finditer(expr[i:end]):
+                names.add(m.group(2))
+            i = end
+            continue
+        if ch == "[":
+            i = _skip_group(expr, i, "[", "]")
+            continue
+        if ch == "(" and expect_label_list:
+            i = _skip_group(expr, i, "(", ")")
+            expect_label_list = False
+            continue
+        if ch.isdigit() or (ch == "." and i + 1 < n and expr[i + 1].isdigit()):
+            # Numbers, hex and durations (5m, 1h30m, 1e3) never name a series.
+            j = i
+            while j < n and (expr[j].isalnum() or expr[j] in "._"):
+                j += 1
+            i = j
+            continue
+        ident = _IDENT.match(expr, i)
+        if ident is None:
+            i += 1
+            continue
+        word = ident.group(0)
+        i = ident.end()
+        lower = word.lower()
+        if lower in _LABEL_LIST_KEYWORDS:
+            expect_label_list = True
+            continue
+        expect_label_list = False
+        if lower in _KEYWORDS:
+            continue
+        rest = expr[i:].lstrip()
+        if word in _FUNCTIONS and rest.startswith("("):
+            continue
+        if word in _AGGREGATORS and (rest.startswith("(") or re.match(r"(by|without)\b", rest)):
+            continue
+        names.add(word)
+    return names
+
+
+def unknown_series(
+    exprs: str | Iterable[str],
+    *,
+    prefixes: tuple[str, ...] | None = SDK_PREFIXES,
+    known: Iterable[str] = (),
+) -> set[str]:
+    """Series the expression(s) query that the SDK does not emit.
+
+    Only names starting with one of `prefixes` are checked (the SDK's namespace); pass
+    `prefixes=None` to check every name. `known` adds names emitted elsewhere (e.g. recording
+    rules) so they are not reported.
+    """
+    if isinstance(exprs, str):
+        exprs = [exprs]
+    allowed = emitted_series() | frozenset(known)
+    missing: set[str] = set()
+    for expr in exprs:
+        for name in promql_metric_names(expr):
+            if prefixes is not None and not name.startswith(prefixes):
+                continue
+            if name not in allowed:
+                missing.add(name)
+    return missing

@@ -1,0 +1,192 @@
+"""configure(): reads only the injected environment, works with none, is idempotent."""
+
+from __future__ import annotations
+
+import logging
+import os
+import urllib.request
+from pathlib import Path
+
+import agentobs_sdk
+import pytest
+from agentobs_sdk import config, tracing
+from agentobs_sdk.audit import AuditError
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased, TraceIdRatioBased
+
+
+def test_nothing_injected_still_works_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    exporter = InMemorySpanExporter()
+    with caplog.at_level(logging.INFO, logger="agentobs_sdk"):
+        handle = agentobs_sdk.configure({}, json_logs=False, span_processors=[SimpleSpanProcessor(exporter)])
+    lines = [r for r in caplog.records if r.name == "agentobs_sdk"]
+    assert len(lines) == 1, [r.getMessage() for r in lines]
+    message = lines[0].getMessage()
+    assert "no exporter" in message and "OTEL_EXPORTER_OTLP_ENDPOINT" in message
+    assert lines[0].levelno == logging.WARNING
+    assert not handle.exporting
+    assert handle.metrics_port is None
+    assert handle.audit is None
+    assert handle.settings.service_name == config.DEFAULT_SERVICE_NAME
+
+    with agentobs_sdk.agent_run("solo"):
+        pass
+    assert [s.name for s in exporter.get_finished_spans()] == ["invoke_agent solo"]
+    assert handle.metrics.sample("agentobs_agent_run_duration_seconds_count",
+                                 {"agent": "solo", "status": "ok"}) == 1
+
+
+def test_configure_is_idempotent_and_restartable() -> None:
+    first = agentobs_sdk.configure({"OTEL_SERVICE_NAME": "a"}, json_logs=False)
+    second = agentobs_sdk.configure({"OTEL_SERVICE_NAME": "b"}, json_logs=False)
+    assert second is first
+    assert agentobs_sdk.current_handle() is first
+    first.shutdown()
+    first.shutdown()  # a second shutdown is harmless
+    assert agentobs_sdk.current_handle() is None
+    third = agentobs_sdk.configure({"OTEL_SERVICE_NAME": "c"}, json_logs=False)
+    assert third is not first
+    assert third.settings.service_name == "c"
+
+
+def test_settings_read_every_injected_variable() -> None:
+    env = {
+        "OTEL_SERVICE_NAME": "planner",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "https://collector.obs.svc:4318",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        "OTEL_EXPORTER_OTLP_CERTIFICATE": "/var/run/agentobs/ca.crt",
+        "OTEL_RESOURCE_ATTRIBUTES": "k8s.namespace.name=team-a,k8s.pod.name=planner-0,note=a%2Cb",
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": "0.25",
+        "AGENTOBS_METRICS_PORT": "9464",
+        "AGENTOBS_AUDIT_DIR": "/var/lib/agentobs/audit",
+        "AGENTOBS_AUDIT_RETENTION_DAYS": "30",
+        "AGENTOBS_AGENT_ID": "planner-0",
+        "UNRELATED": "ignored",
+    }
+    s = config.Settings.from_env(env)
+    assert s.service_name == "planner"
+    assert s.otlp_endpoint == "https://collector.obs.svc:4318"
+    assert s.otlp_protocol == "http/protobuf"
+    assert s.otlp_certificate == "/var/run/agentobs/ca.crt"
+    assert s.resource_attributes == {"k8s.namespace.name": "team-a", "k8s.pod.name": "planner-0", "note": "a,b"}
+    assert (s.sampler, s.sampler_arg) == ("parentbased_traceidratio", "0.25")
+    assert s.metrics_port == 9464
+    assert s.audit_dir == "/var/lib/agentobs/audit"
+    assert s.audit_retention_days == 30
+    assert s.agent_id == "planner-0"
+    assert set(config.ENV_VARS) == set(env) - {"UNRELATED"}
+
+
+def test_every_variable_is_documented_in_the_package_docstring() -> None:
+    doc = agentobs_sdk.__doc__ or ""
+    for name in config.ENV_VARS:
+        assert name in doc, name
+
+
+@pytest.mark.parametrize(
+    ("env", "field", "expected"),
+    [
+        ({"AGENTOBS_METRICS_PORT": "not-a-port"}, "metrics_port", None),
+        ({"AGENTOBS_METRICS_PORT": "70000"}, "metrics_port", None),
+        ({"OTEL_EXPORTER_OTLP_PROTOCOL": "carrier-pigeon"}, "otlp_protocol", "grpc"),
+        ({"AGENTOBS_AUDIT_RETENTION_DAYS": "-3"}, "audit_retention_days", None),
+        ({"OTEL_RESOURCE_ATTRIBUTES": "service.name=from-attrs"}, "service_name", "from-attrs"),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "   "}, "otlp_endpoint", None),
+    ],
+)
+def test_bad_injected_values_degrade_instead_of_failing(env: dict[str, str], field: str, expected: object) -> None:
+    assert getattr(config.Settings.from_env(env), field) == expected
+
+
+def test_sampler_from_env() -> None:
+    assert tracing.build_sampler(None, None).get_description() == ParentBased(ALWAYS_ON).get_description()
+    assert tracing.build_sampler("always_off", None) is ALWAYS_OFF
+    ratio = tracing.build_sampler("traceidratio", "0.5")
+    assert isinstance(ratio, TraceIdRatioBased) and ratio.rate == 0.5
+    assert tracing.build_sampler("traceidratio", "7").get_description() == TraceIdRatioBased(1.0).get_description()
+    assert tracing.build_sampler("bogus", None).get_description() == ParentBased(ALWAYS_ON).get_description()
+
+
+def test_sampler_always_off_drops_spans() -> None:
+    exporter = InMemorySpanExporter()
+    agentobs_sdk.configure({"OTEL_TRACES_SAMPLER": "always_off"}, json_logs=False,
+                           span_processors=[SimpleSpanProcessor(exporter)])
+    with agentobs_sdk.tool_call("noop"):
+        pass
+    assert exporter.get_finished_spans() == ()
+
+
+def test_resource_comes_from_the_injected_env_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "leaked=yes")
+    exporter = InMemorySpanExporter()
+    agentobs_sdk.configure(
+        {"OTEL_SERVICE_NAME": "svc", "OTEL_RESOURCE_ATTRIBUTES": "k8s.pod.name=p-1", "AGENTOBS_AGENT_ID": "a-1"},
+        json_logs=False, span_processors=[SimpleSpanProcessor(exporter)])
+    with agentobs_sdk.reasoning_step("think"):
+        pass
+    (span,) = exporter.get_finished_spans()
+    attrs = dict(span.resource.attributes)
+    assert attrs["service.name"] == "svc"
+    assert attrs["k8s.pod.name"] == "p-1"
+    assert attrs["gen_ai.agent.id"] == "a-1"
+    assert "leaked" not in attrs
+
+
+def test_metrics_port_serves_the_registry() -> None:
+    handle = agentobs_sdk.configure({"AGENTOBS_METRICS_PORT": "0", "AGENTOBS_AGENT_ID": "x"},
+                                    metrics_addr="127.0.0.1", json_logs=False)
+    assert handle.metrics_port
+    with urllib.request.urlopen(f"http://127.0.0.1:{handle.metrics_port}/metrics", timeout=5) as resp:
+        body = resp.read().decode()
+    assert 'agentobs_agent_sdk_info{agent_id="x"' in body
+    handle.shutdown()
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{handle.metrics_port}/metrics", timeout=2)
+
+
+def test_unwritable_audit_dir_raises_and_releases_everything(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises((OSError, AuditError)):
+        agentobs_sdk.configure({"AGENTOBS_AUDIT_DIR": str(blocker / "audit"), "AGENTOBS_METRICS_PORT": "0"},
+                               metrics_addr="127.0.0.1", json_logs=False)
+    assert agentobs_sdk.current_handle() is None
+
+
+def test_audit_dir_from_env(tmp_path: Path) -> None:
+    handle = agentobs_sdk.configure({"AGENTOBS_AUDIT_DIR": str(tmp_path / "audit"), "AGENTOBS_AGENT_ID": "ag"},
+                                    json_logs=False)
+    receipt = agentobs_sdk.audit_event("login", user="alice", result="ok")
+    assert receipt is not None and receipt.seq == 1
+    assert handle.metrics.sample("agentobs_agent_audit_last_seq", {"agent_id": "ag"}) == 1
+    handle.shutdown()
+    assert agentobs_sdk.query(tmp_path / "audit", user="alice")[0]["agent"] == "ag"
+    assert agentobs_sdk.verify(tmp_path / "audit").ok
+
+
+def test_json_logs_installed_only_on_a_bare_root_logger() -> None:
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    root.handlers.clear()
+    try:
+        handle = agentobs_sdk.configure({"AGENTOBS_AGENT_ID": "j"})
+        assert handle.log_handler is not None
+        assert isinstance(handle.log_handler.formatter, agentobs_sdk.JsonFormatter)
+        handle.shutdown()
+        assert handle.log_handler not in root.handlers
+        root.addHandler(logging.NullHandler())
+        handle = agentobs_sdk.configure({})
+        assert handle.log_handler is None
+    finally:
+        root.handlers[:] = saved
+
+
+def test_configure_defaults_to_os_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in config.ENV_VARS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "from-os-environ")
+    handle = agentobs_sdk.configure(json_logs=False)
+    assert handle.settings.service_name == "from-os-environ"
+    assert os.environ["OTEL_SERVICE_NAME"] == "from-os-environ"

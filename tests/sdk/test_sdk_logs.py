@@ -1,0 +1,117 @@
+"""JSON log formatter: one strict-JSON line per record, correlated with spans, never raising."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import sys
+from typing import Any
+
+import agentobs_sdk
+import pytest
+from agentobs_sdk.logs import JsonFormatter
+
+
+def _record(msg: str = "hello %s", args: Any = ("world",), **extra: Any) -> logging.LogRecord:
+    record = logging.LogRecord("agent.core", logging.INFO, __file__, 10, msg, args, None)
+    for key, value in extra.items():
+        setattr(record, key, value)
+    return record
+
+
+def _line(formatter: JsonFormatter, record: logging.LogRecord) -> dict[str, Any]:
+    text = formatter.format(record)
+    assert "\n" not in text
+    parsed = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+    assert isinstance(parsed, dict)
+    return parsed
+
+
+def test_basic_fields() -> None:
+    out = _line(JsonFormatter(agent_id="agent-1", service="svc"), _record())
+    assert out["message"] == "hello world"
+    assert out["level"] == "INFO"
+    assert out["logger"] == "agent.core"
+    assert out["agent_id"] == "agent-1"
+    assert out["service"] == "svc"
+    assert out["ts"].endswith("Z") and "T" in out["ts"]
+    assert "trace_id" not in out  # no active span
+
+
+def test_trace_and_span_ids_of_the_current_span(sdk: agentobs_sdk.Handle) -> None:
+    with agentobs_sdk.tool_call("lookup") as op:
+        out = _line(JsonFormatter(), _record())
+        ctx = op.span.get_span_context()
+    assert out["trace_id"] == format(ctx.trace_id, "032x")
+    assert out["span_id"] == format(ctx.span_id, "016x")
+    assert len(out["trace_id"]) == 32 and len(out["span_id"]) == 16
+
+
+class _Unprintable:
+    def __repr__(self) -> str:
+        raise RuntimeError("repr exploded")
+
+
+def test_unserialisable_extras_fall_back_to_repr() -> None:
+    circular: dict[str, Any] = {"name": "loop"}
+    circular["self"] = circular
+
+    class Thing:
+        def __repr__(self) -> str:
+            return "<Thing 42>"
+
+    out = _line(JsonFormatter(), _record(
+        thing=Thing(), raw=b"\x00\xff", numbers={1, 2}, nan=float("nan"), circular=circular,
+        tuple_keys={(1, 2): "pair"}, unprintable=_Unprintable(), fine={"a": [1, 2.5, None, True]},
+    ))
+    assert out["thing"] == "<Thing 42>"
+    assert out["raw"] == repr(b"\x00\xff")
+    assert out["numbers"] in ([1, 2], [2, 1], repr({1, 2}))
+    assert out["nan"] == "nan"
+    assert out["circular"]["name"] == "loop"
+    assert "(1, 2)" in json.dumps(out["tuple_keys"])
+    assert out["unprintable"] == "<unrepresentable _Unprintable>"
+    assert out["fine"] == {"a": [1, 2.5, None, True]}
+
+
+def test_extras_never_replace_the_formatters_own_fields() -> None:
+    out = _line(JsonFormatter(agent_id="real"), _record(agent_id="spoofed", level="fake"))
+    assert out["agent_id"] == "real"
+    assert out["level"] == "INFO"
+    assert out["extra_agent_id"] == "spoofed"
+    assert out["extra_level"] == "fake"
+
+
+def test_broken_message_template_is_kept_not_raised() -> None:
+    out = _line(JsonFormatter(), _record("%d items", ("many",)))
+    assert "%d items" in out["message"] and "many" in out["message"]
+
+
+def test_exception_text_is_included() -> None:
+    try:
+        raise ValueError("bad input")
+    except ValueError:
+        record = logging.LogRecord("x", logging.ERROR, __file__, 1, "failed", None, sys.exc_info())
+    out = _line(JsonFormatter(), record)
+    assert "ValueError: bad input" in out["exception"]
+    assert "Traceback" in out["exception"]
+
+
+def test_one_line_per_record_through_a_real_handler() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter(agent_id="a"))
+    logger = logging.getLogger("agentobs.test.lines")
+    logger.propagate = False
+    logger.addHandler(handler)
+    try:
+        logger.warning("first\nwith a newline", extra={"step": 1})
+        logger.warning("second", extra={"obj": object()})
+    finally:
+        logger.removeHandler(handler)
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 2
+    assert json.loads(lines[0])["message"] == "first\nwith a newline"
+    assert json.loads(lines[0])["step"] == 1
+    assert json.loads(lines[1])["obj"].startswith("<object object")
