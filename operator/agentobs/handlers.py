@@ -18,9 +18,12 @@ import kopf
 
 from agentobs import metrics
 from agentobs.api import GROUP, PLURAL, VERSION
+from agentobs.api.crd import make_crd
+from agentobs.api.spec import AgentObservabilitySpec
 from agentobs.kube import Kube, KubeError
+from agentobs.prune import forget, prune
 from agentobs.reconcile import reconcile
-from agentobs.render.common import MANAGED_BY, OWNER_LABEL
+from agentobs.render.common import MANAGED_BY, OWNER_LABEL, Owner
 
 RESYNC_SECONDS = float(os.environ.get("AGENTOBS_RESYNC_SECONDS", "60"))
 CHILD_SELECTOR: dict[str, Any] = {"app.kubernetes.io/managed-by": MANAGED_BY, OWNER_LABEL: kopf.PRESENT}
@@ -68,6 +71,14 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.networking.request_timeout = 60
 
 
+@kopf.on.startup()
+async def install_crd(logger: kopf.Logger, **_: Any) -> None:
+    if os.environ.get("AGENTOBS_MANAGE_CRD", "").lower() != "true":
+        return
+    await asyncio.to_thread(_client().apply, make_crd())
+    logger.info("applied the AgentObservability CRD")
+
+
 @kopf.on.login()
 def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     return kopf.login_via_client(**kwargs)
@@ -106,6 +117,19 @@ def _wake_owner(namespace: str | None, labels: kopf.Labels) -> None:
     wakeup = _wakeups.get((namespace or "", labels.get(OWNER_LABEL, "")))
     if wakeup is not None:
         wakeup.set()
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
+async def clean_up(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+    """What owner references cannot reach: cluster-scoped children and copies in other namespaces."""
+    try:
+        owner = Owner(name=body.metadata.name or "", namespace=body.metadata.namespace or "",
+                      uid=body.metadata.uid or "", spec=AgentObservabilitySpec())
+        await asyncio.to_thread(prune, _client(), owner, set(), True)
+    except KubeError as exc:
+        logger.warning("clean-up incomplete: %s", exc.message)
+    finally:
+        forget(body.metadata.uid or "")
 
 
 # Children whose change should be noticed at once; the others are repaired by the resync.

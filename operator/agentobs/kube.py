@@ -45,7 +45,9 @@ KINDS: dict[tuple[str, str], KindInfo] = {
     ("apps/v1", "StatefulSet"): KindInfo("statefulsets", True),
     ("apps/v1", "Deployment"): KindInfo("deployments", True),
     ("apps/v1", "DaemonSet"): KindInfo("daemonsets", True),
+    ("apps/v1", "ReplicaSet"): KindInfo("replicasets", True),
     ("batch/v1", "Job"): KindInfo("jobs", True),
+    ("batch/v1", "CronJob"): KindInfo("cronjobs", True),
     ("policy/v1", "PodDisruptionBudget"): KindInfo("poddisruptionbudgets", True),
     ("networking.k8s.io/v1", "NetworkPolicy"): KindInfo("networkpolicies", True),
     ("networking.k8s.io/v1", "Ingress"): KindInfo("ingresses", True),
@@ -73,6 +75,10 @@ class KubeError(Exception):
         self.message = message
 
 
+def is_namespaced(api_version: str, kind: str) -> bool:
+    return KINDS[(api_version, kind)].namespaced
+
+
 def _path(api_version: str, kind: str, namespace: str | None, name: str | None = None) -> str:
     try:
         info = KINDS[(api_version, kind)]
@@ -80,10 +86,10 @@ def _path(api_version: str, kind: str, namespace: str | None, name: str | None =
         raise KubeError(0, "UnknownKind", f"{api_version} {kind} is not managed by the operator") from None
     root = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
     parts = [root]
-    if info.namespaced:
-        if not namespace:
-            raise KubeError(0, "NoNamespace", f"{kind} {name} needs a namespace")
+    if info.namespaced and namespace:
         parts.append(f"namespaces/{namespace}")
+    elif info.namespaced and name:
+        raise KubeError(0, "NoNamespace", f"{kind} {name} needs a namespace")
     parts.append(info.plural)
     if name:
         parts.append(name)
@@ -140,13 +146,13 @@ class Kube:
             raise _kube_error(response.status, response.reason, data, kind)
         return json.loads(data) if data else {}
 
-    def apply(self, manifest: Manifest) -> Manifest:
+    def apply(self, manifest: Manifest, field_manager: str = FIELD_MANAGER) -> Manifest:
         """Server-side apply `manifest`, taking ownership of the fields it sets."""
         meta = manifest["metadata"]
         path = _path(manifest["apiVersion"], manifest["kind"], meta.get("namespace"), meta["name"])
         result: Manifest = self._call(
             "PATCH", path, manifest["kind"], manifest,
-            query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+            query=[("fieldManager", field_manager), ("force", "true")],
             content_type="application/apply-patch+yaml",
         )
         return result
@@ -162,9 +168,13 @@ class Kube:
 
     def list(self, api_version: str, kind: str, namespace: str | None,
              label_selector: str = "") -> list[Manifest]:
+        """Objects of a kind in `namespace`, or in every namespace when it is None."""
         query = [("labelSelector", label_selector)] if label_selector else []
         result = self._call("GET", _path(api_version, kind, namespace), kind, query=query)
         items: list[Manifest] = result.get("items", [])
+        for item in items:  # list items come without their type
+            item.setdefault("apiVersion", api_version)
+            item.setdefault("kind", kind)
         return items
 
     def delete(self, api_version: str, kind: str, namespace: str | None, name: str) -> None:
@@ -180,6 +190,11 @@ class Kube:
         """Merge-patch the status subresource; conditions are replaced as a whole list."""
         path = _path(api_version, kind, namespace, name) + "/status"
         self._call("PATCH", path, kind, {"status": status}, content_type="application/merge-patch+json")
+
+    def patch(self, api_version: str, kind: str, namespace: str | None, name: str, body: dict[str, Any]) -> None:
+        """A JSON merge patch, for the few changes that are not ours to own (a rollout restart)."""
+        self._call("PATCH", _path(api_version, kind, namespace, name), kind, body,
+                   content_type="application/merge-patch+json")
 
     def create_event(self, event: Manifest) -> None:
         ns = event["metadata"]["namespace"]

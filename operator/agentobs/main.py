@@ -3,7 +3,13 @@
 Configuration comes from the environment so the chart and `make run` set it the same way:
 AGENTOBS_METRICS_PORT (default 8080), AGENTOBS_HEALTH_PORT (default 8081), AGENTOBS_NAMESPACES
 (comma-separated; empty means cluster-wide), AGENTOBS_PEERING (kopf peering name; empty means
-standalone, for a single replica), AGENTOBS_RESYNC_SECONDS (default 60).
+standalone, for a single replica), AGENTOBS_RESYNC_SECONDS (default 60), AGENTOBS_MANAGE_CRD ("true":
+apply the operator's own CRD at start-up, so an upgraded operator brings its schema along).
+The webhook: AGENTOBS_WEBHOOK_PORT (default 9443), AGENTOBS_WEBHOOK_CONFIGURATION (the
+MutatingWebhookConfiguration whose caBundle is kept; default agentobs-webhook),
+AGENTOBS_WEBHOOK_SERVICE ("<namespace>/<name>" in cluster; empty out of cluster),
+AGENTOBS_WEBHOOK_HOST (what the API server dials without a Service; default 127.0.0.1),
+AGENTOBS_OPERATOR_NAMESPACE (where the webhook's key material is stored).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import os
 import kopf
 import prometheus_client
 
+import agentobs.admission
 import agentobs.handlers  # noqa: F401  (registers the handlers with kopf)
 
 

@@ -22,3 +22,27 @@ RECONCILE_FAILURES = Counter(
 MANAGED_RESOURCES = Gauge(
     "agentobs_managed_resources", "AgentObservability resources this operator reconciles."
 )
+WEBHOOK_REQUESTS = Counter(
+    "agentobs_webhook_requests_total", "Pod admissions seen by the webhook, by result.", ["result"]
+)
+WEBHOOK_FAIL_OPEN = Counter(
+    "agentobs_webhook_failopen_total",
+    "Pods admitted without injection because the webhook hit an error, by error type.",
+    ["reason"],
+)
+WEBHOOK_SECONDS = Histogram(
+    "agentobs_webhook_duration_seconds",
+    "Time the webhook spends on one pod admission.",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
+)
+INJECTION_PODS = Gauge(
+    "agentobs_injection_pods",
+    "Selected agent pods by injection state (current, stale or missing), per resource.",
+    ["namespace", "resource", "state"],
+)
+CERTIFICATE_EXPIRY = Gauge(
+    "agentobs_certificate_expiry_timestamp_seconds",
+    "Expiry (notAfter, Unix seconds) of each serving certificate the operator manages; "
+    "the AgentObsCertificateNearExpiry alert watches it.",
+    ["namespace", "resource", "component"],
+)

@@ -20,11 +20,15 @@ from pydantic import ValidationError
 from agentobs import metrics
 from agentobs.api import API_VERSION, KIND
 from agentobs.api.spec import AgentObservabilitySpec
-from agentobs.api.status import AgentObservabilityStatus, Endpoints
+from agentobs.api.status import AgentObservabilityStatus, Endpoints, InjectionStatus
+from agentobs.coverage import observe
+from agentobs.injection import make_config
 from agentobs.kube import Kube, KubeError, Manifest
 from agentobs.material import gather
+from agentobs.prune import key_of, prune
 from agentobs.render import Owner, endpoints, make_stack
 from agentobs.render.common import MANAGED_BY
+from agentobs.render.tls import make_ca_bundle
 from agentobs.status import WORKLOAD_KINDS, Observation, make_status, workload_state
 
 log = logging.getLogger(__name__)
@@ -91,6 +95,10 @@ def reconcile(kube: Kube, body: dict[str, Any], now: Callable[[], dt.datetime]) 
     transitions = _transitions(previous, status)
     if obs.issued:
         transitions.append(("Issued", "Issued", "generated " + ", ".join(obs.issued)))
+    if obs.restarted:
+        transitions.append(("Rollout", "RolloutForInjection", "restarted " + ", ".join(obs.restarted)))
+    if obs.pruned:
+        transitions.append(("Pruned", "Pruned", "deleted " + ", ".join(obs.pruned)))
     return Outcome(status=status, transitions=transitions)
 
 
@@ -102,8 +110,22 @@ def _apply_stack(kube: Kube, owner: Owner, obs: Observation, now: dt.datetime) -
         obs.apply_errors["ca"] = obs.tls_message
         return
     obs.issued = gathered.issued
+    manifests = make_stack(owner, gathered.material)
+    config = make_config(owner)
+    if config is not None:
+        try:
+            coverage = observe(kube, config, owner.spec.instrumentation.rollout_on_change, now)
+        except KubeError as exc:
+            log.warning("%s/%s: injection coverage not observed: %s", owner.namespace, owner.name, exc.message)
+        else:
+            obs.injection = InjectionStatus(selected=coverage.selected, current=coverage.current,
+                                            stale=coverage.stale, missing=coverage.missing)
+            obs.restarted = coverage.restarted
+            # Agents outside the resource's namespace mount the CA from a copy in their own.
+            manifests += [make_ca_bundle(owner, gathered.material.ca, namespace=ns)
+                          for ns in coverage.namespaces if ns != owner.namespace]
 
-    for manifest in make_stack(owner, gathered.material):
+    for manifest in manifests:
         component = _component(manifest)
         try:
             applied = kube.apply(manifest)
@@ -117,6 +139,11 @@ def _apply_stack(kube: Kube, owner: Owner, obs: Observation, now: dt.datetime) -
         if manifest["kind"] == "Secret" and component == "ca":
             obs.tls_ready = True
     obs.endpoints = _endpoints(owner)
+    if not obs.apply_errors:  # prune only once the desired state is in place
+        try:
+            obs.pruned = prune(kube, owner, {key_of(m) for m in manifests})
+        except KubeError as exc:
+            log.warning("%s/%s: pruning postponed: %s", owner.namespace, owner.name, exc.message)
 
 
 __all__ = ["MANAGED_BY", "Outcome", "reconcile"]

@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentobs.api.status import AgentObservabilityStatus, ComponentStatus, Condition, Endpoints
+from agentobs.api.status import AgentObservabilityStatus, ComponentStatus, Condition, Endpoints, InjectionStatus
 
 # Which condition reports on which rendered component (several workloads may share one).
 CONDITION_OF_COMPONENT = {
@@ -46,6 +46,9 @@ class Observation:
     paused: bool = False
     endpoints: Endpoints = field(default_factory=Endpoints)
     issued: list[str] = field(default_factory=list)  # certificates and credentials made this pass
+    injection: InjectionStatus | None = None
+    restarted: list[str] = field(default_factory=list)  # workloads rolled out for injection
+    pruned: list[str] = field(default_factory=list)  # children deleted as no longer wanted
 
 
 def workload_state(obj: dict[str, Any]) -> WorkloadState:
@@ -137,9 +140,17 @@ def make_status(obs: Observation, previous_conditions: list[dict[str, Any]], now
                        "RollingOut" if not_ready and not degraded else "Reconciled",
                        ", ".join(not_ready) if not degraded else "")
     summary = [ready, progressing, cond("Degraded", degraded, degraded_reason, degraded_message)]
+    # Coverage is reported beside, not inside, readiness: agent pods are the user's workloads.
+    if obs.injection is not None:
+        lacking = obs.injection.stale + obs.injection.missing
+        message = (f"{lacking} of {obs.injection.selected} selected pods lack the current injection "
+                   f"({obs.injection.missing} without, {obs.injection.stale} with earlier settings)") if lacking else ""
+        conditions.append(cond("InjectionCoverage", not lacking,
+                               "AllPodsInstrumented" if not lacking else "PodsNotInstrumented", message))
 
     return AgentObservabilityStatus(
         observed_generation=obs.generation,
+        injection=obs.injection,
         conditions=summary + conditions,
         components=components,
         components_ready=f"{ready_count}/{len(conditions)}",

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from agentobs.kube import Kube, KubeError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -92,11 +93,15 @@ class Operator:
         self.log_path = log_path
         self.metrics_port = _free_port()
         self.health_port = _free_port()
+        self.webhook_port = _free_port()
+        self.webhook_configuration = f"agentobs-webhook-{SESSION_PREFIX}"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         env = {**os.environ, "AGENTOBS_BIND_ADDRESS": "127.0.0.1", "AGENTOBS_RESYNC_SECONDS": "3",
                "AGENTOBS_NAMESPACES": f"{SESSION_PREFIX}-*",
+               "AGENTOBS_WEBHOOK_PORT": str(self.webhook_port),
+               "AGENTOBS_WEBHOOK_CONFIGURATION": self.webhook_configuration,
                "AGENTOBS_METRICS_PORT": str(self.metrics_port), "AGENTOBS_HEALTH_PORT": str(self.health_port)}
         log = self.log_path.open("ab")
         self.process = subprocess.Popen([sys.executable, "-m", "agentobs.main"], env=env, stdout=log,
@@ -120,8 +125,11 @@ class Operator:
 def operator(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
     op = Operator(tmp_path_factory.mktemp("operator") / "operator.log")
     op.start()
+    wait_for("the operator's webhook configuration", lambda: kube.get(
+        "admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration", None, op.webhook_configuration))
     yield op
     op.stop()
+    kube.delete("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration", None, op.webhook_configuration)
 
 
 @pytest.fixture

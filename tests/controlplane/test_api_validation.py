@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from agentobs.kube import Kube, KubeError
+
 from cases import INVALID_SPECS
 from conftest import API, KIND, make_resource
 

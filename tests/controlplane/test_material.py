@@ -9,6 +9,7 @@ from typing import Any
 
 from agentobs import pki
 from agentobs.kube import Kube
+
 from conftest import Operator, make_resource, wait_for, wait_ready
 
 STS = ("apps/v1", "StatefulSet")

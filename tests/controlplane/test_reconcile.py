@@ -7,6 +7,7 @@ import urllib.request
 from typing import Any
 
 from agentobs.kube import Kube
+
 from conftest import API, KIND, Operator, condition, get_resource, make_resource, wait_for, wait_ready
 
 STS = ("apps/v1", "StatefulSet")

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from agentobs.api.crd import make_crd
 
 ROOT = Path(__file__).resolve().parents[2]

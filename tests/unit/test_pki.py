@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from agentobs import pki
 from cryptography import x509
+
+from agentobs import pki
 
 NOW = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from agentobs.api.spec import AgentObservabilitySpec, parse_go_duration
-from cases import INVALID_SPECS
 from pydantic import ValidationError
+
+from agentobs.api.spec import AgentObservabilitySpec, parse_go_duration
+
+from cases import INVALID_SPECS
 
 
 def test_empty_spec_gets_production_defaults() -> None:

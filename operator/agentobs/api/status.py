@@ -44,6 +44,15 @@ class ComponentStatus(StatusModel):
     desired: int = Field(0, description="Pods wanted.")
 
 
+class InjectionStatus(StatusModel):
+    """Agent pods this resource selects, by whether they carry its current injection."""
+
+    selected: int = Field(0, description="Selected agent pods that are running or pending.")
+    current: int = Field(0, description="Pods injected with the current settings.")
+    stale: int = Field(0, description="Pods injected with earlier settings.")
+    missing: int = Field(0, description="Pods admitted without injection (e.g. while the webhook was down).")
+
+
 class Endpoints(StatusModel):
     """In-cluster URLs of the stack."""
 
@@ -63,3 +72,6 @@ class AgentObservabilityStatus(StatusModel):
     )
     components_ready: str = Field("", description="Ready components over provisioned ones, e.g. 2/2.")
     endpoints: Endpoints = Field(default_factory=Endpoints, description="Where to reach the stack.")
+    injection: InjectionStatus | None = Field(
+        None, description="Injection coverage of the selected agent pods (absent when instrumentation is off)."
+    )

@@ -21,6 +21,7 @@ MANAGED_BY = "agentobs-operator"
 PART_OF = "agentobs"
 # Set on every child so the operator finds the resource a child belongs to without an index.
 OWNER_LABEL = "agentobs.io/owner"
+OWNER_NAMESPACE_LABEL = "agentobs.io/owner-namespace"
 # Pod-template annotations: a change of config or certificate rolls the pods.
 CONFIG_HASH_ANNOTATION = "agentobs.io/config-hash"
 CERT_HASH_ANNOTATION = "agentobs.io/cert-hash"
@@ -77,6 +78,7 @@ def labels(owner: Owner, component: str) -> dict[str, str]:
         "app.kubernetes.io/part-of": PART_OF,
         "app.kubernetes.io/managed-by": MANAGED_BY,
         OWNER_LABEL: owner.name,
+        OWNER_NAMESPACE_LABEL: owner.namespace,
     }
 
 

@@ -1,0 +1,187 @@
+{{/*
+Named templates shared by the chart's manifests. Each one says what it returns.
+*/}}
+
+{{/*
+agentobs.name: the chart name, or nameOverride; at most 63 characters (a label value).
+*/}}
+{{- define "agentobs.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/*
+agentobs.fullname: the prefix of every object name. fullnameOverride, else the release name when
+it already contains the chart name (so `helm install agentobs` gives `agentobs`, not
+`agentobs-agentobs`), else `<release>-<chart>`. Truncated so that suffixed names stay valid.
+*/}}
+{{- define "agentobs.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 52 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := include "agentobs.name" . -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 52 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 52 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+agentobs.operatorName: name of the operator's Deployment, ClusterRoles and their bindings, and the
+value of the operator pods' `app.kubernetes.io/name` label (which the webhook's objectSelector
+excludes, so the operator never mutates its own pods).
+*/}}
+{{- define "agentobs.operatorName" -}}
+{{- printf "%s-operator" (include "agentobs.fullname" .) -}}
+{{- end -}}
+
+{{/*
+agentobs.operatorLabelName: the `app.kubernetes.io/name` of the operator pods. Independent of the
+release so that the operator's own default objectSelector (when it creates the webhook
+configuration itself) and the chart's agree.
+*/}}
+{{- define "agentobs.operatorLabelName" -}}
+{{- printf "%s-operator" (include "agentobs.name" .) -}}
+{{- end -}}
+
+{{/*
+agentobs.serviceAccountName: the operator's ServiceAccount.
+*/}}
+{{- define "agentobs.serviceAccountName" -}}
+{{- if .Values.operator.serviceAccount.create -}}
+{{- default (include "agentobs.operatorName" .) .Values.operator.serviceAccount.name -}}
+{{- else -}}
+{{- required "operator.serviceAccount.name is required when operator.serviceAccount.create is false" .Values.operator.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+agentobs.webhookConfigurationName: the MutatingWebhookConfiguration (AGENTOBS_WEBHOOK_CONFIGURATION).
+*/}}
+{{- define "agentobs.webhookConfigurationName" -}}
+{{- printf "%s-webhook" (include "agentobs.fullname" .) -}}
+{{- end -}}
+
+{{/*
+agentobs.webhookServiceName: the Service in front of the webhook port of the operator pods.
+*/}}
+{{- define "agentobs.webhookServiceName" -}}
+{{- printf "%s-webhook" (include "agentobs.fullname" .) -}}
+{{- end -}}
+
+{{/*
+agentobs.metricsServiceName: the Service in front of the metrics port of the operator pods.
+*/}}
+{{- define "agentobs.metricsServiceName" -}}
+{{- printf "%s-metrics" (include "agentobs.fullname" .) -}}
+{{- end -}}
+
+{{/*
+agentobs.peeringName: the kopf peering object the operator replicas share (AGENTOBS_PEERING).
+*/}}
+{{- define "agentobs.peeringName" -}}
+{{- default (include "agentobs.fullname" .) .Values.operator.peering.name -}}
+{{- end -}}
+
+{{/*
+agentobs.peering: "true" when the operator replicas use kopf peering.
+*/}}
+{{- define "agentobs.peering" -}}
+{{- if and .Values.operator.enabled .Values.operator.peering.enabled -}}true{{- end -}}
+{{- end -}}
+
+{{/*
+agentobs.stackName: the AgentObservability resource rendered when stack.enabled.
+*/}}
+{{- define "agentobs.stackName" -}}
+{{- default (include "agentobs.fullname" .) .Values.stack.name -}}
+{{- end -}}
+
+{{/*
+agentobs.image: the operator image reference, `repository:tag` or `repository@digest`.
+*/}}
+{{- define "agentobs.image" -}}
+{{- $image := .Values.operator.image -}}
+{{- if $image.digest -}}
+{{- printf "%s@%s" $image.repository $image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $image.repository (default .Chart.AppVersion $image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+agentobs.watchNamespaces: the namespaces the operator serves, as a list (JSON); empty means the
+whole cluster. The release namespace joins a non-empty list when the chart renders the stack there,
+so that the operator serves the stack it installs.
+*/}}
+{{- define "agentobs.watchNamespaces" -}}
+{{- $namespaces := .Values.operator.watchNamespaces -}}
+{{- if and $namespaces .Values.stack.enabled (not (has .Release.Namespace $namespaces)) -}}
+{{- $namespaces = append $namespaces .Release.Namespace -}}
+{{- end -}}
+{{- toJson $namespaces -}}
+{{- end -}}
+
+{{/*
+agentobs.clusterwide: "true" when the operator serves the whole cluster (no watchNamespaces).
+*/}}
+{{- define "agentobs.clusterwide" -}}
+{{- if not (include "agentobs.watchNamespaces" . | fromJsonArray) -}}true{{- end -}}
+{{- end -}}
+
+{{/*
+agentobs.namespacedRBAC: "true" when every served namespace is a literal name, so the operator's
+namespaced permissions are granted per namespace (RoleBindings); globs and negations cannot be
+bound ahead of time and fall back to a ClusterRoleBinding.
+*/}}
+{{- define "agentobs.namespacedRBAC" -}}
+{{- $namespaces := include "agentobs.watchNamespaces" . | fromJsonArray -}}
+{{- $literal := true -}}
+{{- range $namespaces -}}
+{{- if regexMatch "[*?\\[\\]!]" . -}}{{- $literal = false -}}{{- end -}}
+{{- end -}}
+{{- if and $namespaces $literal -}}true{{- end -}}
+{{- end -}}
+
+{{/*
+agentobs.labels: the labels every object of the chart carries, besides name/instance/component.
+*/}}
+{{- define "agentobs.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: agentobs
+app.kubernetes.io/version: {{ default .Chart.AppVersion .Values.operator.image.tag | trunc 63 | quote }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/*
+agentobs.operatorSelectorLabels: the labels that select the operator pods. They never change over
+the life of a release (a Deployment's selector is immutable), so they hold no version.
+*/}}
+{{- define "agentobs.operatorSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "agentobs.operatorLabelName" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: operator
+{{- end -}}
+
+{{/*
+agentobs.operatorLabels: labels of the operator's objects: the common ones plus its selector labels.
+*/}}
+{{- define "agentobs.operatorLabels" -}}
+{{ include "agentobs.labels" . }}
+{{ include "agentobs.operatorSelectorLabels" . }}
+{{- end -}}
+
+{{/*
+agentobs.componentLabels: labels of an object of one chart component other than the operator
+pods; call with (dict "context" $ "component" "webhook").
+*/}}
+{{- define "agentobs.componentLabels" -}}
+{{ include "agentobs.labels" .context }}
+app.kubernetes.io/name: {{ include "agentobs.name" .context }}
+app.kubernetes.io/instance: {{ .context.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}

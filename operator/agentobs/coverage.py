@@ -1,0 +1,99 @@
+"""Injection coverage: which selected agent pods carry the current injection, and the rollouts that
+bring the others up to date.
+
+Pods created before the webhook existed, while it was down, or before the resource's settings
+changed lack the current injection (the `agentobs.io/injection-digest` annotation tells). They are
+counted in status and metrics; with `spec.instrumentation.rolloutOnChange` their Deployments and
+StatefulSets are restarted once per injection digest, so a webhook that stays down cannot cause a
+restart loop.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentobs import metrics
+from agentobs.injection import (
+    DIGEST_ANNOTATION,
+    INJECT_ANNOTATION,
+    INJECTED_ANNOTATION,
+    InjectionConfig,
+    owner_workload,
+)
+from agentobs.kube import Kube
+
+ROLLOUT_ANNOTATION = "agentobs.io/rollout-for-injection"
+WORKLOAD_API = {"Deployment": "apps/v1", "StatefulSet": "apps/v1"}
+
+
+@dataclass
+class Coverage:
+    selected: int = 0
+    current: int = 0
+    stale: int = 0  # injected by this resource with older settings
+    missing: int = 0  # not injected at all
+    restarted: list[str] = field(default_factory=list)  # "Kind ns/name"
+    namespaces: list[str] = field(default_factory=list)
+
+
+def selected_namespaces(kube: Kube, config: InjectionConfig) -> list[str]:
+    if not config.namespace_selector:
+        return [config.namespace]
+    selector = ",".join(f"{k}={v}" for k, v in sorted(config.namespace_selector.items()))
+    return sorted(n["metadata"]["name"] for n in kube.list("v1", "Namespace", None, selector))
+
+
+def classify(pod: dict[str, Any], config: InjectionConfig) -> str | None:
+    """`current`, `stale`, `missing`, or None when the pod is not this resource's to count."""
+    meta = pod.get("metadata") or {}
+    if meta.get("deletionTimestamp") or (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+        return None
+    annotations = meta.get("annotations") or {}
+    choice = annotations.get(INJECT_ANNOTATION, "").strip().lower()
+    if choice in ("false", "no", "off", "0") or ("/" in choice and choice != config.key.lower()):
+        return None
+    injected_by = annotations.get(INJECTED_ANNOTATION)
+    if injected_by and injected_by != config.key:
+        return None  # another resource instruments it
+    if not injected_by:
+        return "missing"
+    return "current" if annotations.get(DIGEST_ANNOTATION) == config.digest else "stale"
+
+
+def _restart(kube: Kube, namespace: str, kind: str, name: str, digest: str, now: dt.datetime) -> bool:
+    api = WORKLOAD_API[kind]
+    workload = kube.get(api, kind, namespace, name)
+    if workload is None:
+        return False
+    template_meta = workload["spec"]["template"].get("metadata") or {}
+    if (template_meta.get("annotations") or {}).get(ROLLOUT_ANNOTATION) == digest:
+        return False  # already restarted for these settings
+    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    kube.patch(api, kind, namespace, name, {"spec": {"template": {"metadata": {"annotations": {
+        ROLLOUT_ANNOTATION: digest, "agentobs.io/restarted-at": stamp}}}}})
+    return True
+
+
+def observe(kube: Kube, config: InjectionConfig, rollout: bool, now: dt.datetime) -> Coverage:
+    coverage = Coverage(namespaces=selected_namespaces(kube, config))
+    selector = ",".join(f"{k}={v}" for k, v in sorted(config.pod_selector.items()))
+    to_restart: set[tuple[str, str, str]] = set()
+    for namespace in coverage.namespaces:
+        for pod in kube.list("v1", "Pod", namespace, selector):
+            state = classify(pod, config)
+            if state is None:
+                continue
+            coverage.selected += 1
+            setattr(coverage, state, getattr(coverage, state) + 1)
+            workload = owner_workload(pod)
+            if rollout and state != "current" and workload and workload[0] in WORKLOAD_API:
+                to_restart.add((namespace, *workload))
+    for namespace, kind, name in sorted(to_restart):
+        if _restart(kube, namespace, kind, name, config.digest, now):
+            coverage.restarted.append(f"{kind} {namespace}/{name}")
+    for state in ("current", "stale", "missing"):
+        metrics.INJECTION_PODS.labels(namespace=config.namespace, resource=config.name,
+                                      state=state).set(getattr(coverage, state))
+    return coverage

@@ -1,0 +1,233 @@
+"""The injection contract: which resource instruments a pod, and the pod it becomes. Pure.
+
+`InjectionConfig` is what one `AgentObservability` injects, with a digest of it; `choose` picks the
+config for a pod; `inject` returns the mutated pod. The webhook turns the difference into a JSON
+patch. Injection only ever adds: a variable, volume, mount, label or annotation the pod already
+has is left as it is, so a second pass changes nothing and users can override any setting.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentobs.render.addresses import otlp_grpc_url
+from agentobs.render.common import Owner, content_hash
+from agentobs.render.tls import CA_BUNDLE_KEY, ca_bundle_name
+
+INJECT_ANNOTATION = "agentobs.io/inject"
+INJECTED_ANNOTATION = "agentobs.io/injected"
+DIGEST_ANNOTATION = "agentobs.io/injection-digest"
+CONTAINERS_ANNOTATION = "agentobs.io/container-names"
+SERVICE_NAME_ANNOTATION = "resource.opentelemetry.io/service.name"
+LOGS_LABEL = "agentobs.io/logs"
+AGENT_NAME_LABEL = "agentobs.io/agent-name"
+AGENT_ID_LABEL = "agentobs.io/agent-id"
+CA_VOLUME = "agentobs-ca"
+CA_DIR = "/var/run/agentobs/ca"
+AUDIT_VOLUME = "agentobs-audit"
+AUDIT_DIR = "/var/lib/agentobs/audit"
+
+Pod = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class InjectionConfig:
+    """What one resource injects into the pods it selects."""
+
+    namespace: str
+    name: str
+    pod_selector: dict[str, str]
+    namespace_selector: dict[str, str]
+    env: dict[str, str]  # fixed variables, the same for every pod
+    metrics_port: int
+    ca_configmap: str
+    digest: str = field(default="")
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    def selects_namespace(self, namespace: str, namespace_labels: dict[str, str]) -> bool:
+        if not self.namespace_selector:
+            return namespace == self.namespace
+        return all(namespace_labels.get(k) == v for k, v in self.namespace_selector.items())
+
+    def selects_pod(self, labels: dict[str, str]) -> bool:
+        return all(labels.get(k) == v for k, v in self.pod_selector.items())
+
+
+def make_config(owner: Owner) -> InjectionConfig | None:
+    """The injection config of a resource, or None when its instrumentation is off."""
+    inst = owner.spec.instrumentation
+    if not inst.enabled:
+        return None
+    env = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_grpc_url(owner),
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+        "OTEL_EXPORTER_OTLP_CERTIFICATE": f"{CA_DIR}/{CA_BUNDLE_KEY}",
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": repr(float(inst.sampling_ratio)),
+        "OTEL_SEMCONV_STABILITY_OPT_IN": "gen_ai_latest_experimental",
+        "AGENTOBS_METRICS_PORT": str(inst.metrics_port),
+        "AGENTOBS_AUDIT_DIR": AUDIT_DIR,
+        "AGENTOBS_AUDIT_RETENTION_DAYS": str(owner.spec.audit.retention_days),
+    }
+    config = InjectionConfig(
+        namespace=owner.namespace,
+        name=owner.name,
+        pod_selector=dict(inst.pod_selector.match_labels),
+        namespace_selector=dict(inst.namespace_selector.match_labels),
+        env=env,
+        metrics_port=inst.metrics_port,
+        ca_configmap=ca_bundle_name(owner),
+    )
+    extra = dict(sorted(inst.resource_attributes.items()))
+    digest = content_hash(env, extra, config.ca_configmap)
+    return InjectionConfig(**{**config.__dict__, "digest": digest, "env": {**env, **_extra_env(extra)}})
+
+
+def _extra_env(attributes: dict[str, str]) -> dict[str, str]:
+    # Carried in a variable of our own, merged into OTEL_RESOURCE_ATTRIBUTES per container.
+    return {"AGENTOBS_EXTRA_RESOURCE_ATTRIBUTES": ",".join(f"{k}={v}" for k, v in attributes.items())} \
+        if attributes else {}
+
+
+def choose(pod: Pod, namespace: str, namespace_labels: dict[str, str],
+           configs: list[InjectionConfig]) -> InjectionConfig | None:
+    """The config that applies to a pod, or None. Deterministic when several match: the one in
+    the pod's own namespace first, then by namespace/name."""
+    meta = pod.get("metadata") or {}
+    choice = (meta.get("annotations") or {}).get(INJECT_ANNOTATION, "").strip()
+    if choice.lower() in ("false", "no", "off", "0"):
+        return None
+    if "/" in choice:
+        return next((c for c in configs if c.key == choice), None)
+    labels = meta.get("labels") or {}
+    matching = [c for c in configs if c.selects_namespace(namespace, namespace_labels) and c.selects_pod(labels)]
+    matching.sort(key=lambda c: (c.namespace != namespace, c.namespace, c.name))
+    return matching[0] if matching else None
+
+
+def service_name(pod: Pod, container: str) -> str:
+    """From the OpenTelemetry annotation, then the app name label, then the owning workload, then
+    the container."""
+    meta = pod.get("metadata") or {}
+    annotated = (meta.get("annotations") or {}).get(SERVICE_NAME_ANNOTATION)
+    if annotated:
+        return str(annotated)
+    labelled = (meta.get("labels") or {}).get("app.kubernetes.io/name")
+    if labelled:
+        return str(labelled)
+    workload = owner_workload(pod)
+    return workload[1] if workload else container
+
+
+def owner_workload(pod: Pod) -> tuple[str, str] | None:
+    """(kind, name) of the workload owning a pod, as far as the pod itself tells."""
+    for ref in (pod.get("metadata") or {}).get("ownerReferences") or []:
+        if not ref.get("controller"):
+            continue
+        kind, name = ref.get("kind", ""), ref.get("name", "")
+        if kind == "ReplicaSet":
+            # A Deployment's ReplicaSet is named <deployment>-<pod-template-hash>.
+            hash_label = ((pod.get("metadata") or {}).get("labels") or {}).get("pod-template-hash")
+            if hash_label and name.endswith(f"-{hash_label}"):
+                return "Deployment", name[: -len(hash_label) - 1]
+            return "ReplicaSet", name
+        return kind, name
+    return None
+
+
+def _resource_attributes(pod: Pod, container: str, config: InjectionConfig) -> str:
+    labels = (pod.get("metadata") or {}).get("labels") or {}
+    parts = [
+        "k8s.namespace.name=$(AGENTOBS_POD_NAMESPACE)",
+        "k8s.pod.name=$(AGENTOBS_POD_NAME)",
+        "k8s.pod.uid=$(AGENTOBS_POD_UID)",
+        "k8s.node.name=$(AGENTOBS_NODE_NAME)",
+        f"k8s.container.name={container}",
+    ]
+    workload = owner_workload(pod)
+    if workload:
+        parts.append(f"k8s.{workload[0].lower()}.name={workload[1]}")
+    for label, attribute in ((AGENT_NAME_LABEL, "gen_ai.agent.name"), (AGENT_ID_LABEL, "gen_ai.agent.id")):
+        if labels.get(label):
+            parts.append(f"{attribute}={labels[label]}")
+    parts.append(f"agentobs.resource={config.key}")
+    if config.env.get("AGENTOBS_EXTRA_RESOURCE_ATTRIBUTES"):
+        parts.append("$(AGENTOBS_EXTRA_RESOURCE_ATTRIBUTES)")
+    return ",".join(parts)
+
+
+_DOWNWARD = {
+    "AGENTOBS_POD_NAME": "metadata.name",
+    "AGENTOBS_POD_NAMESPACE": "metadata.namespace",
+    "AGENTOBS_POD_UID": "metadata.uid",
+    "AGENTOBS_NODE_NAME": "spec.nodeName",
+}
+
+
+def _targets(pod: Pod) -> list[dict[str, Any]]:
+    spec = pod.get("spec") or {}
+    named = (pod.get("metadata") or {}).get("annotations", {}).get(CONTAINERS_ANNOTATION)
+    wanted = {n.strip() for n in named.split(",") if n.strip()} if named else None
+    containers = list(spec.get("initContainers") or []) + list(spec.get("containers") or [])
+    return [c for c in containers if wanted is None or c.get("name") in wanted]
+
+
+def _inject_container(pod: Pod, container: dict[str, Any], config: InjectionConfig) -> None:
+    env: list[dict[str, Any]] = container.setdefault("env", [])
+    present = {e.get("name") for e in env}
+    # Downward API variables first: later values refer to them with $(VAR).
+    wanted: list[dict[str, Any]] = [
+        {"name": n, "valueFrom": {"fieldRef": {"fieldPath": p}}} for n, p in _DOWNWARD.items()
+    ]
+    wanted.append({"name": "OTEL_SERVICE_NAME", "value": service_name(pod, container.get("name", ""))})
+    wanted += [{"name": k, "value": v} for k, v in config.env.items()]
+    wanted.append({"name": "OTEL_RESOURCE_ATTRIBUTES",
+                   "value": _resource_attributes(pod, container.get("name", ""), config)})
+    env += [e for e in wanted if e["name"] not in present]
+
+    mounts: list[dict[str, Any]] = container.setdefault("volumeMounts", [])
+    paths = {m.get("mountPath") for m in mounts}
+    names = {m.get("name") for m in mounts}
+    for volume, path, read_only in ((CA_VOLUME, CA_DIR, True), (AUDIT_VOLUME, AUDIT_DIR, False)):
+        if path not in paths and volume not in names:
+            mounts.append({"name": volume, "mountPath": path, "readOnly": read_only})
+
+
+def inject(pod: Pod, config: InjectionConfig) -> Pod:
+    """The pod with the contract applied; unchanged parts are left exactly as they were."""
+    out = copy.deepcopy(pod)
+    meta = out.setdefault("metadata", {})
+    annotations = meta.setdefault("annotations", {})
+    labels = meta.setdefault("labels", {})
+    spec = out.setdefault("spec", {})
+    containers = _targets(out)
+    for container in containers:
+        _inject_container(out, container, config)
+
+    volumes: list[dict[str, Any]] = spec.setdefault("volumes", [])
+    have = {v.get("name") for v in volumes}
+    if CA_VOLUME not in have:
+        volumes.append({"name": CA_VOLUME, "configMap": {
+            "name": config.ca_configmap, "items": [{"key": CA_BUNDLE_KEY, "path": CA_BUNDLE_KEY}],
+            "optional": True}})
+    if AUDIT_VOLUME not in have:
+        volumes.append({"name": AUDIT_VOLUME, "emptyDir": {}})
+
+    for key, value in (("prometheus.io/scrape", "true"), ("prometheus.io/port", str(config.metrics_port)),
+                       ("prometheus.io/path", "/metrics")):
+        annotations.setdefault(key, value)
+    annotations[INJECTED_ANNOTATION] = config.key
+    annotations[DIGEST_ANNOTATION] = config.digest
+    labels.setdefault(LOGS_LABEL, "true")
+    return out
+
+
+def is_current(pod: Pod, config: InjectionConfig) -> bool:
+    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    return bool(annotations.get(INJECTED_ANNOTATION) == config.key
+                and annotations.get(DIGEST_ANNOTATION) == config.digest)

@@ -1,0 +1,65 @@
+"""Deleting children the spec no longer asks for (a component turned off, a namespace no longer
+selected), and the ones owner references cannot reach when the resource goes (cluster-scoped
+objects and CA bundles in other namespaces).
+
+Children are found by the owner labels every rendered object carries. Generated credentials
+(annotated `agentobs.io/retained-on-delete`) and data volumes are never deleted here.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from agentobs.kube import KINDS, Kube, KubeError
+from agentobs.render.common import OWNER_LABEL, OWNER_NAMESPACE_LABEL, Owner
+from agentobs.render.tls import RETAINED_ANNOTATION
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str, str, str]  # apiVersion, kind, namespace ("" when cluster-scoped), name
+
+NOT_PRUNED = {"Pod", "PersistentVolumeClaim", "Namespace", "Event", "ReplicaSet", "AgentObservability",
+              "CustomResourceDefinition", "MutatingWebhookConfiguration"}
+# Kinds the operator may put outside the resource's namespace.
+CROSS_NAMESPACE = {"ConfigMap"}
+PRUNABLE = [(api, kind) for (api, kind) in KINDS if kind not in NOT_PRUNED]
+
+_pruned_for: dict[str, frozenset[Key]] = {}
+
+
+def key_of(manifest: dict[str, object]) -> Key:
+    meta = manifest["metadata"]
+    assert isinstance(meta, dict)
+    return (str(manifest["apiVersion"]), str(manifest["kind"]), str(meta.get("namespace", "")), str(meta["name"]))
+
+
+def prune(kube: Kube, owner: Owner, desired: set[Key], force: bool = False) -> list[str]:
+    """Delete labelled children not in `desired`. Skipped when `desired` is what it was at the last
+    prune of this resource (in this process), unless `force`."""
+    frozen = frozenset(desired)
+    if not force and _pruned_for.get(owner.uid) == frozen:
+        return []
+    selector = f"{OWNER_LABEL}={owner.name},{OWNER_NAMESPACE_LABEL}={owner.namespace}"
+    deleted: list[str] = []
+    for api, kind in PRUNABLE:
+        where = None if (not KINDS[(api, kind)].namespaced or kind in CROSS_NAMESPACE) else owner.namespace
+        try:
+            found = kube.list(api, kind, where, selector)
+        except KubeError as exc:
+            if exc.status in (403, 404):  # a kind this cluster lacks (cert-manager) or we may not list
+                continue
+            raise
+        for obj in found:
+            meta = obj["metadata"]
+            if key_of(obj) in desired or (meta.get("annotations") or {}).get(RETAINED_ANNOTATION) == "true":
+                continue
+            kube.delete(api, kind, meta.get("namespace"), meta["name"])
+            deleted.append(f"{kind} {meta.get('namespace', '')}/{meta['name']}".replace(" /", " "))
+    if deleted:
+        log.info("%s/%s: deleted %s", owner.namespace, owner.name, ", ".join(deleted))
+    _pruned_for[owner.uid] = frozen
+    return deleted
+
+
+def forget(uid: str) -> None:
+    _pruned_for.pop(uid, None)

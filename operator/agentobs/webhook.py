@@ -1,0 +1,187 @@
+"""The webhook's runtime: its own CA and serving certificate, kept and rotated by the operator, and
+the MutatingWebhookConfiguration whose `caBundle` the operator patches.
+
+When the chart installed the configuration, only its `caBundle` is set (server-side apply under a
+field manager of its own), so `helm upgrade` or a GitOps sync never fights the operator. Without a
+chart (`make run`, the tests) the operator creates the whole configuration, pointing at its local
+URL. The key material lives in a Secret of the operator's namespace so every replica serves the
+same certificate; out of cluster it lives in the process only.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agentobs import pki
+from agentobs.kube import Kube, KubeError, Manifest
+
+log = logging.getLogger(__name__)
+
+WEBHOOK_NAME = "pods.agentobs.io"
+WEBHOOK_PATH = "mutate-pods"
+CA_FIELD_MANAGER = "agentobs-operator-cabundle"
+CA_LIFETIME = dt.timedelta(days=3650)
+CERT_LIFETIME = dt.timedelta(days=365)
+RENEW_FRACTION = 3  # renew when a third of the lifetime is left
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    port: int
+    bind: str
+    configuration: str
+    service: str  # "<namespace>/<name>" in cluster; empty out of cluster
+    operator_namespace: str
+    host: str  # what the API server dials when there is no Service
+
+    @classmethod
+    def from_env(cls) -> WebhookSettings:
+        return cls(
+            port=int(os.environ.get("AGENTOBS_WEBHOOK_PORT", "9443")),
+            bind=os.environ.get("AGENTOBS_BIND_ADDRESS", "0.0.0.0"),  # noqa: S104 (a pod's own port)
+            configuration=os.environ.get("AGENTOBS_WEBHOOK_CONFIGURATION", "agentobs-webhook"),
+            service=os.environ.get("AGENTOBS_WEBHOOK_SERVICE", ""),
+            operator_namespace=os.environ.get("AGENTOBS_OPERATOR_NAMESPACE", ""),
+            host=os.environ.get("AGENTOBS_WEBHOOK_HOST", "127.0.0.1"),
+        )
+
+    @property
+    def secret_name(self) -> str:
+        return f"{self.configuration}-tls"
+
+    def dns_names(self) -> list[str]:
+        if not self.service:
+            return ["localhost"]
+        namespace, name = self.service.split("/", 1)
+        return [name, f"{name}.{namespace}", f"{name}.{namespace}.svc", f"{name}.{namespace}.svc.cluster.local"]
+
+
+@dataclass(frozen=True)
+class ServingMaterial:
+    ca: pki.KeyPair
+    cert: pki.KeyPair
+
+
+def _due(pair: pki.KeyPair, now: dt.datetime) -> bool:
+    return pki.needs_renewal(pair, now, (pair.not_after - pair.not_before) / RENEW_FRACTION)
+
+
+def renew(current: ServingMaterial | None, settings: WebhookSettings, now: dt.datetime) -> ServingMaterial:
+    """Keep what is still good; make a new CA or certificate only when absent or due."""
+    ca = current.ca if current and not _due(current.ca, now) else pki.make_ca("agentobs webhook", now, CA_LIFETIME)
+    if current and current.ca == ca and not _due(current.cert, now):
+        return current
+    ips = ["127.0.0.1"] if not settings.service else []
+    cert = pki.issue(ca, settings.dns_names()[0], settings.dns_names(), now, CERT_LIFETIME, ip_addresses=ips,
+                     client=False)
+    return ServingMaterial(ca, cert)
+
+
+def load_stored(kube: Kube, settings: WebhookSettings) -> ServingMaterial | None:
+    if not settings.operator_namespace:
+        return None
+    secret = kube.get("v1", "Secret", settings.operator_namespace, settings.secret_name)
+    data = (secret or {}).get("data") or {}
+
+    def get(key: str) -> bytes | None:
+        return base64.b64decode(data[key]) if key in data else None
+
+    ca, cert = pki.load(get("ca.crt"), get("ca.key")), pki.load(get("tls.crt"), get("tls.key"))
+    return ServingMaterial(ca, cert) if ca and cert and pki.signed_by(cert, ca) else None
+
+
+def store(kube: Kube, settings: WebhookSettings, material: ServingMaterial) -> None:
+    if not settings.operator_namespace:
+        return
+
+    def b64(data: bytes) -> str:
+        return base64.b64encode(data).decode()
+
+    kube.apply({
+        "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+        "metadata": {"name": settings.secret_name, "namespace": settings.operator_namespace,
+                     "labels": {"app.kubernetes.io/name": "agentobs-operator",
+                                "app.kubernetes.io/component": "webhook"}},
+        "data": {"ca.crt": b64(material.ca.cert_pem), "ca.key": b64(material.ca.key_pem),
+                 "tls.crt": b64(material.cert.cert_pem), "tls.key": b64(material.cert.key_pem)},
+    })
+
+
+def write_files(material: ServingMaterial, directory: Path) -> tuple[Path, Path]:
+    """Write the serving pair where the web server reads it; kopf's server restarts on a change."""
+    cert, key = directory / "tls.crt", directory / "tls.key"
+    for path, data in ((cert, material.cert.cert_pem + material.ca.cert_pem), (key, material.cert.key_pem)):
+        with tempfile.NamedTemporaryFile(dir=directory, delete=False) as tmp:
+            tmp.write(data)
+        os.chmod(tmp.name, 0o600)
+        os.replace(tmp.name, path)
+    return cert, key
+
+
+def make_configuration(settings: WebhookSettings, ca_pem: bytes) -> Manifest:
+    """The whole configuration, for when no chart installed one (the operator runs out of cluster)."""
+    excluded = sorted({"kube-system", settings.operator_namespace} - {""})
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": settings.configuration,
+                     "labels": {"app.kubernetes.io/name": "agentobs-operator",
+                                "app.kubernetes.io/component": "webhook"}},
+        "webhooks": [{
+            "name": WEBHOOK_NAME,
+            "admissionReviewVersions": ["v1"],
+            "clientConfig": {"url": f"https://{settings.host}:{settings.port}/{WEBHOOK_PATH}",
+                             "caBundle": base64.b64encode(ca_pem).decode()},
+            "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
+                       "resources": ["pods"], "scope": "Namespaced"}],
+            # A broken or absent operator must never block agent pods.
+            "failurePolicy": "Ignore",
+            "sideEffects": "None",
+            "timeoutSeconds": 5,
+            "reinvocationPolicy": "IfNeeded",
+            "namespaceSelector": {"matchExpressions": [
+                {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": excluded}]},
+            "objectSelector": {"matchExpressions": [
+                {"key": "app.kubernetes.io/name", "operator": "NotIn", "values": ["agentobs-operator"]}]},
+        }],
+    }
+
+
+def publish_ca(kube: Kube, settings: WebhookSettings, ca_pem: bytes) -> None:
+    """Put the CA into the configuration: only `caBundle` when it exists, all of it otherwise."""
+    api, kind = "admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration"
+    existing = kube.get(api, kind, None, settings.configuration)
+    if existing is None:
+        kube.apply(make_configuration(settings, ca_pem))
+        log.info("created MutatingWebhookConfiguration %s", settings.configuration)
+        return
+    names = [w["name"] for w in existing.get("webhooks", [])] or [WEBHOOK_NAME]
+    patch: dict[str, Any] = {
+        "apiVersion": api, "kind": kind, "metadata": {"name": settings.configuration},
+        "webhooks": [{"name": n, "clientConfig": {"caBundle": base64.b64encode(ca_pem).decode()}} for n in names],
+    }
+    kube.apply(patch, field_manager=CA_FIELD_MANAGER)
+
+
+def ensure(kube: Kube, settings: WebhookSettings, current: ServingMaterial | None,
+           now: dt.datetime) -> tuple[ServingMaterial, bool]:
+    """The material to serve with, renewed and stored if needed, and published. (material, changed)"""
+    if current is None:
+        try:
+            current = load_stored(kube, settings)
+        except KubeError as exc:
+            log.warning("cannot read the stored webhook certificate: %s", exc.message)
+    material = renew(current, settings, now)
+    changed = material != current
+    if changed:
+        store(kube, settings, material)
+        log.info("webhook certificate valid until %s", material.cert.not_after.isoformat())
+    publish_ca(kube, settings, material.ca.cert_pem)
+    return material, changed

@@ -1,0 +1,385 @@
+"""The chart without a cluster: lint, rendering under several value sets, the values schema, the
+image's entrypoint, RBAC against what the operator does, and generated files being current.
+
+Server-side validation of the rendered documents and install/upgrade/uninstall are in
+test_chart_cluster.py.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from typing import Any
+
+import pytest
+import yaml
+from chart_rbac import APPLIED, NAMED, VERBS_OF_KIND, Permissions, permissions_of, stack_roles
+from chart_support import CHART, ROOT, SERVICE_MONITOR_API, VALUE_SETS, Render, Run, set_args
+
+from agentobs.kube import KINDS
+
+# Variables the operator reads that the chart leaves unset, and why.
+ENV_NOT_SET_BY_CHART = {
+    "AGENTOBS_WEBHOOK_HOST": "only without a Service (out of cluster), where the URL host is given instead",
+}
+
+
+def kind_of(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    found = kind_of(docs, kind)
+    assert len(found) == 1, f"expected one {kind}, got {[d['metadata']['name'] for d in found]}"
+    return found[0]
+
+
+def container(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    containers = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1
+    return dict(containers[0])
+
+
+def env_of(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container(docs)["env"]}
+
+
+# ---- lint and rendering ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", sorted(VALUE_SETS))
+def test_helm_lint_strict(helm: Run, name: str) -> None:
+    result = helm("lint", "--strict", str(CHART), *set_args(VALUE_SETS[name]), check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "[WARNING]" not in result.stdout and "[ERROR]" not in result.stdout, result.stdout
+
+
+@pytest.mark.parametrize("name", sorted(VALUE_SETS))
+def test_every_object_is_labelled_and_named_once(render: Render, name: str) -> None:
+    docs = render(VALUE_SETS[name])
+    keys = [(d["kind"], d["metadata"].get("namespace", ""), d["metadata"]["name"]) for d in docs]
+    assert len(keys) == len(set(keys)), keys
+    for doc in docs:
+        labels = doc["metadata"]["labels"]
+        for key in ("app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/managed-by",
+                    "app.kubernetes.io/part-of", "helm.sh/chart"):
+            assert labels.get(key), (doc["kind"], doc["metadata"]["name"], key)
+
+
+def test_selectors_do_not_change_with_version_or_values(render: Render) -> None:
+    """A Deployment's selector is immutable: nothing that changes between upgrades may be in it."""
+    before = render({})
+    after = render({"operator.image.tag": "9.9.9", "commonLabels": {"team": "obs"}, "operator.replicas": 3})
+    selector = one(before, "Deployment")["spec"]["selector"]["matchLabels"]
+    assert selector == one(after, "Deployment")["spec"]["selector"]["matchLabels"]
+    assert set(selector) == {"app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/component"}
+    pod_labels = one(before, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert selector.items() <= pod_labels.items()
+    for service in kind_of(before, "Service"):
+        assert service["spec"]["selector"] == selector, service["metadata"]["name"]
+
+
+def test_operator_runs_two_peered_replicas_probed_on_healthz(render: Render) -> None:
+    docs = render({})
+    deployment = one(docs, "Deployment")
+    assert deployment["spec"]["replicas"] == 2
+    env = env_of(docs)
+    peering = one(docs, "ClusterKopfPeering")
+    assert env["AGENTOBS_PEERING"] == peering["metadata"]["name"] != ""
+    assert env["AGENTOBS_NAMESPACES"] == ""
+    assert env["POD_ID"] == {"fieldRef": {"fieldPath": "metadata.name"}}, "kopf's identity of a replica"
+    perms = permissions_of(docs)
+    for verb in ("list", "watch", "get", "patch"):
+        assert perms.allows("kopf.dev", "clusterkopfpeerings", verb, None, env["AGENTOBS_PEERING"]), verb
+    c = container(docs)
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert ports == {"webhook": 9443, "metrics": 8080, "health": 8081}
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert c[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert one(docs, "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
+    anti = deployment["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]
+    assert anti["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]["labelSelector"][
+        "matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+
+
+def test_operator_pod_meets_pod_security_restricted(render: Render) -> None:
+    """The fields the `restricted` profile checks (the cluster test has the API server judge)."""
+    spec = one(render({}), "Deployment")["spec"]["template"]["spec"]
+    pod, ctr = spec["securityContext"], spec["containers"][0]["securityContext"]
+    assert pod["runAsNonRoot"] is True and pod["runAsUser"] != 0
+    assert pod["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert ctr["allowPrivilegeEscalation"] is False and ctr["capabilities"] == {"drop": ["ALL"]}
+    assert ctr["readOnlyRootFilesystem"] is True
+    assert all("hostPath" not in v for v in spec["volumes"])
+    assert spec["containers"][0]["resources"]["requests"] and spec["containers"][0]["resources"]["limits"]
+
+
+def test_chart_sets_every_variable_the_operator_reads(render: Render) -> None:
+    read = set()
+    for path in (ROOT / "operator" / "agentobs").rglob("*.py"):
+        read |= set(re.findall(r'environ(?:\.get)?[(\[]"(AGENTOBS_[A-Z_]+)"', path.read_text()))
+    assert read, "the scan found no variables; has the operator's configuration moved?"
+    env = env_of(render({}))
+    missing = sorted(read - env.keys() - ENV_NOT_SET_BY_CHART.keys())
+    assert not missing, f"the operator reads {missing}, which the chart does not set"
+    assert env["AGENTOBS_WEBHOOK_CONFIGURATION"] == one(render({}), "MutatingWebhookConfiguration")["metadata"]["name"]
+    assert env["AGENTOBS_OPERATOR_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+
+
+def test_webhook_configuration_leaves_the_ca_to_the_operator(render: Render) -> None:
+    docs = render({}, namespace="obs")
+    config = one(docs, "MutatingWebhookConfiguration")
+    assert len(config["webhooks"]) == 1
+    hook = config["webhooks"][0]
+    assert "caBundle" not in hook["clientConfig"], "the operator injects it; the chart must not own it"
+    service = one([d for d in docs if d["kind"] == "Service" and d["metadata"]["name"].endswith("-webhook")],
+                  "Service")
+    assert hook["clientConfig"]["service"] == {"name": service["metadata"]["name"], "namespace": "obs",
+                                               "port": 443, "path": "/mutate-pods"}
+    assert service["spec"]["ports"][0]["port"] == 443 and service["spec"]["ports"][0]["targetPort"] == "webhook"
+    assert hook["name"] == "pods.agentobs.io"
+    assert hook["rules"] == [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
+                              "resources": ["pods"], "scope": "Namespaced"}]
+    assert (hook["failurePolicy"], hook["sideEffects"], hook["timeoutSeconds"], hook["reinvocationPolicy"],
+            hook["admissionReviewVersions"]) == ("Ignore", "None", 5, "IfNeeded", ["v1"])
+    assert hook["namespaceSelector"]["matchExpressions"] == [
+        {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system", "obs"]}]
+    pod_labels = one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    [expr] = hook["objectSelector"]["matchExpressions"]
+    assert expr["operator"] == "NotIn" and pod_labels[expr["key"]] in expr["values"], "operator pods excluded"
+
+
+def test_out_of_cluster_installs_everything_but_the_operator(render: Render) -> None:
+    docs = render(VALUE_SETS["out-of-cluster"])
+    assert not kind_of(docs, "Deployment") and not kind_of(docs, "ClusterKopfPeering")
+    hook = one(docs, "MutatingWebhookConfiguration")["webhooks"][0]
+    assert hook["clientConfig"] == {"url": "https://127.0.0.1:9443/mutate-pods"}
+    kinds = {d["kind"] for d in docs}
+    assert {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Service", "AgentObservability"} <= kinds
+
+
+def test_stack_carries_the_spec_from_values(render: Render) -> None:
+    docs = render(VALUE_SETS["stack"], namespace="obs")
+    stack = one(docs, "AgentObservability")
+    assert stack["metadata"] == {**stack["metadata"], "name": "agentobs", "namespace": "obs"}
+    assert stack["spec"] == VALUE_SETS["stack"]["stack.spec"]
+    assert not kind_of(render({}), "AgentObservability"), "stack.enabled is off by default"
+
+
+def test_namespaced_operator_is_bound_and_peered_per_namespace(render: Render) -> None:
+    docs = render(VALUE_SETS["namespaced"], namespace="obs")
+    env = env_of(docs)
+    assert env["AGENTOBS_NAMESPACES"] == "team-a,team-b,obs", "the stack's namespace joins the list"
+    peerings = kind_of(docs, "KopfPeering")
+    assert {p["metadata"]["namespace"] for p in peerings} == {"team-a", "team-b", "obs"}
+    assert {p["metadata"]["name"] for p in peerings} == {env["AGENTOBS_PEERING"]}
+    perms = permissions_of(docs)
+    for namespace in ("team-a", "team-b", "obs"):
+        for verb in ("list", "watch", "get", "patch"):
+            assert perms.allows("kopf.dev", "kopfpeerings", verb, namespace, env["AGENTOBS_PEERING"]), verb
+    assert not kind_of(docs, "ClusterKopfPeering")
+    bound = {b["metadata"]["namespace"] for b in kind_of(docs, "RoleBinding")
+             if b["roleRef"]["kind"] == "ClusterRole"}
+    assert bound == {"team-a", "team-b", "obs"}
+    assert [b["roleRef"]["name"] for b in kind_of(docs, "ClusterRoleBinding")] == ["agentobs-operator-cluster"]
+
+
+def test_peering_with_namespace_globs_is_refused(helm: Run) -> None:
+    result = helm("template", "agentobs", str(CHART), *set_args({"operator.watchNamespaces": ["team-*"]}),
+                  check=False)
+    assert result.returncode != 0 and "operator.watchNamespaces" in result.stderr, result.stderr
+    single = helm("template", "agentobs", str(CHART), *set_args({"operator.watchNamespaces": ["team-*"],
+                  "operator.replicas": 1, "operator.peering.enabled": False}), check=False)
+    assert single.returncode == 0, single.stderr
+
+
+def test_service_monitor_only_where_the_api_exists(render: Render) -> None:
+    assert not kind_of(render({}), "ServiceMonitor")
+    docs = render({}, api_versions=(SERVICE_MONITOR_API,))
+    monitor = one(docs, "ServiceMonitor")
+    metrics = [d for d in kind_of(docs, "Service") if d["metadata"]["name"].endswith("-metrics")]
+    assert len(metrics) == 1
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= metrics[0]["metadata"]["labels"].items()
+    assert monitor["spec"]["endpoints"][0]["port"] == metrics[0]["spec"]["ports"][0]["name"] == "metrics"
+    assert not kind_of(render({"metrics.serviceMonitor.enabled": False}, api_versions=(SERVICE_MONITOR_API,)),
+                       "ServiceMonitor")
+
+
+# ---- values schema ---------------------------------------------------------------------------
+
+REFUSED: list[tuple[str, dict[str, Any], str]] = [
+    ("spec-field-type", {"stack.spec.prometheus.replicas": "two"}, "/stack/spec/prometheus/replicas"),
+    ("spec-unknown-field", {"stack.spec.prometheus.replica": 3}, "/stack/spec/prometheus"),
+    ("spec-below-minimum", {"stack.spec.prometheus.replicas": 0}, "/stack/spec/prometheus/replicas"),
+    ("negative-replicas", {"operator.replicas": -1}, "/operator/replicas"),
+    ("unknown-value", {"operator.replica": 2}, "/operator"),
+    ("log-level", {"operator.logLevel": "LOUD"}, "/operator/logLevel"),
+    ("plain-http-webhook", {"webhook.url": "http://127.0.0.1:9443/mutate-pods"}, "/webhook/url"),
+    ("port-range", {"operator.ports.webhook": 70000}, "/operator/ports/webhook"),
+    ("pull-policy", {"operator.image.pullPolicy": "Sometimes"}, "/operator/image/pullPolicy"),
+    ("watch-namespace-type", {"operator.watchNamespaces": "team-a"}, "/operator/watchNamespaces"),
+]
+
+
+@pytest.mark.parametrize(("case", "values", "path"), REFUSED, ids=[c[0] for c in REFUSED])
+def test_schema_refuses_bad_values_naming_them(helm: Run, case: str, values: dict[str, Any], path: str) -> None:
+    result = helm("template", "agentobs", str(CHART), *set_args(values), check=False)
+    assert result.returncode != 0, f"{case}: accepted"
+    assert "values don't meet the specifications of the schema" in result.stderr, result.stderr
+    assert f"at '{path}'" in result.stderr, result.stderr
+
+
+def test_schema_accepts_documented_non_defaults(render: Render) -> None:
+    """The refusals above come from the values, not from a schema refusing everything."""
+    digest = "sha256:" + "a" * 64
+    docs = render({"operator.replicas": 3, "operator.logLevel": "DEBUG", "operator.watchNamespaces": ["a", "b"],
+                   "operator.resources.limits": {"cpu": 2, "memory": "1Gi"}, "operator.image.digest": digest,
+                   "stack.enabled": True, "stack.spec": {"prometheus": {"replicas": 2}, "paused": True},
+                   "webhook.url": "https://10.0.0.1:9443/mutate-pods", "metrics.serviceMonitor.interval": "1m30s"})
+    assert container(docs)["image"] == f"ghcr.io/agentobs/agentobs-operator@{digest}"
+
+
+def _leaves(schema: dict[str, Any], path: str = "") -> list[tuple[str, dict[str, Any]]]:
+    out = [(path, schema)]
+    for name, sub in (schema.get("properties") or {}).items():
+        out += _leaves(sub, f"{path}.{name}".lstrip("."))
+    return out
+
+
+def test_every_value_is_described_in_the_schema() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert set(schema["properties"]) - {"global"} == set(values)
+    undescribed = [p for p, s in _leaves(schema) if p and not s.get("description")]
+    assert not undescribed, undescribed
+    spec = schema["properties"]["stack"]["properties"]["spec"]
+    assert spec["properties"]["prometheus"]["additionalProperties"] is False, "typos in stack.spec are refused"
+
+
+# ---- generated files -------------------------------------------------------------------------
+
+def _generator() -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("agentobs_generate", ROOT / "hack" / "generate.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_generated_chart_files_are_current() -> None:
+    stale = [str(p.relative_to(ROOT)) for p, text in _generator().generated().items()
+             if CHART in p.parents and (not p.exists() or p.read_text() != text)]
+    assert not stale, f"run `make generate`: {stale}"
+
+
+def test_descriptions_come_from_the_comment_right_above_each_value() -> None:
+    text = ("# file header\n\n# The operator.\noperator:\n  # How many.\n  # Really.\n  replicas: 2\n"
+            "  #\n  # not this one\n  image: x\n  # Summary.\n  #\n  #   example: 1\n  tag: ''\nbare: 1\n")
+    assert _generator().value_descriptions(text) == {
+        "operator": "The operator.", "operator.replicas": "How many. Really.", "operator.tag": "Summary."}
+
+
+def test_chart_crds_are_the_top_level_crds_plus_kopf_peering() -> None:
+    top = {p.name: p.read_bytes() for p in (ROOT / "crds").glob("*.yaml")}
+    chart = {p.name: p.read_bytes() for p in (CHART / "crds").glob("*.yaml")}
+    assert set(chart) == set(top) | {"kopf.dev_peerings.yaml"}
+    for name, data in top.items():
+        assert chart[name] == data, f"charts/agentobs/crds/{name} differs from crds/{name}: run `make generate`"
+    peering = yaml.safe_load_all(chart["kopf.dev_peerings.yaml"])
+    kinds = {d["spec"]["names"]["kind"]: d["spec"]["scope"] for d in peering}
+    assert kinds == {"ClusterKopfPeering": "Cluster", "KopfPeering": "Namespaced"}
+
+
+# ---- the image -------------------------------------------------------------------------------
+
+def _final_stage(dockerfile: str) -> list[str]:
+    lines = [ln.strip() for ln in dockerfile.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    starts = [i for i, ln in enumerate(lines) if ln.upper().startswith("FROM ")]
+    assert len(starts) >= 2, "a multi-stage build: build the wheel, then install it"
+    return lines[starts[-1]:]
+
+
+def test_image_entrypoint_is_the_console_script_the_chart_runs(render: Render) -> None:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    scripts = pyproject["project"]["scripts"]
+    assert scripts == {"agentobs-operator": "agentobs.main:main"}
+    final = _final_stage((ROOT / "Dockerfile").read_text())
+    [entrypoint] = [json.loads(ln.split(None, 1)[1]) for ln in final if ln.upper().startswith("ENTRYPOINT ")]
+    assert entrypoint == list(scripts), "ENTRYPOINT is the console script"
+    assert not [ln for ln in final if ln.upper().startswith("CMD ")], "no CMD: the operator takes no arguments"
+    [user] = [ln.split(None, 1)[1] for ln in final if ln.upper().startswith("USER ")]
+    uid = user.split(":")[0]
+    assert uid.isdigit() and uid != "0", "numeric non-root user, so runAsNonRoot can be verified"
+
+    docs = render({})
+    c = container(docs)
+    assert c["command"] == entrypoint and "args" not in c, "the chart runs the image's program, unchanged"
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart["appVersion"] == pyproject["project"]["version"]
+    assert c["image"].endswith(f":{chart['appVersion']}")
+    assert one(docs, "Deployment")["spec"]["template"]["spec"]["securityContext"]["runAsUser"] == int(uid)
+
+    import agentobs.main
+
+    assert callable(agentobs.main.main)
+
+
+def test_base_image_is_pinned() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    [image] = re.findall(r"^ARG PYTHON_IMAGE=(\S+)$", text, re.MULTILINE)
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-\w+", image), image
+
+
+# ---- RBAC ------------------------------------------------------------------------------------
+
+def _served(values: dict[str, Any]) -> list[str]:
+    return list(values.get("operator.watchNamespaces", [])) or ["agents"]
+
+
+@pytest.mark.parametrize("name", ["defaults", "namespaced"])
+def test_rbac_covers_every_kind_the_operator_manages(render: Render, name: str) -> None:
+    values = VALUE_SETS[name]
+    perms = permissions_of(render(values, namespace="obs"))
+    missing = []
+    for (api_version, kind), info in KINDS.items():
+        group = api_version.rpartition("/")[0]
+        for verb in sorted(VERBS_OF_KIND.get(kind, APPLIED)):
+            wheres = _served(values) if info.namespaced else [None]
+            missing += [f"{verb} {info.plural}.{group or 'core'} in {where or 'cluster'}" for where in wheres
+                        if not perms.allows(group, info.plural, verb, where, NAMED.get(kind))]
+    assert not missing, "the operator's ClusterRoles lack:\n  " + "\n  ".join(missing)
+    assert perms.allows("agentobs.io", "agentobservabilities/status", "patch", _served(values)[0])
+
+
+def test_rbac_grants_nothing_broader_than_needed(render: Render) -> None:
+    for role in kind_of(render({}), "ClusterRole") + kind_of(render({}), "Role"):
+        for rule in role["rules"]:
+            where = f"{role['metadata']['name']}: {rule}"
+            assert "*" not in rule["verbs"] and "*" not in rule["resources"] and "*" not in rule["apiGroups"], where
+            assert not {"escalate", "bind", "impersonate", "update", "deletecollection"} & set(rule["verbs"]) \
+                or rule["resources"] == ["agentobservabilities/finalizers"], where
+    cluster = [r for r in one([d for d in render({}) if d["metadata"]["name"] == "agentobs-operator-cluster"],
+                              "ClusterRole")["rules"] if "mutatingwebhookconfigurations" in r["resources"]]
+    assert cluster and all(r.get("resourceNames") == ["agentobs-webhook"] for r in cluster)
+
+
+def test_without_manage_crd_the_operator_cannot_patch_crds(render: Render) -> None:
+    perms = permissions_of(render(VALUE_SETS["single-replica"]))
+    assert not perms.allows("apiextensions.k8s.io", "customresourcedefinitions", "patch", None,
+                            NAMED["CustomResourceDefinition"])
+    assert env_of(render(VALUE_SETS["single-replica"]))["AGENTOBS_MANAGE_CRD"] == "false"
+
+
+@pytest.mark.parametrize("name", ["defaults", "namespaced"])
+def test_operator_holds_what_the_roles_it_creates_grant(render: Render, name: str) -> None:
+    """RBAC refuses to create a Role granting more than its creator holds (without `escalate`)."""
+    perms: Permissions = permissions_of(render(VALUE_SETS[name], namespace="obs"))
+    namespace = _served(VALUE_SETS[name])[0]
+    lacking = [f"{role['kind']} {role['metadata']['name']}: {verb} {res}.{group or 'core'}"
+               for role in stack_roles(namespace)
+               for rule in role["rules"] for group in rule["apiGroups"] for res in rule["resources"]
+               for verb in rule["verbs"]
+               if not perms.allows(group, res, verb, namespace if role["kind"] == "Role" else None)]
+    assert not lacking, lacking

@@ -1,0 +1,155 @@
+"""The pod webhook, called by the real API server over TLS: the injection contract, opt-outs,
+idempotence, fail-open, and injection coverage when the operator was away."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from typing import Any
+
+import kopf
+import pytest
+
+from agentobs import admission, metrics
+from agentobs.kube import Kube
+
+from conftest import Operator, condition, get_resource, make_resource, wait_for, wait_ready
+
+AGENT = {"agentobs.io/agent": "true"}
+
+
+def _pod(name: str, namespace: str, labels: dict[str, str] | None = None, annotations: dict[str, str] | None = None,
+         containers: list[dict[str, Any]] | None = None, **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": namespace, "labels": labels if labels is not None else AGENT,
+                         "annotations": annotations or {}},
+            "spec": {"containers": containers or [{"name": "agent", "image": "agent:1"}], **spec}}
+
+
+def _env(container: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env", [])}
+
+
+@pytest.fixture
+def stack(kube: Kube, operator: Operator, namespace: str) -> str:
+    kube.apply(make_resource("obs", namespace, {}))
+    wait_ready(kube, namespace, "obs")
+    return namespace
+
+
+def _create(kube: Kube, pod: dict[str, Any]) -> dict[str, Any]:
+    return kube.apply(pod)
+
+
+def test_pods_are_mutated_as_the_contract_says(kube: Kube, stack: str) -> None:
+    pod = _create(kube, _pod("agent", stack, labels={**AGENT, "app.kubernetes.io/name": "planner"},
+                             containers=[{"name": "agent", "image": "a"}, {"name": "tools", "image": "t"}],
+                             initContainers=[{"name": "setup", "image": "s"}]))
+    for container in pod["spec"]["containers"] + pod["spec"]["initContainers"]:
+        env = _env(container)
+        assert env["OTEL_SERVICE_NAME"] == "planner"
+        assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == f"https://obs-jaeger-collector.{stack}.svc:4317"
+        assert env["OTEL_EXPORTER_OTLP_CERTIFICATE"] == "/var/run/agentobs/ca/ca.crt"
+        assert "k8s.pod.name=$(AGENTOBS_POD_NAME)" in env["OTEL_RESOURCE_ATTRIBUTES"]
+        assert {"name": "agentobs-ca", "mountPath": "/var/run/agentobs/ca", "readOnly": True} in container[
+            "volumeMounts"]
+    annotations = pod["metadata"]["annotations"]
+    assert annotations["agentobs.io/injected"] == f"{stack}/obs"
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert kube.get("v1", "ConfigMap", stack, "obs-ca-bundle") is not None
+
+
+def test_unselected_and_opted_out_pods_are_untouched(kube: Kube, stack: str, namespace: str) -> None:
+    plain = _create(kube, _pod("web", stack, labels={"app": "web"}))
+    opted = _create(kube, _pod("optout", stack, annotations={"agentobs.io/inject": "false"}))
+    for pod in (plain, opted):
+        assert "agentobs.io/injected" not in (pod["metadata"].get("annotations") or {})
+        assert "env" not in pod["spec"]["containers"][0]
+
+
+def test_pods_in_other_namespaces_are_untouched(kube: Kube, operator: Operator, stack: str,
+                                                kubectl: Any) -> None:
+    other = f"{stack}-other"
+    kubectl("create", "namespace", other)
+    try:
+        pod = _create(kube, _pod("agent", other))
+        assert "agentobs.io/injected" not in (pod["metadata"].get("annotations") or {})
+    finally:
+        kubectl("delete", "namespace", other, "--wait=false", check=False)
+
+
+def test_pod_values_win_and_a_second_pass_changes_nothing(kube: Kube, stack: str) -> None:
+    first = _create(kube, _pod("own", stack, containers=[
+        {"name": "agent", "image": "a", "env": [{"name": "OTEL_SERVICE_NAME", "value": "mine"}]}]))
+    env = first["spec"]["containers"][0]["env"]
+    assert _env(first["spec"]["containers"][0])["OTEL_SERVICE_NAME"] == "mine"
+    assert [e["name"] for e in env].count("OTEL_SERVICE_NAME") == 1
+    # Send the already mutated pod through the webhook again: nothing may be added twice.
+    again = copy.deepcopy(first)
+    again["metadata"] = {"name": "own-again", "namespace": stack, "labels": first["metadata"]["labels"],
+                         "annotations": first["metadata"]["annotations"]}
+    again["spec"] = {k: v for k, v in first["spec"].items() if k in ("containers", "volumes")}
+    second = _create(kube, again)
+    assert second["spec"]["containers"][0]["env"] == env
+    assert second["spec"]["volumes"] == first["spec"]["volumes"]
+
+
+def test_only_named_containers(kube: Kube, stack: str) -> None:
+    pod = _create(kube, _pod("named", stack, annotations={"agentobs.io/container-names": "tools"},
+                             containers=[{"name": "agent", "image": "a"}, {"name": "tools", "image": "t"}]))
+    agent, tools = pod["spec"]["containers"]
+    assert "env" not in agent and "OTEL_SERVICE_NAME" in _env(tools)
+
+
+def test_fail_open_is_counted_and_reported(kube: Kube, stack: str) -> None:
+    class BrokenIndex:
+        def __iter__(self) -> Any:
+            raise RuntimeError("index unavailable")
+
+    before = metrics.WEBHOOK_FAIL_OPEN.labels(reason="RuntimeError")._value.get()
+    patch = kopf.Patch()
+    admission._kube = kube
+    asyncio.run(admission.mutate_pod(body=kopf.Body(_pod("broken", stack)), patch=patch, namespace=stack,
+                                     injection_configs=BrokenIndex()))
+    assert not patch and not patch.fns, "a failing webhook admits the pod untouched"
+    assert metrics.WEBHOOK_FAIL_OPEN.labels(reason="RuntimeError")._value.get() == before + 1
+    events = kube.list("v1", "Event", stack)
+    failed = [e for e in events if e.get("reason") == "InjectionFailed"]
+    assert failed and failed[0]["involvedObject"]["name"] == "broken"
+
+
+def test_operator_down_pods_admitted_then_covered_and_rolled_out(kube: Kube, operator: Operator,
+                                                                  namespace: str) -> None:
+    kube.apply(make_resource("obs", namespace, {"instrumentation": {"rolloutOnChange": True}}))
+    wait_ready(kube, namespace, "obs")
+    operator.stop()
+    try:
+        pod = _create(kube, _pod("early", namespace))
+        assert "agentobs.io/injected" not in (pod["metadata"].get("annotations") or {}), "admitted as it came"
+        kube.apply({"apiVersion": "apps/v1", "kind": "Deployment",
+                    "metadata": {"name": "planner", "namespace": namespace},
+                    "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "planner"}},
+                             "template": {"metadata": {"labels": {**AGENT, "app": "planner"}},
+                                          "spec": {"containers": [{"name": "agent", "image": "a"}]}}}})
+        wait_for("uninjected deployment pods", lambda: len(kube.list("v1", "Pod", namespace, "app=planner")) == 2)
+    finally:
+        operator.start()
+
+    def coverage_reported() -> dict[str, Any] | None:
+        res = get_resource(kube, namespace, "obs")
+        cond = condition(res, "InjectionCoverage")
+        return res if cond.get("status") == "False" and (res or {})["status"]["injection"]["missing"] >= 1 else None
+
+    res = wait_for("coverage to report the uninjected pods", coverage_reported)
+    assert condition(res, "InjectionCoverage")["reason"] == "PodsNotInstrumented"
+
+    def rolled_out() -> bool:
+        pods = [p for p in kube.list("v1", "Pod", namespace, "app=planner")
+                if not p["metadata"].get("deletionTimestamp")]
+        return len(pods) == 2 and all((p["metadata"].get("annotations") or {}).get("agentobs.io/injected")
+                                      for p in pods)
+
+    wait_for("the Deployment to be restarted into injected pods", rolled_out, timeout=120)
+    deployment = kube.get("apps/v1", "Deployment", namespace, "planner")
+    assert deployment is not None
+    assert "agentobs.io/rollout-for-injection" in deployment["spec"]["template"]["metadata"]["annotations"]
