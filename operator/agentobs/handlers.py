@@ -1,8 +1,10 @@
-"""The kopf wiring: which events start a reconcile pass. Each handler is a few lines.
+"""The kopf wiring: watch events feed a scheduler that runs reconcile passes.
 
-Passes for one resource are serialised by a lock. Besides create/update/resume, a daemon per
-resource re-runs the pass every `resync` seconds (repairing children deleted or edited by hand)
-and as soon as one of its workloads changes (so readiness reaches the status quickly).
+kopf watches the resources and their children and serves the webhook; it keeps no state on the
+resources (no finalizer, no progress annotations), so deleting a resource never waits for the
+operator. A pass runs when a resource is new or its spec changes, when one of its watched children
+changes (at once), and every `AGENTOBS_RESYNC_SECONDS` (repairing children deleted or edited by
+hand). Passes for one resource never overlap. With leader election on, only the leader runs them.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import contextlib
 import datetime as dt
 import logging
 import os
+import socket
+import time
 from typing import Any
 
 import kopf
@@ -21,62 +25,134 @@ from agentobs.api import GROUP, PLURAL, VERSION
 from agentobs.api.crd import make_crd
 from agentobs.api.spec import AgentObservabilitySpec
 from agentobs.kube import Kube, KubeError
+from agentobs.leader import Elector
 from agentobs.prune import forget, prune
 from agentobs.reconcile import reconcile
-from agentobs.render.common import MANAGED_BY, OWNER_LABEL, Owner
+from agentobs.render.common import MANAGED_BY, OWNER_LABEL, OWNER_NAMESPACE_LABEL, Owner
+
+log = logging.getLogger(__name__)
 
 RESYNC_SECONDS = float(os.environ.get("AGENTOBS_RESYNC_SECONDS", "60"))
+RETRY_SECONDS = 10.0
 CHILD_SELECTOR: dict[str, Any] = {"app.kubernetes.io/managed-by": MANAGED_BY, OWNER_LABEL: kopf.PRESENT}
 
-_locks: dict[tuple[str, str], asyncio.Lock] = {}
-_wakeups: dict[tuple[str, str], asyncio.Event] = {}
-_kube: Kube | None = None
+Key = tuple[str, str]
 
 
-def _client() -> Kube:
-    global _kube
-    if _kube is None:
-        _kube = Kube()
-    return _kube
+class Scheduler:
+    """Which resources exist (from watch events), when each is due, and one pass at a time each."""
+
+    def __init__(self) -> None:
+        self.bodies: dict[Key, dict[str, Any]] = {}
+        self.generations: dict[Key, int] = {}
+        self.due: dict[Key, float] = {}
+        self.running: set[Key] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.wakeup = asyncio.Event()
+        self.kube: Kube | None = None
+        self.elector = Elector(None, "", "", "")
+
+    def client(self) -> Kube:
+        if self.kube is None:
+            self.kube = Kube()
+        return self.kube
+
+    def wake(self, key: Key, delay: float = 0.0) -> None:
+        if key in self.bodies:
+            self.due[key] = min(self.due.get(key, float("inf")), time.monotonic() + delay)
+            self.wakeup.set()
+
+    async def run_forever(self) -> None:
+        while True:
+            now = time.monotonic()
+            for key in [k for k, t in self.due.items() if t <= now and k not in self.running]:
+                self.due[key] = now + RESYNC_SECONDS
+                if self.elector.is_leader:
+                    self.running.add(key)
+                    task = asyncio.create_task(self._pass(key))
+                    self.tasks.add(task)
+                    task.add_done_callback(self.tasks.discard)
+            timeout = max(0.05, min(self.due.values(), default=now + RESYNC_SECONDS) - now)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wakeup.wait(), timeout=timeout)
+            self.wakeup.clear()
+
+    async def _pass(self, key: Key) -> None:
+        try:
+            body = self.bodies.get(key)
+            if body is None:
+                return
+            outcome = await asyncio.to_thread(reconcile, self.client(), body, _now)
+            for type_, reason, message in outcome.transitions:
+                warning = type_ == "Degraded" or reason in ("InvalidSpec", "ApplyFailed")
+                await asyncio.to_thread(_post_event, self.client(), body, warning, reason, message)
+        except KubeError as exc:
+            metrics.RECONCILE_FAILURES.inc()
+            log.warning("%s/%s: pass postponed, API server: %s", *key, exc.message)
+            self.wake(key, RETRY_SECONDS)
+        except Exception:  # a bug must not stop the other resources' passes
+            metrics.RECONCILE_FAILURES.inc()
+            log.exception("%s/%s: pass failed", *key)
+            self.wake(key, RETRY_SECONDS)
+        finally:
+            self.running.discard(key)
+
+    async def elect_forever(self) -> None:
+        while True:
+            was = self.elector.is_leader
+            await asyncio.to_thread(self.elector.step, _now())
+            if self.elector.is_leader and not was:
+                for key in self.bodies:
+                    self.wake(key)
+            await asyncio.sleep(self.elector.duration / 3)
+
+
+scheduler = Scheduler()
+
+
+def _post_event(kube: Kube, body: dict[str, Any], warning: bool, reason: str, message: str) -> None:
+    meta = body["metadata"]
+    stamp = _now().strftime("%Y-%m-%dT%H:%M:%SZ")
+    try:
+        kube.create_event({
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {"apiVersion": body["apiVersion"], "kind": body["kind"], "name": meta["name"],
+                               "namespace": meta["namespace"], "uid": meta["uid"]},
+            "type": "Warning" if warning else "Normal", "reason": reason, "message": message[:1000],
+            "source": {"component": MANAGED_BY}, "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
+            "reportingComponent": MANAGED_BY,
+        })
+    except KubeError as exc:
+        log.warning("event %s not posted: %s", reason, exc.message)
 
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-async def _run(body: kopf.Body, logger: kopf.Logger) -> None:
-    key = (body.metadata.namespace or "", body.metadata.name or "")
-    lock = _locks.setdefault(key, asyncio.Lock())
-    async with lock:
-        try:
-            outcome = await asyncio.to_thread(reconcile, _client(), dict(body), _now)
-        except KubeError as exc:
-            metrics.RECONCILE_FAILURES.inc()
-            raise kopf.TemporaryError(f"API server: {exc.message}", delay=10) from None
-    for type_, reason, message in outcome.transitions:
-        if type_ == "Degraded" or reason in ("InvalidSpec", "ApplyFailed"):
-            kopf.warn(body, reason=reason, message=message)
-        else:
-            kopf.info(body, reason=reason, message=message)
-
-
 @kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="agentobs.io")
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix="agentobs.io", key="last-handled-configuration"
-    )
+async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
     settings.posting.level = logging.INFO
     settings.watching.server_timeout = 270
     settings.networking.request_timeout = 60
+    if os.environ.get("AGENTOBS_MANAGE_CRD", "").lower() == "true":
+        await asyncio.to_thread(scheduler.client().apply, make_crd())
+        logger.info("applied the AgentObservability CRD")
+    namespace = os.environ.get("AGENTOBS_OPERATOR_NAMESPACE", "")
+    if os.environ.get("AGENTOBS_LEADER_ELECTION", "").lower() == "true" and namespace:
+        identity = os.environ.get("POD_ID") or socket.gethostname()
+        scheduler.elector = Elector(scheduler.client(), namespace, "agentobs-operator-leader", identity)
+    memo["scheduler_tasks"] = [asyncio.create_task(scheduler.run_forever()),
+                               asyncio.create_task(scheduler.elect_forever())]
 
 
-@kopf.on.startup()
-async def install_crd(logger: kopf.Logger, **_: Any) -> None:
-    if os.environ.get("AGENTOBS_MANAGE_CRD", "").lower() != "true":
-        return
-    await asyncio.to_thread(_client().apply, make_crd())
-    logger.info("applied the AgentObservability CRD")
+@kopf.on.cleanup()
+async def stop(memo: kopf.Memo, **_: Any) -> None:
+    for task in memo.get("scheduler_tasks", []):
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 @kopf.on.login()
@@ -84,52 +160,34 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     return kopf.login_via_client(**kwargs)
 
 
-@kopf.on.resume(GROUP, VERSION, PLURAL)
-@kopf.on.create(GROUP, VERSION, PLURAL)
-@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
-async def reconcile_on_change(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
-    await _run(body, logger)
-
-
-@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=5)
-async def resync(body: kopf.Body, logger: kopf.Logger, stopped: kopf.DaemonStopped, **_: Any) -> None:
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def resource_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
     key = (body.metadata.namespace or "", body.metadata.name or "")
-    wakeup = _wakeups.setdefault(key, asyncio.Event())
-    metrics.MANAGED_RESOURCES.inc()
-    try:
-        while not stopped:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wakeup.wait(), timeout=RESYNC_SECONDS)
-            wakeup.clear()
-            if stopped:
-                break
-            try:
-                await _run(body, logger)
-            except kopf.TemporaryError as exc:
-                logger.warning("reconcile postponed: %s", exc)
-    finally:
-        metrics.MANAGED_RESOURCES.dec()
-        _wakeups.pop(key, None)
-        _locks.pop(key, None)
+    if event["type"] == "DELETED":
+        scheduler.bodies.pop(key, None)
+        scheduler.due.pop(key, None)
+        metrics.MANAGED_RESOURCES.set(len(scheduler.bodies))
+        if scheduler.elector.is_leader:
+            await _clean_up(key, body.metadata.uid or "")
+        return
+    generation = body.metadata.get("generation", 0)
+    scheduler.bodies[key] = dict(body)
+    metrics.MANAGED_RESOURCES.set(len(scheduler.bodies))
+    if scheduler.generations.get(key) != generation:  # new, or the spec changed; not our status writes
+        scheduler.generations[key] = generation
+        scheduler.wake(key)
 
 
-def _wake_owner(namespace: str | None, labels: kopf.Labels) -> None:
-    wakeup = _wakeups.get((namespace or "", labels.get(OWNER_LABEL, "")))
-    if wakeup is not None:
-        wakeup.set()
-
-
-@kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
-async def clean_up(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+async def _clean_up(key: Key, uid: str) -> None:
     """What owner references cannot reach: cluster-scoped children and copies in other namespaces."""
+    owner = Owner(name=key[1], namespace=key[0], uid=uid, spec=AgentObservabilitySpec())
     try:
-        owner = Owner(name=body.metadata.name or "", namespace=body.metadata.namespace or "",
-                      uid=body.metadata.uid or "", spec=AgentObservabilitySpec())
-        await asyncio.to_thread(prune, _client(), owner, set(), True)
+        await asyncio.to_thread(prune, scheduler.client(), owner, set(), True)
     except KubeError as exc:
-        logger.warning("clean-up incomplete: %s", exc.message)
+        log.warning("%s/%s: clean-up incomplete: %s", *key, exc.message)
     finally:
-        forget(body.metadata.uid or "")
+        forget(uid)
+        scheduler.generations.pop(key, None)
 
 
 # Children whose change should be noticed at once; the others are repaired by the resync.
@@ -138,5 +196,6 @@ async def clean_up(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
 @kopf.on.event("apps", "v1", "daemonsets", labels=CHILD_SELECTOR)
 @kopf.on.event("", "v1", "services", labels=CHILD_SELECTOR)
 @kopf.on.event("", "v1", "configmaps", labels=CHILD_SELECTOR)
-async def child_changed(namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
-    _wake_owner(namespace, labels)
+async def child_event(labels: kopf.Labels, **_: Any) -> None:
+    owner_namespace = labels.get(OWNER_NAMESPACE_LABEL, "")
+    scheduler.wake((owner_namespace, labels.get(OWNER_LABEL, "")))

@@ -62,6 +62,7 @@ KINDS: dict[tuple[str, str], KindInfo] = {
         "mutatingwebhookconfigurations", False
     ),
     ("agentobs.io/v1alpha1", "AgentObservability"): KindInfo("agentobservabilities", True),
+    ("coordination.k8s.io/v1", "Lease"): KindInfo("leases", True),
 }
 
 
@@ -155,6 +156,20 @@ class Kube:
             query=[("fieldManager", field_manager), ("force", "true")],
             content_type="application/apply-patch+yaml",
         )
+        return result
+
+    def create(self, manifest: Manifest) -> Manifest:
+        """Create; a 409 KubeError when it exists (used where creation must win a race)."""
+        meta = manifest["metadata"]
+        result: Manifest = self._call("POST", _path(manifest["apiVersion"], manifest["kind"], meta.get("namespace")),
+                                      manifest["kind"], manifest)
+        return result
+
+    def replace(self, manifest: Manifest) -> Manifest:
+        """Replace; a 409 KubeError when metadata.resourceVersion is no longer current."""
+        meta = manifest["metadata"]
+        path = _path(manifest["apiVersion"], manifest["kind"], meta.get("namespace"), meta["name"])
+        result: Manifest = self._call("PUT", path, manifest["kind"], manifest)
         return result
 
     def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> Manifest | None:

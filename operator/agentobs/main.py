@@ -2,8 +2,9 @@
 
 Configuration comes from the environment so the chart and `make run` set it the same way:
 AGENTOBS_METRICS_PORT (default 8080), AGENTOBS_HEALTH_PORT (default 8081), AGENTOBS_NAMESPACES
-(comma-separated; empty means cluster-wide), AGENTOBS_PEERING (kopf peering name; empty means
-standalone, for a single replica), AGENTOBS_RESYNC_SECONDS (default 60), AGENTOBS_MANAGE_CRD ("true":
+(comma-separated names or globs; empty means cluster-wide), AGENTOBS_LEADER_ELECTION ("true": replicas
+elect a leader on a Lease in AGENTOBS_OPERATOR_NAMESPACE, named by POD_ID or the host name; only the
+leader reconciles, every replica serves the webhook), AGENTOBS_RESYNC_SECONDS (default 60), AGENTOBS_MANAGE_CRD ("true":
 apply the operator's own CRD at start-up, so an upgraded operator brings its schema along).
 The webhook: AGENTOBS_WEBHOOK_PORT (default 9443), AGENTOBS_WEBHOOK_CONFIGURATION (the
 MutatingWebhookConfiguration whose caBundle is kept; default agentobs-webhook),
@@ -32,14 +33,12 @@ def main() -> None:
     health_port = int(os.environ.get("AGENTOBS_HEALTH_PORT", "8081"))
     bind = os.environ.get("AGENTOBS_BIND_ADDRESS", "0.0.0.0")  # noqa: S104 (a pod's own ports)
     namespaces = [n for n in os.environ.get("AGENTOBS_NAMESPACES", "").split(",") if n]
-    peering = os.environ.get("AGENTOBS_PEERING", "")
 
     prometheus_client.start_http_server(metrics_port, addr=bind)
     asyncio.run(kopf.operator(
         clusterwide=not namespaces,
         namespaces=namespaces,
-        standalone=not peering,
-        peering_name=peering or None,
+        standalone=True,  # leader election is ours (agentobs.leader), not kopf peering
         liveness_endpoint=f"http://{bind}:{health_port}/healthz",
     ))
 

@@ -98,8 +98,13 @@ def load_stored(kube: Kube, settings: WebhookSettings) -> ServingMaterial | None
 
 
 def store(kube: Kube, settings: WebhookSettings, material: ServingMaterial) -> None:
+    """Keep the key material in a Secret owned by the webhook configuration, so it goes with it."""
     if not settings.operator_namespace:
         return
+    configuration = kube.get("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration", None,
+                             settings.configuration)
+    owners = [{"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
+               "name": settings.configuration, "uid": configuration["metadata"]["uid"]}] if configuration else []
 
     def b64(data: bytes) -> str:
         return base64.b64encode(data).decode()
@@ -108,7 +113,8 @@ def store(kube: Kube, settings: WebhookSettings, material: ServingMaterial) -> N
         "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
         "metadata": {"name": settings.secret_name, "namespace": settings.operator_namespace,
                      "labels": {"app.kubernetes.io/name": "agentobs-operator",
-                                "app.kubernetes.io/component": "webhook"}},
+                                "app.kubernetes.io/component": "webhook"},
+                     **({"ownerReferences": owners} if owners else {})},
         "data": {"ca.crt": b64(material.ca.cert_pem), "ca.key": b64(material.ca.key_pem),
                  "tls.crt": b64(material.cert.cert_pem), "tls.key": b64(material.cert.key_pem)},
     })
@@ -180,8 +186,8 @@ def ensure(kube: Kube, settings: WebhookSettings, current: ServingMaterial | Non
             log.warning("cannot read the stored webhook certificate: %s", exc.message)
     material = renew(current, settings, now)
     changed = material != current
+    publish_ca(kube, settings, material.ca.cert_pem)
     if changed:
         store(kube, settings, material)
         log.info("webhook certificate valid until %s", material.cert.not_after.isoformat())
-    publish_ca(kube, settings, material.ca.cert_pem)
     return material, changed
