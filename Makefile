@@ -8,11 +8,11 @@ STAMP := $(VENV)/.installed
 CLUSTER_DIR ?= $(CURDIR)/.cluster
 export KUBECONFIG ?= $(CLUSTER_DIR)/kubeconfig
 
-.PHONY: help install tools debs generate verify lint typecheck cluster-up cluster-down run demo demo-down \
-        test test-unit test-controlplane bench clean
+.PHONY: help install tools debs generate verify cluster-up cluster-down run demo demo-down \
+        test test-unit test-components test-controlplane chart-test bench e2e clean
 
 help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(STAMP): pyproject.toml sdk/pyproject.toml
 	python3 -m venv $(VENV)
@@ -22,20 +22,23 @@ $(STAMP): pyproject.toml sdk/pyproject.toml
 
 install: $(STAMP) ## Create .venv with the operator, the SDK and the test tools
 
-debs: ## Install the Debian packages the tests use (promtool and Prometheus)
-	@command -v promtool >/dev/null && command -v prometheus >/dev/null || { \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+debs: ## Install the Debian packages the tests use (Prometheus, Alertmanager and amtool)
+	@command -v prometheus >/dev/null && command -v alertmanager >/dev/null || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    prometheus prometheus-alertmanager >/dev/null; }
 
-tools: ## Build (or reuse) the pinned Go programs: Kubernetes, etcd, kwok, helm
-	@for t in kubernetes etcd kwok helm; do tools/ensure.sh $$t >/dev/null; done
+TOOLS := kubernetes etcd kwok helm jaeger prometheus
+tools: ## Build (or reuse) the pinned Go programs: Kubernetes, etcd, kwok, helm, Jaeger v2, promtool
+	@for t in $(TOOLS); do tools/ensure.sh $$t >/dev/null; done
 
 generate: $(STAMP) ## Regenerate the CRD from the pydantic models
 	$(PY) hack/generate.py
 
-verify: $(STAMP) ## Generated files up to date, ruff, and mypy --strict on the operator
+verify: $(STAMP) ## Generated files up to date, ruff, and mypy --strict on the operator and the SDK
 	$(PY) hack/generate.py --check
-	$(VENV)/bin/ruff check operator hack tests e2e bench
+	$(VENV)/bin/ruff check operator sdk hack tests e2e bench
 	$(VENV)/bin/mypy --strict operator/agentobs
+	$(VENV)/bin/mypy --strict sdk/agentobs_sdk
 
 cluster-up: tools ## Start the local cluster (etcd, apiserver, controllers, kwok); prints export KUBECONFIG=...
 	@hack/cluster.sh up
@@ -53,14 +56,27 @@ demo: $(STAMP) tools ## Local cluster + operator + examples/minimal.yaml, waited
 demo-down: ## Stop the demo's operator and cluster
 	@hack/demo.sh down
 
-test: $(STAMP) tools debs ## Unit and control-plane tests (brings the local cluster up itself)
+test: $(STAMP) tools debs ## Every tier that runs here: unit, components, control plane, chart (starts the cluster)
 	$(PY) -m pytest tests -q
 
-test-unit: $(STAMP) ## Unit tests only: no cluster, no network
-	$(PY) -m pytest tests -q -m 'not controlplane'
+test-unit: $(STAMP) ## Unit tests: pure functions, no cluster, no network
+	$(PY) -m pytest tests/unit tests/sdk -q -m 'not controlplane'
 
-bench: $(STAMP) ## Benchmarks: ratios against a baseline measured in the same run
+test-components: $(STAMP) tools debs ## Real programs on generated files: promtool, Alertmanager, Jaeger, Prometheus
+	$(PY) -m pytest tests/components tests/sdk -q
+
+test-controlplane: $(STAMP) tools ## The operator and webhook against the local cluster
+	$(PY) -m pytest tests/controlplane -q
+
+chart-test: $(STAMP) tools ## helm lint, template + schema, install/upgrade/uninstall on the local cluster
+	$(PY) -m pytest tests/chart -q
+
+bench: $(STAMP) tools debs ## Benchmarks: SDK helpers and webhook latency, as ratios to baselines in the same run
 	$(PY) bench/bench_sdk.py
+	$(PY) bench/bench_webhook.py
+
+e2e: $(STAMP) ## The suite against a kind cluster (needs Docker and kind; not on this machine)
+	$(PY) -m pytest e2e -q
 
 clean: ## Remove the venv and local cluster state (the tool cache outside the clone stays)
 	-hack/cluster.sh down

@@ -27,12 +27,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from opentelemetry.sdk.trace import TracerProvider
+from prometheus_client import CollectorRegistry, Histogram
+
 import agentobs_sdk
 from agentobs_sdk import series
 from agentobs_sdk.audit import AuditTrail
 from agentobs_sdk.logs import JsonFormatter
-from opentelemetry.sdk.trace import TracerProvider
-from prometheus_client import CollectorRegistry, Histogram
 
 ROUNDS = 3
 

@@ -20,20 +20,25 @@ from typing import Any
 
 import kopf
 
-from agentobs import metrics
+from agentobs import admission, metrics
 from agentobs.api import GROUP, PLURAL, VERSION
 from agentobs.api.crd import make_crd
 from agentobs.api.spec import AgentObservabilitySpec
 from agentobs.kube import Kube, KubeError
 from agentobs.leader import Elector
-from agentobs.prune import forget, prune
+from agentobs.prune import forget, prune, sweep_orphans
 from agentobs.reconcile import reconcile
 from agentobs.render.common import MANAGED_BY, OWNER_LABEL, OWNER_NAMESPACE_LABEL, Owner
+from agentobs.render.prometheus import OPERATOR_METRICS_TARGET
 
 log = logging.getLogger(__name__)
 
 RESYNC_SECONDS = float(os.environ.get("AGENTOBS_RESYNC_SECONDS", "60"))
 RETRY_SECONDS = 10.0
+SWEEP_SECONDS = 600.0
+# Where each stack's Prometheus scrapes the operator's own metrics (certificate expiry), if known.
+OWNER_EXTRA = ({OPERATOR_METRICS_TARGET: os.environ["AGENTOBS_METRICS_TARGET"]}
+               if os.environ.get("AGENTOBS_METRICS_TARGET") else {})
 CHILD_SELECTOR: dict[str, Any] = {"app.kubernetes.io/managed-by": MANAGED_BY, OWNER_LABEL: kopf.PRESENT}
 
 Key = tuple[str, str]
@@ -82,7 +87,7 @@ class Scheduler:
             body = self.bodies.get(key)
             if body is None:
                 return
-            outcome = await asyncio.to_thread(reconcile, self.client(), body, _now)
+            outcome = await asyncio.to_thread(reconcile, self.client(), body, _now, OWNER_EXTRA)
             for type_, reason, message in outcome.transitions:
                 warning = type_ == "Degraded" or reason in ("InvalidSpec", "ApplyFailed")
                 await asyncio.to_thread(_post_event, self.client(), body, warning, reason, message)
@@ -98,12 +103,19 @@ class Scheduler:
             self.running.discard(key)
 
     async def elect_forever(self) -> None:
+        swept = 0.0
         while True:
             was = self.elector.is_leader
             await asyncio.to_thread(self.elector.step, _now())
             if self.elector.is_leader and not was:
                 for key in self.bodies:
                     self.wake(key)
+            if self.elector.is_leader and time.monotonic() - swept > SWEEP_SECONDS:
+                swept = time.monotonic()
+                try:
+                    await asyncio.to_thread(sweep_orphans, self.client())
+                except KubeError as exc:
+                    log.warning("orphan sweep postponed: %s", exc.message)
             await asyncio.sleep(self.elector.duration / 3)
 
 
@@ -142,7 +154,8 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.L
     namespace = os.environ.get("AGENTOBS_OPERATOR_NAMESPACE", "")
     if os.environ.get("AGENTOBS_LEADER_ELECTION", "").lower() == "true" and namespace:
         identity = os.environ.get("POD_ID") or socket.gethostname()
-        scheduler.elector = Elector(scheduler.client(), namespace, "agentobs-operator-leader", identity)
+        lease = os.environ.get("AGENTOBS_LEADER_LEASE", "agentobs-operator-leader")
+        scheduler.elector = Elector(scheduler.client(), namespace, lease, identity)
     memo["scheduler_tasks"] = [asyncio.create_task(scheduler.run_forever()),
                                asyncio.create_task(scheduler.elect_forever())]
 
@@ -164,6 +177,7 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 async def resource_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
     key = (body.metadata.namespace or "", body.metadata.name or "")
     if event["type"] == "DELETED":
+        admission.untrack(*key)
         scheduler.bodies.pop(key, None)
         scheduler.due.pop(key, None)
         metrics.MANAGED_RESOURCES.set(len(scheduler.bodies))
@@ -172,6 +186,7 @@ async def resource_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> Non
         return
     generation = body.metadata.get("generation", 0)
     scheduler.bodies[key] = dict(body)
+    admission.track(scheduler.bodies[key])
     metrics.MANAGED_RESOURCES.set(len(scheduler.bodies))
     if scheduler.generations.get(key) != generation:  # new, or the spec changed; not our status writes
         scheduler.generations[key] = generation

@@ -2,15 +2,19 @@
 
 Configuration comes from the environment so the chart and `make run` set it the same way:
 AGENTOBS_METRICS_PORT (default 8080), AGENTOBS_HEALTH_PORT (default 8081), AGENTOBS_NAMESPACES
-(comma-separated names or globs; empty means cluster-wide), AGENTOBS_LEADER_ELECTION ("true": replicas
-elect a leader on a Lease in AGENTOBS_OPERATOR_NAMESPACE, named by POD_ID or the host name; only the
-leader reconciles, every replica serves the webhook), AGENTOBS_RESYNC_SECONDS (default 60), AGENTOBS_MANAGE_CRD ("true":
-apply the operator's own CRD at start-up, so an upgraded operator brings its schema along).
+(comma-separated names or globs; empty means cluster-wide), AGENTOBS_RESYNC_SECONDS (default 60),
+AGENTOBS_MANAGE_CRD ("true": apply the operator's own CRD at start-up, so an upgraded operator
+brings its schema along). Leader election: AGENTOBS_LEADER_ELECTION ("true": replicas elect a
+leader on the Lease AGENTOBS_LEADER_LEASE, default agentobs-operator-leader, in
+AGENTOBS_OPERATOR_NAMESPACE, each named by POD_ID or its host name; only the leader reconciles,
+every replica serves the webhook).
 The webhook: AGENTOBS_WEBHOOK_PORT (default 9443), AGENTOBS_WEBHOOK_CONFIGURATION (the
 MutatingWebhookConfiguration whose caBundle is kept; default agentobs-webhook),
 AGENTOBS_WEBHOOK_SERVICE ("<namespace>/<name>" in cluster; empty out of cluster),
 AGENTOBS_WEBHOOK_HOST (what the API server dials without a Service; default 127.0.0.1),
-AGENTOBS_OPERATOR_NAMESPACE (where the webhook's key material is stored).
+AGENTOBS_OPERATOR_NAMESPACE (where the webhook's key material is stored), AGENTOBS_METRICS_TARGET
+("host:port" of the operator's metrics Service, scraped by each stack's Prometheus for the
+certificate-expiry alert).
 """
 
 from __future__ import annotations

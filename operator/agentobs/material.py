@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import bcrypt
 from cryptography import x509
 
-from agentobs import pki
+from agentobs import metrics, pki
 from agentobs.api.spec import parse_go_duration
 from agentobs.kube import Kube, Manifest
 from agentobs.render import CredentialRequest, Material, Owner, certificate_requests, credential_requests
@@ -104,6 +104,8 @@ def gather(kube: Kube, owner: Owner, now: dt.datetime) -> Gathered:
     certs: dict[str, pki.KeyPair] = {}
     for component, dns_names in certificate_requests(owner).items():
         certs[component], created = ensure_certificate(kube, owner, component, dns_names, ca, now)
+        metrics.CERTIFICATE_EXPIRY.labels(namespace=owner.namespace, resource=owner.name,
+                                          component=component).set(certs[component].not_after.timestamp())
         if created:
             issued.append(f"{component} certificate")
     credentials: dict[str, dict[str, str]] = {}

@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 Key = tuple[str, str, str, str]  # apiVersion, kind, namespace ("" when cluster-scoped), name
 
 NOT_PRUNED = {"Pod", "PersistentVolumeClaim", "Namespace", "Event", "ReplicaSet", "AgentObservability",
-              "CustomResourceDefinition", "MutatingWebhookConfiguration"}
+              "CustomResourceDefinition", "MutatingWebhookConfiguration", "Lease"}
 # Kinds the operator may put outside the resource's namespace.
 CROSS_NAMESPACE = {"ConfigMap"}
 PRUNABLE = [(api, kind) for (api, kind) in KINDS if kind not in NOT_PRUNED]
@@ -63,3 +63,28 @@ def prune(kube: Kube, owner: Owner, desired: set[Key], force: bool = False) -> l
 
 def forget(uid: str) -> None:
     _pruned_for.pop(uid, None)
+
+
+def sweep_orphans(kube: Kube) -> list[str]:
+    """Delete cluster-scoped children whose resource is gone (deleted while no operator watched)."""
+    deleted: list[str] = []
+    for api, kind in PRUNABLE:
+        if KINDS[(api, kind)].namespaced:
+            continue
+        try:
+            found = kube.list(api, kind, None, f"app.kubernetes.io/managed-by=agentobs-operator,{OWNER_LABEL}")
+        except KubeError as exc:
+            if exc.status in (403, 404):
+                continue
+            raise
+        for obj in found:
+            labels = obj["metadata"].get("labels") or {}
+            namespace, name = labels.get(OWNER_NAMESPACE_LABEL), labels.get(OWNER_LABEL)
+            if not namespace or not name:
+                continue
+            if kube.get("agentobs.io/v1alpha1", "AgentObservability", namespace, name) is None:
+                kube.delete(api, kind, None, obj["metadata"]["name"])
+                deleted.append(f"{kind} {obj['metadata']['name']}")
+    if deleted:
+        log.info("deleted orphaned children: %s", ", ".join(deleted))
+    return deleted

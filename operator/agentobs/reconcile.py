@@ -67,7 +67,8 @@ def _transitions(before: list[dict[str, Any]], after: AgentObservabilityStatus) 
             and (c.type == "Ready" or c.status == "True")]
 
 
-def reconcile(kube: Kube, body: dict[str, Any], now: Callable[[], dt.datetime]) -> Outcome:
+def reconcile(kube: Kube, body: dict[str, Any], now: Callable[[], dt.datetime],
+              extra: dict[str, Any] | None = None) -> Outcome:
     """Bring the children of one resource to the desired state and write its status."""
     started = time.perf_counter()
     meta = body["metadata"]
@@ -83,7 +84,7 @@ def reconcile(kube: Kube, body: dict[str, Any], now: Callable[[], dt.datetime]) 
         obs.paused = True
     elif spec is not None:
         owner = Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"], spec=spec,
-                      generation=obs.generation)
+                      generation=obs.generation, extra=dict(extra or {}))
         _apply_stack(kube, owner, obs, now())
 
     status = make_status(obs, previous, now())

@@ -14,6 +14,7 @@ CONDITION_OF_COMPONENT = {
     "prometheus": "PrometheusReady",
     "alertmanager": "AlertmanagerReady",
     "elasticsearch": "ElasticsearchReady",
+    "es-retention": "ElasticsearchReady",
     "jaeger-collector": "TracingReady",
     "jaeger-query": "TracingReady",
     "fluentd": "LoggingReady",

@@ -19,14 +19,18 @@ VERBS_OF_KIND: dict[str, set[str]] = {
     "Pod": {"get", "list", "watch"},  # injection coverage; never written
     "Namespace": {"get", "list", "watch"},  # selection by namespace labels
     "ReplicaSet": {"get"},  # the Deployment behind a pod
-    "Event": {"create", "patch"},
+    "Event": {"create"},  # posted, never patched (the operator's and kopf's)
     "CustomResourceDefinition": {"get", "list", "watch", "patch"},  # patch: operator.manageCRD
     "MutatingWebhookConfiguration": {"get", "patch"},  # caBundle only
-    "AgentObservability": {"get", "list", "watch", "patch"},  # status has its own rule
+    "AgentObservability": {"get", "list", "watch", "patch"},  # patch: kopf drops old finalizers; status apart
+    "Lease": {"get", "create", "update"},  # leader election: polled by name, replaced on renewal
 }
 # Objects a verb is restricted to by resourceNames.
 NAMED = {"CustomResourceDefinition": "agentobservabilities.agentobs.io",
-         "MutatingWebhookConfiguration": "agentobs-webhook"}
+         "MutatingWebhookConfiguration": "agentobs-webhook",
+         "Lease": "agentobs-operator-leader"}
+# Kinds the operator touches only in its own (the release) namespace, not in the ones it serves.
+IN_OPERATOR_NAMESPACE = {"Lease"}
 
 # Specs whose rendering covers the components that create roles.
 STACK_SPECS: list[dict[str, Any]] = [{}]

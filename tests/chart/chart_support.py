@@ -30,7 +30,8 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     "out-of-cluster": {"operator.enabled": False, "webhook.url": "https://127.0.0.1:9443/mutate-pods",
                        "stack.enabled": True},
     "namespaced": {"operator.watchNamespaces": ["team-a", "team-b"], "stack.enabled": True},
-    "single-replica": {"operator.replicas": 1, "operator.peering.enabled": False, "operator.manageCRD": False},
+    "single-replica": {"operator.replicas": 1, "operator.leaderElection.enabled": False,
+                       "operator.manageCRD": False},
 }
 SERVICE_MONITOR_API = "monitoring.coreos.com/v1"
 

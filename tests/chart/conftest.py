@@ -78,8 +78,7 @@ def kubectl(kubeconfig: str) -> Run:
         return result
 
     run("apply", "--server-side", "--force-conflicts", "-f", str(CHART / "crds"))
-    for crd in ("agentobservabilities.agentobs.io", "clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"):
-        run("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
+    run("wait", "--for=condition=Established", "crd/agentobservabilities.agentobs.io", "--timeout=60s")
     return run
 
 

@@ -14,7 +14,15 @@ from typing import Any
 
 import pytest
 import yaml
-from chart_rbac import APPLIED, NAMED, VERBS_OF_KIND, Permissions, permissions_of, stack_roles
+from chart_rbac import (
+    APPLIED,
+    IN_OPERATOR_NAMESPACE,
+    NAMED,
+    VERBS_OF_KIND,
+    Permissions,
+    permissions_of,
+    stack_roles,
+)
 from chart_support import CHART, ROOT, SERVICE_MONITOR_API, VALUE_SETS, Render, Run, set_args
 
 from agentobs.kube import KINDS
@@ -22,7 +30,9 @@ from agentobs.kube import KINDS
 # Variables the operator reads that the chart leaves unset, and why.
 ENV_NOT_SET_BY_CHART = {
     "AGENTOBS_WEBHOOK_HOST": "only without a Service (out of cluster), where the URL host is given instead",
+    "KUBECONFIG": "out of cluster only; in a pod the client uses the ServiceAccount",
 }
+LEASE = NAMED["Lease"]
 
 
 def kind_of(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
@@ -79,18 +89,18 @@ def test_selectors_do_not_change_with_version_or_values(render: Render) -> None:
         assert service["spec"]["selector"] == selector, service["metadata"]["name"]
 
 
-def test_operator_runs_two_peered_replicas_probed_on_healthz(render: Render) -> None:
-    docs = render({})
+def test_operator_runs_two_replicas_electing_a_leader_probed_on_healthz(render: Render) -> None:
+    docs = render({}, namespace="obs")
     deployment = one(docs, "Deployment")
     assert deployment["spec"]["replicas"] == 2
     env = env_of(docs)
-    peering = one(docs, "ClusterKopfPeering")
-    assert env["AGENTOBS_PEERING"] == peering["metadata"]["name"] != ""
+    assert env["AGENTOBS_LEADER_ELECTION"] == "true"
+    assert env["AGENTOBS_OPERATOR_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}, "the Lease's"
+    assert env["POD_ID"] == {"fieldRef": {"fieldPath": "metadata.name"}}, "each replica's holderIdentity"
     assert env["AGENTOBS_NAMESPACES"] == ""
-    assert env["POD_ID"] == {"fieldRef": {"fieldPath": "metadata.name"}}, "kopf's identity of a replica"
     perms = permissions_of(docs)
-    for verb in ("list", "watch", "get", "patch"):
-        assert perms.allows("kopf.dev", "clusterkopfpeerings", verb, None, env["AGENTOBS_PEERING"]), verb
+    for verb in ("get", "update", "create"):
+        assert perms.allows("coordination.k8s.io", "leases", verb, "obs", LEASE), verb
     c = container(docs)
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
     assert ports == {"webhook": 9443, "metrics": 8080, "health": 8081}
@@ -100,6 +110,35 @@ def test_operator_runs_two_peered_replicas_probed_on_healthz(render: Render) -> 
     anti = deployment["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]
     assert anti["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]["labelSelector"][
         "matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+
+
+@pytest.mark.parametrize("name", sorted(VALUE_SETS))
+def test_nothing_of_kopf_peering_is_left(render: Render, name: str) -> None:
+    """The operator elects its leader on a Lease; kopf's peering objects and CRDs are gone."""
+    docs = render(VALUE_SETS[name], include_crds=True)
+    assert not [d["metadata"]["name"] for d in docs if "kopf.dev" in d["apiVersion"]
+                or d["metadata"]["name"].endswith(".kopf.dev")]
+    rules = [r for d in docs if d["kind"] in ("ClusterRole", "Role") for r in d["rules"]]
+    assert not [r for r in rules if "kopf.dev" in r["apiGroups"]]
+    if kind_of(docs, "Deployment"):
+        assert "AGENTOBS_PEERING" not in env_of(docs)
+
+
+def test_single_replica_without_leader_election_holds_no_lease_rights(render: Render) -> None:
+    docs = render(VALUE_SETS["single-replica"], namespace="obs")
+    assert env_of(docs)["AGENTOBS_LEADER_ELECTION"] == "false"
+    perms = permissions_of(docs)
+    granted = [v for v in ("get", "update", "create") if perms.allows("coordination.k8s.io", "leases", v, "obs", LEASE)]
+    assert not granted
+
+
+def test_more_replicas_without_leader_election_are_refused(helm: Run) -> None:
+    values = {"operator.replicas": 2, "operator.leaderElection.enabled": False}
+    result = helm("template", "agentobs", str(CHART), *set_args(values), check=False)
+    assert result.returncode != 0 and "operator.leaderElection.enabled" in result.stderr, result.stderr
+    out_of_cluster = helm("template", "agentobs", str(CHART), *set_args({**values, "operator.enabled": False}),
+                          check=False)
+    assert out_of_cluster.returncode == 0, "no replicas run in the cluster: " + out_of_cluster.stderr
 
 
 def test_operator_pod_meets_pod_security_restricted(render: Render) -> None:
@@ -117,8 +156,8 @@ def test_operator_pod_meets_pod_security_restricted(render: Render) -> None:
 def test_chart_sets_every_variable_the_operator_reads(render: Render) -> None:
     read = set()
     for path in (ROOT / "operator" / "agentobs").rglob("*.py"):
-        read |= set(re.findall(r'environ(?:\.get)?[(\[]"(AGENTOBS_[A-Z_]+)"', path.read_text()))
-    assert read, "the scan found no variables; has the operator's configuration moved?"
+        read |= set(re.findall(r'environ(?:\.get)?[(\[]"([A-Z][A-Z0-9_]*)"', path.read_text()))
+    assert {"AGENTOBS_LEADER_ELECTION", "POD_ID"} <= read, "the scan misses variables; has the configuration moved?"
     env = env_of(render({}))
     missing = sorted(read - env.keys() - ENV_NOT_SET_BY_CHART.keys())
     assert not missing, f"the operator reads {missing}, which the chart does not set"
@@ -151,7 +190,7 @@ def test_webhook_configuration_leaves_the_ca_to_the_operator(render: Render) -> 
 
 def test_out_of_cluster_installs_everything_but_the_operator(render: Render) -> None:
     docs = render(VALUE_SETS["out-of-cluster"])
-    assert not kind_of(docs, "Deployment") and not kind_of(docs, "ClusterKopfPeering")
+    assert not kind_of(docs, "Deployment")
     hook = one(docs, "MutatingWebhookConfiguration")["webhooks"][0]
     assert hook["clientConfig"] == {"url": "https://127.0.0.1:9443/mutate-pods"}
     kinds = {d["kind"] for d in docs}
@@ -166,31 +205,27 @@ def test_stack_carries_the_spec_from_values(render: Render) -> None:
     assert not kind_of(render({}), "AgentObservability"), "stack.enabled is off by default"
 
 
-def test_namespaced_operator_is_bound_and_peered_per_namespace(render: Render) -> None:
+def test_namespaced_operator_is_bound_per_namespace_and_elects_in_its_own(render: Render) -> None:
     docs = render(VALUE_SETS["namespaced"], namespace="obs")
     env = env_of(docs)
     assert env["AGENTOBS_NAMESPACES"] == "team-a,team-b,obs", "the stack's namespace joins the list"
-    peerings = kind_of(docs, "KopfPeering")
-    assert {p["metadata"]["namespace"] for p in peerings} == {"team-a", "team-b", "obs"}
-    assert {p["metadata"]["name"] for p in peerings} == {env["AGENTOBS_PEERING"]}
-    perms = permissions_of(docs)
-    for namespace in ("team-a", "team-b", "obs"):
-        for verb in ("list", "watch", "get", "patch"):
-            assert perms.allows("kopf.dev", "kopfpeerings", verb, namespace, env["AGENTOBS_PEERING"]), verb
-    assert not kind_of(docs, "ClusterKopfPeering")
     bound = {b["metadata"]["namespace"] for b in kind_of(docs, "RoleBinding")
              if b["roleRef"]["kind"] == "ClusterRole"}
     assert bound == {"team-a", "team-b", "obs"}
     assert [b["roleRef"]["name"] for b in kind_of(docs, "ClusterRoleBinding")] == ["agentobs-operator-cluster"]
+    perms = permissions_of(docs)
+    assert perms.allows("coordination.k8s.io", "leases", "update", "obs", LEASE)
+    for namespace in ("team-a", "team-b"):  # nothing per served namespace for the election
+        assert not perms.allows("coordination.k8s.io", "leases", "create", namespace), namespace
+    assert {r["metadata"]["namespace"] for r in kind_of(docs, "Role")} == {"obs"}
 
 
-def test_peering_with_namespace_globs_is_refused(helm: Run) -> None:
-    result = helm("template", "agentobs", str(CHART), *set_args({"operator.watchNamespaces": ["team-*"]}),
-                  check=False)
-    assert result.returncode != 0 and "operator.watchNamespaces" in result.stderr, result.stderr
-    single = helm("template", "agentobs", str(CHART), *set_args({"operator.watchNamespaces": ["team-*"],
-                  "operator.replicas": 1, "operator.peering.enabled": False}), check=False)
-    assert single.returncode == 0, single.stderr
+def test_namespace_globs_bind_cluster_wide_with_any_replicas(render: Render) -> None:
+    docs = render({"operator.watchNamespaces": ["team-*"]}, namespace="obs")
+    assert env_of(docs)["AGENTOBS_NAMESPACES"] == "team-*"
+    assert one(docs, "Deployment")["spec"]["replicas"] == 2
+    assert {b["roleRef"]["name"] for b in kind_of(docs, "ClusterRoleBinding")} == {
+        "agentobs-operator", "agentobs-operator-cluster"}, "a glob names no namespace to bind in ahead of time"
 
 
 def test_service_monitor_only_where_the_api_exists(render: Render) -> None:
@@ -281,15 +316,12 @@ def test_descriptions_come_from_the_comment_right_above_each_value() -> None:
         "operator": "The operator.", "operator.replicas": "How many. Really.", "operator.tag": "Summary."}
 
 
-def test_chart_crds_are_the_top_level_crds_plus_kopf_peering() -> None:
+def test_chart_crds_are_the_top_level_crds() -> None:
     top = {p.name: p.read_bytes() for p in (ROOT / "crds").glob("*.yaml")}
     chart = {p.name: p.read_bytes() for p in (CHART / "crds").glob("*.yaml")}
-    assert set(chart) == set(top) | {"kopf.dev_peerings.yaml"}
+    assert top and set(chart) == set(top)
     for name, data in top.items():
         assert chart[name] == data, f"charts/agentobs/crds/{name} differs from crds/{name}: run `make generate`"
-    peering = yaml.safe_load_all(chart["kopf.dev_peerings.yaml"])
-    kinds = {d["spec"]["names"]["kind"]: d["spec"]["scope"] for d in peering}
-    assert kinds == {"ClusterKopfPeering": "Cluster", "KopfPeering": "Namespaced"}
 
 
 # ---- the image -------------------------------------------------------------------------------
@@ -346,7 +378,7 @@ def test_rbac_covers_every_kind_the_operator_manages(render: Render, name: str) 
     for (api_version, kind), info in KINDS.items():
         group = api_version.rpartition("/")[0]
         for verb in sorted(VERBS_OF_KIND.get(kind, APPLIED)):
-            wheres = _served(values) if info.namespaced else [None]
+            wheres = (["obs"] if kind in IN_OPERATOR_NAMESPACE else _served(values)) if info.namespaced else [None]
             missing += [f"{verb} {info.plural}.{group or 'core'} in {where or 'cluster'}" for where in wheres
                         if not perms.allows(group, info.plural, verb, where, NAMED.get(kind))]
     assert not missing, "the operator's ClusterRoles lack:\n  " + "\n  ".join(missing)
@@ -358,8 +390,11 @@ def test_rbac_grants_nothing_broader_than_needed(render: Render) -> None:
         for rule in role["rules"]:
             where = f"{role['metadata']['name']}: {rule}"
             assert "*" not in rule["verbs"] and "*" not in rule["resources"] and "*" not in rule["apiGroups"], where
-            assert not {"escalate", "bind", "impersonate", "update", "deletecollection"} & set(rule["verbs"]) \
-                or rule["resources"] == ["agentobservabilities/finalizers"], where
+            assert not {"escalate", "bind", "impersonate", "deletecollection"} & set(rule["verbs"]), where
+            # update: the finalizers subresource (owner references that block deletion), and the
+            # leader's own Lease, by name; a full replace of anything else would overwrite others' fields.
+            assert "update" not in rule["verbs"] or rule["resources"] == ["agentobservabilities/finalizers"] \
+                or (rule["resources"] == ["leases"] and rule.get("resourceNames") == [LEASE]), where
     cluster = [r for r in one([d for d in render({}) if d["metadata"]["name"] == "agentobs-operator-cluster"],
                               "ClusterRole")["rules"] if "mutatingwebhookconfigurations" in r["resources"]]
     assert cluster and all(r.get("resourceNames") == ["agentobs-webhook"] for r in cluster)

@@ -7,7 +7,6 @@ import asyncio
 import copy
 from typing import Any
 
-import kopf
 import pytest
 
 from agentobs import admission, metrics
@@ -102,16 +101,15 @@ def test_only_named_containers(kube: Kube, stack: str) -> None:
 
 
 def test_fail_open_is_counted_and_reported(kube: Kube, stack: str) -> None:
-    class BrokenIndex:
+    class BrokenConfigs:
         def __iter__(self) -> Any:
-            raise RuntimeError("index unavailable")
+            raise RuntimeError("configs unavailable")
 
     before = metrics.WEBHOOK_FAIL_OPEN.labels(reason="RuntimeError")._value.get()
-    patch = kopf.Patch()
     admission._kube = kube
-    asyncio.run(admission.mutate_pod(body=kopf.Body(_pod("broken", stack)), patch=patch, namespace=stack,
-                                     injection_configs=BrokenIndex()))
-    assert not patch and not patch.fns, "a failing webhook admits the pod untouched"
+    request = {"uid": "1", "namespace": stack, "object": _pod("broken", stack)}
+    ops = asyncio.run(admission.admit(request, BrokenConfigs()))
+    assert ops == [], "a failing webhook admits the pod untouched"
     assert metrics.WEBHOOK_FAIL_OPEN.labels(reason="RuntimeError")._value.get() == before + 1
     events = kube.list("v1", "Event", stack)
     failed = [e for e in events if e.get("reason") == "InjectionFailed"]

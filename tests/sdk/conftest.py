@@ -12,11 +12,13 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 
-import agentobs_sdk
 import pytest
-from agentobs_sdk import config
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import agentobs_sdk
+from agentobs_sdk import config
+
 from sdk_servers import (
     JAEGER_CONFIG,
     STARTUP_TIMEOUT_S,

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from agentobs_sdk import cli
 from agentobs_sdk.audit import GENESIS, AuditError, AuditTrail, query, record_hash, verify
 from agentobs_sdk.audit.chain import canonical

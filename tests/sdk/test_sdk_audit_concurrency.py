@@ -15,6 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+
 from agentobs_sdk.audit import AuditTrail, query, store, verify
 
 CHILD = """

@@ -7,13 +7,14 @@ import os
 import urllib.request
 from pathlib import Path
 
-import agentobs_sdk
 import pytest
-from agentobs_sdk import config, tracing
-from agentobs_sdk.audit import AuditError
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased, TraceIdRatioBased
+
+import agentobs_sdk
+from agentobs_sdk import config, tracing
+from agentobs_sdk.audit import AuditError
 
 
 def test_nothing_injected_still_works_and_says_so(caplog: pytest.LogCaptureFixture) -> None:

@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import agentobs_sdk
 import pytest
-from agentobs_sdk.audit import AuditError
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
+
+import agentobs_sdk
+from agentobs_sdk.audit import AuditError
 
 
 class Boom(Exception):

@@ -10,8 +10,10 @@ import urllib.request
 import uuid
 from typing import Any
 
-import agentobs_sdk
 import pytest
+
+import agentobs_sdk
+
 from sdk_servers import Jaeger
 
 READBACK_TIMEOUT_S = 60.0

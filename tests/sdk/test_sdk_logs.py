@@ -8,8 +8,9 @@ import logging
 import sys
 from typing import Any
 
-import agentobs_sdk
 import pytest
+
+import agentobs_sdk
 from agentobs_sdk.logs import JsonFormatter
 
 

@@ -11,8 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import agentobs_sdk
 import pytest
+
+import agentobs_sdk
+
 from sdk_servers import STARTUP_TIMEOUT_S, free_port, http_ok, stop, wait_until
 
 QUERY_TIMEOUT_S = 60.0

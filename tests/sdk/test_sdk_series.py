@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 
-import agentobs_sdk
 import pytest
+
+import agentobs_sdk
 from agentobs_sdk import series
 from agentobs_sdk.metrics import AgentMetrics
 

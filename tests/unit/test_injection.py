@@ -8,7 +8,15 @@ from typing import Any
 import pytest
 
 from agentobs.api.spec import AgentObservabilitySpec
-from agentobs.injection import InjectionConfig, choose, inject, is_current, make_config, service_name
+from agentobs.injection import (
+    InjectionConfig,
+    choose,
+    inject,
+    is_current,
+    make_config,
+    patch_ops,
+    service_name,
+)
 from agentobs.render.common import Owner
 
 
@@ -63,6 +71,7 @@ def test_second_pass_changes_nothing() -> None:
     config = _config()
     once = inject(_pod(initContainers=[{"name": "init", "image": "i"}]), config)
     assert inject(copy.deepcopy(once), config) == once
+    assert patch_ops(once, config) == []
 
 
 def test_never_overrides_what_the_pod_sets() -> None:

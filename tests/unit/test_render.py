@@ -11,17 +11,12 @@ from typing import Any
 
 import pytest
 import yaml
+
 from agentobs.api.spec import AgentObservabilitySpec
 from agentobs.pki import KeyPair
-from agentobs.render import Material, Owner, make_stack
+from agentobs.render import Material, Owner, certificate_requests, credential_requests, make_stack
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
-# Rendering does not parse key material, so placeholders keep golden files free of keys.
-MATERIAL = Material(
-    ca=KeyPair(cert_pem=b"-----CA CERT-----\n", key_pem=b"-----CA KEY-----\n"),
-    certs={"prometheus": KeyPair(cert_pem=b"-----PROMETHEUS CERT-----\n", key_pem=b"-----PROMETHEUS KEY-----\n")},
-    credentials={"prometheus-web-auth": {"username": "agentobs", "password": "PASSWORD", "password.bcrypt": "HASH"}},
-)
 EXAMPLES: dict[str, dict[str, Any]] = {
     "minimal": {},
     "tuned": {"prometheus": {"replicas": 3, "retention": "30d", "storage": {"size": "100Gi",
@@ -35,8 +30,29 @@ def _owner(spec: dict[str, Any]) -> Owner:
                  spec=AgentObservabilitySpec.model_validate(spec))
 
 
+def placeholder_material(owner: Owner) -> Material:
+    """Rendering does not parse key material, so placeholders keep golden files free of keys.
+
+    One placeholder per requested certificate and credential, so a new component needs no edit here.
+    """
+    def pair(name: str) -> KeyPair:
+        return KeyPair(cert_pem=f"-----{name.upper()} CERT-----\n".encode(),
+                       key_pem=f"-----{name.upper()} KEY-----\n".encode())
+
+    def value(recipe: str) -> str:
+        kind, _, arg = recipe.partition(":")
+        return arg if kind == "literal" else {"random": "PASSWORD", "bcrypt": "HASH"}[kind]
+
+    return Material(
+        ca=pair("ca"),
+        certs={component: pair(component) for component in certificate_requests(owner)},
+        credentials={r.suffix: {k: value(v) for k, v in r.recipe.items()} for r in credential_requests(owner)},
+    )
+
+
 def _render(spec: dict[str, Any]) -> list[dict[str, Any]]:
-    return make_stack(_owner(spec), MATERIAL)
+    owner = _owner(spec)
+    return make_stack(owner, placeholder_material(owner))
 
 
 @pytest.mark.parametrize("example", sorted(EXAMPLES))
@@ -60,6 +76,11 @@ def test_every_child_is_owned_labelled_and_named_uniquely(example: str) -> None:
     assert len(keys) == len(set(keys))
     for obj in objects:
         meta = obj["metadata"]
+        if obj["kind"] in ("ClusterRole", "ClusterRoleBinding"):
+            # Cluster-scoped: no owner reference can point at a namespaced owner; the labels find it.
+            assert "namespace" not in meta and "ownerReferences" not in meta
+            assert meta["labels"]["agentobs.io/owner"] == "demo"
+            continue
         assert meta["namespace"] == "agents"
         if meta.get("annotations", {}).get("agentobs.io/retained-on-delete") == "true":
             # Generated credentials outlive the resource, like the volumes whose data they unlock.

@@ -78,17 +78,23 @@ agentobs.metricsServiceName: the Service in front of the metrics port of the ope
 {{- end -}}
 
 {{/*
-agentobs.peeringName: the kopf peering object the operator replicas share (AGENTOBS_PEERING).
+agentobs.leaderElection: "true" when the operator replicas elect a leader (AGENTOBS_LEADER_ELECTION).
+Refuses more than one replica without it: every replica would reconcile every resource at once.
 */}}
-{{- define "agentobs.peeringName" -}}
-{{- default (include "agentobs.fullname" .) .Values.operator.peering.name -}}
+{{- define "agentobs.leaderElection" -}}
+{{- if .Values.operator.leaderElection.enabled -}}
+true
+{{- else if and .Values.operator.enabled (gt (int .Values.operator.replicas) 1) -}}
+{{- fail "operator.leaderElection.enabled=false with operator.replicas > 1 would have every replica reconcile at once: set operator.replicas=1, or enable leader election" -}}
+{{- end -}}
 {{- end -}}
 
 {{/*
-agentobs.peering: "true" when the operator replicas use kopf peering.
+agentobs.leaseName: the coordination.k8s.io Lease the replicas elect their leader on, in the release
+namespace. Fixed by the operator (agentobs.handlers), not configurable.
 */}}
-{{- define "agentobs.peering" -}}
-{{- if and .Values.operator.enabled .Values.operator.peering.enabled -}}true{{- end -}}
+{{- define "agentobs.leaseName" -}}
+agentobs-operator-leader
 {{- end -}}
 
 {{/*

@@ -206,7 +206,7 @@ class AutoscalingSpec(SpecModel):
     )
 
     enabled: bool = Field(False, description="Scale the collector between minReplicas and maxReplicas.")
-    min_replicas: int = Field(2, ge=1, le=50, description="Fewest collector replicas.")
+    min_replicas: int = Field(2, ge=2, le=50, description="Fewest collector replicas; at least 2.")
     max_replicas: int = Field(6, ge=1, le=100, description="Most collector replicas.")
     target_cpu_utilization: int = Field(70, ge=10, le=95, description="Average CPU percent to hold.")
 
@@ -220,7 +220,7 @@ class AutoscalingSpec(SpecModel):
 class CollectorSpec(SpecModel):
     """The Jaeger v2 collector that receives OTLP from agents."""
 
-    replicas: int = Field(2, ge=1, le=50, description="Collector replicas when not autoscaled.")
+    replicas: int = Field(2, ge=2, le=50, description="Collector replicas when not autoscaled; at least 2.")
     autoscaling: AutoscalingSpec = Field(default_factory=AutoscalingSpec, description="Collector autoscaling.")
 
 
@@ -375,7 +375,7 @@ class ImagesSpec(SpecModel):
     elasticsearch: str = Field(
         "docker.elastic.co/elasticsearch/elasticsearch:8.19.4", description="Elasticsearch image."
     )
-    jaeger: str = Field("cr.jaegertracing.io/jaegertracing/jaeger:2.10.0", description="Jaeger v2 image.")
+    jaeger: str = Field("cr.jaegertracing.io/jaegertracing/jaeger:2.13.0", description="Jaeger v2 image.")
     fluentd: str = Field(
         "docker.io/fluent/fluentd-kubernetes-daemonset:v1.19-debian-elasticsearch8-1",
         description="Fluentd image.",

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from agentobs.render import prometheus
+from agentobs.render import alertmanager, elasticsearch, fluentd, grafana, jaeger, prometheus, retention
 from agentobs.render.common import CredentialRequest, Manifest, Material, Owner
 from agentobs.render.tls import make_ca_bundle, make_ca_secret, make_credentials_secret, make_tls_secret
 
@@ -41,7 +41,7 @@ class Component(Protocol):
         ...
 
 
-COMPONENTS: tuple[Component, ...] = (prometheus,)
+COMPONENTS: tuple[Component, ...] = (prometheus, alertmanager, elasticsearch, retention, jaeger, fluentd, grafana)
 
 
 def certificate_requests(owner: Owner) -> dict[str, list[str]]:

@@ -1,7 +1,10 @@
-"""Prometheus: the HA StatefulSet, its Services, configuration, RBAC for discovery and its PDB.
+"""Prometheus: the HA StatefulSet, its Services, configuration, alert rules, RBAC for discovery,
+its PDB and NetworkPolicy.
 
 Every function is pure: `render(owner, material)` returns the manifests, and the same owner always
-renders the same objects (the config hash on the pod template rolls the pods when config changes).
+renders the same objects (the config hash on the pod template rolls the pods when the config or the
+rules change). The rules themselves are `render.rules`; alerts go to every Alertmanager peer over
+TLS with basic auth.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from agentobs.render import alertmanager, rules
 from agentobs.render.addresses import PROMETHEUS_PORT, prometheus_url
 from agentobs.render.common import (
     CERT_HASH_ANNOTATION,
@@ -37,11 +41,40 @@ WEB_USER = "agentobs"
 TLS_DIR = "/etc/prometheus/tls"
 AUTH_DIR = "/etc/prometheus/auth"
 WEB_CONFIG_DIR = "/etc/prometheus/web"
+RULES_DIR = "/etc/prometheus/rules"
+ALERTMANAGER_AUTH_DIR = "/etc/prometheus/alertmanager-auth"
+# `Owner.extra` key: "host:port" of the operator's metrics endpoint. When set, Prometheus scrapes
+# it for the certificate expiry the operator exports (the AgentObsCertificateNearExpiry alert).
+OPERATOR_METRICS_TARGET = "operator_metrics_target"
+GRAFANA_COMPONENT = "grafana"  # spelled here rather than imported: grafana imports this module
 
 
 def _label_meta(label: str) -> str:
     """Prometheus' name for a pod label in Kubernetes service discovery."""
     return "__meta_kubernetes_pod_label_" + re.sub(r"[^a-zA-Z0-9_]", "_", label)
+
+
+def _stack_peers(owner: Owner, component: str, port: int) -> list[dict[str, Any]]:
+    """Relabelling that turns pod discovery into one target per pod of a stack component.
+
+    Each target is the pod's stable DNS name through the component's headless Service, which its
+    serving certificate covers, and it exists as long as the pod does, ready or not: a replica that
+    stopped answering shows up as `up == 0` instead of vanishing from the targets.
+    """
+    headless = f"{owner.child_name(component)}-headless.{owner.namespace}.svc"
+    return [
+        *({"source_labels": [_label_meta(k)], "regex": re.escape(v), "action": "keep"}
+          for k, v in sorted(selector_labels(owner, component).items())),
+        {"source_labels": ["__meta_kubernetes_pod_container_port_name"], "regex": "web", "action": "keep"},
+        {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "__address__",
+         "replacement": f"$1.{headless}:{port}"},
+        {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
+        {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
+    ]
+
+
+def _pod_discovery(owner: Owner) -> list[dict[str, Any]]:
+    return [{"role": "pod", "namespaces": {"names": [owner.namespace]}}]
 
 
 def make_prometheus_config(owner: Owner) -> dict[str, Any]:
@@ -51,6 +84,62 @@ def make_prometheus_config(owner: Owner) -> dict[str, Any]:
         {"source_labels": [_label_meta(k)], "regex": re.escape(v), "action": "keep"}
         for k, v in sorted(selected.items())
     ]
+    # Fresh dicts at each use: shared ones would come out of the YAML dump as anchors and aliases.
+    def tls() -> dict[str, str]:
+        return {"ca_file": f"{TLS_DIR}/ca.crt"}
+
+    def alertmanager_auth() -> dict[str, str]:
+        return {"username": alertmanager.WEB_USER, "password_file": f"{ALERTMANAGER_AUTH_DIR}/password"}
+
+    scrape_configs: list[dict[str, Any]] = [
+        {
+            # Every replica scrapes every replica, so the survivor notices its peer is down.
+            "job_name": rules.JOB_PROMETHEUS,
+            "scheme": "https",
+            "tls_config": tls(),
+            "basic_auth": {"username": WEB_USER, "password_file": f"{AUTH_DIR}/password"},
+            "kubernetes_sd_configs": _pod_discovery(owner),
+            "relabel_configs": _stack_peers(owner, COMPONENT, WEB_PORT),
+        },
+        {
+            "job_name": rules.JOB_ALERTMANAGER,
+            "scheme": "https",
+            "tls_config": tls(),
+            "basic_auth": alertmanager_auth(),
+            "kubernetes_sd_configs": _pod_discovery(owner),
+            "relabel_configs": _stack_peers(owner, alertmanager.COMPONENT, alertmanager.WEB_PORT),
+        },
+        {
+            "job_name": rules.JOB_AGENTS,
+            # The SDK labels its own series with the agent's name; that wins over the pod label
+            # below, which names the agent only for series without one (and for `up`).
+            "honor_labels": True,
+            "kubernetes_sd_configs": _pod_discovery(owner),
+            "relabel_configs": [
+                *keep_selected,
+                {"source_labels": ["__meta_kubernetes_pod_phase"], "regex": "Running", "action": "keep"},
+                {
+                    "source_labels": ["__meta_kubernetes_pod_ip"],
+                    "target_label": "__address__",
+                    "replacement": f"$1:{spec.instrumentation.metrics_port}",
+                },
+                {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
+                {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
+                {
+                    "source_labels": [_label_meta("app.kubernetes.io/name")],
+                    "target_label": "agent",
+                },
+            ],
+        },
+    ]
+    operator_target = owner.extra.get(OPERATOR_METRICS_TARGET)
+    if operator_target:
+        scrape_configs.append({"job_name": "agentobs-operator", "static_configs": [{"targets": [operator_target]}]})
+    alerting_relabel = [
+        *_stack_peers(owner, alertmanager.COMPONENT, alertmanager.WEB_PORT),
+        # Alerts go only to peers that can take them; the scrape job above reports the others.
+        {"source_labels": ["__meta_kubernetes_pod_phase"], "regex": "Running", "action": "keep"},
+    ]
     return {
         "global": {
             "scrape_interval": spec.prometheus.scrape_interval,
@@ -59,36 +148,28 @@ def make_prometheus_config(owner: Owner) -> dict[str, Any]:
             # which is what lets a querier deduplicate the HA pair.
             "external_labels": {"agentobs": owner.name, "replica": "${POD_NAME}"},
         },
-        "scrape_configs": [
-            {
-                "job_name": "prometheus",
+        "rule_files": [f"{RULES_DIR}/*.yml"],
+        "alerting": {
+            # Every peer gets every alert: the cluster deduplicates, and one lost peer loses nothing.
+            "alertmanagers": [{
                 "scheme": "https",
-                "tls_config": {"ca_file": f"{TLS_DIR}/ca.crt", "server_name": "localhost"},
-                "basic_auth": {"username": WEB_USER, "password_file": f"{AUTH_DIR}/password"},
-                "static_configs": [{"targets": [f"localhost:{WEB_PORT}"]}],
-            },
-            {
-                "job_name": "agents",
-                "kubernetes_sd_configs": [
-                    {"role": "pod", "namespaces": {"names": [owner.namespace]}}
-                ],
-                "relabel_configs": [
-                    *keep_selected,
-                    {"source_labels": ["__meta_kubernetes_pod_phase"], "regex": "Running", "action": "keep"},
-                    {
-                        "source_labels": ["__meta_kubernetes_pod_ip"],
-                        "target_label": "__address__",
-                        "replacement": f"$1:{spec.instrumentation.metrics_port}",
-                    },
-                    {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
-                    {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
-                    {
-                        "source_labels": [_label_meta("app.kubernetes.io/name")],
-                        "target_label": "agent",
-                    },
-                ],
-            },
-        ],
+                "tls_config": tls(),
+                "basic_auth": alertmanager_auth(),
+                "kubernetes_sd_configs": _pod_discovery(owner),
+                "relabel_configs": alerting_relabel,
+            }],
+        },
+        "scrape_configs": scrape_configs,
+    }
+
+
+def make_rules_configmap(owner: Owner) -> Manifest:
+    files = rules.rule_files(owner)
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": metadata(owner, COMPONENT, owner.child_name(f"{COMPONENT}-rules")),
+        "data": {name: yaml.safe_dump(content, sort_keys=False) for name, content in files.items()},
     }
 
 
@@ -195,6 +276,8 @@ def make_prometheus_statefulset(owner: Owner, config_hash: str, cert_hash: str) 
             {"name": "web-config", "mountPath": WEB_CONFIG_DIR, "readOnly": True},
             {"name": "tls", "mountPath": TLS_DIR, "readOnly": True},
             {"name": "auth", "mountPath": AUTH_DIR, "readOnly": True},
+            {"name": "rules", "mountPath": RULES_DIR, "readOnly": True},
+            {"name": "alertmanager-auth", "mountPath": ALERTMANAGER_AUTH_DIR, "readOnly": True},
             {"name": "data", "mountPath": "/prometheus"},
         ],
     }
@@ -228,12 +311,36 @@ def make_prometheus_statefulset(owner: Owner, config_hash: str, cert_hash: str) 
                         {"name": "tls", "secret": {"secretName": tls_secret_name(owner, COMPONENT)}},
                         {"name": "auth", "secret": {"secretName": owner.child_name(WEB_AUTH_SUFFIX),
                                                     "items": [{"key": "password", "path": "password"}]}},
+                        {"name": "rules", "configMap": {"name": f"{name}-rules"}},
+                        {"name": "alertmanager-auth",
+                         "secret": {"secretName": owner.child_name(alertmanager.WEB_AUTH_SUFFIX),
+                                    "items": [{"key": "password", "path": "password"}]}},
                     ],
                 },
             },
             "volumeClaimTemplates": [
                 {"metadata": {"name": "data", "labels": metadata(owner, COMPONENT)["labels"]},
                  "spec": claim_spec}
+            ],
+        },
+    }
+
+
+def make_network_policy(owner: Owner) -> Manifest:
+    """Default-deny ingress for the Prometheus pods, except the two flows the stack needs."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": metadata(owner, COMPONENT),
+        "spec": {
+            "podSelector": {"matchLabels": selector_labels(owner, COMPONENT)},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                # Grafana queries Prometheus for every dashboard panel; the replicas scrape each
+                # other to notice a peer is down.
+                {"from": [{"podSelector": {"matchLabels": selector_labels(owner, GRAFANA_COMPONENT)}},
+                          {"podSelector": {"matchLabels": selector_labels(owner, COMPONENT)}}],
+                 "ports": [{"port": WEB_PORT, "protocol": "TCP"}]},
             ],
         },
     }
@@ -255,14 +362,19 @@ def endpoints(owner: Owner) -> dict[str, str]:
 
 def render(owner: Owner, material: Material) -> list[Manifest]:
     configmap = make_prometheus_configmap(owner)
+    rules_configmap = make_rules_configmap(owner)
     web_config = make_web_config_secret(owner, material.credentials[WEB_AUTH_SUFFIX]["password.bcrypt"])
     cert = material.certs[COMPONENT]
+    # Prometheus reads its config and rules only at start (no reloader runs beside it), so a change
+    # of either rolls the pods.
+    config_hash = content_hash(configmap["data"], rules_configmap["data"], web_config["stringData"])
     return [
         *make_prometheus_rbac(owner),
         configmap,
+        rules_configmap,
         web_config,
         *make_prometheus_services(owner),
-        make_prometheus_statefulset(owner, content_hash(configmap["data"], web_config["stringData"]),
-                                    content_hash(cert.cert_pem.decode())),
+        make_prometheus_statefulset(owner, config_hash, content_hash(cert.cert_pem.decode())),
         pod_disruption_budget(owner, COMPONENT),
+        make_network_policy(owner),
     ]

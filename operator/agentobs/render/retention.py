@@ -1,0 +1,217 @@
+"""Retention of spans, logs and audit records: index lifecycle policies put by a CronJob.
+
+Why a CronJob of our own, and not Jaeger's index cleaner: the logs and audit indices need a
+lifecycle as well, and one mechanism for all three is one thing to understand and to check. Why
+index lifecycle management (ILM) with delete-only policies: every family is written to daily
+indices, and a delete phase with `min_age: <days>d` removes an index that many days after it was
+created, inside Elasticsearch, whether or not our job runs that day.
+
+Why periodically and not a one-off Job: a policy takes effect on an index through the
+`index.lifecycle.name` setting. For logs and audit our own index templates carry it, so new
+indices get it at creation. Jaeger's span indices are created from Jaeger's own template, which
+Jaeger rewrites when it starts; a second template cannot add a setting to it (only the composable
+template of highest priority applies), and copying Jaeger's mappings into ours would be a fork of
+them. So each run also sets the policy on every existing index of the three families, which
+catches the indices created since the last run. Every request is a PUT of a whole document:
+running it again changes nothing, so the schedule can be hourly and a missed run costs nothing.
+
+The job uses the Elasticsearch image (for its curl) with the `retention` user of the provisioned
+cluster (see `elasticsearch.make_roles`), or the external cluster's credentials. The CronJob's
+job template carries no owner label on purpose: the Jobs it spawns belong to the CronJob, and
+the operator's pruning must not mistake them for stray children.
+
+Pure: `render(owner, material)` returns the manifests.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from agentobs.api.spec import ResourceRequirements
+from agentobs.render import es_access
+from agentobs.render.addresses import elasticsearch_url
+from agentobs.render.common import (
+    OWNER_LABEL,
+    CredentialRequest,
+    Manifest,
+    Material,
+    Owner,
+    container_security_context,
+    content_hash,
+    metadata,
+    pod_security_context,
+    resources,
+    selector_labels,
+)
+
+COMPONENT = "es-retention"
+SCRIPT_DIR = "/etc/agentobs-retention"
+CA_DIR = "/etc/agentobs-retention-ca"
+UID = 1000  # the elasticsearch image's user
+RESOURCES = ResourceRequirements(requests={"cpu": "10m", "memory": "32Mi"}, limits={"memory": "64Mi"})
+# Above Elasticsearch's built-in templates (priority 100 for logs-*-*), though the patterns differ.
+TEMPLATE_PRIORITY = 200
+
+APPLY_SCRIPT = r"""#!/bin/bash
+# Puts the lifecycle policies and index templates of one AgentObservability and attaches the
+# policies to the indices that exist. Idempotent: every request PUTs a whole document.
+set -euo pipefail
+cd "$(dirname "$0")"
+quote() { local s=${1//\\/\\\\}; printf '%s' "${s//\"/\\\"}"; }
+cacert=()
+if [ -n "${ES_CA_FILE:-}" ]; then cacert=(--cacert "$ES_CA_FILE"); fi
+put() {  # path body-file; the credentials reach curl on stdin, never in its argv
+  local code
+  code=$(printf 'user = "%s:%s"\n' "$(quote "$ES_USERNAME")" "$(quote "$ES_PASSWORD")" |
+    curl -sS -K - "${cacert[@]}" -X PUT -H 'Content-Type: application/json' \
+      --data-binary "@$2" -o /dev/stderr -w '%{http_code}' "$ES_URL/$1")
+  echo " <- PUT $1: $code" >&2
+  [ "$code" -ge 200 ] && [ "$code" -lt 300 ]
+}
+while read -r family policy pattern; do
+  put "_ilm/policy/$policy" "policy-$family.json"
+  if [ -f "template-$family.json" ]; then put "_index_template/$policy" "template-$family.json"; fi
+  put "$pattern/_settings?allow_no_indices=true" "attach-$family.json"
+done < families
+"""
+
+
+def _days(owner: Owner) -> dict[str, int]:
+    spec = owner.spec
+    return {"traces": spec.tracing.retention_days, "logs": spec.logging.retention_days,
+            "audit": spec.audit.retention_days}
+
+
+def _patterns(owner: Owner) -> dict[str, str]:
+    return {"traces": es_access.jaeger_index_pattern(owner), "logs": es_access.logs_index_pattern(owner),
+            "audit": es_access.audit_index_pattern(owner)}
+
+
+def policy_name(owner: Owner, family: str) -> str:
+    return f"{es_access.index_base(owner)}_{family}"
+
+
+def make_policy(owner: Owner, family: str) -> dict[str, Any]:
+    return {"policy": {
+        "_meta": {"managed_by": "agentobs", "resource": f"{owner.namespace}/{owner.name}"},
+        "phases": {"hot": {"min_age": "0ms", "actions": {}},
+                   "delete": {"min_age": f"{_days(owner)[family]}d", "actions": {"delete": {}}}},
+    }}
+
+
+def make_template(owner: Owner, family: str) -> dict[str, Any]:
+    """Template of the indices Fluentd writes: the policy, and keyword ids for exact lookups."""
+    fields: dict[str, Any] = {"@timestamp": {"type": "date"}, "trace_id": {"type": "keyword"},
+                              "span_id": {"type": "keyword"}, "level": {"type": "keyword"},
+                              "logger": {"type": "keyword"}, "agent_id": {"type": "keyword"},
+                              "message": {"type": "text"}}
+    if family == "audit":
+        fields |= {"action": {"type": "keyword"}, "user": {"type": "keyword"}, "result": {"type": "keyword"},
+                   "seq": {"type": "long"}, "hash": {"type": "keyword"}, "prev": {"type": "keyword"}}
+    return {
+        "index_patterns": [_patterns(owner)[family]],
+        "priority": TEMPLATE_PRIORITY,
+        "_meta": {"managed_by": "agentobs", "resource": f"{owner.namespace}/{owner.name}"},
+        "template": {"settings": {"index.lifecycle.name": policy_name(owner, family),
+                                  "index.number_of_shards": 1},
+                     "mappings": {"properties": fields}},
+    }
+
+
+def make_configmap(owner: Owner) -> Manifest:
+    data = {"apply.sh": APPLY_SCRIPT}
+    lines = []
+    for family, pattern in _patterns(owner).items():
+        name = policy_name(owner, family)
+        lines.append(f"{family} {name} {pattern}")
+        data[f"policy-{family}.json"] = json.dumps(make_policy(owner, family), indent=2, sort_keys=True)
+        data[f"attach-{family}.json"] = json.dumps({"index.lifecycle.name": name})
+        if family != "traces":  # Jaeger puts the templates of its own indices
+            data[f"template-{family}.json"] = json.dumps(make_template(owner, family), indent=2, sort_keys=True)
+    data["families"] = "\n".join(lines) + "\n"
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata(owner, COMPONENT), "data": data}
+
+
+def schedule(owner: Owner) -> str:
+    """Hourly, at a minute derived from the resource's uid, so many resources do not run at once."""
+    return f"{int(content_hash(owner.uid), 16) % 60} * * * *"
+
+
+def make_cronjob(owner: Owner) -> Manifest:
+    name = owner.child_name(COMPONENT)
+    env: list[dict[str, Any]] = [{"name": "ES_URL", "value": elasticsearch_url(owner)},
+                                 *es_access.credential_env(owner, "retention", "ES_USERNAME", "ES_PASSWORD")]
+    mounts = [{"name": "script", "mountPath": SCRIPT_DIR, "readOnly": True}]
+    volumes: list[dict[str, Any]] = [{"name": "script", "configMap": {"name": name, "defaultMode": 0o555}}]
+    ca = es_access.ca_volume(owner, "es-ca")
+    if ca is not None:
+        env.append({"name": "ES_CA_FILE", "value": f"{CA_DIR}/{es_access.CA_FILE}"})
+        mounts.append({"name": "es-ca", "mountPath": CA_DIR, "readOnly": True})
+        volumes.append(ca)
+    pod_labels = {k: v for k, v in metadata(owner, COMPONENT)["labels"].items() if k != OWNER_LABEL}
+    container = {
+        "name": "apply",
+        "image": owner.spec.images.elasticsearch,
+        "command": ["bash", f"{SCRIPT_DIR}/apply.sh"],
+        "env": env,
+        "resources": resources(RESOURCES),
+        "securityContext": container_security_context(),
+        "volumeMounts": mounts,
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": metadata(owner, COMPONENT),
+        "spec": {
+            "schedule": schedule(owner),
+            "concurrencyPolicy": "Forbid",
+            "startingDeadlineSeconds": 1800,
+            "successfulJobsHistoryLimit": 1,
+            "failedJobsHistoryLimit": 3,
+            "jobTemplate": {
+                "metadata": {"labels": pod_labels},
+                "spec": {
+                    "backoffLimit": 3,
+                    "activeDeadlineSeconds": 600,
+                    "template": {
+                        "metadata": {"labels": pod_labels},
+                        "spec": {
+                            "restartPolicy": "Never",
+                            "automountServiceAccountToken": False,
+                            "securityContext": pod_security_context(UID),
+                            "containers": [container],
+                            "volumes": volumes,
+                        },
+                    },
+                },
+            },
+        },
+    }
+
+
+def make_network_policy(owner: Owner) -> Manifest:
+    """Nothing connects to the job's pods."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": metadata(owner, COMPONENT),
+        "spec": {"podSelector": {"matchLabels": selector_labels(owner, COMPONENT)},
+                 "policyTypes": ["Ingress"], "ingress": []},
+    }
+
+
+def certificates(owner: Owner) -> dict[str, list[str]]:
+    return {}
+
+
+def credentials(owner: Owner) -> list[CredentialRequest]:
+    return []  # the `retention` user is one of the provisioned cluster's users
+
+
+def endpoints(owner: Owner) -> dict[str, str]:
+    return {}
+
+
+def render(owner: Owner, material: Material) -> list[Manifest]:
+    return [make_configmap(owner), make_cronjob(owner), make_network_policy(owner)]

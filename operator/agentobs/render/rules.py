@@ -1,0 +1,179 @@
+"""Prometheus alert rules: the agents' SLOs and the stack's own health, as rule-file data.
+
+Pure. `rule_files(owner)` returns file name -> rule file (the Prometheus rule-file format as a
+dict) for the rules ConfigMap that `render.prometheus` mounts. The built-in groups follow
+`spec.prometheus.alertRules`; `spec.prometheus.extraRules` go, as given, into a file of their own.
+
+Metric names are a contract, not a choice made here: the agent series are the SDK's
+(`agentobs_sdk.series`), the others are listed in `STACK_SERIES` with who emits them, and
+`tests/unit/test_series_contract.py` fails when an expression queries anything else. Thresholds are
+module constants; a team that needs others turns `alertRules` off and brings its own in
+`extraRules`. Every alert links to its section in `docs/runbooks.md`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agentobs.api.spec import parse_go_duration
+from agentobs.render.common import Owner
+
+BUILT_IN_FILE = "agentobs.rules.yml"
+EXTRA_FILE = "extra.rules.yml"
+RUNBOOK_BASE = "docs/runbooks.md"
+
+# Series the rules and dashboards query that the SDK does not emit, and who emits each.
+STACK_SERIES: dict[str, str] = {
+    "up": "Prometheus, one per scrape target (jobs prometheus, alertmanager, agents, agentobs-operator)",
+    "ALERTS": "Prometheus, one per pending or firing alert of its rules",
+    "alertmanager_cluster_members": "Alertmanager, peers it sees in its gossip cluster",
+    "prometheus_notifications_dropped_total": "Prometheus, alerts it could not send to Alertmanager",
+    "prometheus_rule_evaluation_failures_total": "Prometheus, rule evaluations that failed",
+    "agentobs_certificate_expiry_timestamp_seconds":
+        "the operator (agentobs.metrics), notAfter of each serving certificate it manages",
+}
+
+# Jobs of the Prometheus scrape config (render.prometheus) the stack rules select.
+JOB_PROMETHEUS = "prometheus"
+JOB_ALERTMANAGER = "alertmanager"
+JOB_AGENTS = "agents"
+
+# Agent SLO thresholds.
+AGENT_RUN_P95_SECONDS = 120
+AGENT_RUN_ERROR_RATIO = 0.05
+TOOL_CALL_FAILURE_RATIO = 0.10
+LLM_P95_SECONDS = 30
+LLM_ERROR_RATIO = 0.05
+TOKENS_PER_HOUR = 1_000_000
+COST_USD_PER_HOUR = 10
+
+
+def runbook_url(alert: str) -> str:
+    """The alert's section of docs/runbooks.md (a Markdown heading `## <alert>` has this anchor)."""
+    return f"{RUNBOOK_BASE}#{alert.lower()}"
+
+
+def _alert(name: str, expr: str, for_: str, severity: str, summary: str, description: str) -> dict[str, Any]:
+    return {
+        "alert": name,
+        "expr": expr,
+        "for": for_,
+        "labels": {"severity": severity},
+        "annotations": {"summary": summary, "description": description, "runbook_url": runbook_url(name)},
+    }
+
+
+def _ratio(numerator: str, denominator: str, by: str, window: str) -> str:
+    return f"sum by ({by}) (rate({numerator}[{window}])) / sum by ({by}) (rate({denominator}[{window}]))"
+
+
+def agent_rules() -> dict[str, Any]:
+    """SLOs of the agents, on the series the SDK emits."""
+    p95_run = ("histogram_quantile(0.95, sum by (namespace, agent, le) "
+               "(rate(agentobs_agent_run_duration_seconds_bucket[10m])))")
+    p95_llm = ("histogram_quantile(0.95, sum by (namespace, gen_ai_provider_name, gen_ai_request_model, le) "
+               "(rate(gen_ai_client_operation_duration_seconds_bucket[10m])))")
+    llm_by = "namespace, gen_ai_provider_name, gen_ai_request_model"
+    return {
+        "name": "agentobs-agents",
+        "rules": [
+            _alert("AgentObsAgentLoopLatencyHigh", f"{p95_run} > {AGENT_RUN_P95_SECONDS}", "15m", "warning",
+                   "Agent runs are slow",
+                   "The 95th percentile of agent {{ $labels.agent }} runs in {{ $labels.namespace }} is "
+                   "{{ $value | humanizeDuration }} over the last 10 minutes "
+                   f"(threshold {AGENT_RUN_P95_SECONDS}s)."),
+            _alert("AgentObsAgentErrorRateHigh",
+                   _ratio('agentobs_agent_run_duration_seconds_count{status="error"}',
+                          "agentobs_agent_run_duration_seconds_count", "namespace, agent", "10m")
+                   + f" > {AGENT_RUN_ERROR_RATIO}",
+                   "10m", "critical", "Agent runs are failing",
+                   "{{ $value | humanizePercentage }} of agent {{ $labels.agent }} runs in "
+                   "{{ $labels.namespace }} ended in an error over the last 10 minutes "
+                   f"(threshold {AGENT_RUN_ERROR_RATIO:.0%})."),
+            _alert("AgentObsToolCallFailureRatioHigh",
+                   _ratio("agentobs_agent_tool_call_failures_total",
+                          "agentobs_agent_tool_call_duration_seconds_count", "namespace, agent, tool", "10m")
+                   + f" > {TOOL_CALL_FAILURE_RATIO}",
+                   "10m", "warning", "A tool keeps failing",
+                   "{{ $value | humanizePercentage }} of calls of tool {{ $labels.tool }} by agent "
+                   "{{ $labels.agent }} in {{ $labels.namespace }} failed over the last 10 minutes "
+                   f"(threshold {TOOL_CALL_FAILURE_RATIO:.0%})."),
+            _alert("AgentObsTokenBurnHigh",
+                   "sum by (namespace, agent) (increase(gen_ai_client_token_usage_sum[1h]))"
+                   f" > {TOKENS_PER_HOUR}",
+                   "15m", "warning", "An agent is burning tokens fast",
+                   "Agent {{ $labels.agent }} in {{ $labels.namespace }} used {{ $value | humanize }} "
+                   f"tokens in the last hour (threshold {TOKENS_PER_HOUR:,})."),
+            _alert("AgentObsCostBurnHigh",
+                   "sum by (namespace, agent) (increase(agentobs_agent_cost_usd_total[1h]))"
+                   f" > {COST_USD_PER_HOUR}",
+                   "15m", "warning", "An agent is spending fast",
+                   "Agent {{ $labels.agent }} in {{ $labels.namespace }} spent {{ $value | humanize }} USD "
+                   f"on model calls in the last hour (threshold {COST_USD_PER_HOUR} USD)."),
+            _alert("AgentObsLLMLatencyHigh", f"{p95_llm} > {LLM_P95_SECONDS}", "15m", "warning",
+                   "Model calls are slow",
+                   "The 95th percentile of {{ $labels.gen_ai_provider_name }} "
+                   "{{ $labels.gen_ai_request_model }} calls from {{ $labels.namespace }} is "
+                   "{{ $value | humanizeDuration }} over the last 10 minutes "
+                   f"(threshold {LLM_P95_SECONDS}s)."),
+            _alert("AgentObsLLMErrorRateHigh",
+                   _ratio('gen_ai_client_operation_duration_seconds_count{error_type!=""}',
+                          "gen_ai_client_operation_duration_seconds_count", llm_by, "10m")
+                   + f" > {LLM_ERROR_RATIO}",
+                   "10m", "warning", "Model calls are failing",
+                   "{{ $value | humanizePercentage }} of {{ $labels.gen_ai_provider_name }} "
+                   "{{ $labels.gen_ai_request_model }} calls from {{ $labels.namespace }} failed over the "
+                   f"last 10 minutes (threshold {LLM_ERROR_RATIO:.0%})."),
+        ],
+    }
+
+
+def stack_rules(owner: Owner) -> dict[str, Any]:
+    """Health of the stack itself: Prometheus replicas, the Alertmanager cluster, scrapes, certificates."""
+    # Half of the renewal window gone without a new certificate means renewal is stuck, and
+    # still leaves half of that window to act.
+    renew_before = parse_go_duration(owner.spec.tls.renew_before).total_seconds()
+    threshold = int(renew_before / 2)
+    certificate = (f'agentobs_certificate_expiry_timestamp_seconds{{namespace="{owner.namespace}",'
+                   f'resource="{owner.name}"}}')
+    return {
+        "name": "agentobs-stack",
+        "rules": [
+            _alert("AgentObsPrometheusReplicaDown", f'up{{job="{JOB_PROMETHEUS}"}} == 0', "5m", "warning",
+                   "A Prometheus replica is down",
+                   "Prometheus replica {{ $labels.pod }} cannot be scraped by its peer: the pair is not "
+                   "highly available until it is back."),
+            # Each peer reports the members it sees; fewer than the peers Prometheus discovers means a
+            # peer is down or the gossip is split (and notifications may be duplicated or lost).
+            _alert("AgentObsAlertmanagerClusterDegraded",
+                   f'min(alertmanager_cluster_members{{job="{JOB_ALERTMANAGER}"}})'
+                   f' < count(up{{job="{JOB_ALERTMANAGER}"}})',
+                   "10m", "critical", "The Alertmanager cluster is degraded",
+                   "An Alertmanager peer sees only {{ $value }} cluster members, fewer than the peers "
+                   "that exist."),
+            _alert("AgentObsAgentScrapeFailing", f'up{{job="{JOB_AGENTS}"}} == 0', "10m", "warning",
+                   "Agent metrics cannot be scraped",
+                   "Prometheus cannot scrape agent pod {{ $labels.pod }} in {{ $labels.namespace }}: its "
+                   "metrics and alerts are blind."),
+            _alert("AgentObsCertificateNearExpiry", f"{certificate} - time() < {threshold}", "10m", "critical",
+                   "A certificate of the stack is about to expire",
+                   "The {{ $labels.component }} certificate expires in {{ $value | humanizeDuration }} and "
+                   "was not renewed when it was due."),
+        ],
+    }
+
+
+def built_in_rules(owner: Owner) -> dict[str, Any]:
+    return {"groups": [agent_rules(), stack_rules(owner)]}
+
+
+def rule_files(owner: Owner) -> dict[str, dict[str, Any]]:
+    """File name -> rule file; empty when there are no rules at all."""
+    spec = owner.spec.prometheus
+    files: dict[str, dict[str, Any]] = {}
+    if spec.alert_rules:
+        files[BUILT_IN_FILE] = built_in_rules(owner)
+    if spec.extra_rules:
+        # A file of its own, so a user's group may reuse a built-in group's name.
+        files[EXTRA_FILE] = {"groups": list(spec.extra_rules)}
+    return files
