@@ -76,7 +76,7 @@ bench: $(STAMP) tools debs ## Benchmarks: SDK helpers and webhook latency, as ra
 	$(PY) bench/bench_webhook.py
 
 e2e: $(STAMP) ## The suite against a kind cluster (needs Docker and kind; not on this machine)
-	$(PY) -m pytest e2e -q
+	hack/e2e-kind.sh
 
 clean: ## Remove the venv and local cluster state (the tool cache outside the clone stays)
 	-hack/cluster.sh down

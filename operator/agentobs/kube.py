@@ -147,13 +147,15 @@ class Kube:
             raise _kube_error(response.status, response.reason, data, kind)
         return json.loads(data) if data else {}
 
-    def apply(self, manifest: Manifest, field_manager: str = FIELD_MANAGER) -> Manifest:
-        """Server-side apply `manifest`, taking ownership of the fields it sets."""
+    def apply(self, manifest: Manifest, field_manager: str = FIELD_MANAGER, dry_run: bool = False) -> Manifest:
+        """Server-side apply `manifest`, taking ownership of the fields it sets. With `dry_run`, the
+        server validates strictly (unknown or duplicate fields are errors) and persists nothing."""
         meta = manifest["metadata"]
         path = _path(manifest["apiVersion"], manifest["kind"], meta.get("namespace"), meta["name"])
         result: Manifest = self._call(
             "PATCH", path, manifest["kind"], manifest,
-            query=[("fieldManager", field_manager), ("force", "true")],
+            query=[("fieldManager", field_manager), ("force", "true")]
+            + ([("dryRun", "All"), ("fieldValidation", "Strict")] if dry_run else []),
             content_type="application/apply-patch+yaml",
         )
         return result

@@ -13,8 +13,9 @@ import pytest
 import yaml
 
 from agentobs.api.spec import AgentObservabilitySpec
-from agentobs.pki import KeyPair
-from agentobs.render import Material, Owner, certificate_requests, credential_requests, make_stack
+from agentobs.render import Owner, make_stack
+
+from placeholders import placeholder_material
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 EXAMPLES: dict[str, dict[str, Any]] = {
@@ -28,26 +29,6 @@ EXAMPLES: dict[str, dict[str, Any]] = {
 def _owner(spec: dict[str, Any]) -> Owner:
     return Owner(name="demo", namespace="agents", uid="00000000-0000-0000-0000-000000000001",
                  spec=AgentObservabilitySpec.model_validate(spec))
-
-
-def placeholder_material(owner: Owner) -> Material:
-    """Rendering does not parse key material, so placeholders keep golden files free of keys.
-
-    One placeholder per requested certificate and credential, so a new component needs no edit here.
-    """
-    def pair(name: str) -> KeyPair:
-        return KeyPair(cert_pem=f"-----{name.upper()} CERT-----\n".encode(),
-                       key_pem=f"-----{name.upper()} KEY-----\n".encode())
-
-    def value(recipe: str) -> str:
-        kind, _, arg = recipe.partition(":")
-        return arg if kind == "literal" else {"random": "PASSWORD", "bcrypt": "HASH"}[kind]
-
-    return Material(
-        ca=pair("ca"),
-        certs={component: pair(component) for component in certificate_requests(owner)},
-        credentials={r.suffix: {k: value(v) for k, v in r.recipe.items()} for r in credential_requests(owner)},
-    )
 
 
 def _render(spec: dict[str, Any]) -> list[dict[str, Any]]:
