@@ -5,6 +5,9 @@ The impure side of TLS and secrets. What is needed is declared by `agentobs.rend
 keeps whatever is still good, and makes only what is missing or due: a certificate past its
 renewal point, not signed by the current CA or lacking a requested name is reissued; a generated
 credential is made once with the OS CSPRNG and never replaced, even when the spec changes.
+With `spec.tls.issuerRef` cert-manager issues the certificates instead: nothing is made here, the
+Secrets cert-manager wrote are read (for the cert-hash that rolls workloads on renewal, and for the
+issuer's CA that clients trust), and the ones still missing are reported.
 Nothing here logs a secret value.
 """
 
@@ -21,21 +24,36 @@ import bcrypt
 from cryptography import x509
 
 from agentobs import metrics, pki
-from agentobs.api.spec import parse_go_duration
+from agentobs.api.spec import IssuerRef, parse_go_duration
 from agentobs.kube import Kube, Manifest
 from agentobs.render import CredentialRequest, Material, Owner, certificate_requests, credential_requests
-from agentobs.render.tls import ca_secret_name, tls_secret_name
+from agentobs.render.tls import (
+    CA_BUNDLE_KEY,
+    CERT_MANAGER_GROUP,
+    ca_bundle_name,
+    ca_secret_name,
+    issuer_group,
+    tls_secret_name,
+)
 
 log = logging.getLogger(__name__)
 
 CA_LIFETIME = dt.timedelta(days=3650)
 CA_RENEW_BEFORE = CA_LIFETIME / 3
+# What cert-manager records on a Secret it issued: which issuer signed what it holds.
+ISSUER_NAME_ANNOTATION = "cert-manager.io/issuer-name"
+ISSUER_KIND_ANNOTATION = "cert-manager.io/issuer-kind"
+ISSUER_GROUP_ANNOTATION = "cert-manager.io/issuer-group"
 
 
 @dataclass
 class Gathered:
     material: Material
     issued: list[str] = field(default_factory=list)  # what was made this pass, for events
+    # With cert-manager: whether every Secret is issued, and why not. None with the operator's CA,
+    # whose readiness is its CA Secret being applied.
+    tls_ready: bool | None = None
+    tls_message: str = ""
 
 
 def _decode(secret: Manifest | None, key: str) -> bytes | None:
@@ -98,7 +116,74 @@ def ensure_credentials(kube: Kube, owner: Owner, request: CredentialRequest) -> 
     return values, created
 
 
+def _issued_by(secret: Manifest, issuer: IssuerRef) -> bool:
+    """The Secret's cert-manager annotations name `issuer` (not the issuer before a switch, and not
+    none at all: a Secret the operator's own CA filled before the switch to cert-manager)."""
+    annotations: dict[str, str] = (secret.get("metadata") or {}).get("annotations") or {}
+    return (annotations.get(ISSUER_NAME_ANNOTATION) == issuer.name
+            and (annotations.get(ISSUER_KIND_ANNOTATION) or "Issuer") == issuer.kind
+            and (annotations.get(ISSUER_GROUP_ANNOTATION) or CERT_MANAGER_GROUP) == issuer_group(issuer))
+
+
+def read_cert_manager_secrets(kube: Kube, owner: Owner, issuer: IssuerRef) -> tuple[Material, bool, str]:
+    """What cert-manager has issued so far: (material, all issued, why not).
+
+    `material.certs` holds every Secret present, even one not yet reissued by the spec's issuer,
+    because it is what the pods mount; `material.ca` holds, as its certificate only, every distinct
+    `ca.crt` found (several while the issuer's CA rotates), and no key: cert-manager keeps that.
+    """
+    certs: dict[str, pki.KeyPair] = {}
+    cas: set[bytes] = set()
+    waiting: list[str] = []
+    without_ca: list[str] = []
+    for component, dns_names in sorted(certificate_requests(owner).items()):
+        name = tls_secret_name(owner, component)
+        secret = kube.get("v1", "Secret", owner.namespace, name)
+        pair = pki.load(_decode(secret, "tls.crt"), _decode(secret, "tls.key"))
+        if secret is None or pair is None:
+            waiting.append(name)
+            continue
+        certs[component] = pair
+        metrics.CERTIFICATE_EXPIRY.labels(namespace=owner.namespace, resource=owner.name,
+                                          component=component).set(pair.not_after.timestamp())
+        ca = _decode(secret, CA_BUNDLE_KEY)
+        if ca:
+            cas.add(ca if ca.endswith(b"\n") else ca + b"\n")
+        if not _issued_by(secret, issuer) or not _covers(pair, dns_names):
+            waiting.append(name)
+        elif not ca:
+            without_ca.append(name)
+    problems: list[str] = []
+    if waiting:
+        problems.append(f"waiting for cert-manager ({issuer.kind} {issuer.name}) to issue Secret(s) "
+                        + ", ".join(waiting))
+    if without_ca:
+        problems.append(f"Secret(s) {', '.join(without_ca)} carry no {CA_BUNDLE_KEY}, so clients trusting "
+                        f"{ca_bundle_name(owner)} cannot verify them")
+    bundle = pki.KeyPair(cert_pem=b"".join(sorted(cas)), key_pem=b"")
+    return Material(ca=bundle, certs=certs), not problems, "; ".join(problems)
+
+
 def gather(kube: Kube, owner: Owner, now: dt.datetime) -> Gathered:
+    issuer = owner.spec.tls.issuer_ref
+    if issuer is not None:
+        tls, tls_ready, tls_message = read_cert_manager_secrets(kube, owner, issuer)
+        issued: list[str] = []
+    else:
+        tls, issued = _ensure_operator_certificates(kube, owner, now)
+        tls_ready, tls_message = None, ""
+    credentials: dict[str, dict[str, str]] = {}
+    for request in credential_requests(owner):
+        credentials[request.suffix], created = ensure_credentials(kube, owner, request)
+        if created:
+            issued.append(f"{request.suffix} credentials")
+    if issued:
+        log.info("%s/%s: issued %s", owner.namespace, owner.name, ", ".join(issued))
+    return Gathered(Material(ca=tls.ca, certs=tls.certs, credentials=credentials), issued, tls_ready, tls_message)
+
+
+def _ensure_operator_certificates(kube: Kube, owner: Owner, now: dt.datetime) -> tuple[Material, list[str]]:
+    """The operator's CA and every serving certificate it signs, made where missing or due."""
     ca, ca_created = ensure_ca(kube, owner, now)
     issued = ["CA"] if ca_created else []
     certs: dict[str, pki.KeyPair] = {}
@@ -108,11 +193,4 @@ def gather(kube: Kube, owner: Owner, now: dt.datetime) -> Gathered:
                                           component=component).set(certs[component].not_after.timestamp())
         if created:
             issued.append(f"{component} certificate")
-    credentials: dict[str, dict[str, str]] = {}
-    for request in credential_requests(owner):
-        credentials[request.suffix], created = ensure_credentials(kube, owner, request)
-        if created:
-            issued.append(f"{request.suffix} credentials")
-    if issued:
-        log.info("%s/%s: issued %s", owner.namespace, owner.name, ", ".join(issued))
-    return Gathered(Material(ca=ca, certs=certs, credentials=credentials), issued)
+    return Material(ca=ca, certs=certs), issued

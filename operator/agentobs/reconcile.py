@@ -25,10 +25,10 @@ from agentobs.coverage import observe
 from agentobs.injection import make_config
 from agentobs.kube import Kube, KubeError, Manifest
 from agentobs.material import gather
-from agentobs.prune import key_of, prune
-from agentobs.render import Owner, endpoints, make_stack
+from agentobs.prune import Key, key_of, prune
+from agentobs.render import Owner, certificate_requests, endpoints, make_stack
 from agentobs.render.common import MANAGED_BY
-from agentobs.render.tls import make_ca_bundle
+from agentobs.render.tls import make_ca_bundle, tls_secret_name
 from agentobs.status import WORKLOAD_KINDS, Observation, make_status, workload_state
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,13 @@ def _transitions(before: list[dict[str, Any]], after: AgentObservabilityStatus) 
     return [(c.type, c.reason, c.message) for c in after.conditions
             if c.type in ("Ready", "Degraded") and old.get(c.type) != c.status
             and (c.type == "Ready" or c.status == "True")]
+
+
+def _issued_elsewhere(owner: Owner) -> set[Key]:
+    """Secrets cert-manager writes for us: they carry our labels, but are not ours to prune."""
+    if owner.spec.tls.issuer_ref is None:
+        return set()
+    return {("v1", "Secret", owner.namespace, tls_secret_name(owner, c)) for c in certificate_requests(owner)}
 
 
 def reconcile(kube: Kube, body: dict[str, Any], now: Callable[[], dt.datetime],
@@ -111,6 +118,9 @@ def _apply_stack(kube: Kube, owner: Owner, obs: Observation, now: dt.datetime) -
         obs.apply_errors["ca"] = obs.tls_message
         return
     obs.issued = gathered.issued
+    if gathered.tls_ready is not None:  # cert-manager: ready once it has issued every Secret
+        obs.tls_ready, obs.tls_message = gathered.tls_ready, gathered.tls_message
+        obs.tls_reason = "CertificatesPending"
     manifests = make_stack(owner, gathered.material)
     config = make_config(owner)
     if config is not None:
@@ -142,7 +152,7 @@ def _apply_stack(kube: Kube, owner: Owner, obs: Observation, now: dt.datetime) -
     obs.endpoints = _endpoints(owner)
     if not obs.apply_errors:  # prune only once the desired state is in place
         try:
-            obs.pruned = prune(kube, owner, {key_of(m) for m in manifests})
+            obs.pruned = prune(kube, owner, {key_of(m) for m in manifests} | _issued_elsewhere(owner))
         except KubeError as exc:
             log.warning("%s/%s: pruning postponed: %s", owner.namespace, owner.name, exc.message)
 

@@ -42,6 +42,7 @@ class Observation:
     workloads: dict[str, WorkloadState] = field(default_factory=dict)
     tls_ready: bool = False
     tls_message: str = ""
+    tls_reason: str = ""  # why TLS is not ready, when a more precise word than CertificatesNotReady fits
     apply_errors: dict[str, str] = field(default_factory=dict)  # component -> message
     invalid_spec: str | None = None
     paused: bool = False
@@ -115,7 +116,7 @@ def make_status(obs: Observation, previous_conditions: list[dict[str, Any]], now
     tls_problems = [] if obs.tls_ready else [obs.tls_message or "CA not available"]
     tls_problems += by_condition.pop("TLSReady", [])
     conditions.append(cond("TLSReady", not tls_problems, "CertificatesValid" if not tls_problems
-                           else "CertificatesNotReady", "; ".join(tls_problems)))
+                           else obs.tls_reason or "CertificatesNotReady", "; ".join(tls_problems)))
     for cond_type, problems in sorted(by_condition.items()):
         failed = any(c for c in obs.apply_errors if CONDITION_OF_COMPONENT.get(c) == cond_type)
         reason = "ApplyFailed" if failed else ("PodsNotReady" if problems else "AllReplicasReady")

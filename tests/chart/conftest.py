@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from chart_support import CHART, RELEASE, ROOT, SESSION_PREFIX, Run, set_args, tool_dir
 
 

@@ -14,6 +14,9 @@ from typing import Any
 
 import pytest
 import yaml
+
+from agentobs.kube import KINDS
+
 from chart_rbac import (
     APPLIED,
     IN_OPERATOR_NAMESPACE,
@@ -24,8 +27,6 @@ from chart_rbac import (
     stack_roles,
 )
 from chart_support import CHART, ROOT, SERVICE_MONITOR_API, VALUE_SETS, Render, Run, set_args
-
-from agentobs.kube import KINDS
 
 # Variables the operator reads that the chart leaves unset, and why.
 ENV_NOT_SET_BY_CHART = {

@@ -17,6 +17,10 @@ from typing import Any
 
 import pytest
 import yaml
+
+from agentobs.api.crd import make_crd
+from agentobs.kube import KINDS
+
 from chart_rbac import APPLIED, NAMED, VERBS_OF_KIND, stack_roles
 from chart_support import (
     CHART,
@@ -31,9 +35,6 @@ from chart_support import (
     set_args,
     wait_for,
 )
-
-from agentobs.api.crd import make_crd
-from agentobs.kube import KINDS
 
 pytestmark = pytest.mark.controlplane
 

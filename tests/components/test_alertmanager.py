@@ -23,10 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rendered_files import lay_out_mounts, real_material, rewrite_paths
 
 from agentobs.api.spec import AgentObservabilitySpec
 from agentobs.render import Owner, make_stack
+
+from rendered_files import lay_out_mounts, real_material, rewrite_paths
 
 NOW = dt.datetime.now(dt.UTC)  # real processes check certificate validity against the real clock
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")

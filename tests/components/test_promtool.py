@@ -20,11 +20,12 @@ from typing import Any
 
 import pytest
 import yaml
-from rendered_files import lay_out_mounts, real_material, rewrite_paths
 
 from agentobs.api.spec import AgentObservabilitySpec
 from agentobs.render import Owner, make_stack, rules
 from agentobs.render.prometheus import OPERATOR_METRICS_TARGET
+
+from rendered_files import lay_out_mounts, real_material, rewrite_paths
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -15,7 +15,13 @@ from typing import Protocol
 
 from agentobs.render import alertmanager, elasticsearch, fluentd, grafana, jaeger, prometheus, retention
 from agentobs.render.common import CredentialRequest, Manifest, Material, Owner
-from agentobs.render.tls import make_ca_bundle, make_ca_secret, make_credentials_secret, make_tls_secret
+from agentobs.render.tls import (
+    make_ca_bundle,
+    make_ca_secret,
+    make_certificate,
+    make_credentials_secret,
+    make_tls_secret,
+)
 
 __all__ = ["COMPONENTS", "CredentialRequest", "Manifest", "Material", "Owner", "certificate_requests",
            "credential_requests", "endpoints", "make_stack"]
@@ -64,8 +70,16 @@ def endpoints(owner: Owner) -> dict[str, str]:
 
 def make_stack(owner: Owner, material: Material) -> list[Manifest]:
     """Every object the resource wants, in apply order (material before the workloads using it)."""
-    out = [make_ca_secret(owner, material.ca), make_ca_bundle(owner, material.ca)]
-    out += [make_tls_secret(owner, component, pair, material.ca) for component, pair in sorted(material.certs.items())]
+    if owner.spec.tls.issuer_ref is None:
+        out = [make_ca_secret(owner, material.ca), make_ca_bundle(owner, material.ca)]
+        out += [make_tls_secret(owner, component, pair, material.ca)
+                for component, pair in sorted(material.certs.items())]
+    else:
+        # cert-manager writes the serving Secrets and holds the CA key; `material.ca` carries only the
+        # CA certificate(s) read from those Secrets, for the bundle clients trust.
+        out = [make_ca_bundle(owner, material.ca)]
+        out += [make_certificate(owner, component, dns_names)
+                for component, dns_names in sorted(certificate_requests(owner).items())]
     requests = {r.suffix: r for r in credential_requests(owner)}
     out += [make_credentials_secret(owner, requests[suffix].component, suffix, values)
             for suffix, values in sorted(material.credentials.items()) if suffix in requests]

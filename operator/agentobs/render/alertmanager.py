@@ -30,7 +30,7 @@ from agentobs.render.common import (
     selector_labels,
     spread_replicas,
 )
-from agentobs.render.tls import service_dns_names, tls_secret_name
+from agentobs.render.tls import certificate_hash, service_dns_names, tls_secret_name
 
 COMPONENT = "alertmanager"
 WEB_PORT = ALERTMANAGER_PORT
@@ -253,12 +253,11 @@ def render(owner: Owner, material: Material) -> list[Manifest]:
     else:
         # The user's Secret is not ours to read; naming a different one still rolls the pods.
         config = receivers.model_dump()
-    cert = material.certs[COMPONENT]
     out += [
         web_config,
         *make_services(owner),
         make_statefulset(owner, content_hash(config, web_config["stringData"]),
-                         content_hash(cert.cert_pem.decode())),
+                         certificate_hash(material, COMPONENT)),
         pod_disruption_budget(owner, COMPONENT),
         make_network_policy(owner),
     ]

@@ -50,7 +50,7 @@ from agentobs.render.common import (
     selector_labels,
     spread_replicas,
 )
-from agentobs.render.tls import service_dns_names, tls_secret_name
+from agentobs.render.tls import certificate_hash, service_dns_names, tls_secret_name
 
 COMPONENT = "elasticsearch"
 UID = 1000  # the elasticsearch image's user
@@ -317,13 +317,12 @@ def render(owner: Owner, material: Material) -> list[Manifest]:
         return []
     configmap = make_configmap(owner)
     users = make_users_secret(owner, material)
-    cert = material.certs[COMPONENT]
     return [
         configmap,
         users,
         *make_services(owner),
         make_statefulset(owner, content_hash(configmap["data"], users["stringData"]),
-                         content_hash(cert.cert_pem.decode())),
+                         certificate_hash(material, COMPONENT)),
         pod_disruption_budget(owner, COMPONENT),
         make_network_policy(owner),
     ]

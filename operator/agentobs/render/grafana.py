@@ -33,7 +33,7 @@ from agentobs.render.common import (
     selector_labels,
     spread_replicas,
 )
-from agentobs.render.tls import CA_BUNDLE_KEY, ca_bundle_name, service_dns_names, tls_secret_name
+from agentobs.render.tls import CA_BUNDLE_KEY, ca_bundle_name, certificate_hash, service_dns_names, tls_secret_name
 
 COMPONENT = "grafana"
 PORT = GRAFANA_PORT
@@ -326,7 +326,7 @@ def endpoints(owner: Owner) -> dict[str, str]:
 def render(owner: Owner, material: Material) -> list[Manifest]:
     config_maps = make_config_maps(owner)
     config_hash = content_hash([c["data"] for c in config_maps], container_env(owner))
-    cert_hash = content_hash(material.certs[COMPONENT].cert_pem.decode(), material.ca.cert_pem.decode())
+    cert_hash = certificate_hash(material, COMPONENT, material.ca.cert_pem.decode())
     out = [*config_maps, make_service(owner), make_deployment(owner, config_hash, cert_hash)]
     host = owner.spec.grafana.ingress_host
     if host:

@@ -51,7 +51,7 @@ from agentobs.render.common import (
     selector_labels,
     spread_replicas,
 )
-from agentobs.render.tls import service_dns_names, tls_secret_name
+from agentobs.render.tls import certificate_hash, service_dns_names, tls_secret_name
 
 COLLECTOR = "jaeger-collector"
 QUERY = "jaeger-query"
@@ -257,7 +257,7 @@ def render(owner: Owner, material: Material) -> list[Manifest]:
         (QUERY, make_query_config(owner), tracing.query_replicas),
     ):
         configmap = make_configmap(owner, component, config)
-        cert_hash = content_hash(material.certs[component].cert_pem.decode())
+        cert_hash = certificate_hash(material, component)
         out += [configmap, make_service(owner, component),
                 make_deployment(owner, component, replicas, content_hash(configmap["data"]), cert_hash),
                 pod_disruption_budget(owner, component)]

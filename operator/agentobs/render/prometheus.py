@@ -32,7 +32,7 @@ from agentobs.render.common import (
     selector_labels,
     spread_replicas,
 )
-from agentobs.render.tls import service_dns_names, tls_secret_name
+from agentobs.render.tls import certificate_hash, service_dns_names, tls_secret_name
 
 COMPONENT = "prometheus"
 WEB_PORT = PROMETHEUS_PORT
@@ -364,7 +364,6 @@ def render(owner: Owner, material: Material) -> list[Manifest]:
     configmap = make_prometheus_configmap(owner)
     rules_configmap = make_rules_configmap(owner)
     web_config = make_web_config_secret(owner, material.credentials[WEB_AUTH_SUFFIX]["password.bcrypt"])
-    cert = material.certs[COMPONENT]
     # Prometheus reads its config and rules only at start (no reloader runs beside it), so a change
     # of either rolls the pods.
     config_hash = content_hash(configmap["data"], rules_configmap["data"], web_config["stringData"])
@@ -374,7 +373,7 @@ def render(owner: Owner, material: Material) -> list[Manifest]:
         rules_configmap,
         web_config,
         *make_prometheus_services(owner),
-        make_prometheus_statefulset(owner, config_hash, content_hash(cert.cert_pem.decode())),
+        make_prometheus_statefulset(owner, config_hash, certificate_hash(material, COMPONENT)),
         pod_disruption_budget(owner, COMPONENT),
         make_network_policy(owner),
     ]

@@ -1,7 +1,11 @@
 """Secrets that carry TLS material and generated credentials, and the requests for them.
 
-Pure: the key pairs and passwords are made by `agentobs.material` (the impure side) from the
-requests declared here, and passed back in to be rendered.
+Two ways to serve TLS: by default the operator's own CA signs each component's certificate and
+the Secrets are rendered here; with `spec.tls.issuerRef` a cert-manager `Certificate` is rendered
+per component instead, and cert-manager writes the Secret of the same name.
+
+Pure: the key pairs and passwords are made (or, with cert-manager, read) by `agentobs.material`
+(the impure side) from the requests declared here, and passed back in to be rendered.
 """
 
 from __future__ import annotations
@@ -9,13 +13,19 @@ from __future__ import annotations
 import base64
 from collections.abc import Mapping
 
+from agentobs.api.spec import IssuerRef
 from agentobs.pki import KeyPair
-from agentobs.render.common import Manifest, Owner, metadata
+from agentobs.render.common import Manifest, Material, Owner, content_hash, labels, metadata
 
 CA_COMPONENT = "ca"
 CA_BUNDLE_KEY = "ca.crt"
 # Generated credentials outlive the resource, like the data volumes they unlock.
 RETAINED_ANNOTATION = "agentobs.io/retained-on-delete"
+CERT_MANAGER_API = "cert-manager.io/v1"
+CERT_MANAGER_GROUP = "cert-manager.io"
+# Pod-template value while a component's certificate is not issued yet (cert-manager mode): the
+# workload exists, its pods wait for the Secret, and issuance changes the value and rolls them.
+PENDING_CERT_HASH = "pending"
 
 
 def _b64(data: bytes | str) -> str:
@@ -73,6 +83,46 @@ def make_tls_secret(owner: Owner, component: str, pair: KeyPair, ca: KeyPair) ->
         "metadata": metadata(owner, component, tls_secret_name(owner, component)),
         "type": "kubernetes.io/tls",
         "data": {"tls.crt": _b64(pair.cert_pem), "tls.key": _b64(pair.key_pem), CA_BUNDLE_KEY: _b64(ca.cert_pem)},
+    }
+
+
+def certificate_hash(material: Material, component: str, *also: str) -> str:
+    """The cert-hash pod annotation of `component`: a digest of its certificate (and of `also`)."""
+    pair = material.certs.get(component)
+    return content_hash(pair.cert_pem.decode(), *also) if pair is not None else PENDING_CERT_HASH
+
+
+def issuer_group(issuer: IssuerRef) -> str:
+    return issuer.group or CERT_MANAGER_GROUP
+
+
+def make_certificate(owner: Owner, component: str, dns_names: list[str]) -> Manifest:
+    """A cert-manager Certificate that fills the Secret `make_tls_secret` would otherwise render.
+
+    Same Secret name, names, lifetime and key type as the operator's own certificates, so the
+    workloads mount it unchanged. The Secret carries the owner labels so it is found, and reconcile
+    counts it as wanted so pruning leaves it while the resource exists.
+    """
+    tls = owner.spec.tls
+    issuer = tls.issuer_ref
+    if issuer is None:
+        raise ValueError("a Certificate is rendered only with spec.tls.issuerRef")
+    name = tls_secret_name(owner, component)
+    return {
+        "apiVersion": CERT_MANAGER_API,
+        "kind": "Certificate",
+        "metadata": metadata(owner, component, name),
+        "spec": {
+            "secretName": name,
+            "dnsNames": list(dns_names),
+            "duration": tls.certificate_lifetime,
+            "renewBefore": tls.renew_before,
+            "issuerRef": {"name": issuer.name, "kind": issuer.kind, "group": issuer_group(issuer)},
+            "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"},
+            # Both ends of mutual TLS (Elasticsearch transport, Alertmanager gossip) use one certificate.
+            "usages": ["digital signature", "server auth", "client auth"],
+            "secretTemplate": {"labels": labels(owner, component)},
+        },
     }
 
 
