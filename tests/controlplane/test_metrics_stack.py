@@ -16,8 +16,9 @@ DEPLOY = ("apps/v1", "Deployment")
 NETPOL = ("networking.k8s.io/v1", "NetworkPolicy")
 
 
-def test_default_resource_is_ready_with_alertmanager_and_grafana(kube: Kube, operator: Operator,
-                                                                  namespace: str) -> None:
+def test_default_resource_is_ready_with_alertmanager_and_grafana(
+    kube: Kube, operator: Operator, namespace: str
+) -> None:
     kube.apply(make_resource("obs", namespace, {}))
     res = wait_ready(kube, namespace, "obs", generation=1)
 
@@ -34,7 +35,8 @@ def test_default_resource_is_ready_with_alertmanager_and_grafana(kube: Kube, ope
 
 
 def test_metrics_stack_pods_are_admitted_under_restricted_pod_security(
-        kube: Kube, kubectl: Callable[..., Any], operator: Operator, namespace: str) -> None:
+    kube: Kube, kubectl: Callable[..., Any], operator: Operator, namespace: str
+) -> None:
     kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
     # Log collection reads the nodes' log files (hostPath), which the restricted profile forbids.
     kube.apply(make_resource("strict", namespace, {"logging": {"enabled": False}}))
@@ -53,14 +55,16 @@ def _admin(kube: Kube, namespace: str, name: str) -> dict[str, str]:
 
 
 def test_grafana_admin_secret_is_generated_once_and_kept_across_spec_changes(
-        kube: Kube, operator: Operator, namespace: str) -> None:
+    kube: Kube, operator: Operator, namespace: str
+) -> None:
     kube.apply(make_resource("keep", namespace, {}))
     wait_ready(kube, namespace, "keep", generation=1)
     first = _admin(kube, namespace, "keep")
     assert first["admin-user"] == "admin" and len(first["admin-password"]) >= 24
 
-    kube.apply(make_resource("keep", namespace, {"grafana": {"replicas": 2},
-                                                 "prometheus": {"alertmanager": {"replicas": 5}}}))
+    kube.apply(
+        make_resource("keep", namespace, {"grafana": {"replicas": 2}, "prometheus": {"alertmanager": {"replicas": 5}}})
+    )
     res = wait_ready(kube, namespace, "keep", generation=2)
     assert res["status"]["components"]["grafana"] == {"ready": 2, "desired": 2}
     assert res["status"]["components"]["alertmanager"] == {"ready": 5, "desired": 5}
@@ -72,10 +76,17 @@ def test_grafana_admin_secret_is_generated_once_and_kept_across_spec_changes(
 
 
 def test_receivers_secret_is_mounted_when_given(kube: Kube, operator: Operator, namespace: str) -> None:
-    kube.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "team-alerting", "namespace": namespace},
-                "stringData": {"am.yml": "route: {receiver: team}\nreceivers: [{name: team}]\n"}})
-    spec = {"prometheus": {"alertmanager": {"replicas": 2,
-                                            "receiversSecret": {"name": "team-alerting", "key": "am.yml"}}}}
+    kube.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "team-alerting", "namespace": namespace},
+            "stringData": {"am.yml": "route: {receiver: team}\nreceivers: [{name: team}]\n"},
+        }
+    )
+    spec = {
+        "prometheus": {"alertmanager": {"replicas": 2, "receiversSecret": {"name": "team-alerting", "key": "am.yml"}}}
+    }
     kube.apply(make_resource("recv", namespace, spec))
     wait_ready(kube, namespace, "recv", generation=1)
     sts = kube.get(*STS, namespace, "recv-alertmanager")
@@ -87,12 +98,23 @@ def test_receivers_secret_is_mounted_when_given(kube: Kube, operator: Operator, 
 
 
 def test_ingress_and_oidc_are_accepted(kube: Kube, operator: Operator, namespace: str) -> None:
-    spec = {"grafana": {"ingressHost": "grafana.example.com",
-                        "oidc": {"issuerUrl": "https://id.example.com", "clientId": "grafana",
-                                 "clientSecret": {"name": "oidc", "key": "secret"}}}}
+    spec = {
+        "grafana": {
+            "ingressHost": "grafana.example.com",
+            "oidc": {
+                "issuerUrl": "https://id.example.com",
+                "authUrl": "https://id.example.com/auth",
+                "tokenUrl": "https://id.example.com/token",
+                "userinfoUrl": "https://id.example.com/userinfo",
+                "clientId": "grafana",
+                "clientSecret": {"name": "oidc", "key": "secret"},
+            },
+        }
+    }
     kube.apply(make_resource("sso", namespace, spec))
     res = wait_ready(kube, namespace, "sso", generation=1)
     assert res["status"]["endpoints"]["grafana"] == "https://grafana.example.com"
-    ingress = wait_for("the Grafana Ingress",
-                       lambda: kube.get("networking.k8s.io/v1", "Ingress", namespace, "sso-grafana"))
+    ingress = wait_for(
+        "the Grafana Ingress", lambda: kube.get("networking.k8s.io/v1", "Ingress", namespace, "sso-grafana")
+    )
     assert ingress["spec"]["tls"][0]["secretName"] == "sso-grafana-tls"

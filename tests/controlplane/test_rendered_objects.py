@@ -17,32 +17,57 @@ from placeholders import placeholder_material
 
 SPECS: dict[str, dict[str, Any]] = {
     "defaults": {},
-    "tuned": {"prometheus": {"replicas": 3, "retention": "30d", "extraRules": [
-                  {"name": "team", "rules": [{"alert": "X", "expr": "vector(1) > 2"}]}],
-                  "alertmanager": {"replicas": 5, "receiversSecret": {"name": "am", "key": "alertmanager.yml"}}},
-              "tracing": {"collector": {"autoscaling": {"enabled": True, "minReplicas": 2, "maxReplicas": 8}}},
-              "elasticsearch": {"nodes": 5, "heap": "2g"},
-              "grafana": {"ingressHost": "grafana.example.com", "oidc": {
-                  "issuerUrl": "https://id.example.com", "clientId": "grafana",
-                  "clientSecret": {"name": "oidc", "key": "secret"}}},
-              "instrumentation": {"namespaceSelector": {"matchLabels": {"team": "search"}}}},
-    "external-es-no-logging": {"elasticsearch": {"external": {"url": "https://es.example.com:9200",
-                                                              "credentialsSecret": "es", "caSecret": "es-ca"}},
-                               "logging": {"enabled": False}},
+    "tuned": {
+        "prometheus": {
+            "replicas": 3,
+            "retention": "30d",
+            "extraRules": [{"name": "team", "rules": [{"alert": "X", "expr": "vector(1) > 2"}]}],
+            "alertmanager": {"replicas": 5, "receiversSecret": {"name": "am", "key": "alertmanager.yml"}},
+        },
+        "tracing": {"collector": {"autoscaling": {"enabled": True, "minReplicas": 2, "maxReplicas": 8}}},
+        "elasticsearch": {"nodes": 5, "heap": "2g"},
+        "grafana": {
+            "ingressHost": "grafana.example.com",
+            "oidc": {
+                "issuerUrl": "https://id.example.com",
+                "authUrl": "https://id.example.com/auth",
+                "tokenUrl": "https://id.example.com/token",
+                "userinfoUrl": "https://id.example.com/userinfo",
+                "clientId": "grafana",
+                "clientSecret": {"name": "oidc", "key": "secret"},
+            },
+        },
+        "instrumentation": {"namespaceSelector": {"matchLabels": {"team": "search"}}},
+    },
+    "external-es-no-logging": {
+        "elasticsearch": {
+            "external": {"url": "https://es.example.com:9200", "credentialsSecret": "es", "caSecret": "es-ca"}
+        },
+        "logging": {"enabled": False},
+    },
 }
 
 
 @pytest.fixture
 def restricted(kubectl: Any, namespace: str) -> str:
-    kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted",
-            "pod-security.kubernetes.io/warn=restricted")
+    kubectl(
+        "label",
+        "namespace",
+        namespace,
+        "pod-security.kubernetes.io/enforce=restricted",
+        "pod-security.kubernetes.io/warn=restricted",
+    )
     return namespace
 
 
 @pytest.mark.parametrize("name", sorted(SPECS))
 def test_every_rendered_object_is_accepted_strictly(kube: Kube, restricted: str, name: str) -> None:
-    owner = Owner(name="render", namespace=restricted, uid="00000000-0000-0000-0000-0000000000aa",
-                  spec=AgentObservabilitySpec.model_validate(SPECS[name]))
+    owner = Owner(
+        name="render",
+        namespace=restricted,
+        uid="00000000-0000-0000-0000-0000000000aa",
+        spec=AgentObservabilitySpec.model_validate(SPECS[name]),
+    )
     objects = make_stack(owner, placeholder_material(owner))
     refused = []
     for obj in objects:

@@ -23,12 +23,18 @@ def _owner(spec: dict[str, Any] | None = None) -> Owner:
 
 def _material(owner: Owner) -> Material:
     """Distinct, recognisable values for every generated secret, so a leak is found by search."""
+
     def pair(name: str) -> KeyPair:
         return KeyPair(cert_pem=f"{name} cert\n".encode(), key_pem=f"{name} KEY\n".encode())
 
-    return Material(ca=pair("ca"), certs={c: pair(c) for c in certificate_requests(owner)},
-                    credentials={r.suffix: {k: SECRET_VALUE.format(suffix=r.suffix, key=k) for k in r.recipe}
-                                 for r in credential_requests(owner)})
+    return Material(
+        ca=pair("ca"),
+        certs={c: pair(c) for c in certificate_requests(owner)},
+        credentials={
+            r.suffix: {k: SECRET_VALUE.format(suffix=r.suffix, key=k) for k in r.recipe}
+            for r in credential_requests(owner)
+        },
+    )
 
 
 def _objects(spec: dict[str, Any] | None = None) -> dict[tuple[str, str], dict[str, Any]]:
@@ -46,6 +52,7 @@ def _env(container: dict[str, Any]) -> dict[str, Any]:
 
 # --- rules ---------------------------------------------------------------------------------------
 
+
 def test_every_alert_has_summary_description_and_a_runbook_section() -> None:
     anchors = {re.sub(r"[^a-z0-9-]", "", h.lower()) for h in re.findall(r"^## (.+)$", RUNBOOKS.read_text(), re.M)}
     alerts = [r for g in rules.built_in_rules(_owner())["groups"] for r in g["rules"]]
@@ -59,8 +66,11 @@ def test_every_alert_has_summary_description_and_a_runbook_section() -> None:
 
 
 def test_certificate_alert_is_scoped_to_this_resource_and_follows_renew_before() -> None:
-    alerts = {r["alert"]: r for g in rules.built_in_rules(_owner({"tls": {"certificateLifetime": "48h",
-              "renewBefore": "16h"}}))["groups"] for r in g["rules"]}
+    alerts = {
+        r["alert"]: r
+        for g in rules.built_in_rules(_owner({"tls": {"certificateLifetime": "48h", "renewBefore": "16h"}}))["groups"]
+        for r in g["rules"]
+    }
     expr = alerts["AgentObsCertificateNearExpiry"]["expr"]
     assert 'namespace="agents"' in expr and 'resource="demo"' in expr
     assert expr.endswith(f"< {8 * 3600}")
@@ -96,6 +106,7 @@ def test_rule_changes_roll_prometheus() -> None:
 
 # --- Prometheus wiring ----------------------------------------------------------------------------
 
+
 def test_prometheus_loads_the_rules_and_alerts_every_alertmanager_peer_over_tls() -> None:
     objects = _objects()
     config = yaml.safe_load(objects[("ConfigMap", "demo-prometheus")]["data"]["prometheus.yml"])
@@ -123,13 +134,17 @@ def test_operator_scrape_job_only_when_its_address_is_known() -> None:
 
 # --- Alertmanager ---------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("replicas", [1, 3, 5])
 def test_alertmanager_peers_match_replicas(replicas: int) -> None:
     objects = _objects({"prometheus": {"alertmanager": {"replicas": replicas}}})
     sts = objects[("StatefulSet", "demo-alertmanager")]
     assert sts["spec"]["replicas"] == replicas
-    peers = [a.split("=", 1)[1] for a in sts["spec"]["template"]["spec"]["containers"][0]["args"]
-             if a.startswith("--cluster.peer=")]
+    peers = [
+        a.split("=", 1)[1]
+        for a in sts["spec"]["template"]["spec"]["containers"][0]["args"]
+        if a.startswith("--cluster.peer=")
+    ]
     assert peers == [f"demo-alertmanager-{i}.demo-alertmanager-headless:9094" for i in range(replicas)]
     assert objects[("Service", "demo-alertmanager-headless")]["spec"]["publishNotReadyAddresses"] is True
 
@@ -146,8 +161,10 @@ def test_alertmanager_mounts_the_receivers_secret_when_given() -> None:
     objects = _objects({"prometheus": {"alertmanager": {"receiversSecret": {"name": "team-am", "key": "am.yml"}}}})
     assert ("ConfigMap", "demo-alertmanager") not in objects
     volumes = objects[("StatefulSet", "demo-alertmanager")]["spec"]["template"]["spec"]["volumes"]
-    assert {"name": "config", "secret": {"secretName": "team-am",
-                                         "items": [{"key": "am.yml", "path": "alertmanager.yml"}]}} in volumes
+    assert {
+        "name": "config",
+        "secret": {"secretName": "team-am", "items": [{"key": "am.yml", "path": "alertmanager.yml"}]},
+    } in volumes
 
 
 def test_alertmanager_serves_and_gossips_over_tls() -> None:
@@ -165,9 +182,23 @@ def test_alertmanager_serves_and_gossips_over_tls() -> None:
 
 # --- Grafana --------------------------------------------------------------------------------------
 
+
 def test_no_secret_value_is_written_into_a_config_map() -> None:
-    for spec in ({}, {"grafana": {"oidc": {"issuerUrl": "https://id.example", "clientId": "grafana",
-                                           "clientSecret": {"name": "oidc", "key": "secret"}}}}):
+    for spec in (
+        {},
+        {
+            "grafana": {
+                "oidc": {
+                    "issuerUrl": "https://id.example",
+                    "authUrl": "https://id.example/auth",
+                    "tokenUrl": "https://id.example/token",
+                    "userinfoUrl": "https://id.example/userinfo",
+                    "clientId": "grafana",
+                    "clientSecret": {"name": "oidc", "key": "secret"},
+                }
+            }
+        },
+    ):
         owner = _owner(spec)
         material = _material(owner)
         values = [v for creds in material.credentials.values() for v in creds.values()]
@@ -182,10 +213,14 @@ def test_no_secret_value_is_written_into_a_config_map() -> None:
 def test_grafana_secrets_come_from_secret_refs_and_every_placeholder_is_defined() -> None:
     objects = _objects()
     env = _env(_container(objects, "Deployment", "demo-grafana"))
-    assert env["GF_SECURITY_ADMIN_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "demo-grafana-admin",
-                                                                            "key": "admin-password"}
-    assert env["AGENTOBS_PROMETHEUS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "demo-prometheus-web-auth",
-                                                                              "key": "password"}
+    assert env["GF_SECURITY_ADMIN_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "demo-grafana-admin",
+        "key": "admin-password",
+    }
+    assert env["AGENTOBS_PROMETHEUS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "demo-prometheus-web-auth",
+        "key": "password",
+    }
     assert env["AGENTOBS_ELASTICSEARCH_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "demo-elasticsearch-grafana"
     assert env["AGENTOBS_CA_CERT"]["valueFrom"]["configMapKeyRef"] == {"name": "demo-ca-bundle", "key": "ca.crt"}
     assert env["GF_AUTH_ANONYMOUS_ENABLED"]["value"] == "false" and env["GF_SERVER_PROTOCOL"]["value"] == "https"
@@ -199,13 +234,19 @@ def test_grafana_secrets_come_from_secret_refs_and_every_placeholder_is_defined(
 
 def test_grafana_datasources_use_tls_and_the_addresses_module() -> None:
     objects = _objects()
-    sources = {d["uid"]: d for d in yaml.safe_load(
-        objects[("ConfigMap", "demo-grafana-provisioning")]["data"]["datasources.yaml"])["datasources"]}
+    sources = {
+        d["uid"]: d
+        for d in yaml.safe_load(objects[("ConfigMap", "demo-grafana-provisioning")]["data"]["datasources.yaml"])[
+            "datasources"
+        ]
+    }
     assert set(sources) == {"agentobs-prometheus", "agentobs-jaeger", "agentobs-logs", "agentobs-audit"}
     assert sources["agentobs-prometheus"]["url"] == "https://demo-prometheus.agents.svc:9090"
     assert sources["agentobs-jaeger"]["url"] == "https://demo-jaeger-query.agents.svc:16686"
-    for uid, index in (("agentobs-logs", "agentobs_agents_demo_logs-*"),
-                       ("agentobs-audit", "agentobs_agents_demo_audit-*")):
+    for uid, index in (
+        ("agentobs-logs", "agentobs_agents_demo_logs-*"),
+        ("agentobs-audit", "agentobs_agents_demo_audit-*"),
+    ):
         assert sources[uid]["url"] == "https://demo-elasticsearch.agents.svc:9200"
         assert sources[uid]["jsonData"]["index"] == index
     for source in sources.values():
@@ -216,10 +257,16 @@ def test_grafana_datasources_use_tls_and_the_addresses_module() -> None:
 def test_external_elasticsearch_credentials_and_ca_come_from_the_users_secrets() -> None:
     external = {"url": "https://es.example:9200", "credentialsSecret": "es-creds", "caSecret": "es-ca"}
     env = _env(_container(_objects({"elasticsearch": {"external": external}}), "Deployment", "demo-grafana"))
-    assert env["AGENTOBS_ELASTICSEARCH_USER"]["valueFrom"]["secretKeyRef"] == {"name": "es-creds", "key": "username",
-                                                                             "optional": True}
-    assert env["AGENTOBS_ELASTICSEARCH_CA"]["valueFrom"]["secretKeyRef"] == {"name": "es-ca", "key": "ca.crt",
-                                                                           "optional": True}
+    assert env["AGENTOBS_ELASTICSEARCH_USER"]["valueFrom"]["secretKeyRef"] == {
+        "name": "es-creds",
+        "key": "username",
+        "optional": True,
+    }
+    assert env["AGENTOBS_ELASTICSEARCH_CA"]["valueFrom"]["secretKeyRef"] == {
+        "name": "es-ca",
+        "key": "ca.crt",
+        "optional": True,
+    }
 
 
 def test_admin_secret_is_generated_only_when_none_is_named() -> None:
@@ -233,13 +280,22 @@ def test_admin_secret_is_generated_only_when_none_is_named() -> None:
 
 def test_oidc_settings_only_when_set() -> None:
     assert not [n for n in _env(_container(_objects(), "Deployment", "demo-grafana")) if "OAUTH" in n]
-    oidc = {"issuerUrl": "https://id.example", "clientId": "grafana", "allowedGroups": ["sre", "ml"],
-            "clientSecret": {"name": "oidc", "key": "secret"}}
+    oidc = {
+        "issuerUrl": "https://id.example",
+        "authUrl": "https://id.example/auth",
+        "tokenUrl": "https://id.example/token",
+        "userinfoUrl": "https://id.example/userinfo",
+        "clientId": "grafana",
+        "allowedGroups": ["sre", "ml"],
+        "clientSecret": {"name": "oidc", "key": "secret"},
+    }
     env = _env(_container(_objects({"grafana": {"oidc": oidc}}), "Deployment", "demo-grafana"))
     assert env["GF_AUTH_GENERIC_OAUTH_ENABLED"]["value"] == "true"
     assert env["GF_AUTH_GENERIC_OAUTH_CLIENT_ID"]["value"] == "grafana"
     assert env["GF_AUTH_GENERIC_OAUTH_CLIENT_SECRET"]["valueFrom"]["secretKeyRef"] == {"name": "oidc", "key": "secret"}
     assert env["GF_AUTH_GENERIC_OAUTH_ALLOWED_GROUPS"]["value"] == "sre,ml"
+    assert env["GF_AUTH_GENERIC_OAUTH_TOKEN_URL"]["value"] == "https://id.example/token"
+    assert env["GF_AUTH_GENERIC_OAUTH_API_URL"]["value"] == "https://id.example/userinfo"
 
 
 def test_ingress_only_with_a_host_and_the_certificate_covers_it() -> None:
@@ -247,8 +303,10 @@ def test_ingress_only_with_a_host_and_the_certificate_covers_it() -> None:
     objects = _objects({"grafana": {"ingressHost": "grafana.example.com"}})
     ingress = objects[("Ingress", "demo-grafana")]
     assert ingress["spec"]["rules"][0]["host"] == "grafana.example.com"
-    assert "grafana.example.com" in certificate_requests(_owner({"grafana": {"ingressHost": "grafana.example.com"}}))[
-        "grafana"]
+    assert (
+        "grafana.example.com"
+        in certificate_requests(_owner({"grafana": {"ingressHost": "grafana.example.com"}}))["grafana"]
+    )
 
 
 def test_three_dashboards_are_provisioned() -> None:
@@ -261,6 +319,7 @@ def test_three_dashboards_are_provisioned() -> None:
 
 # --- NetworkPolicies ------------------------------------------------------------------------------
 
+
 def _allowed(objects: dict[tuple[str, str], dict[str, Any]], target: str) -> list[tuple[Any, int, str]]:
     """(from, port, protocol) triples the NetworkPolicy of component `target` admits."""
     policy = objects[("NetworkPolicy", f"demo-{target}")]["spec"]
@@ -268,8 +327,10 @@ def _allowed(objects: dict[tuple[str, str], dict[str, Any]], target: str) -> lis
     assert policy["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == target
     out = []
     for rule in policy["ingress"]:
-        sources = [s.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/name", "*")
-                   for s in rule.get("from", [{}])]
+        sources = [
+            s.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/name", "*")
+            for s in rule.get("from", [{}])
+        ]
         out += [(src, p["port"], p["protocol"]) for src in sources for p in rule["ports"]]
     return out
 

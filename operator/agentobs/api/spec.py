@@ -301,6 +301,10 @@ class OIDCSpec(SpecModel):
     """Grafana login through an OpenID Connect provider."""
 
     issuer_url: str = Field(..., pattern=r"^https://", description="The provider's issuer URL.")
+    auth_url: str = Field(..., pattern=r"^https://",
+                          description="Authorization endpoint (authorization_endpoint of the provider's discovery).")
+    token_url: str = Field(..., pattern=r"^https://", description="Token endpoint (token_endpoint).")
+    userinfo_url: str = Field(..., pattern=r"^https://", description="UserInfo endpoint (userinfo_endpoint).")
     client_id: str = Field(..., min_length=1, description="OAuth client id registered for Grafana.")
     client_secret: SecretKeyRef = Field(..., description="Secret key holding the OAuth client secret.")
     allowed_groups: list[str] = Field(default_factory=list, description="Groups allowed to log in.")

@@ -161,6 +161,10 @@ def oidc_env(owner: Owner) -> list[dict[str, Any]]:
         {"name": f"{prefix}ENABLED", "value": "true"},
         {"name": f"{prefix}NAME", "value": "OIDC"},
         {"name": f"{prefix}CLIENT_ID", "value": oidc.client_id},
+        # Grafana's generic OAuth does no discovery: the endpoints come from the spec.
+        {"name": f"{prefix}AUTH_URL", "value": oidc.auth_url},
+        {"name": f"{prefix}TOKEN_URL", "value": oidc.token_url},
+        {"name": f"{prefix}API_URL", "value": oidc.userinfo_url},
         _secret_env(f"{prefix}CLIENT_SECRET", oidc.client_secret.name, oidc.client_secret.key),
         {"name": f"{prefix}SCOPES", "value": "openid email profile"},
         {"name": f"{prefix}USE_PKCE", "value": "true"},
