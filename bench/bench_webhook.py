@@ -5,9 +5,9 @@ and without the webhook, measured in the same run.
 
 In process: choosing the resource and building the JSON patch the API server receives (what the
 webhook does per pod besides HTTP), over pods of varied shapes; the baseline is a JSON round trip
-of the same pod (the decoding and encoding any webhook pays). Through the API server (the local cluster, `hack/cluster.sh up`): create latency of
-selected agent pods while the operator's webhook is registered, then with the configuration
-removed.
+of the same pod (the decoding and encoding any webhook pays). Through the API server (the local
+cluster, `hack/cluster.sh up`): create latency of selected agent pods while the operator's webhook
+is registered, then with the configuration removed.
 """
 
 from __future__ import annotations
