@@ -123,6 +123,7 @@ def make_status(obs: Observation, previous_conditions: list[dict[str, Any]], now
         conditions.append(cond(cond_type, not problems, reason, "; ".join(problems)))
 
     ready_count = sum(1 for c in conditions if c.status == "True")
+    component_count = len(conditions)
     degraded_reason, degraded_message = "AsExpected", ""
     if obs.invalid_spec is not None:
         degraded_reason, degraded_message = "InvalidSpec", obs.invalid_spec
@@ -155,6 +156,6 @@ def make_status(obs: Observation, previous_conditions: list[dict[str, Any]], now
         injection=obs.injection,
         conditions=summary + conditions,
         components=components,
-        components_ready=f"{ready_count}/{len(conditions)}",
+        components_ready=f"{ready_count}/{component_count}",
         endpoints=obs.endpoints,
     )

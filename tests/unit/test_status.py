@@ -85,3 +85,14 @@ def test_workload_state_reads_statefulset_status() -> None:
     assert not workload_state(sts).is_ready
     sts["status"].update(updateRevision="a", observedGeneration=3)
     assert not workload_state(sts).is_ready
+
+
+def test_components_ready_counts_components_not_coverage() -> None:
+    from agentobs.api.status import InjectionStatus
+
+    obs = Observation(generation=1, tls_ready=True, workloads={"prometheus": WorkloadState(2, 2, True)},
+                      injection=InjectionStatus(selected=3, current=1, missing=2))
+    status = make_status(obs, [], NOW)
+    assert status.components_ready == "2/2"
+    conditions = {c.type: c for c in status.conditions}
+    assert conditions["InjectionCoverage"].status == "False" and conditions["Ready"].status == "True"
