@@ -23,6 +23,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ NAMESPACE_CACHE_SECONDS = 30.0
 
 _kube: Kube | None = None
 _namespace_labels: dict[str, tuple[float, dict[str, str]]] = {}
+_LOOKUPS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="admission")
 
 
 def _client() -> Kube:
@@ -87,7 +89,11 @@ async def admit(request: dict[str, Any], configs: Iterable[injection.InjectionCo
     result, ops = "skipped", []
     try:
         candidates = list(configs)
-        labels = await asyncio.to_thread(_labels_of_namespace, namespace) if candidates else {}
+        labels: dict[str, str] = {}
+        if any(c.namespace_selector for c in candidates):
+            # Its own small pool: admission must not queue behind reconcile passes in the default one,
+            # or the API server's 5 s timeout admits pods uninjected under load.
+            labels = await asyncio.get_running_loop().run_in_executor(_LOOKUPS, _labels_of_namespace, namespace)
         chosen = injection.choose(pod, namespace, labels, candidates)
         if chosen is not None:
             ops = injection.patch_ops(pod, chosen)
@@ -96,7 +102,8 @@ async def admit(request: dict[str, Any], configs: Iterable[injection.InjectionCo
         result, ops = "failed", []
         metrics.WEBHOOK_FAIL_OPEN.labels(reason=type(exc).__name__).inc()
         log.exception("admitting a pod in %s without injection", namespace)
-        await asyncio.to_thread(_report_fail_open, namespace, pod, type(exc).__name__)
+        await asyncio.get_running_loop().run_in_executor(_LOOKUPS, _report_fail_open, namespace, pod,
+                                                         type(exc).__name__)
     metrics.WEBHOOK_REQUESTS.labels(result=result).inc()
     metrics.WEBHOOK_SECONDS.observe(time.perf_counter() - started)
     return ops
