@@ -120,9 +120,6 @@ class InstrumentationSpec(SpecModel):
     resource_attributes: dict[str, str] = Field(
         default_factory=dict, description="Extra OpenTelemetry resource attributes added to every agent."
     )
-    python_auto_instrumentation: bool = Field(
-        False, description="Also enable OpenTelemetry Python auto-instrumentation in agent containers."
-    )
     rollout_on_change: bool = Field(
         False,
         description="Restart the Deployments and StatefulSets whose pods lack the current injection.",
