@@ -110,3 +110,19 @@ def test_config_change_rolls_the_pods() -> None:
 
     assert config_hash({}) != config_hash({"prometheus": {"scrapeInterval": "15s"}})
     assert config_hash({}) == config_hash({"prometheus": {"replicas": 4}})
+
+
+def test_container_resources_come_from_the_spec() -> None:
+    spec = {"grafana": {"resources": {"limits": {"memory": "1Gi"}}},
+            "logging": {"resources": {"requests": {"cpu": "300m"}}},
+            "tracing": {"collector": {"resources": {"limits": {"memory": "3Gi"}}},
+                        "queryResources": {"limits": {"memory": "768Mi"}}}}
+    objects = {(o["kind"], o["metadata"]["name"]): o for o in _render(spec)}
+
+    def first(kind: str, name: str) -> dict[str, Any]:
+        return dict(objects[(kind, name)]["spec"]["template"]["spec"]["containers"][0]["resources"])
+
+    assert first("Deployment", "demo-grafana") == {"limits": {"memory": "1Gi"}}
+    assert first("DaemonSet", "demo-fluentd") == {"requests": {"cpu": "300m"}}
+    assert first("Deployment", "demo-jaeger-collector") == {"limits": {"memory": "3Gi"}}
+    assert first("Deployment", "demo-jaeger-query") == {"limits": {"memory": "768Mi"}}

@@ -218,6 +218,12 @@ class CollectorSpec(SpecModel):
     """The Jaeger v2 collector that receives OTLP from agents."""
 
     replicas: int = Field(2, ge=2, le=50, description="Collector replicas when not autoscaled; at least 2.")
+    resources: ResourceRequirements = Field(
+        default_factory=lambda: ResourceRequirements(
+            requests={"cpu": "200m", "memory": "256Mi"}, limits={"memory": "1Gi"}
+        ),
+        description="Collector container resources.",
+    )
     autoscaling: AutoscalingSpec = Field(default_factory=AutoscalingSpec, description="Collector autoscaling.")
 
 
@@ -226,6 +232,12 @@ class TracingSpec(SpecModel):
 
     collector: CollectorSpec = Field(default_factory=CollectorSpec, description="The OTLP collector.")
     query_replicas: int = Field(1, ge=1, le=10, description="Jaeger query (UI and API) replicas.")
+    query_resources: ResourceRequirements = Field(
+        default_factory=lambda: ResourceRequirements(
+            requests={"cpu": "100m", "memory": "128Mi"}, limits={"memory": "512Mi"}
+        ),
+        description="Jaeger query container resources.",
+    )
     retention_days: int = Field(7, ge=1, le=3650, description="Days trace indices are kept.")
 
 
@@ -292,6 +304,12 @@ class LoggingSpec(SpecModel):
         default_factory=dict, description="Only pods with these labels; empty means the agent pods."
     )
     retention_days: int = Field(14, ge=1, le=3650, description="Days log indices are kept.")
+    resources: ResourceRequirements = Field(
+        default_factory=lambda: ResourceRequirements(
+            requests={"cpu": "100m", "memory": "256Mi"}, limits={"memory": "512Mi"}
+        ),
+        description="Fluentd container resources (per node).",
+    )
 
 
 class OIDCSpec(SpecModel):
@@ -311,6 +329,12 @@ class GrafanaSpec(SpecModel):
     """Grafana with provisioned datasources and agent dashboards."""
 
     replicas: int = Field(1, ge=1, le=10, description="Grafana replicas.")
+    resources: ResourceRequirements = Field(
+        default_factory=lambda: ResourceRequirements(
+            requests={"cpu": "100m", "memory": "256Mi"}, limits={"memory": "512Mi"}
+        ),
+        description="Grafana container resources.",
+    )
     admin_secret: str | None = Field(
         None,
         max_length=253,

@@ -35,7 +35,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from agentobs.api.spec import ResourceRequirements
 from agentobs.render import es_access
 from agentobs.render.addresses import elasticsearch_url
 from agentobs.render.common import (
@@ -60,8 +59,6 @@ ES_CA_DIR = "/etc/fluentd/es-ca"
 AUDIT_LOGGER = "agentobs.audit"
 UID = 65534
 LOG_FILES_GROUP = 0
-# The spec has no resources for Fluentd yet; these hold a node with a few busy agents.
-RESOURCES = ResourceRequirements(requests={"cpu": "100m", "memory": "256Mi"}, limits={"memory": "512Mi"})
 BUFFER_LIMIT = "256MB"  # per output; two outputs share the state volume
 STATE_VOLUME_LIMIT = "1Gi"
 RBAC_GROUP = "rbac.authorization.k8s.io"
@@ -261,7 +258,7 @@ def make_daemonset(owner: Owner, config_hash: str) -> Manifest:
         "command": ["fluentd", "-c", f"{CONFIG_DIR}/fluent.conf", "-p", "/fluentd/plugins",
                     "--gemfile", "/fluentd/Gemfile"],
         "env": env,
-        "resources": resources(RESOURCES),
+        "resources": resources(owner.spec.logging.resources),
         "securityContext": container_security_context(),
         "volumeMounts": mounts,
     }

@@ -14,7 +14,6 @@ from typing import Any
 
 import yaml
 
-from agentobs.api.spec import ResourceRequirements
 from agentobs.render import dashboards, es_access, prometheus
 from agentobs.render.addresses import GRAFANA_PORT, elasticsearch_url, grafana_url, jaeger_query_url, prometheus_url
 from agentobs.render.common import (
@@ -44,8 +43,6 @@ TLS_DIR = "/etc/grafana/tls"
 PROVISIONING_DIR = "/etc/grafana/provisioning"
 DASHBOARDS_DIR = "/etc/grafana/dashboards"
 DATA_DIR = "/var/lib/grafana"
-# The spec has no grafana.resources yet; these hold one Grafana with three dashboards.
-RESOURCES = ResourceRequirements(requests={"cpu": "100m", "memory": "256Mi"}, limits={"memory": "512Mi"})
 
 DATASOURCE_UIDS = {"prometheus": dashboards.PROMETHEUS_UID, "jaeger": "agentobs-jaeger",
                    "logs": "agentobs-logs", "audit": "agentobs-audit"}
@@ -218,7 +215,7 @@ def make_deployment(owner: Owner, config_hash: str, cert_hash: str) -> Manifest:
         # /api/health answers without a login, so the probes need no credentials.
         "readinessProbe": {**probe, "periodSeconds": 5},
         "livenessProbe": {**probe, "periodSeconds": 15, "failureThreshold": 6, "initialDelaySeconds": 30},
-        "resources": resources(RESOURCES),
+        "resources": resources(owner.spec.grafana.resources),
         "securityContext": container_security_context(),
         "volumeMounts": [
             {"name": "provisioning", "mountPath": PROVISIONING_DIR, "readOnly": True},

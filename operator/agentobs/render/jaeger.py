@@ -25,7 +25,6 @@ from typing import Any
 
 import yaml
 
-from agentobs.api.spec import ResourceRequirements
 from agentobs.render import es_access
 from agentobs.render.addresses import (
     JAEGER_QUERY_PORT,
@@ -63,9 +62,6 @@ STORAGE = "elasticsearch"
 HEALTH_PORT = 13133
 QUERY_GRPC_PORT = 16685
 UID = 10001  # the jaeger image's user
-# The spec has no resources for Jaeger yet; these hold a collector at a few thousand spans/s.
-COLLECTOR_RESOURCES = ResourceRequirements(requests={"cpu": "200m", "memory": "256Mi"}, limits={"memory": "1Gi"})
-QUERY_RESOURCES = ResourceRequirements(requests={"cpu": "100m", "memory": "128Mi"}, limits={"memory": "512Mi"})
 
 
 def _server_tls() -> dict[str, str]:
@@ -173,7 +169,8 @@ def make_deployment(owner: Owner, component: str, replicas: int | None, config_h
         "ports": [*_ports(component), {"name": "health", "containerPort": HEALTH_PORT, "protocol": "TCP"}],
         "readinessProbe": {**health, "periodSeconds": 5},
         "livenessProbe": {**health, "periodSeconds": 15, "failureThreshold": 6},
-        "resources": resources(COLLECTOR_RESOURCES if component == COLLECTOR else QUERY_RESOURCES),
+        "resources": resources(owner.spec.tracing.collector.resources if component == COLLECTOR
+                               else owner.spec.tracing.query_resources),
         "securityContext": container_security_context(),
         "volumeMounts": mounts,
     }
