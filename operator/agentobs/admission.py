@@ -21,7 +21,6 @@ import logging
 import ssl
 import tempfile
 import time
-import uuid
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -33,7 +32,7 @@ from pydantic import ValidationError
 
 from agentobs import injection, metrics, webhook
 from agentobs.api.spec import AgentObservabilitySpec
-from agentobs.kube import Kube, KubeError
+from agentobs.kube import Kube, KubeError, shared
 from agentobs.render.common import Owner
 
 log = logging.getLogger(__name__)
@@ -41,16 +40,12 @@ log = logging.getLogger(__name__)
 ROTATION_CHECK_SECONDS = 3600.0
 NAMESPACE_CACHE_SECONDS = 30.0
 
-_kube: Kube | None = None
 _namespace_labels: dict[str, tuple[float, dict[str, str]]] = {}
 _LOOKUPS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="admission")
 
 
 def _client() -> Kube:
-    global _kube
-    if _kube is None:
-        _kube = Kube()
-    return _kube
+    return shared()
 
 
 def _now() -> dt.datetime:
@@ -188,15 +183,8 @@ def _labels_of_namespace(name: str) -> dict[str, str]:
 
 def _report_fail_open(namespace: str, pod: dict[str, Any], error: str) -> None:
     meta = pod.get("metadata") or {}
-    name = meta.get("name") or f"{meta.get('generateName', 'pod-')}<new>"
-    stamp = _now().strftime("%Y-%m-%dT%H:%M:%SZ")
+    # At admission a pod made from generateName has no name yet.
+    name = meta.get("name") or f"{meta.get('generateName', 'pod-')}new"
     with contextlib.suppress(KubeError):
-        _client().create_event({
-            "apiVersion": "v1", "kind": "Event",
-            "metadata": {"name": f"agentobs-failopen-{uuid.uuid4().hex[:12]}", "namespace": namespace},
-            "involvedObject": {"apiVersion": "v1", "kind": "Pod", "namespace": namespace, "name": name},
-            "reason": "InjectionFailed", "type": "Warning",
-            "message": f"admitted without agentobs instrumentation: {error}",
-            "source": {"component": "agentobs-operator"}, "firstTimestamp": stamp, "lastTimestamp": stamp,
-            "count": 1,
-        })
+        _client().post_event({"apiVersion": "v1", "kind": "Pod", "namespace": namespace, "name": name}, True,
+                             "InjectionFailed", f"admitted without agentobs instrumentation: {error}")

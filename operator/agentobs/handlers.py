@@ -24,7 +24,7 @@ from agentobs import admission, metrics
 from agentobs.api import GROUP, PLURAL, VERSION
 from agentobs.api.crd import make_crd
 from agentobs.api.spec import AgentObservabilitySpec
-from agentobs.kube import Kube, KubeError
+from agentobs.kube import Kube, KubeError, shared
 from agentobs.leader import Elector
 from agentobs.prune import forget, prune, sweep_orphans
 from agentobs.reconcile import reconcile
@@ -54,13 +54,10 @@ class Scheduler:
         self.running: set[Key] = set()
         self.tasks: set[asyncio.Task[None]] = set()
         self.wakeup = asyncio.Event()
-        self.kube: Kube | None = None
         self.elector = Elector(None, "", "", "")
 
     def client(self) -> Kube:
-        if self.kube is None:
-            self.kube = Kube()
-        return self.kube
+        return shared()
 
     def wake(self, key: Key, delay: float = 0.0) -> None:
         if key in self.bodies:
@@ -124,17 +121,10 @@ scheduler = Scheduler()
 
 def _post_event(kube: Kube, body: dict[str, Any], warning: bool, reason: str, message: str) -> None:
     meta = body["metadata"]
-    stamp = _now().strftime("%Y-%m-%dT%H:%M:%SZ")
+    involved = {"apiVersion": body["apiVersion"], "kind": body["kind"], "name": meta["name"],
+                "namespace": meta["namespace"], "uid": meta["uid"]}
     try:
-        kube.create_event({
-            "apiVersion": "v1", "kind": "Event",
-            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
-            "involvedObject": {"apiVersion": body["apiVersion"], "kind": body["kind"], "name": meta["name"],
-                               "namespace": meta["namespace"], "uid": meta["uid"]},
-            "type": "Warning" if warning else "Normal", "reason": reason, "message": message[:1000],
-            "source": {"component": MANAGED_BY}, "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
-            "reportingComponent": MANAGED_BY,
-        })
+        kube.post_event(involved, warning, reason, message)
     except KubeError as exc:
         log.warning("event %s not posted: %s", reason, exc.message)
 

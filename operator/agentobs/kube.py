@@ -10,6 +10,7 @@ into a log, an event or a status condition through an exception.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import threading
@@ -213,6 +214,27 @@ class Kube:
         self._call("PATCH", _path(api_version, kind, namespace, name), kind, body,
                    content_type="application/merge-patch+json")
 
-    def create_event(self, event: Manifest) -> None:
-        ns = event["metadata"]["namespace"]
-        self._call("POST", _path("v1", "Event", ns), "Event", event)
+    def post_event(self, involved: dict[str, str], warning: bool, reason: str, message: str) -> None:
+        """Record an Event about `involved` (apiVersion, kind, namespace, name and, if known, uid)."""
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        namespace = involved["namespace"]
+        self._call("POST", _path("v1", "Event", namespace), "Event", {
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"generateName": f"{involved['name'].rstrip('.')}.", "namespace": namespace},
+            "involvedObject": involved, "type": "Warning" if warning else "Normal", "reason": reason,
+            "message": message[:1000], "source": {"component": FIELD_MANAGER}, "reportingComponent": FIELD_MANAGER,
+            "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
+        })
+
+
+_shared: Kube | None = None
+_shared_lock = threading.Lock()
+
+
+def shared() -> Kube:
+    """The process's one client, for the reconcile passes and the webhook alike."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = Kube()
+        return _shared

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
-import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+from cluster_support import ROOT
+
 CHART = ROOT / "charts" / "agentobs"
 RELEASE = "agentobs"
 # Namespaces of this session share a prefix, so leftovers of a run are easy to tell apart.
@@ -34,31 +31,6 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
                        "operator.manageCRD": False},
 }
 SERVICE_MONITOR_API = "monitoring.coreos.com/v1"
-
-
-def tool_dir(tool: str) -> str:
-    result = subprocess.run([str(ROOT / "tools" / "ensure.sh"), tool], capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        pytest.fail(f"tools/ensure.sh {tool} failed:\n{result.stderr[-3000:]}")
-    return result.stdout.strip()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 90.0, interval: float = 0.5) -> Any:
-    """Poll `check` until it returns something truthy; fail naming `what` and the last value."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}; last seen: {last!r}")
 
 
 def set_args(values: dict[str, Any]) -> list[str]:

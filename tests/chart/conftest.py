@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
-from chart_support import CHART, RELEASE, ROOT, SESSION_PREFIX, Run, set_args, tool_dir
+from chart_support import CHART, RELEASE, SESSION_PREFIX, Run, set_args
+from cluster_support import start_cluster, tool_dir
 
 
 @pytest.fixture(scope="session")
@@ -59,12 +60,7 @@ def render(helm: Run) -> Callable[..., list[dict[str, Any]]]:
 
 @pytest.fixture(scope="session")
 def kubeconfig() -> str:
-    result = subprocess.run([str(ROOT / "hack" / "cluster.sh"), "up"], capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        pytest.fail(f"the local cluster did not start:\n{result.stderr[-4000:]}")
-    path = result.stdout.strip().splitlines()[-1].removeprefix("export KUBECONFIG=")
-    os.environ["KUBECONFIG"] = path
-    return path
+    return start_cluster()
 
 
 @pytest.fixture(scope="session")

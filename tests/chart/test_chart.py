@@ -26,7 +26,8 @@ from chart_rbac import (
     permissions_of,
     stack_roles,
 )
-from chart_support import CHART, ROOT, SERVICE_MONITOR_API, VALUE_SETS, Render, Run, set_args
+from chart_support import CHART, SERVICE_MONITOR_API, VALUE_SETS, Render, Run, set_args
+from cluster_support import ROOT
 
 # Variables the operator reads that the chart leaves unset, and why.
 ENV_NOT_SET_BY_CHART = {

@@ -7,9 +7,7 @@ operator running out of cluster (operator.enabled=false, webhook.url on 127.0.0.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,10 +29,9 @@ from chart_support import (
     Render,
     Run,
     as_yaml,
-    free_port,
     set_args,
-    wait_for,
 )
+from cluster_support import OperatorProcess, free_port, wait_for
 
 pytestmark = pytest.mark.controlplane
 
@@ -144,32 +141,15 @@ class Release:
     log: Path
 
 
-class OperatorProcess:
-    """`python -m agentobs.main` against the cluster, configured as the chart would configure it."""
-
-    def __init__(self, namespace: str, webhook_port: int, log: Path) -> None:
-        self.log = log
-        self.env = {**os.environ, "AGENTOBS_NAMESPACES": namespace, "AGENTOBS_BIND_ADDRESS": "127.0.0.1",
-                    "AGENTOBS_METRICS_PORT": str(free_port()), "AGENTOBS_HEALTH_PORT": str(free_port()),
-                    "AGENTOBS_WEBHOOK_PORT": str(webhook_port), "AGENTOBS_WEBHOOK_SERVICE": "",
-                    "AGENTOBS_WEBHOOK_CONFIGURATION": WEBHOOK_CONFIGURATION, "AGENTOBS_OPERATOR_NAMESPACE": namespace,
-                    "AGENTOBS_MANAGE_CRD": "true", "AGENTOBS_RESYNC_SECONDS": "3",
-                    "AGENTOBS_LEADER_ELECTION": "true", "POD_ID": OPERATOR_IDENTITY}
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen([sys.executable, "-m", "agentobs.main"], env=self.env, stdout=out,
-                                            stderr=subprocess.STDOUT)
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+def chart_operator(namespace: str, webhook_port: int, log: Path) -> OperatorProcess:
+    """The operator configured as the chart would configure it, run out of cluster."""
+    return OperatorProcess({
+        "AGENTOBS_NAMESPACES": namespace, "AGENTOBS_BIND_ADDRESS": "127.0.0.1",
+        "AGENTOBS_METRICS_PORT": str(free_port()), "AGENTOBS_HEALTH_PORT": str(free_port()),
+        "AGENTOBS_WEBHOOK_PORT": str(webhook_port), "AGENTOBS_WEBHOOK_SERVICE": "",
+        "AGENTOBS_WEBHOOK_CONFIGURATION": WEBHOOK_CONFIGURATION, "AGENTOBS_OPERATOR_NAMESPACE": namespace,
+        "AGENTOBS_MANAGE_CRD": "true", "AGENTOBS_RESYNC_SECONDS": "3",
+        "AGENTOBS_LEADER_ELECTION": "true", "POD_ID": OPERATOR_IDENTITY}, log)
 
 
 @pytest.fixture(scope="module")
@@ -185,7 +165,7 @@ def release(helm: Run, kubectl: Run, tmp_path_factory: pytest.TempPathFactory) -
             json.dumps([{"op": "replace", "path": "/spec/versions/0/additionalPrinterColumns/0/description",
                          "value": "stale"}]))
     log = tmp_path_factory.mktemp("operator") / "operator.log"
-    operator = OperatorProcess(namespace, port, log)
+    operator = chart_operator(namespace, port, log)
     operator.start()
     try:
         yield Release(namespace=namespace, stack=INSTALLED, values=values, log=log)

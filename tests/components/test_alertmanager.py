@@ -12,7 +12,6 @@ import base64
 import datetime as dt
 import json
 import shutil
-import socket
 import ssl
 import subprocess
 import time
@@ -27,6 +26,7 @@ import pytest
 from agentobs.api.spec import AgentObservabilitySpec
 from agentobs.render import Owner, make_stack
 
+from cluster_support import free_port
 from rendered_files import lay_out_mounts, real_material, rewrite_paths
 
 NOW = dt.datetime.now(dt.UTC)  # real processes check certificate validity against the real clock
@@ -34,12 +34,6 @@ ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertman
 AMTOOL = shutil.which("amtool")
 pytestmark = pytest.mark.skipif(ALERTMANAGER is None or AMTOOL is None,
                                 reason="needs alertmanager: apt-get install prometheus-alertmanager")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Peers:
@@ -134,7 +128,7 @@ def test_amtool_accepts_the_default_config(peers: Peers) -> None:
 
 
 def test_peers_form_a_cluster_over_mutual_tls_and_replicate_silences(peers: Peers) -> None:
-    web, gossip = [_free_port(), _free_port()], [_free_port(), _free_port()]
+    web, gossip = [free_port(), free_port()], [free_port(), free_port()]
     peers.start(web, gossip)
 
     def clustered(port: int) -> Any:

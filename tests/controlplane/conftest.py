@@ -9,11 +9,7 @@ tests assert objects, validity and the operator's reaction, not what a Prometheu
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,9 +17,10 @@ from typing import Any
 
 import pytest
 
-from agentobs.kube import Kube, KubeError
+from agentobs.kube import Kube
 
-ROOT = Path(__file__).resolve().parents[2]
+from cluster_support import ROOT, OperatorProcess, free_port, start_cluster, tool_dir, wait_for
+
 # Namespaces of this session share a prefix the operator under test is scoped to, so another
 # operator on the same cluster (`make demo`, a second test run) never touches them.
 SESSION_PREFIX = f"t{uuid.uuid4().hex[:6]}"
@@ -37,42 +34,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.controlplane)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 90.0, interval: float = 0.5) -> Any:
-    """Poll `check` until it returns something truthy; fail naming `what` and the last value."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except KubeError as exc:
-            last = exc
-        if last and not isinstance(last, Exception):
-            return last
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}; last seen: {last!r}")
-
-
 @pytest.fixture(scope="session")
 def kubeconfig() -> str:
-    result = subprocess.run([str(ROOT / "hack" / "cluster.sh"), "up"], capture_output=True, text=True,
-                            check=False)
-    if result.returncode != 0:
-        pytest.fail(f"the local cluster did not start:\n{result.stderr[-4000:]}")
-    path = result.stdout.strip().splitlines()[-1].removeprefix("export KUBECONFIG=")
-    os.environ["KUBECONFIG"] = path
-    return path
+    return start_cluster()
 
 
 @pytest.fixture(scope="session")
 def kubectl(kubeconfig: str) -> Callable[..., subprocess.CompletedProcess[str]]:
-    binary = subprocess.run([str(ROOT / "tools" / "ensure.sh"), "kubernetes"], capture_output=True,
-                            text=True, check=True).stdout.strip() + "/kubectl"
+    binary = tool_dir("kubernetes") + "/kubectl"
 
     def run(*args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run([binary, "--kubeconfig", kubeconfig, *args], input=input, capture_output=True,
@@ -88,37 +57,19 @@ def kube(kubectl: Callable[..., Any]) -> Kube:
     return Kube()
 
 
-class Operator:
+class Operator(OperatorProcess):
+    """The operator under test: scoped to this session's namespaces, with its own webhook."""
+
     def __init__(self, log_path: Path) -> None:
-        self.log_path = log_path
-        self.metrics_port = _free_port()
-        self.health_port = _free_port()
-        self.webhook_port = _free_port()
+        self.metrics_port, self.health_port, self.webhook_port = free_port(), free_port(), free_port()
         self.webhook_configuration = f"agentobs-webhook-{SESSION_PREFIX}"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        env = {**os.environ, "AGENTOBS_BIND_ADDRESS": "127.0.0.1", "AGENTOBS_RESYNC_SECONDS": "3",
-               "AGENTOBS_NAMESPACES": f"{SESSION_PREFIX}-*",
-               "AGENTOBS_WEBHOOK_PORT": str(self.webhook_port),
-               "AGENTOBS_WEBHOOK_CONFIGURATION": self.webhook_configuration,
-               "AGENTOBS_METRICS_PORT": str(self.metrics_port), "AGENTOBS_HEALTH_PORT": str(self.health_port)}
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen([sys.executable, "-m", "agentobs.main"], env=env, stdout=log,
-                                        stderr=subprocess.STDOUT)
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        super().__init__({
+            "AGENTOBS_BIND_ADDRESS": "127.0.0.1", "AGENTOBS_RESYNC_SECONDS": "3",
+            "AGENTOBS_NAMESPACES": f"{SESSION_PREFIX}-*",
+            "AGENTOBS_WEBHOOK_PORT": str(self.webhook_port),
+            "AGENTOBS_WEBHOOK_CONFIGURATION": self.webhook_configuration,
+            "AGENTOBS_METRICS_PORT": str(self.metrics_port), "AGENTOBS_HEALTH_PORT": str(self.health_port),
+        }, log_path)
 
 
 @pytest.fixture(scope="session")

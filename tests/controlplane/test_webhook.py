@@ -106,7 +106,6 @@ def test_fail_open_is_counted_and_reported(kube: Kube, stack: str) -> None:
             raise RuntimeError("configs unavailable")
 
     before = metrics.WEBHOOK_FAIL_OPEN.labels(reason="RuntimeError")._value.get()
-    admission._kube = kube
     request = {"uid": "1", "namespace": stack, "object": _pod("broken", stack)}
     ops = asyncio.run(admission.admit(request, BrokenConfigs()))
     assert ops == [], "a failing webhook admits the pod untouched"

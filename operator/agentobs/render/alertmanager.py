@@ -30,7 +30,13 @@ from agentobs.render.common import (
     selector_labels,
     spread_replicas,
 )
-from agentobs.render.tls import certificate_hash, service_dns_names, tls_secret_name
+from agentobs.render.tls import (
+    basic_auth_recipe,
+    certificate_hash,
+    service_dns_names,
+    tls_secret_name,
+    web_server_config,
+)
 
 COMPONENT = "alertmanager"
 WEB_PORT = ALERTMANAGER_PORT
@@ -81,11 +87,7 @@ def make_config_map(owner: Owner) -> Manifest:
 
 def make_web_config_secret(owner: Owner, password_bcrypt: str) -> Manifest:
     """The web server's TLS and basic auth, and TLS for the gossip between peers."""
-    web = {
-        "tls_server_config": {"cert_file": f"{TLS_DIR}/tls.crt", "key_file": f"{TLS_DIR}/tls.key",
-                              "min_version": "TLS12"},
-        "basic_auth_users": {WEB_USER: password_bcrypt},
-    }
+    web = web_server_config(TLS_DIR, WEB_USER, password_bcrypt)
     # Mutual TLS between peers: each presents its own certificate (issued for client use too) and
     # accepts only certificates from the resource's CA. Peers dial each other by IP, so the client
     # checks the certificate against the headless Service name it carries.
@@ -235,8 +237,7 @@ def certificates(owner: Owner) -> dict[str, list[str]]:
 
 
 def credentials(owner: Owner) -> list[CredentialRequest]:
-    recipe = {"username": f"literal:{WEB_USER}", "password": "random", "password.bcrypt": "bcrypt:password"}
-    return [CredentialRequest(COMPONENT, WEB_AUTH_SUFFIX, recipe)]
+    return [CredentialRequest(COMPONENT, WEB_AUTH_SUFFIX, basic_auth_recipe(WEB_USER))]
 
 
 def endpoints(owner: Owner) -> dict[str, str]:

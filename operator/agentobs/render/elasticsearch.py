@@ -50,7 +50,7 @@ from agentobs.render.common import (
     selector_labels,
     spread_replicas,
 )
-from agentobs.render.tls import certificate_hash, service_dns_names, tls_secret_name
+from agentobs.render.tls import basic_auth_recipe, certificate_hash, service_dns_names, tls_secret_name
 
 COMPONENT = "elasticsearch"
 UID = 1000  # the elasticsearch image's user
@@ -302,9 +302,7 @@ def credentials(owner: Owner) -> list[CredentialRequest]:
     requests = [CredentialRequest(COMPONENT, ELASTIC_SUFFIX,
                                   {es_access.USERNAME_KEY: "literal:elastic", es_access.PASSWORD_KEY: "random"})]
     for client in es_access.CLIENTS:
-        recipe = {es_access.USERNAME_KEY: f"literal:{client}", es_access.PASSWORD_KEY: "random",
-                  es_access.BCRYPT_KEY: f"bcrypt:{es_access.PASSWORD_KEY}"}
-        requests.append(CredentialRequest(COMPONENT, es_access.credentials_suffix(client), recipe))
+        requests.append(CredentialRequest(COMPONENT, es_access.credentials_suffix(client), basic_auth_recipe(client)))
     return requests
 
 

@@ -32,7 +32,13 @@ from agentobs.render.common import (
     selector_labels,
     spread_replicas,
 )
-from agentobs.render.tls import certificate_hash, service_dns_names, tls_secret_name
+from agentobs.render.tls import (
+    basic_auth_recipe,
+    certificate_hash,
+    service_dns_names,
+    tls_secret_name,
+    web_server_config,
+)
 
 COMPONENT = "prometheus"
 WEB_PORT = PROMETHEUS_PORT
@@ -185,11 +191,7 @@ def make_prometheus_configmap(owner: Owner) -> Manifest:
 
 def make_web_config_secret(owner: Owner, password_bcrypt: str) -> Manifest:
     """Prometheus' own web server: TLS with the operator's certificate, and basic auth."""
-    web = {
-        "tls_server_config": {"cert_file": f"{TLS_DIR}/tls.crt", "key_file": f"{TLS_DIR}/tls.key",
-                              "min_version": "TLS12"},
-        "basic_auth_users": {WEB_USER: password_bcrypt},
-    }
+    web = web_server_config(TLS_DIR, WEB_USER, password_bcrypt)
     return {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -352,8 +354,7 @@ def certificates(owner: Owner) -> dict[str, list[str]]:
 
 
 def credentials(owner: Owner) -> list[CredentialRequest]:
-    recipe = {"username": f"literal:{WEB_USER}", "password": "random", "password.bcrypt": "bcrypt:password"}
-    return [CredentialRequest(COMPONENT, WEB_AUTH_SUFFIX, recipe)]
+    return [CredentialRequest(COMPONENT, WEB_AUTH_SUFFIX, basic_auth_recipe(WEB_USER))]
 
 
 def endpoints(owner: Owner) -> dict[str, str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Mapping
+from typing import Any
 
 from agentobs.api.spec import IssuerRef
 from agentobs.pki import KeyPair
@@ -132,3 +133,17 @@ def make_credentials_secret(owner: Owner, component: str, suffix: str, values: M
     del meta["ownerReferences"]
     return {"apiVersion": "v1", "kind": "Secret", "metadata": meta, "type": "Opaque",
             "data": {k: _b64(v) for k, v in sorted(values.items())}}
+
+
+def basic_auth_recipe(user: str) -> dict[str, str]:
+    """Credentials for `user`: a generated password, and its bcrypt hash for the server that checks it."""
+    return {"username": f"literal:{user}", "password": "random", "password.bcrypt": "bcrypt:password"}
+
+
+def web_server_config(tls_dir: str, user: str, password_bcrypt: str) -> dict[str, Any]:
+    """The web configuration Prometheus and Alertmanager share: TLS with the mounted pair, basic auth."""
+    return {
+        "tls_server_config": {"cert_file": f"{tls_dir}/tls.crt", "key_file": f"{tls_dir}/tls.key",
+                              "min_version": "TLS12"},
+        "basic_auth_users": {user: password_bcrypt},
+    }
