@@ -52,6 +52,21 @@ apiVersion: config.kwok.x-k8s.io/v1alpha1
 options:
   kubeApiserverCertSANs: ["10.0.0.1", "10.201.0.1"]
 CONF
+    # kwokctl's binary runtime always starts the kwok controller managing every node, which would
+    # fake the pods of a real node; this wrapper scopes it to the nodes kwokctl makes (annotated
+    # kwok.x-k8s.io/node=fake). kwokctl's own flag for that crashes (v0.8.0).
+    cat >"$state/kwok-controller" <<WRAP
+#!/usr/bin/env bash
+args=()
+for a in "\$@"; do
+  case \$a in
+    --manage-all-nodes=true) args+=(--manage-all-nodes=false --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake) ;;
+    *) args+=("\$a") ;;
+  esac
+done
+exec "$KWOK/kwok" "\${args[@]}"
+WRAP
+    chmod +x "$state/kwok-controller"
     KWOK_KUBE_VERSION=$KUBE_VERSION "$KWOK/kwokctl" create cluster --name "$name" --runtime binary \
       --config "$state/kwokctl.yaml" \
       --extra-args kube-apiserver=advertise-address=10.201.0.1 \
@@ -62,7 +77,7 @@ CONF
       --kube-apiserver-binary "$K8S/kube-apiserver" \
       --kube-controller-manager-binary "$K8S/kube-controller-manager" \
       --kube-scheduler-binary "$K8S/kube-scheduler" \
-      --kwok-controller-binary "$KWOK/kwok" \
+      --kwok-controller-binary "$state/kwok-controller" \
       --etcd-binary "$ETCD/etcd" \
       --kube-authorization --kube-admission --secure-port \
       --extra-args kube-controller-manager=enable-hostpath-provisioner=true \

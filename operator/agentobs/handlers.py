@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import fnmatch
 import logging
 import os
 import socket
@@ -39,6 +40,14 @@ SWEEP_SECONDS = 600.0
 # Where each stack's Prometheus scrapes the operator's own metrics (certificate expiry), if known.
 OWNER_EXTRA = ({OPERATOR_METRICS_TARGET: os.environ["AGENTOBS_METRICS_TARGET"]}
                if os.environ.get("AGENTOBS_METRICS_TARGET") else {})
+# AGENTOBS_NAMESPACES as main.py reads it: names or globs, empty for the whole cluster.
+WATCHED = [n for n in os.environ.get("AGENTOBS_NAMESPACES", "").split(",") if n]
+
+
+def watched_namespace(namespace: str) -> bool:
+    return not WATCHED or any(fnmatch.fnmatchcase(namespace, pattern) for pattern in WATCHED)
+
+
 CHILD_SELECTOR: dict[str, Any] = {"app.kubernetes.io/managed-by": MANAGED_BY, OWNER_LABEL: kopf.PRESENT}
 
 Key = tuple[str, str]
@@ -110,7 +119,7 @@ class Scheduler:
             if self.elector.is_leader and time.monotonic() - swept > SWEEP_SECONDS:
                 swept = time.monotonic()
                 try:
-                    await asyncio.to_thread(sweep_orphans, self.client())
+                    await asyncio.to_thread(sweep_orphans, self.client(), watched_namespace)
                 except KubeError as exc:
                     log.warning("orphan sweep postponed: %s", exc.message)
             await asyncio.sleep(self.elector.duration / 3)

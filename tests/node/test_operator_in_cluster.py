@@ -101,7 +101,10 @@ def stack(install: Install, kubectl: Kubectl) -> dict[str, Any]:
         "metadata": {"name": "team", "namespace": install.stack_ns},
         "spec": {"instrumentation": {
             "namespaceSelector": {"matchLabels": {"agentobs.io/test-agents": install.agents_label}},
-            "podSelector": {"matchLabels": {"app": "example-agent"}}}},
+            "podSelector": {"matchLabels": {"app": "example-agent"}}},
+            # Its collector DaemonSet would put a pod on every node, the real one included, whose
+            # image cannot be had here: logging is not what this module tests.
+            "logging": {"enabled": False}},
     }
     kubectl("apply", "-f", "-", input=json.dumps(resource))
 
@@ -186,9 +189,16 @@ def test_webhook_injects_through_the_service_and_the_pod_uses_it(install: Instal
     pem = kubectl("exec", "-n", ns, "agent", "-c", "agent", "--", "python3", "-c",
                   f"print(open({ca_path!r}).read())").stdout
     assert pem.startswith("-----BEGIN CERTIFICATE-----"), f"CA bundle at {ca_path} not readable: {pem[:200]!r}"
-    # The agent itself is alive with what it was given: its loop logs runs as JSON lines.
-    wait_for("the example agent to log a completed run",
-             lambda: "run 1 done" in pod_logs(kubectl, ns, "agent"), timeout=60, interval=1)
+    # The agent itself runs with what it was given: its loop logs JSON lines carrying trace ids.
+    def traced_line() -> dict[str, Any] | None:
+        for line in pod_logs(kubectl, ns, "agent").splitlines():
+            if line.startswith("{") and '"trace_id"' in line:
+                record: dict[str, Any] = json.loads(line)
+                return record
+        return None
+
+    record = wait_for("the example agent to log a JSON line with a trace id", traced_line, timeout=90, interval=2)
+    assert len(record["trace_id"]) == 32 and record["logger"] == "example_agent"
 
     wait_for("the opted-out pod running", lambda: _running(kubectl, ns, "opted-out"), timeout=180, interval=1)
     plain = _env_in_container(kubectl, ns, "opted-out")
