@@ -136,8 +136,10 @@ def test_both_operator_pods_run_one_leads_and_the_other_takes_over(install: Inst
 
     kubectl("delete", "pod", "-n", install.operator_ns, leader, "--wait=false")
     (other,) = names - {leader}
+    # The deleted leader releases the Lease as it stops, so the replica already running (not the
+    # Deployment's replacement, still starting) takes over within one retry.
     wait_for(f"{other} to take over the Lease from the deleted {leader}",
-             lambda: lease_holder(kubectl, install.operator_ns) == other, timeout=120, interval=1)
+             lambda: lease_holder(kubectl, install.operator_ns) == other, timeout=90, interval=1)
 
 
 def _agent_pod(name: str, namespace: str, annotations: dict[str, str] | None = None) -> dict[str, Any]:
