@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+
 from cluster_support import ROOT, tool_dir, wait_for
 from conftest import Kubectl, chart_version, get_json, pod_logs
 
@@ -75,11 +76,11 @@ def install(real_node: str, kubectl: Kubectl) -> Iterator[Install]:
                "scheduler.alpha.kubernetes.io/defaultTolerations": json.dumps(
                    [{"key": "agentobs.io/real-node", "operator": "Exists", "effect": "NoSchedule"}])}
     agents_label = f"agents-{suffix}"
-    for name, annotations, labels in ((operator_ns, on_node, {}), (stack_ns, {}, {}),
-                                      (agents_ns, on_node, {"agentobs.io/test-agents": agents_label})):
+    for name, notes, labels in ((operator_ns, on_node, {}), (stack_ns, {}, {}),
+                                (agents_ns, on_node, {"agentobs.io/test-agents": agents_label})):
         kubectl("apply", "-f", "-", input=json.dumps({
             "apiVersion": "v1", "kind": "Namespace",
-            "metadata": {"name": name, "annotations": annotations, "labels": labels}}))
+            "metadata": {"name": name, "annotations": notes, "labels": labels}}))
     release = f"aobs-{suffix}"
     helm(real_node, "install", release, str(ROOT / "charts" / "agentobs"), "-n", operator_ns,
          "--set", f"operator.watchNamespaces={{{stack_ns},{agents_ns}}}",
