@@ -40,8 +40,8 @@ def test_nothing_injected_still_works_and_says_so(caplog: pytest.LogCaptureFixtu
 
 def test_configure_is_idempotent_and_restartable() -> None:
     first = agentobs_sdk.configure({"OTEL_SERVICE_NAME": "a"}, json_logs=False)
-    second = agentobs_sdk.configure({"OTEL_SERVICE_NAME": "b"}, json_logs=False)
-    assert second is first
+    second = agentobs_sdk.configure({"OTEL_SERVICE_NAME": "a"}, json_logs=False)
+    assert second is first  # same settings: the same handle (other settings raise, see test_sdk_streams_threads)
     assert agentobs_sdk.current_handle() is first
     first.shutdown()
     first.shutdown()  # a second shutdown is harmless
@@ -64,6 +64,10 @@ def test_settings_read_every_injected_variable() -> None:
         "AGENTOBS_AUDIT_DIR": "/var/lib/agentobs/audit",
         "AGENTOBS_AUDIT_RETENTION_DAYS": "30",
         "AGENTOBS_AGENT_ID": "planner-0",
+        "OTEL_SDK_DISABLED": "false",
+        "AGENTOBS_AUDIT_KEY_FILE": "/var/run/agentobs/audit-key/key",
+        "AGENTOBS_METRICS_LINGER_SECONDS": "12.5",
+        "AGENTOBS_LOG_LEVEL": "debug",
         "UNRELATED": "ignored",
     }
     s = config.Settings.from_env(env)
@@ -77,6 +81,10 @@ def test_settings_read_every_injected_variable() -> None:
     assert s.audit_dir == "/var/lib/agentobs/audit"
     assert s.audit_retention_days == 30
     assert s.agent_id == "planner-0"
+    assert s.sdk_disabled is False
+    assert s.audit_key_file == "/var/run/agentobs/audit-key/key"
+    assert s.metrics_linger_seconds == 12.5
+    assert s.log_level == "DEBUG"
     assert set(config.ENV_VARS) == set(env) - {"UNRELATED"}
 
 
@@ -95,6 +103,9 @@ def test_every_variable_is_documented_in_the_package_docstring() -> None:
         ({"AGENTOBS_AUDIT_RETENTION_DAYS": "-3"}, "audit_retention_days", None),
         ({"OTEL_RESOURCE_ATTRIBUTES": "service.name=from-attrs"}, "service_name", "from-attrs"),
         ({"OTEL_EXPORTER_OTLP_ENDPOINT": "   "}, "otlp_endpoint", None),
+        ({"AGENTOBS_METRICS_LINGER_SECONDS": "soon"}, "metrics_linger_seconds", config.DEFAULT_METRICS_LINGER_S),
+        ({"AGENTOBS_LOG_LEVEL": "chatty"}, "log_level", None),
+        ({"OTEL_SDK_DISABLED": "1"}, "sdk_disabled", False),  # the spec: only "true" disables
     ],
 )
 def test_bad_injected_values_degrade_instead_of_failing(env: dict[str, str], field: str, expected: object) -> None:

@@ -1,5 +1,12 @@
 """`AuditTrail`: the append side of the audit trail (durability, concurrency, rotation, retention).
 
+Integrity: with a key (keys.py) records are MACed and HEAD carries a MAC. A writer verifies the
+whole trail when it opens and refuses (AuditError) to extend one that fails verification, or a
+keyed trail without its key; when another process extended the chain it checks the new tail's
+MAC before linking to it. Timestamps are taken under the lock (never earlier than the previous
+record's), so sequence order and time order agree across threads and processes. The chain head is
+announced outside the pod (anchor.py) at open, periodically and at close.
+
 Concurrency: every commit holds an in-process lock and an exclusive flock on DIR/.lock, then
 re-reads the chain tail if anyone else (another process, or a crash) touched the newest segment
 since this writer last wrote, so threads and processes all extend one chain.
@@ -30,7 +37,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from . import store
+from .anchor import AnchoredHead, stderr_sink
 from .chain import (
+    ALG_HMAC,
     GENESIS,
     RETENTION_ACTION,
     AuditError,
@@ -39,16 +48,20 @@ from .chain import (
     normalise_details,
     now_ts,
     parse_ts,
+    record_hash,
     seal,
 )
 from .group import GroupCommitter
+from .keys import head_mac, key_id
 from .tail import locate_tail
+from .verify import verify
 
 log = logging.getLogger("agentobs_sdk.audit")
 
 Durability = Literal["fsync", "group"]
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 DEFAULT_ROTATE_SECONDS = 86400.0
+DEFAULT_ANCHOR_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -75,6 +88,10 @@ class AuditTrail:
         default_agent: str | None = None,
         clock: Callable[[], float] = time.time,
         on_durable: Callable[[int], None] | None = None,
+        agent_id: str | None = None,
+        key: bytes | None = None,
+        anchor_sink: Callable[[AnchoredHead], None] | None = stderr_sink,
+        anchor_seconds: float | None = DEFAULT_ANCHOR_SECONDS,
     ) -> None:
         if durability not in ("fsync", "group"):
             raise ValueError(f"durability must be 'fsync' or 'group', not {durability!r}")
@@ -84,6 +101,13 @@ class AuditTrail:
         self.rotate_seconds = rotate_seconds
         self.retention_days = retention_days
         self.default_agent = default_agent
+        self.agent_id = agent_id if agent_id is not None else default_agent
+        self._key = key
+        self._kid = key_id(key) if key is not None else None
+        self._anchor_sink = anchor_sink
+        self._anchor_seconds = anchor_seconds
+        self._anchored_at = 0.0
+        self.trail_id = ""
         self._clock = clock
         self._on_durable = on_durable
         self.repairs: list[store.TornTail] = []
@@ -102,15 +126,19 @@ class AuditTrail:
         self._created = 0.0
         self._last_seq = 0
         self._last_hash = GENESIS
+        self._last_ts = 0.0
 
         try:
             with self._io, store.dir_lock(self._lock_fd):
+                self.trail_id = store.ensure_trail_id(self.directory)
                 self._scan()
                 self._check_head()
+                self._refuse_unless_verified()
                 self._retention_locked()
         except BaseException:
             self._close_fds()
             raise
+        self._anchor(force=True)
         # A forked child shares this writer's open lock file, and flock does not exclude two
         # holders of one open file: give the child its own descriptors and locks.
         ref = weakref.ref(self)
@@ -152,12 +180,22 @@ class AuditTrail:
                 self._scan()
             return self._retention_locked()
 
+    @property
+    def keyed(self) -> bool:
+        return self._key is not None
+
+    def head(self) -> AnchoredHead:
+        """The newest record this writer knows of, as it is anchored outside the pod."""
+        return AnchoredHead(self.trail_id, self._last_seq, self._last_hash, self.agent_id,
+                            now_ts(self._clock()))
+
     def close(self) -> None:
         with self._io:
             if self._closed:
                 return
             self._closed = True
             self._close_fds()
+        self._anchor(force=True)
 
     def __enter__(self) -> AuditTrail:
         return self
@@ -178,9 +216,10 @@ class AuditTrail:
     ) -> dict[str, Any]:
         if not isinstance(action, str) or not action:
             raise ValueError("an audit record needs a non-empty action")
+        # No timestamp yet: it is taken under the lock, when the record gets its seq.
         return {
-            "ts": now_ts(self._clock()),
             "agent": agent if agent is not None else self.default_agent,
+            "agent_id": self.agent_id,
             "action": action,
             "user": user,
             "result": result,
@@ -206,6 +245,7 @@ class AuditTrail:
                         self._retention_locked()
                     except OSError as exc:  # the appends are durable; retention retries next time
                         log.error("agentobs audit: retention in %s failed: %s", self.directory, exc)
+        self._anchor()
         return receipts
 
     def _write_records(self, bodies: list[dict[str, Any]]) -> list[AuditReceipt]:
@@ -219,7 +259,10 @@ class AuditTrail:
                     self._flush(buf)
                     buf.clear()
                     self._new_segment()
-                record = seal(body, seq=self._last_seq + 1, prev=self._last_hash)
+                # Never before the previous record, even if the wall clock stepped back.
+                self._last_ts = max(self._clock(), self._last_ts)
+                record = seal({**body, "ts": now_ts(self._last_ts)}, seq=self._last_seq + 1,
+                              prev=self._last_hash, key=self._key)
                 buf += encode(record)
                 self._last_seq, self._last_hash = record["seq"], record["hash"]
                 receipts.append(AuditReceipt(record["seq"], record["hash"], self._name, record["ts"]))
@@ -228,7 +271,7 @@ class AuditTrail:
             # Forget the in-memory tail: the next commit re-reads what really reached the disk.
             self._drop_segment()
             raise
-        store.write_head(self._head_fd, store.Head(self._last_seq, self._last_hash))
+        self._write_head()
         if self._on_durable is not None:
             try:
                 self._on_durable(self._last_seq)
@@ -290,6 +333,10 @@ class AuditTrail:
         for torn in tail.repairs:
             self.repairs.append(torn)
             log.warning("agentobs audit: %s; earlier records are intact", torn.describe())
+        if tail.record is not None:
+            self._check_tail_record(tail.record)
+            with contextlib.suppress(ValueError, TypeError):
+                self._last_ts = max(self._last_ts, parse_ts(str(tail.record["ts"])).timestamp())
         self._last_seq, self._last_hash = tail.seq, tail.hash
         if tail.segment is not None:
             self._fd = os.open(os.path.join(self.directory, tail.segment), os.O_RDWR | os.O_APPEND)
@@ -321,7 +368,48 @@ class AuditTrail:
             if head is None and self._last_seq > 0:
                 log.warning("agentobs audit: HEAD in %s was missing; recreated from the chain tail",
                             self.directory)
-            store.write_head(self._head_fd, store.Head(self._last_seq, self._last_hash))
+            self._write_head()
+
+    # --- integrity ---------------------------------------------------------------------------------
+
+    def _write_head(self) -> None:
+        mac = None
+        if self._key is not None:
+            mac = head_mac(self._key, self.trail_id, self._last_seq, self._last_hash)
+        store.write_head(self._head_fd, store.Head(self._last_seq, self._last_hash, mac, self._kid))
+
+    def _check_tail_record(self, record: dict[str, Any]) -> None:
+        """The record this writer is about to link to must be one a holder of the key wrote."""
+        keyed = record.get("alg") == ALG_HMAC
+        if keyed and self._key is None:
+            raise AuditError(f"audit trail in {self.directory} is keyed; refusing to extend it without "
+                             "its key (set AGENTOBS_AUDIT_KEY_FILE)")
+        if not keyed and self._key is not None:
+            raise AuditError(f"the last record of the audit trail in {self.directory} is not keyed: "
+                             "refusing to extend it; run `agentobs-audit verify`")
+        if record_hash(record, self._key) != record["hash"]:
+            raise AuditError(f"the last record of the audit trail in {self.directory} (seq {record['seq']}) "
+                             "does not match its hash: refusing to extend it; run `agentobs-audit verify`")
+
+    def _refuse_unless_verified(self) -> None:
+        report = verify(self.directory, key=self._key, _locked=True)
+        if not report.ok:
+            first = report.errors[0].describe()
+            raise AuditError(f"audit trail in {self.directory} fails verification ({len(report.errors)} "
+                             f"problem(s), first: {first}): refusing to append; run `agentobs-audit verify`")
+
+    def _anchor(self, *, force: bool = False) -> None:
+        """Announce the chain head outside the pod: always when forced, else at most every N s."""
+        if self._anchor_sink is None or (not force and self._anchor_seconds is None):
+            return
+        now = time.monotonic()
+        if not force and now - self._anchored_at < (self._anchor_seconds or 0.0):
+            return
+        self._anchored_at = now
+        try:
+            self._anchor_sink(self.head())
+        except Exception:  # the append is durable; a failing sink must not turn it into an error
+            log.exception("agentobs audit: announcing the chain head failed")
 
     # --- retention ---------------------------------------------------------------------------------
 
@@ -343,7 +431,6 @@ class AuditTrail:
             # The chain itself records the cut, so a forged anchor.json cannot hide deletions.
             self._rotated = False
             receipt = self._write_records([{
-                "ts": now_ts(self._clock()),
                 "agent": "agentobs-audit",
                 "action": RETENTION_ACTION,
                 "user": None,
