@@ -147,7 +147,8 @@ def test_resource_comes_from_the_injected_env_only(monkeypatch: pytest.MonkeyPat
 
 
 def test_metrics_port_serves_the_registry() -> None:
-    handle = agentobs_sdk.configure({"AGENTOBS_METRICS_PORT": "0", "AGENTOBS_AGENT_ID": "x"},
+    handle = agentobs_sdk.configure({"AGENTOBS_METRICS_PORT": "0", "AGENTOBS_AGENT_ID": "x",
+                                     "AGENTOBS_METRICS_LINGER_SECONDS": "0"},
                                     metrics_addr="127.0.0.1", json_logs=False)
     assert handle.metrics_port
     with urllib.request.urlopen(f"http://127.0.0.1:{handle.metrics_port}/metrics", timeout=5) as resp:
@@ -162,7 +163,8 @@ def test_unwritable_audit_dir_raises_and_releases_everything(tmp_path: Path) -> 
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     with pytest.raises((OSError, AuditError)):
-        agentobs_sdk.configure({"AGENTOBS_AUDIT_DIR": str(blocker / "audit"), "AGENTOBS_METRICS_PORT": "0"},
+        agentobs_sdk.configure({"AGENTOBS_AUDIT_DIR": str(blocker / "audit"), "AGENTOBS_METRICS_PORT": "0",
+                                "AGENTOBS_METRICS_LINGER_SECONDS": "0"},
                                metrics_addr="127.0.0.1", json_logs=False)
     assert agentobs_sdk.current_handle() is None
 
@@ -202,3 +204,11 @@ def test_configure_defaults_to_os_environ(monkeypatch: pytest.MonkeyPatch) -> No
     handle = agentobs_sdk.configure(json_logs=False)
     assert handle.settings.service_name == "from-os-environ"
     assert os.environ["OTEL_SERVICE_NAME"] == "from-os-environ"
+
+
+def test_shutdown_says_when_no_final_scrape_came(caplog: pytest.LogCaptureFixture) -> None:
+    handle = agentobs_sdk.configure({"AGENTOBS_METRICS_PORT": "0", "AGENTOBS_METRICS_LINGER_SECONDS": "0.3"},
+                                    metrics_addr="127.0.0.1", json_logs=False)
+    with caplog.at_level(logging.WARNING, logger="agentobs_sdk"):
+        handle.shutdown()
+    assert any("no scrape within 0.3s" in r.getMessage() for r in caplog.records)
