@@ -327,11 +327,7 @@ def _build(
     if settings.audit_dir:
         agent_id = settings.effective_agent_id
         try:
-            key = load_key(settings.audit_key_file) if settings.audit_key_file else None
-            if key is None:
-                log.warning("agentobs: the audit trail in %s is UNKEYED (%s not set): its hash chain shows "
-                            "accidental damage, but whoever can write the files can rewrite it undetected",
-                            settings.audit_dir, ENV_AUDIT_KEY_FILE)
+            key = _audit_key(settings)
             audit = AuditTrail(
                 settings.audit_dir,
                 retention_days=settings.audit_retention_days,
@@ -369,6 +365,19 @@ def _build(
         log_handler=handler,
         _restore=restore,
     )
+
+
+def _audit_key(settings: Settings) -> bytes | None:
+    """The audit key, or None (said loudly). A key file that exists but is unusable raises."""
+    path = settings.audit_key_file
+    if path and os.path.exists(path):
+        return load_key(path)
+    why = f"{ENV_AUDIT_KEY_FILE} not set" if not path else (
+        f"{path} is absent: the webhook mounts the resource's audit-key Secret only where it exists, "
+        "i.e. in the resource's own namespace")
+    log.warning("agentobs: the audit trail in %s is UNKEYED (%s): its hash chain shows accidental damage, "
+                "but whoever can write the files can rewrite it undetected", settings.audit_dir, why)
+    return None
 
 
 def _log_levels(settings: Settings) -> list[Callable[[], None]]:

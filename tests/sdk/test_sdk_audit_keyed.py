@@ -253,3 +253,14 @@ def test_timestamps_follow_sequence_order_across_processes(tmp_path: Path) -> No
     stamps = [datetime.fromisoformat(r["ts"].replace("Z", "+00:00")) for r in recs]
     disorder = sum(1 for a, b in zip(stamps, stamps[1:], strict=False) if b < a)
     assert disorder == 0
+
+
+def test_an_absent_key_file_means_unkeyed_and_says_so(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The Secret volume is optional (pods outside the resource's namespace): the agent still starts."""
+    with caplog.at_level("WARNING", logger="agentobs_sdk"):
+        handle = agentobs_sdk.configure({"AGENTOBS_AUDIT_DIR": str(tmp_path / "a"),
+                                         "AGENTOBS_AUDIT_KEY_FILE": str(tmp_path / "absent" / "key")},
+                                        json_logs=False)
+    assert handle.audit is not None and not handle.audit.keyed
+    assert any("UNKEYED" in r.getMessage() and "absent" in r.getMessage() for r in caplog.records)
+    handle.shutdown()
