@@ -174,6 +174,12 @@ class Settings:
     def effective_agent_id(self) -> str:
         return self.agent_id or self.service_name
 
+    @property
+    def instance_id(self) -> str:
+        """This agent instance in audit records and logs: AGENTOBS_AGENT_ID, else the pod name
+        the webhook puts in the resource attributes (so two pods differ), else the service."""
+        return self.agent_id or self.resource_attributes.get("k8s.pod.name") or self.service_name
+
 
 @dataclass
 class Handle:
@@ -325,7 +331,7 @@ def _build(
 
     audit = None
     if settings.audit_dir:
-        agent_id = settings.effective_agent_id
+        agent_id = settings.instance_id
         try:
             key = _audit_key(settings)
             audit = AuditTrail(
@@ -347,7 +353,7 @@ def _build(
     restore += _log_levels(settings)
     handler = None
     if json_logs:
-        handler = logs.install(logs.JsonFormatter(agent_id=settings.effective_agent_id,
+        handler = logs.install(logs.JsonFormatter(agent_id=settings.instance_id,
                                                   service=settings.service_name))
         root = logging.getLogger()
         if handler is not None and settings.log_level is None and root.level == logging.WARNING:

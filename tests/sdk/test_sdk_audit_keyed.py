@@ -264,3 +264,15 @@ def test_an_absent_key_file_means_unkeyed_and_says_so(tmp_path: Path, caplog: py
     assert handle.audit is not None and not handle.audit.keyed
     assert any("UNKEYED" in r.getMessage() and "absent" in r.getMessage() for r in caplog.records)
     handle.shutdown()
+
+
+def test_two_pods_of_one_agent_are_told_apart_without_an_agent_id(tmp_path: Path) -> None:
+    """The webhook injects the pod name in OTEL_RESOURCE_ATTRIBUTES; it names the instance."""
+    for pod in ("researcher-0", "researcher-1"):
+        handle = agentobs_sdk.configure({"OTEL_SERVICE_NAME": "researcher", "AGENTOBS_AUDIT_DIR": str(tmp_path / pod),
+                                         "OTEL_RESOURCE_ATTRIBUTES": f"k8s.pod.name={pod}"}, json_logs=False)
+        with agentobs_sdk.agent_run("researcher"), agentobs_sdk.tool_call("t", audit=True):
+            pass
+        handle.shutdown()
+    ids = {r["agent_id"] for pod in ("researcher-0", "researcher-1") for r in agentobs_sdk.query(tmp_path / pod)}
+    assert ids == {"researcher-0", "researcher-1"}
