@@ -18,8 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 
@@ -216,10 +215,10 @@ class Handle:
                 _handle = None
                 _shut_down = True
         try:
-            if self.metrics_port is not None and self.settings.metrics_linger_seconds > 0:
-                if not self.metrics.wait_for_scrape(self.settings.metrics_linger_seconds):
-                    log.warning("agentobs: no scrape within %ss of shutdown; the last metric values "
-                                "may not have reached Prometheus", self.settings.metrics_linger_seconds)
+            linger = self.settings.metrics_linger_seconds
+            if self.metrics_port is not None and linger > 0 and not self.metrics.wait_for_scrape(linger):
+                log.warning("agentobs: no scrape within %ss of shutdown; the last metric values "
+                            "may not have reached Prometheus", linger)
             self.tracer_provider.shutdown()
         finally:
             self.metrics.stop()

@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry, make_wsgi_app
 
 
 class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         """Scrapes every few seconds must not write access lines into the agent's logs."""
 
 

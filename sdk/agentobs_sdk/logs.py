@@ -17,8 +17,8 @@ from __future__ import annotations
 import json
 import logging
 import math
-from datetime import UTC, datetime
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from opentelemetry import trace

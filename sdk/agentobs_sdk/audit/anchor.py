@@ -74,7 +74,7 @@ def parse_anchor_lines(lines: Iterable[str]) -> list[AnchoredHead]:
     heads: list[AnchoredHead] = []
     for line in lines:
         start = line.find("{")
-        if start < 0 or HEAD_FIELD not in line and '"trail"' not in line:
+        if start < 0 or (HEAD_FIELD not in line and '"trail"' not in line):
             continue
         try:
             obj = json.loads(line[start:])

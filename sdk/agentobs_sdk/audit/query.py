@@ -2,8 +2,9 @@
 
 Filters match exactly on agent, agent_id, action, user and result, and on the record timestamp
 with `since <= ts < until`. `agent` matches either name a record carries: the agent (the
-`agent_run` name) or the agent instance id (AGENTOBS_AGENT_ID, one per pod). Lines that are not valid records (a torn tail, tampering) are skipped
-here; `verify()` is the place that reports them.
+`agent_run` name) or the agent instance id (AGENTOBS_AGENT_ID, one per pod). Lines that are
+not valid records (a torn tail, tampering) are skipped here; `verify()` is the place that
+reports them.
 """
 
 from __future__ import annotations

@@ -24,10 +24,9 @@ from __future__ import annotations
 
 import itertools
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
-
-from collections.abc import Iterable
 
 from . import store
 from .anchor import AnchoredHead
