@@ -27,8 +27,8 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 
 from . import logs, tracing
 from .audit import AuditTrail
-from .audit.keys import load_key
-from .metrics import AgentMetrics
+from .audit.keys import key_for
+from .metrics import AgentMetrics, DisabledMetrics
 
 log = logging.getLogger("agentobs_sdk")
 
@@ -332,7 +332,7 @@ def _build(
     if settings.audit_dir:
         agent_id = settings.instance_id
         try:
-            key = _audit_key(settings)
+            key = key_for(settings.audit_key_file, settings.audit_dir, ENV_AUDIT_KEY_FILE)
             audit = AuditTrail(
                 settings.audit_dir,
                 retention_days=settings.audit_retention_days,
@@ -349,7 +349,7 @@ def _build(
         metrics.set_audit_seq(agent_id, audit.last_seq)
 
     restore: list[Callable[[], None]] = [logs.install_record_factory()]
-    restore += _log_levels(settings)
+    restore += logs.let_sdk_info_through(settings.log_level)
     handler = None
     if json_logs:
         handler = logs.install(logs.JsonFormatter(agent_id=settings.instance_id,
@@ -370,47 +370,6 @@ def _build(
         log_handler=handler,
         _restore=restore,
     )
-
-
-def _audit_key(settings: Settings) -> bytes | None:
-    """The audit key, or None (said loudly). A key file that exists but is unusable raises."""
-    path = settings.audit_key_file
-    if path and os.path.exists(path):
-        return load_key(path)
-    why = f"{ENV_AUDIT_KEY_FILE} not set" if not path else (
-        f"{path} is absent: the webhook mounts the resource's audit-key Secret only where it exists, "
-        "i.e. in the resource's own namespace")
-    log.warning("agentobs: the audit trail in %s is UNKEYED (%s): its hash chain shows accidental damage, "
-                "but whoever can write the files can rewrite it undetected", settings.audit_dir, why)
-    return None
-
-
-def _log_levels(settings: Settings) -> list[Callable[[], None]]:
-    """Let the SDK's own INFO lines (configuration, audit chain heads) through; apply AGENTOBS_LOG_LEVEL."""
-    undo: list[Callable[[], None]] = []
-    sdk_logger = logging.getLogger("agentobs_sdk")
-    if sdk_logger.level == logging.NOTSET:
-        sdk_logger.setLevel(logging.INFO)
-        undo.append(lambda: sdk_logger.setLevel(logging.NOTSET))
-    if settings.log_level is not None:
-        root = logging.getLogger()
-        previous = root.level
-        root.setLevel(settings.log_level)
-        undo.append(lambda: root.setLevel(previous))
-    return undo
-
-
-class DisabledMetrics(AgentMetrics):
-    """OTEL_SDK_DISABLED: every recording call is a no-op and nothing is served."""
-
-    def __getattribute__(self, name: str) -> object:
-        if name.startswith(("record_", "add_", "set_")):
-            return _ignore
-        return super().__getattribute__(name)
-
-
-def _ignore(*args: object, **kwargs: object) -> None:
-    return None
 
 
 def _announce(handle: Handle) -> None:

@@ -163,6 +163,23 @@ def install_record_factory() -> Callable[[], None]:
     return undo
 
 
+def let_sdk_info_through(level: str | None) -> list[Callable[[], None]]:
+    """Set the SDK logger to INFO when it has no level (its configuration and audit lines must
+    not vanish at Python's default WARNING root level) and the root to `level` when given.
+    Returns the functions that undo it."""
+    undo: list[Callable[[], None]] = []
+    sdk_logger = logging.getLogger("agentobs_sdk")
+    if sdk_logger.level == logging.NOTSET:
+        sdk_logger.setLevel(logging.INFO)
+        undo.append(lambda: sdk_logger.setLevel(logging.NOTSET))
+    if level is not None:
+        root = logging.getLogger()
+        previous = root.level
+        root.setLevel(level)
+        undo.append(lambda: root.setLevel(previous))
+    return undo
+
+
 def _message(record: logging.LogRecord) -> str:
     try:
         return record.getMessage()

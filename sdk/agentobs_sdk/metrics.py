@@ -165,3 +165,16 @@ class AgentMetrics:
     def sample(self, name: str, labels: Mapping[str, str] | None = None) -> float | None:
         """Value of one sample (e.g. `agentobs_agent_decisions_total`), for tests and tools."""
         return self.registry.get_sample_value(name, dict(labels or {}))
+
+
+class DisabledMetrics(AgentMetrics):
+    """OTEL_SDK_DISABLED: every recording call is a no-op and nothing is served."""
+
+    def __getattribute__(self, name: str) -> object:
+        if name.startswith(("record_", "add_", "set_")):
+            return _ignore
+        return super().__getattribute__(name)
+
+
+def _ignore(*args: object, **kwargs: object) -> None:
+    return None

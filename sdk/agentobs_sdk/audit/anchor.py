@@ -15,11 +15,15 @@ the JSON inside), Elasticsearch hits (`_source`), or bare head objects, one per 
 from __future__ import annotations
 
 import json
+import logging
 import sys
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+log = logging.getLogger("agentobs_sdk.audit")
 
 HEAD_FIELD = "audit_head"
 MESSAGE = "agentobs audit chain head"
@@ -48,6 +52,27 @@ def stderr_sink(head: AnchoredHead) -> None:
         sys.stderr.flush()
     except (OSError, ValueError):  # a closed stderr must not break an append
         pass
+
+
+class Announcer:
+    """Sends heads to a sink: always when forced (open, close), else at most every `seconds`."""
+
+    def __init__(self, sink: Callable[[AnchoredHead], None] | None, seconds: float | None) -> None:
+        self._sink = sink
+        self._seconds = seconds
+        self._last = 0.0
+
+    def announce(self, head: Callable[[], AnchoredHead], *, force: bool = False) -> None:
+        if self._sink is None or (not force and self._seconds is None):
+            return
+        now = time.monotonic()
+        if not force and now - self._last < (self._seconds or 0.0):
+            return
+        self._last = now
+        try:
+            self._sink(head())
+        except Exception:  # the append is durable; a failing sink must not turn it into an error
+            log.exception("agentobs audit: announcing the chain head failed")
 
 
 def _head_from(obj: Any) -> AnchoredHead | None:

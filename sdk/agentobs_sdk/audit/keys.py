@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
+import os
 
 from .chain import AuditError
+
+log = logging.getLogger("agentobs_sdk.audit")
 
 MIN_KEY_BYTES = 16
 
@@ -38,3 +42,16 @@ def head_mac(key: bytes, trail: str, seq: int, record_hash: str) -> str:
     """The MAC HEAD carries: binds the trail, the newest durable seq and that record's hash."""
     message = f"agentobs-audit-head\x00{trail}\x00{seq}\x00{record_hash}".encode()
     return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def key_for(path: str | None, directory: str, variable: str) -> bytes | None:
+    """The key in `path`, or None (said loudly) when no path is set or the file is absent (the
+    webhook's Secret volume is optional). A key file that exists but is unusable raises."""
+    if path and os.path.exists(path):
+        return load_key(path)
+    why = f"{variable} not set" if not path else (
+        f"{path} is absent: the webhook mounts the resource's audit-key Secret only where it exists, "
+        "i.e. in the resource's own namespace")
+    log.warning("agentobs: the audit trail in %s is UNKEYED (%s): its hash chain shows accidental damage, "
+                "but whoever can write the files can rewrite it undetected", directory, why)
+    return None

@@ -19,9 +19,8 @@ HEAD is updated after the data is durable, so it never claims a record the disk 
 A forked child gets its own lock descriptor, since flock cannot tell apart two processes that
 share one open file.
 
-Rotation starts a new segment by size or age, and the new segment's first record links to the
-last hash of the previous one. Retention deletes whole segments older than N days, oldest first,
-after writing a chain record and anchor.json that say where the chain now starts.
+Rotation starts a new segment by size or age; its first record links to the last hash of the
+previous one. Retention (retention.py) deletes whole old segments, recording the cut in the chain.
 """
 
 from __future__ import annotations
@@ -37,24 +36,22 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from . import store
-from .anchor import AnchoredHead, stderr_sink
+from .anchor import AnchoredHead, Announcer, stderr_sink
 from .chain import (
-    ALG_HMAC,
     GENESIS,
-    RETENTION_ACTION,
     AuditError,
     decode,
     encode,
     normalise_details,
     now_ts,
     parse_ts,
-    record_hash,
     seal,
 )
 from .group import GroupCommitter
+from .integrity import check_tail_record, refuse_unless_verified
 from .keys import head_mac, key_id
+from .retention import expire_segments
 from .tail import locate_tail
-from .verify import verify
 
 log = logging.getLogger("agentobs_sdk.audit")
 
@@ -104,9 +101,7 @@ class AuditTrail:
         self.agent_id = agent_id if agent_id is not None else default_agent
         self._key = key
         self._kid = key_id(key) if key is not None else None
-        self._anchor_sink = anchor_sink
-        self._anchor_seconds = anchor_seconds
-        self._anchored_at = 0.0
+        self._announcer = Announcer(anchor_sink, anchor_seconds)
         self.trail_id = ""
         self._clock = clock
         self._on_durable = on_durable
@@ -379,73 +374,25 @@ class AuditTrail:
         store.write_head(self._head_fd, store.Head(self._last_seq, self._last_hash, mac, self._kid))
 
     def _check_tail_record(self, record: dict[str, Any]) -> None:
-        """The record this writer is about to link to must be one a holder of the key wrote."""
-        keyed = record.get("alg") == ALG_HMAC
-        if keyed and self._key is None:
-            raise AuditError(f"audit trail in {self.directory} is keyed; refusing to extend it without "
-                             "its key (set AGENTOBS_AUDIT_KEY_FILE)")
-        if not keyed and self._key is not None:
-            raise AuditError(f"the last record of the audit trail in {self.directory} is not keyed: "
-                             "refusing to extend it; run `agentobs-audit verify`")
-        if record_hash(record, self._key) != record["hash"]:
-            raise AuditError(f"the last record of the audit trail in {self.directory} (seq {record['seq']}) "
-                             "does not match its hash: refusing to extend it; run `agentobs-audit verify`")
+        check_tail_record(self.directory, record, self._key)
 
     def _refuse_unless_verified(self) -> None:
-        report = verify(self.directory, key=self._key, _locked=True)
-        if not report.ok:
-            first = report.errors[0].describe()
-            raise AuditError(f"audit trail in {self.directory} fails verification ({len(report.errors)} "
-                             f"problem(s), first: {first}): refusing to append; run `agentobs-audit verify`")
+        refuse_unless_verified(self.directory, self._key)
 
     def _anchor(self, *, force: bool = False) -> None:
-        """Announce the chain head outside the pod: always when forced, else at most every N s."""
-        if self._anchor_sink is None or (not force and self._anchor_seconds is None):
-            return
-        now = time.monotonic()
-        if not force and now - self._anchored_at < (self._anchor_seconds or 0.0):
-            return
-        self._anchored_at = now
-        try:
-            self._anchor_sink(self.head())
-        except Exception:  # the append is durable; a failing sink must not turn it into an error
-            log.exception("agentobs audit: announcing the chain head failed")
+        self._announcer.announce(self.head, force=force)
 
     # --- retention ---------------------------------------------------------------------------------
 
     def _retention_locked(self) -> list[str]:
         if self.retention_days is None:
             return []
-        segments = store.list_segments(self.directory)
-        anchor = store.read_anchor(self.directory)
-        doomed = store.expired_prefix(self.directory, segments, anchor,
-                                      self._clock() - self.retention_days * 86400.0)
-        if not doomed:
-            return []
-        kept = segments[len(doomed)][1]
-        line = store.read_first_line(os.path.join(self.directory, kept))
-        if line is None:
-            return []
-        first = decode(line)
-        if anchor is None or anchor.seq != first["seq"]:
-            # The chain itself records the cut, so a forged anchor.json cannot hide deletions.
+
+        def write(body: dict[str, Any]) -> int:
             self._rotated = False
-            receipt = self._write_records([{
-                "agent": "agentobs-audit",
-                "action": RETENTION_ACTION,
-                "user": None,
-                "result": "ok",
-                "resource": self.directory,
-                "details": {"deleted": doomed, "kept_from_seq": first["seq"],
-                            "kept_from_prev": first["prev"], "retention_days": self.retention_days},
-            }])[0]
-            store.write_anchor(self.directory, store.Anchor(first["seq"], first["prev"], receipt.seq))
-        for name in doomed:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(os.path.join(self.directory, name))
-        store.fsync_dir(self.directory)
-        log.info("agentobs audit: retention deleted %d segment(s) from %s", len(doomed), self.directory)
-        return doomed
+            return self._write_records([body])[0].seq
+
+        return expire_segments(self.directory, self.retention_days, self._clock(), write)
 
     # --- file descriptors ------------------------------------------------------------------------
 
