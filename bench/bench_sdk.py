@@ -340,7 +340,7 @@ def main() -> int:
     assert isinstance(handle.tracer_provider, TracerProvider)
     root = tempfile.mkdtemp(prefix="agentobs-bench-", dir=args.dir)
     try:
-        cases = [span_case(handle, 15), metric_case(handle, 40), log_case(15),
+        cases = [span_case(handle, 25), metric_case(handle, 60), log_case(15),
                  audit_case(root, 60), *group_cases(root, 40)]
         run_interleaved(cases, args.rounds)
     finally:
