@@ -223,6 +223,91 @@ CASES: dict[str, tuple[str, list[dict[str, str]], dict[str, str], str, list[dict
          _series(f'agentobs_certificate_expiry_timestamp_seconds{{namespace="{NS}",resource="other",'
                  'component="grafana"}', "600000x30")],
     ),
+    # --- the log pipeline ---
+    "AgentObsLogAggregatorDown": (
+        "10m",
+        [_series(f'up{{job="logging-aggregator",namespace="{NS}",pod="demo-fluentd-1"}}', "0x20")],
+        {"job": "logging-aggregator", "namespace": NS, "pod": "demo-fluentd-1"},
+        "Fluentd replica demo-fluentd-1 cannot be scraped: agent logs of this stack wait in the node "
+        "collectors' buffers until a replica takes them.",
+        [_series(f'up{{job="logging-aggregator",namespace="{NS}",pod="demo-fluentd-1"}}', "1x20")],
+    ),
+    "AgentObsLogCollectorDown": (
+        "15m",
+        [_series('up{job="log-collector",instance="10.0.0.5:2020"}', "0x20")],
+        {"job": "log-collector", "instance": "10.0.0.5:2020"},
+        "The log collector at 10.0.0.5:2020 cannot be scraped: agent logs of its node are not read until it "
+        "is back (the kubelet may rotate them away meanwhile).",
+        [_series('up{job="log-collector",instance="10.0.0.5:2020"}', "1x20")],
+    ),
+    "AgentObsLogBufferFilling": (
+        "20m",
+        [_series(f'fluentd_output_status_buffer_available_space_ratio{{job="logging-aggregator",namespace="{NS}",'
+                 'pod="demo-fluentd-0",plugin_id="elasticsearch-logs",type="elasticsearch"}', "10x30")],
+        {"pod": "demo-fluentd-0", "plugin_id": "elasticsearch-logs"},
+        "Output elasticsearch-logs of Fluentd replica demo-fluentd-0 has 10% of its buffer left (threshold "
+        "20%): Elasticsearch is not taking records fast enough.",
+        [_series(f'fluentd_output_status_buffer_available_space_ratio{{job="logging-aggregator",namespace="{NS}",'
+                 'pod="demo-fluentd-0",plugin_id="elasticsearch-logs",type="elasticsearch"}', "90x30")],
+    ),
+    "AgentObsLogCollectorBufferFilling": (
+        "20m",
+        [_series(f'fluentbit_output_chunk_available_capacity_percent{{job="log-collector",instance="10.0.0.5:2020",'
+                 f'name="{NS}_{NAME}"}}', "5x30")],
+        {"instance": "10.0.0.5:2020"},
+        "The log collector at 10.0.0.5:2020 has 5% of this stack's buffer left (threshold 20%): the Fluentd "
+        "aggregator is not taking records.",
+        # Healthy: ours has room; another stack's full buffer is not ours to report.
+        [_series(f'fluentbit_output_chunk_available_capacity_percent{{job="log-collector",instance="10.0.0.5:2020",'
+                 f'name="{NS}_{NAME}"}}', "100x30"),
+         _series('fluentbit_output_chunk_available_capacity_percent{job="log-collector",instance="10.0.0.5:2020",'
+                 'name="other_obs"}', "5x30")],
+    ),
+    "AgentObsLogRetrying": (
+        "30m",
+        [_series(f'fluentd_output_status_retry_count{{job="logging-aggregator",namespace="{NS}",'
+                 'pod="demo-fluentd-0",plugin_id="elasticsearch-audit",type="elasticsearch"}', "0+1x40")],
+        {"pod": "demo-fluentd-0", "plugin_id": "elasticsearch-audit"},
+        "Output elasticsearch-audit of Fluentd replica demo-fluentd-0 retried 10 times in 10 minutes: records "
+        "wait in its buffer.",
+        [_series(f'fluentd_output_status_retry_count{{job="logging-aggregator",namespace="{NS}",'
+                 'pod="demo-fluentd-0",plugin_id="elasticsearch-audit",type="elasticsearch"}', "3x40")],
+    ),
+    "AgentObsLogCollectorRetrying": (
+        "30m",
+        [_series(f'fluentbit_output_retries_total{{job="log-collector",instance="10.0.0.5:2020",name="{NS}_{NAME}"}}',
+                 "0+2x40")],
+        {"instance": "10.0.0.5:2020"},
+        "The log collector at 10.0.0.5:2020 retried sending to this stack's Fluentd 20 times in 10 minutes.",
+        [_series(f'fluentbit_output_retries_total{{job="log-collector",instance="10.0.0.5:2020",name="{NS}_{NAME}"}}',
+                 "4x40"),
+         _series('fluentbit_output_retries_total{job="log-collector",instance="10.0.0.5:2020",name="other_obs"}',
+                 "0+2x40")],
+    ),
+    "AgentObsLogDeadLetters": (
+        "20m",
+        [_series(f'fluentd_dead_letter_records_total{{job="logging-aggregator",namespace="{NS}",'
+                 'pod="demo-fluentd-0"}', "0+1x30")],
+        {"pod": "demo-fluentd-0"},
+        "Fluentd replica demo-fluentd-0 put 10 records Elasticsearch refused into its dead-letter files in 10 "
+        "minutes.",
+        [_series(f'fluentd_dead_letter_records_total{{job="logging-aggregator",namespace="{NS}",'
+                 'pod="demo-fluentd-0"}', "2x30")],
+    ),
+    "AgentObsLogRecordsDropped": (
+        "20m",
+        [_series(f'fluentbit_output_dropped_records_total{{job="log-collector",instance="10.0.0.5:2020",'
+                 f'name="{NS}_{NAME}"}}', "0+3x30"),
+         _series(f'fluentbit_output_retries_failed_total{{job="log-collector",instance="10.0.0.5:2020",'
+                 f'name="{NS}_{NAME}"}}', "0x30")],
+        {"instance": "10.0.0.5:2020"},
+        "The log collector at 10.0.0.5:2020 dropped 30 records or chunks of this stack in 10 minutes (its "
+        "buffer for the stack was full).",
+        [_series(f'fluentbit_output_dropped_records_total{{job="log-collector",instance="10.0.0.5:2020",'
+                 f'name="{NS}_{NAME}"}}', "0x30"),
+         _series(f'fluentbit_output_retries_failed_total{{job="log-collector",instance="10.0.0.5:2020",'
+                 f'name="{NS}_{NAME}"}}', "0x30")],
+    ),
 }
 
 

@@ -184,6 +184,7 @@ def logging_rules(owner: Owner) -> dict[str, Any]:
     """Health of the log pipeline: this stack's Fluentd aggregator and its route through the
     cluster's node collector (whose outputs are named after the route, `<namespace>_<name>`)."""
     route = f'name="{owner.namespace}_{owner.name}"'
+    aggregator = f'job="{JOB_LOG_AGGREGATOR}"'
     return {
         "name": "agentobs-logging",
         "rules": [
@@ -196,7 +197,7 @@ def logging_rules(owner: Owner) -> dict[str, Any]:
                    "The log collector at {{ $labels.instance }} cannot be scraped: agent logs of its node are "
                    "not read until it is back (the kubelet may rotate them away meanwhile)."),
             _alert("AgentObsLogBufferFilling",
-                   f'min by (pod, plugin_id) (fluentd_output_status_buffer_available_space_ratio{{job="{JOB_LOG_AGGREGATOR}"}})'
+                   f"min by (pod, plugin_id) (fluentd_output_status_buffer_available_space_ratio{{{aggregator}}})"
                    f" < {LOG_BUFFER_FREE_PERCENT}",
                    "10m", "warning", "A Fluentd buffer is filling up",
                    "Output {{ $labels.plugin_id }} of Fluentd replica {{ $labels.pod }} has {{ $value }}% of its "
@@ -209,7 +210,7 @@ def logging_rules(owner: Owner) -> dict[str, Any]:
                    "The log collector at {{ $labels.instance }} has {{ $value }}% of this stack's buffer left "
                    f"(threshold {LOG_BUFFER_FREE_PERCENT}%): the Fluentd aggregator is not taking records."),
             _alert("AgentObsLogRetrying",
-                   f'sum by (pod, plugin_id) (increase(fluentd_output_status_retry_count{{job="{JOB_LOG_AGGREGATOR}"}}[10m]))'
+                   f"sum by (pod, plugin_id) (increase(fluentd_output_status_retry_count{{{aggregator}}}[10m]))"
                    " > 0",
                    "15m", "warning", "Fluentd keeps retrying",
                    "Output {{ $labels.plugin_id }} of Fluentd replica {{ $labels.pod }} retried "
@@ -220,7 +221,7 @@ def logging_rules(owner: Owner) -> dict[str, Any]:
                    "The log collector at {{ $labels.instance }} retried sending to this stack's Fluentd "
                    "{{ $value | humanize }} times in 10 minutes."),
             _alert("AgentObsLogDeadLetters",
-                   f'sum by (pod) (increase({"fluentd_dead_letter_records_total"}{{job="{JOB_LOG_AGGREGATOR}"}}[10m]))'
+                   f"sum by (pod) (increase(fluentd_dead_letter_records_total{{{aggregator}}}[10m]))"
                    " > 0",
                    "0m", "warning", "Elasticsearch refused log records",
                    "Fluentd replica {{ $labels.pod }} put {{ $value | humanize }} records Elasticsearch refused "
