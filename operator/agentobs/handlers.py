@@ -41,8 +41,8 @@ SWEEP_SECONDS = 600.0
 OWNER_EXTRA = ({OPERATOR_METRICS_TARGET: os.environ["AGENTOBS_METRICS_TARGET"]}
                if os.environ.get("AGENTOBS_METRICS_TARGET") else {})
 # The cluster's node log collector (render.collector): where it runs (empty: not run) and its image.
-COLLECTOR_NAMESPACE = (os.environ.get("AGENTOBS_LOG_COLLECTOR_NAMESPACE")
-                       or os.environ.get("AGENTOBS_OPERATOR_NAMESPACE", ""))
+COLLECTOR_NAMESPACE = os.environ.get("AGENTOBS_LOG_COLLECTOR_NAMESPACE",
+                                     os.environ.get("AGENTOBS_OPERATOR_NAMESPACE", ""))
 COLLECTOR_IMAGE = os.environ.get("AGENTOBS_LOG_COLLECTOR_IMAGE") or collector.IMAGE
 if COLLECTOR_NAMESPACE:
     OWNER_EXTRA[collector.NAMESPACE_EXTRA] = COLLECTOR_NAMESPACE
