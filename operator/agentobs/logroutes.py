@@ -9,9 +9,9 @@ them in the collector namespace and deletes the ones no longer wanted (all of th
 resource collects logs).
 
 A sync writes only when the rendered objects differ from what it last applied in this process, or
-when the DaemonSet is missing or carries another config hash (deleted or edited by hand), so a
-resync over an unchanged cluster costs one read. Paused resources keep their route: pausing leaves
-a stack as it is.
+when the DaemonSet or its ConfigMap is missing or the DaemonSet carries another config hash
+(deleted or edited by hand), so a resync over an unchanged cluster costs a few reads. Paused
+resources keep their route: pausing leaves a stack as it is.
 """
 
 from __future__ import annotations
@@ -155,10 +155,13 @@ def sync(kube: Kube, namespace: str, bodies: list[dict[str, Any]], image: str = 
     result.routes = sorted(r.id for r in found)
     manifests = collector.render(namespace, found, image)
     desired_hash = content_hash(manifests)
-    daemonset = kube.get("apps/v1", "DaemonSet", namespace, collector.NAME) if manifests else None
-    in_place = (daemonset is not None and _state.applied_hash == desired_hash
-                and (daemonset["spec"]["template"]["metadata"].get("annotations") or {}).get(CONFIG_HASH_ANNOTATION)
-                == _config_hash(manifests))
+    in_place = False
+    if manifests and _state.applied_hash == desired_hash:
+        daemonset = kube.get("apps/v1", "DaemonSet", namespace, collector.NAME)
+        in_place = (daemonset is not None
+                    and (daemonset["spec"]["template"]["metadata"].get("annotations") or {}).get(
+                        CONFIG_HASH_ANNOTATION) == _config_hash(manifests)
+                    and kube.get("v1", "ConfigMap", namespace, collector.NAME) is not None)
     if manifests and not in_place:
         for manifest in manifests:
             kube.apply(manifest)

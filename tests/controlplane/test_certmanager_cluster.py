@@ -173,7 +173,7 @@ def test_cert_manager_issues_the_stack_certificates(kube: Kube, kubectl: Callabl
     # Pruning (here of Fluentd, turned off) leaves cert-manager's Secrets, which carry our labels.
     spec_without_logging = {**spec, "logging": {"enabled": False}}
     kube.apply(make_resource(NAME, namespace, spec_without_logging))
-    wait_for("Fluentd pruned", lambda: kube.get("apps/v1", "DaemonSet", namespace, f"{NAME}-fluentd") is None)
+    wait_for("Fluentd pruned", lambda: kube.get("apps/v1", "StatefulSet", namespace, f"{NAME}-fluentd") is None)
     assert all(kube.get("v1", "Secret", namespace, s) is not None for s in secret_names.values())
     assert _tls_condition(kube, namespace)["status"] == "True"
 

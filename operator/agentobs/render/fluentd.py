@@ -245,21 +245,6 @@ def make_fluent_conf(owner: Owner) -> str:
     )
 
 
-WAIT_SCRIPT = r"""set -eu
-cacert=""
-if [ -n "${ES_CA_FILE:-}" ]; then cacert="--cacert $ES_CA_FILE"; fi
-quote() { local s=${1//\\/\\\\}; printf '%s' "${s//\"/\\\"}"; }
-for policy in $POLICIES; do
-  # The credentials reach curl on stdin, never in its argv.
-  until printf 'user = "%s:%s"\n' "$(quote "$ES_USERNAME")" "$(quote "$ES_PASSWORD")" |
-      curl -sS -K - $cacert "$ES_URL/_ilm/policy/$policy" 2>/dev/null | grep -q "\"templates\":\"$TEMPLATES\""; do
-    echo "waiting for the index templates and lifecycle policy $policy (the es-setup Job puts them)"
-    sleep 5
-  done
-done
-"""
-
-
 def make_configmap(owner: Owner) -> Manifest:
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata(owner, COMPONENT),
             "data": {"fluent.conf": make_fluent_conf(owner)}}
@@ -276,29 +261,6 @@ def make_services(owner: Owner) -> list[Manifest]:
          "spec": {"clusterIP": "None", "selector": selector_labels(owner, COMPONENT), "ports": headless_ports,
                   "publishNotReadyAddresses": True}},
     ]
-
-
-def _wait_container(owner: Owner) -> dict[str, Any]:
-    env: list[dict[str, Any]] = [
-        {"name": "ES_URL", "value": elasticsearch_url(owner)},
-        {"name": "POLICIES", "value": " ".join(retention.policy_name(owner, f) for f in retention.AGENT_FAMILIES)},
-        {"name": "TEMPLATES", "value": retention.templates_hash(owner)},
-        *es_access.credential_env(owner, "fluentd", "ES_USERNAME", "ES_PASSWORD"),
-    ]
-    mounts = []
-    if es_access.ca_volume(owner, "es-ca") is not None:
-        env.append({"name": "ES_CA_FILE", "value": f"{ES_CA_DIR}/{es_access.CA_FILE}"})
-        mounts.append({"name": "es-ca", "mountPath": ES_CA_DIR, "readOnly": True})
-    return {
-        "name": "wait-for-index-setup",
-        # The Elasticsearch image, for its bash and curl (the retention jobs use it too).
-        "image": owner.spec.images.elasticsearch,
-        "command": ["bash", "-c", WAIT_SCRIPT],
-        "env": env,
-        "resources": resources(retention.RESOURCES),
-        "securityContext": container_security_context(),
-        "volumeMounts": mounts,
-    }
 
 
 def make_statefulset(owner: Owner, config_hash: str, cert_hash: str) -> Manifest:
@@ -361,7 +323,7 @@ def make_statefulset(owner: Owner, config_hash: str, cert_hash: str) -> Manifest
                     "affinity": spread_replicas(owner, COMPONENT),
                     # Time to flush the buffers on a roll (flush_at_shutdown).
                     "terminationGracePeriodSeconds": 60,
-                    "initContainers": [_wait_container(owner)],
+                    "initContainers": [retention.make_wait_container(owner, "fluentd", "es-ca", ES_CA_DIR)],
                     "containers": [container],
                     "volumes": volumes,
                 },

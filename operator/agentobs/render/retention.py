@@ -86,6 +86,21 @@ done < families
 """
 
 
+WAIT_SCRIPT = r"""set -eu
+cacert=""
+if [ -n "${ES_CA_FILE:-}" ]; then cacert="--cacert $ES_CA_FILE"; fi
+quote() { local s=${1//\\/\\\\}; printf '%s' "${s//\"/\\\"}"; }
+for policy in $POLICIES; do
+  # The credentials reach curl on stdin, never in its argv.
+  until printf 'user = "%s:%s"\n' "$(quote "$ES_USERNAME")" "$(quote "$ES_PASSWORD")" |
+      curl -sS -K - $cacert "$ES_URL/_ilm/policy/$policy" 2>/dev/null | grep -q "\"templates\":\"$TEMPLATES\""; do
+    echo "waiting for the index templates and lifecycle policy $policy (the es-setup Job puts them)"
+    sleep 5
+  done
+done
+"""
+
+
 def _days(owner: Owner) -> dict[str, int]:
     spec = owner.spec
     return {"traces": spec.tracing.retention_days, "logs": spec.logging.retention_days,
@@ -232,6 +247,31 @@ def make_setup_job(owner: Owner, configmap: Manifest) -> Manifest:
         "kind": "Job",
         "metadata": metadata(owner, COMPONENT, setup_job_name(owner, configmap)),
         "spec": {"backoffLimit": 12, "template": _pod_template(owner)},
+    }
+
+
+def make_wait_container(owner: Owner, client: str, ca_volume: str, ca_dir: str) -> dict[str, Any]:
+    """An init container that waits until the logs and audit policies carry `templates_hash`:
+    the writer it precedes never creates an index before its template exists. It authenticates as
+    `client` (which needs `read_ilm`) and expects the CA volume `ca_volume` mounted by the pod."""
+    env: list[dict[str, Any]] = [
+        {"name": "ES_URL", "value": elasticsearch_url(owner)},
+        {"name": "POLICIES", "value": " ".join(policy_name(owner, f) for f in AGENT_FAMILIES)},
+        {"name": "TEMPLATES", "value": templates_hash(owner)},
+        *es_access.credential_env(owner, client, "ES_USERNAME", "ES_PASSWORD"),
+    ]
+    mounts = []
+    if es_access.ca_volume(owner, ca_volume) is not None:
+        env.append({"name": "ES_CA_FILE", "value": f"{ca_dir}/{es_access.CA_FILE}"})
+        mounts.append({"name": ca_volume, "mountPath": ca_dir, "readOnly": True})
+    return {
+        "name": "wait-for-index-setup",
+        "image": owner.spec.images.elasticsearch,  # for its bash and curl, like the jobs
+        "command": ["bash", "-c", WAIT_SCRIPT],
+        "env": env,
+        "resources": resources(RESOURCES),
+        "securityContext": container_security_context(),
+        "volumeMounts": mounts,
     }
 
 
