@@ -441,6 +441,9 @@ def test_a_retention_change_is_a_new_job_and_does_not_roll_fluentd() -> None:
 
     before, after = names({}), names({"logging": {"retentionDays": 30}})
     assert before[0] != after[0] and before[1] == after[1]
+    # Switching to an external cluster changes the Job's pod (URL, credentials): a new Job too, as
+    # a Job's pod template is immutable and an apply of the old name would be refused.
+    assert names({"elasticsearch": {"external": EXTERNAL}})[0] != before[0]
 
 
 def test_label_maps_are_flattened_in_the_templates() -> None:

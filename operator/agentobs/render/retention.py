@@ -235,13 +235,15 @@ def make_cronjob(owner: Owner) -> Manifest:
 
 
 def setup_job_name(owner: Owner, configmap: Manifest) -> str:
-    return owner.child_name(f"es-setup-{content_hash(configmap['data'])[:10]}")
+    """Named after everything the run depends on: the files, and the pod (the cluster's URL,
+    credentials and CA), since a Job's pod template cannot change in place."""
+    return owner.child_name(f"es-setup-{content_hash(configmap['data'], _pod_template(owner))[:10]}")
 
 
 def make_setup_job(owner: Owner, configmap: Manifest) -> Manifest:
-    """Runs the script once for what the ConfigMap holds now; a new name for new contents (a Job's
-    pod template cannot change). Its retries cover an Elasticsearch still forming (back-off from
-    10 s, doubling to 6 min: about 40 minutes over 12 tries)."""
+    """Runs the script once for what the ConfigMap holds now; a new name for new contents or a new
+    pod. Its retries cover an Elasticsearch still forming (back-off from 10 s, doubling to 6 min:
+    about 40 minutes over 12 tries)."""
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
