@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from log_configs import fluent_bit_sections
 
 from agentobs.kube import Kube
 from agentobs.render import collector
@@ -38,6 +39,11 @@ def _routes(kube: Kube) -> tuple[str, str]:
     cm = kube.get("v1", "ConfigMap", COLLECTOR_NAMESPACE, collector.NAME)
     data = (cm or {}).get("data") or {}
     return data.get("routes.lua", ""), data.get("fluent-bit.conf", "")
+
+
+def _hosts(conf: str) -> list[str]:
+    """The aggregators the collector's outputs send to."""
+    return [dict(params)["Host"] for section, params in fluent_bit_sections(conf) if section == "OUTPUT"]
 
 
 def _collector_daemonsets(kube: Kube) -> list[dict[str, Any]]:
@@ -99,7 +105,7 @@ def test_two_restricted_stacks_share_one_collector_and_keep_their_routes(
     assert daemonset["metadata"]["namespace"] == COLLECTOR_NAMESPACE
     # (Other tests' resources of this session may have routes too: only ours are counted.)
     for namespace in restricted_namespaces:
-        assert conf.count(f"Host                     obs-fluentd.{namespace}.svc\n") == 1
+        assert _hosts(conf).count(f"obs-fluentd.{namespace}.svc") == 1
     def collector_pods_ready() -> bool:
         status = (kube.get("apps/v1", "DaemonSet", COLLECTOR_NAMESPACE, collector.NAME) or {}).get("status") or {}
         return bool(status.get("desiredNumberScheduled", 0) > 0
@@ -111,8 +117,8 @@ def test_two_restricted_stacks_share_one_collector_and_keep_their_routes(
     kube.delete("agentobs.io/v1alpha1", "AgentObservability", first, "obs")
     _, conf = wait_for("the deleted resource's route to go", lambda: routes_with(route_ids[1:], route_ids[:1]),
                        timeout=60)
-    assert conf.count(f"Host                     obs-fluentd.{second}.svc\n") == 1
-    assert f"obs-fluentd.{first}.svc" not in conf
+    assert _hosts(conf).count(f"obs-fluentd.{second}.svc") == 1
+    assert f"obs-fluentd.{first}.svc" not in _hosts(conf)
     assert len(_collector_daemonsets(kube)) == 1
     wait_ready(kube, second, "obs")
     assert kube.get("apps/v1", "StatefulSet", second, "obs-fluentd") is not None
