@@ -106,7 +106,7 @@ class Scheduler:
             self.wake(key, RETRY_SECONDS)
         finally:
             self.running.discard(key)
-            if logroutes.waiting_for_ca(*key):  # its first pass wrote the CA bundle the route needs
+            if logroutes.waiting_for_material(*key):  # its first pass wrote what its route needs
                 self.collector_wakeup.set()
 
     async def collect_forever(self) -> None:

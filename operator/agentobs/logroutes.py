@@ -2,20 +2,22 @@
 
 Every resource with `logging.enabled` gets a route: the namespaces it collects from (a namespace
 selector is resolved to names here, so a namespace labelled later is picked up at the next sync),
-the pod labels, its aggregator's Service and the CA that signs the aggregator's certificate (read
-from the resource's CA bundle ConfigMap; a resource whose first pass has not written it yet gets
-its route at the next sync). `render.collector` turns the routes into objects; this module applies
+the pod labels, its aggregator's Service, the CA that signs the aggregator's certificate (read
+from the resource's CA bundle ConfigMap) and the collector's client certificate for that stack
+(its Secret `<name>-log-collector-tls`); a resource whose first pass has not written them yet gets
+its route at the next sync. `render.collector` turns the routes into objects; this module applies
 them in the collector namespace and deletes the ones no longer wanted (all of them when no
 resource collects logs).
 
 A sync writes only when the rendered objects differ from what it last applied in this process, or
-when the DaemonSet or its ConfigMap is missing or the DaemonSet carries another config hash
+when the DaemonSet, its ConfigMap or its Secret is missing or the DaemonSet carries another config hash
 (deleted or edited by hand), so a resync over an unchanged cluster costs a few reads. Paused
 resources keep their route: pausing leaves a stack as it is.
 """
 
 from __future__ import annotations
 
+import base64
 import logging
 import time
 from dataclasses import dataclass, field
@@ -28,13 +30,13 @@ from agentobs.kube import Kube, KubeError
 from agentobs.prune import key_of
 from agentobs.render import collector, fluentd
 from agentobs.render.common import CONFIG_HASH_ANNOTATION, Owner, content_hash
-from agentobs.render.tls import CA_BUNDLE_KEY, ca_bundle_name
+from agentobs.render.tls import CA_BUNDLE_KEY, ca_bundle_name, tls_secret_name
 
 log = logging.getLogger(__name__)
 
 PSA_ENFORCE = "pod-security.kubernetes.io/enforce"
 # Kinds the collector consists of, for finding what to delete.
-COLLECTOR_KINDS = [("v1", "ConfigMap"), ("v1", "Service"), ("v1", "ServiceAccount"),
+COLLECTOR_KINDS = [("v1", "ConfigMap"), ("v1", "Secret"), ("v1", "Service"), ("v1", "ServiceAccount"),
                    ("apps/v1", "DaemonSet"), ("networking.k8s.io/v1", "NetworkPolicy"),
                    ("rbac.authorization.k8s.io/v1", "ClusterRole"),
                    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding")]
@@ -49,34 +51,42 @@ class SyncResult:
     problem: str = ""
 
 
-CA_REFRESH_SECONDS = 600.0  # a CA changes only when its Secret is replaced; re-read now and then
+# Re-read now and then: a CA changes only when its Secret is replaced, a client certificate when renewed
+# (long before it expires).
+MATERIAL_REFRESH_SECONDS = 600.0
 
 
 @dataclass
 class _State:
     applied_hash: str = ""
     waiting: set[str] = field(default_factory=set)
-    cas: dict[str, tuple[float, str]] = field(default_factory=dict)  # uid -> (read at, PEM)
+    # uid -> (read at, (CA, client certificate, client key)), PEM
+    material: dict[str, tuple[float, tuple[str, str, str]]] = field(default_factory=dict)
 
 
 _state = _State()
 
 
-def waiting_for_ca(namespace: str, name: str) -> bool:
-    """Whether the last sync left this resource out for want of its CA bundle."""
+def waiting_for_material(namespace: str, name: str) -> bool:
+    """Whether the last sync left this resource out for want of its CA bundle or client certificate."""
     return f"{namespace}/{name}" in _state.waiting
 
 
-def _ca(kube: Kube, owner: Owner) -> str:
+def _material(kube: Kube, owner: Owner) -> tuple[str, str, str] | None:
+    """(CA, client certificate, client key) of a resource's route; None while not written yet."""
     now = time.monotonic()
-    cached = _state.cas.get(owner.uid)
-    if cached is not None and now - cached[0] < CA_REFRESH_SECONDS:
+    cached = _state.material.get(owner.uid)
+    if cached is not None and now - cached[0] < MATERIAL_REFRESH_SECONDS:
         return cached[1]
     bundle = kube.get("v1", "ConfigMap", owner.namespace, ca_bundle_name(owner))
     ca = str(((bundle or {}).get("data") or {}).get(CA_BUNDLE_KEY, ""))
-    if ca:
-        _state.cas[owner.uid] = (now, ca)
-    return ca
+    client = kube.get("v1", "Secret", owner.namespace, tls_secret_name(owner, fluentd.COLLECTOR_CLIENT))
+    data = (client or {}).get("data") or {}
+    if not ca or not data.get("tls.crt") or not data.get("tls.key"):
+        return None
+    found = (ca, base64.b64decode(data["tls.crt"]).decode(), base64.b64decode(data["tls.key"]).decode())
+    _state.material[owner.uid] = (now, found)
+    return found
 
 
 def _owner(body: dict[str, Any]) -> Owner | None:
@@ -105,23 +115,24 @@ def routes(kube: Kube, bodies: list[dict[str, Any]]) -> tuple[list[collector.Rou
     waiting: list[str] = []
     selector_cache: dict[str, list[str]] = {}
     uids = {(b.get("metadata") or {}).get("uid") for b in bodies}
-    for uid in [u for u in _state.cas if u not in uids]:
-        del _state.cas[uid]
+    for uid in [u for u in _state.material if u not in uids]:
+        del _state.material[uid]
     for body in bodies:
         owner = _owner(body)
         if owner is None or not fluentd.enabled(owner):
             continue
-        ca = _ca(kube, owner)
-        if not ca:
+        material = _material(kube, owner)
+        if material is None:
             waiting.append(f"{owner.namespace}/{owner.name}")
             continue
+        ca, client_cert, client_key = material
         namespaces = _namespaces(kube, owner, selector_cache)
         if not namespaces:
             continue
         out.append(collector.Route(
             owner_namespace=owner.namespace, owner_name=owner.name, namespaces=tuple(namespaces),
             pod_labels=fluentd.selected_pod_labels(owner), host=fluentd.service_host(owner),
-            port=fluentd.FORWARD_PORT, ca_pem=ca))
+            port=fluentd.FORWARD_PORT, ca_pem=ca, client_cert_pem=client_cert, client_key_pem=client_key))
     return out, waiting
 
 
@@ -161,7 +172,8 @@ def sync(kube: Kube, namespace: str, bodies: list[dict[str, Any]], image: str = 
         in_place = (daemonset is not None
                     and (daemonset["spec"]["template"]["metadata"].get("annotations") or {}).get(
                         CONFIG_HASH_ANNOTATION) == _config_hash(manifests)
-                    and kube.get("v1", "ConfigMap", namespace, collector.NAME) is not None)
+                    and kube.get("v1", "ConfigMap", namespace, collector.NAME) is not None
+                    and kube.get("v1", "Secret", namespace, collector.CLIENTS_SECRET) is not None)
     if manifests and not in_place:
         for manifest in manifests:
             kube.apply(manifest)

@@ -83,7 +83,8 @@ def test_the_node_log_collector_is_accepted_strictly(kube: Kube, kubectl: Any, n
     """The cluster's collector, in a namespace like the operator's (privileged), with two routes."""
     kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=privileged")
     routes = [collector.Route(ns, "obs", (ns, "shared"), {"agentobs.io/agent": "true"}, f"obs-fluentd.{ns}.svc",
-                              24224, "-----BEGIN CERTIFICATE-----\n") for ns in ("team-a", "team-b")]
+                              24224, "-----BEGIN CERTIFICATE-----\n", "-----BEGIN CERTIFICATE-----\n",
+                              "-----BEGIN PRIVATE KEY-----\n") for ns in ("team-a", "team-b")]
     objects = collector.render(namespace, routes)
     refused = []
     for obj in objects:
@@ -93,4 +94,4 @@ def test_the_node_log_collector_is_accepted_strictly(kube: Kube, kubectl: Any, n
             refused.append(f"{obj['kind']} {obj['metadata']['name']}: {exc.message}")
     assert not refused, "\n".join(refused)
     assert {o["kind"] for o in objects} == {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ConfigMap",
-                                            "DaemonSet", "Service", "NetworkPolicy"}
+                                            "Secret", "DaemonSet", "Service", "NetworkPolicy"}

@@ -10,6 +10,7 @@ arrive once each is asserted by the kind e2e suite.
 
 from __future__ import annotations
 
+import base64
 import re
 from typing import Any
 
@@ -66,7 +67,9 @@ def route(namespace: str, name: str, namespaces: tuple[str, ...], labels: dict[s
     owner = owner_of({}, name=name, namespace=namespace)
     return collector.Route(owner_namespace=namespace, owner_name=name, namespaces=namespaces, pod_labels=labels,
                            host=fluentd.service_host(owner), port=fluentd.FORWARD_PORT,
-                           ca_pem=f"-----CA of {namespace}/{name}-----\n")
+                           ca_pem=f"-----CA of {namespace}/{name}-----\n",
+                           client_cert_pem=f"-----client cert for {namespace}/{name}-----\n",
+                           client_key_pem=f"-----client key for {namespace}/{name}-----\n")
 
 
 ROUTES = [
@@ -212,7 +215,16 @@ def test_each_route_has_its_own_tls_output_to_its_aggregator() -> None:
         assert out["tls.vhost"] == out["Host"]
         assert out["Require_ack_response"] == "true" and out["Retry_Limit"] == "no_limits"
         assert out["tls.ca_file"] == f"{collector.CA_DIR}/{r.id}.crt"
+        assert out["tls.crt_file"] == f"{collector.CLIENT_DIR}/{r.id}.crt"
+        assert out["tls.key_file"] == f"{collector.CLIENT_DIR}/{r.id}.key"
     objects = collector_objects()
+    clients = objects[("Secret", collector.CLIENTS_SECRET)]["data"]
+    for r in ROUTES:  # the client certificate an output presents is the one its stack's CA issued
+        assert base64.b64decode(clients[f"{r.id}.crt"]).decode() == r.client_cert_pem
+        assert base64.b64decode(clients[f"{r.id}.key"]).decode() == r.client_key_pem
+    mounts = {m["name"]: m["mountPath"] for m in pod_spec(objects[("DaemonSet", collector.NAME)])["containers"][0][
+        "volumeMounts"]}
+    assert mounts["clients"] == collector.CLIENT_DIR
     data = objects[("ConfigMap", collector.NAME)]["data"]
     items = pod_spec(objects[("DaemonSet", collector.NAME)])["volumes"][2]["configMap"]["items"]
     for r in ROUTES:  # the CA file an output names is that route's CA, mounted where it looks
@@ -261,9 +273,13 @@ def test_collector_runs_with_the_least_privilege_that_reads_cri_o_files() -> Non
 
 
 def test_collector_never_sees_an_elasticsearch_credential() -> None:
-    text = repr(collector.render("agentobs", ROUTES))
-    assert "secretKeyRef" not in text and "'secret'" not in text and "elasticsearch" not in text.lower()
-    for obj in collector.render("agentobs", ROUTES):
+    objects = collector.render("agentobs", ROUTES)
+    text = repr(objects)
+    assert "secretKeyRef" not in text and "elasticsearch" not in text.lower()
+    # Its one Secret holds the client certificates of the routes, and nothing else.
+    [secret] = [o for o in objects if o["kind"] == "Secret"]
+    assert set(secret["data"]) == {f"{r.id}.{ext}" for r in ROUTES for ext in ("crt", "key")}
+    for obj in objects:
         assert "agentobs.io/owner" not in obj["metadata"]["labels"]  # no one resource's pruning finds it
 
 
@@ -334,6 +350,11 @@ def test_the_forward_input_serves_tls_with_the_stacks_certificate() -> None:
     [forward] = [d for d in root.children if d.get("@type") == "forward"]
     [transport] = forward.children
     assert transport.arg == "tls" and forward.get("port") == str(fluentd.FORWARD_PORT)
+    # Mutual TLS: a sender must present a certificate of the stack's CA (the collector's).
+    assert transport.get("client_cert_auth") == "true"
+    assert transport.get("ca_path") == f"{fluentd.TLS_DIR}/ca.crt"
+    assert "ca.crt" in objects[("Secret", "demo-fluentd-tls")]["data"]
+    assert objects[("Secret", "demo-log-collector-tls")]["data"]["tls.crt"], "the collector's client certificate"
     pod = pod_spec(objects[("StatefulSet", "demo-fluentd")])
     mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
     assert transport.get("cert_path") == f"{mounts['tls']}/tls.crt"

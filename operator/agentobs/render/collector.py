@@ -27,11 +27,14 @@ The pipeline (`fluent-bit.conf`, checked parameter by parameter against Fluent B
   (`app` beside `app.kubernetes.io/name` would otherwise be refused by Elasticsearch, a leaf and an
   object at once), and drops records no route wants;
 - `rewrite_tag` retags each record `route.<id>` (its emitter buffers on the filesystem too);
-- one `forward` output per route to that stack's aggregator Service over TLS, verifying the
-  aggregator's certificate with that stack's CA and its name, with `Require_ack_response`: a chunk
-  is deleted only after the aggregator has written it to its own file buffer. Retries never stop.
+- one `forward` output per route to that stack's aggregator Service over mutual TLS: it verifies
+  the aggregator's certificate with that stack's CA and its name, and presents a client
+  certificate that stack's CA issued for the collector (the aggregator admits no other sender),
+  with `Require_ack_response`: a chunk is deleted only after the aggregator has written it to its
+  own file buffer. Retries never stop.
 
-The collector holds no Elasticsearch credential: the aggregators do. Its RBAC reads pods and
+The collector holds no Elasticsearch credential: the aggregators do. It holds one client key per
+route (in the Secret `CLIENTS_SECRET`), which lets it send logs to that stack's aggregator only. Its RBAC reads pods and
 namespaces, nothing else. Security: the files are 0640 root:root (containerd) or 0600 (CRI-O),
 so the container runs as uid 0 with every capability dropped except `DAC_READ_SEARCH` (read any
 file, write none that is not its own), no privilege escalation, a read-only root filesystem and
@@ -43,12 +46,20 @@ Pure: `render(namespace, routes, image)` returns the manifests; no routes, no co
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentobs.render.common import CONFIG_HASH_ANNOTATION, MANAGED_BY, PART_OF, Manifest, content_hash
+from agentobs.render.common import (
+    CERT_HASH_ANNOTATION,
+    CONFIG_HASH_ANNOTATION,
+    MANAGED_BY,
+    PART_OF,
+    Manifest,
+    content_hash,
+)
 
 NAME = "agentobs-log-collector"
 COMPONENT = "log-collector"
@@ -56,6 +67,8 @@ IMAGE_VERSION = "4.2.8"
 IMAGE = f"cr.fluentbit.io/fluent/fluent-bit:{IMAGE_VERSION}"
 CONFIG_DIR = "/fluent-bit/etc/agentobs"
 CA_DIR = f"{CONFIG_DIR}/ca"
+CLIENT_DIR = "/fluent-bit/etc/agentobs-clients"
+CLIENTS_SECRET = f"{NAME}-clients"
 STATE_DIR = "/var/lib/agentobs/log-collector"  # on the node: positions and chunks survive the pod
 METRICS_PORT = 2020
 METRICS_PATH = "/api/v2/metrics/prometheus"
@@ -80,6 +93,9 @@ class Route:
     host: str = ""  # the aggregator Service
     port: int = 24224
     ca_pem: str = ""  # the stack's CA, which signs the aggregator's certificate
+    # The collector's client certificate from that CA: the aggregator admits no other sender.
+    client_cert_pem: str = ""
+    client_key_pem: str = field(default="", repr=False)
 
     @property
     def id(self) -> str:
@@ -252,6 +268,8 @@ def make_config(namespace: str, routes: list[Route]) -> str:
             ("tls.verify_hostname", "On"),
             ("tls.vhost", r.host),
             ("tls.ca_file", f"{CA_DIR}/{r.id}.crt"),
+            ("tls.crt_file", f"{CLIENT_DIR}/{r.id}.crt"),
+            ("tls.key_file", f"{CLIENT_DIR}/{r.id}.key"),
         ])
     return out
 
@@ -260,6 +278,16 @@ def make_configmap(namespace: str, routes: list[Route]) -> Manifest:
     data = {"fluent-bit.conf": make_config(namespace, routes), "routes.lua": make_routes_lua(routes)}
     data |= {f"ca-{r.id}.crt": r.ca_pem for r in _ordered(routes)}
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(namespace), "data": data}
+
+
+def make_clients_secret(namespace: str, routes: list[Route]) -> Manifest:
+    """The client certificate and key for each route (key material: a Secret, never a ConfigMap)."""
+    data: dict[str, str] = {}
+    for r in _ordered(routes):
+        data[f"{r.id}.crt"] = base64.b64encode(r.client_cert_pem.encode()).decode()
+        data[f"{r.id}.key"] = base64.b64encode(r.client_key_pem.encode()).decode()
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": _meta(namespace, CLIENTS_SECRET), "type": "Opaque",
+            "data": data}
 
 
 def make_rbac(namespace: str) -> list[Manifest]:
@@ -276,7 +304,8 @@ def make_rbac(namespace: str) -> list[Manifest]:
     ]
 
 
-def make_daemonset(namespace: str, routes: list[Route], image: str, config_hash: str) -> Manifest:
+def make_daemonset(namespace: str, routes: list[Route], image: str, config_hash: str,
+                   clients_hash: str = "") -> Manifest:
     items = [{"key": "fluent-bit.conf", "path": "fluent-bit.conf"}, {"key": "routes.lua", "path": "routes.lua"}]
     items += [{"key": f"ca-{r.id}.crt", "path": f"ca/{r.id}.crt"} for r in _ordered(routes)]
     container = {
@@ -303,6 +332,7 @@ def make_daemonset(namespace: str, routes: list[Route], image: str, config_hash:
             {"name": "varlog", "mountPath": "/var/log", "readOnly": True},
             {"name": "state", "mountPath": STATE_DIR},
             {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+            {"name": "clients", "mountPath": CLIENT_DIR, "readOnly": True},
         ],
     }
     return {
@@ -313,7 +343,8 @@ def make_daemonset(namespace: str, routes: list[Route], image: str, config_hash:
             "selector": {"matchLabels": selector_labels()},
             "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
             "template": {
-                "metadata": {"labels": labels(), "annotations": {CONFIG_HASH_ANNOTATION: config_hash}},
+                "metadata": {"labels": labels(), "annotations": {CONFIG_HASH_ANNOTATION: config_hash,
+                                                                 CERT_HASH_ANNOTATION: clients_hash}},
                 "spec": {
                     "serviceAccountName": NAME,
                     "nodeSelector": {"kubernetes.io/os": "linux"},
@@ -325,6 +356,7 @@ def make_daemonset(namespace: str, routes: list[Route], image: str, config_hash:
                         {"name": "varlog", "hostPath": {"path": "/var/log", "type": "Directory"}},
                         {"name": "state", "hostPath": {"path": STATE_DIR, "type": "DirectoryOrCreate"}},
                         {"name": "config", "configMap": {"name": NAME, "items": items}},
+                        {"name": "clients", "secret": {"secretName": CLIENTS_SECRET, "defaultMode": 0o400}},
                     ],
                 },
             },
@@ -365,6 +397,8 @@ def render(namespace: str, routes: list[Route], image: str = IMAGE) -> list[Mani
     if not routes:
         return []
     configmap = make_configmap(namespace, routes)
-    return [*make_rbac(namespace), configmap,
-            make_daemonset(namespace, routes, image, content_hash(configmap["data"])),
+    clients = make_clients_secret(namespace, routes)
+    return [*make_rbac(namespace), configmap, clients,
+            make_daemonset(namespace, routes, image, content_hash(configmap["data"]),
+                           content_hash(clients["data"])),
             make_service(namespace), make_network_policy(namespace)]

@@ -10,8 +10,9 @@ only holder of the stack's `fluentd` Elasticsearch credentials.
 The pipeline (`fluent.conf`, checked parameter by parameter against the pinned image's fluentd
 1.19.3, fluent-plugin-elasticsearch 5.4.4 and fluent-plugin-prometheus 2.2.2):
 
-- `forward` input on TLS (this resource's serving certificate); the collector waits for the ack,
-  which Fluentd sends once the records are in its file buffer;
+- `forward` input on mutual TLS (this resource's serving certificate; the sender must present a
+  certificate of this resource's CA, which only the node collector holds); the collector waits
+  for the ack, which Fluentd sends once the records are in its file buffer;
 - a document id per record (`elasticsearch_genid` with `use_record_as_seed`: in 5.4.4 the id is
   a random UUID unless that is on) hashed from the file, byte offset, runtime timestamp (ns),
   stream and raw line: the same line sent twice (a collector retry, a re-read after a lost
@@ -68,6 +69,8 @@ STATE_DIR = "/var/lib/fluentd"  # the PersistentVolumeClaim: buffers and dead le
 AUDIT_LOGGER = "agentobs.audit"
 UID = 65534
 FORWARD_PORT = 24224
+COLLECTOR_CLIENT = "log-collector"  # the component of the collector's client certificate
+COLLECTOR_CLIENT_NAME = "agentobs-log-collector"  # its name (no host has it: it is a client's)
 METRICS_PORT = 24231
 PROMETHEUS_COMPONENT = "prometheus"  # spelled here: prometheus imports this module
 BUFFER_LIMITS = {"logs": "2GB", "audit": "1GB", "dead-letter": "512MB"}  # within the 5Gi default volume
@@ -166,6 +169,9 @@ def make_fluent_conf(owner: Owner) -> str:
         "  <transport tls>\n"
         f"    cert_path {TLS_DIR}/tls.crt\n"
         f"    private_key_path {TLS_DIR}/tls.key\n"
+        # Mutual TLS: only a client certificate of this stack's CA (the node collector's) may send.
+        f"    ca_path {TLS_DIR}/ca.crt\n"
+        "    client_cert_auth true\n"
         "    min_version TLS1_2\n"
         "  </transport>\n"
         "</source>\n\n"
@@ -359,9 +365,12 @@ def make_network_policy(owner: Owner) -> Manifest:
 
 
 def certificates(owner: Owner) -> dict[str, list[str]]:
+    """The aggregator's serving certificate, and the node collector's client certificate for this
+    stack (`<name>-log-collector-tls`; the operator copies it to the collector's namespace)."""
     if not enabled(owner):
         return {}
-    return {COMPONENT: service_dns_names(owner, owner.child_name(COMPONENT), headless_name(owner))}
+    return {COMPONENT: service_dns_names(owner, owner.child_name(COMPONENT), headless_name(owner)),
+            COLLECTOR_CLIENT: [COLLECTOR_CLIENT_NAME]}
 
 
 def credentials(owner: Owner) -> list[CredentialRequest]:
