@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from agentobs.api.spec import AgentObservabilitySpec
-from agentobs.render import Owner, make_stack, rules
+from agentobs.render import Owner, collector, make_stack, rules
 from agentobs.render.prometheus import OPERATOR_METRICS_TARGET
 
 from rendered_files import lay_out_mounts, real_material, rewrite_paths
@@ -59,7 +59,8 @@ def _run(promtool: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 def _owner(spec: dict[str, Any]) -> Owner:
     return Owner(name=NAME, namespace=NS, uid="uid-1", spec=AgentObservabilitySpec.model_validate(spec),
-                 extra={OPERATOR_METRICS_TARGET: "agentobs-operator.agentobs-system.svc:8080"})
+                 extra={OPERATOR_METRICS_TARGET: "agentobs-operator.agentobs-system.svc:8080",
+                        collector.NAMESPACE_EXTRA: "agentobs-system"})
 
 
 def _prometheus_files(spec: dict[str, Any], root: Path) -> tuple[Path, Path, dict[str, str]]:
@@ -79,6 +80,8 @@ def _prometheus_files(spec: dict[str, Any], root: Path) -> tuple[Path, Path, dic
 @pytest.mark.parametrize("spec", sorted(SPECS))
 def test_check_config_with_every_file_it_names(promtool: str, spec: str, tmp_path: Path) -> None:
     config, _, _ = _prometheus_files(SPECS[spec], tmp_path)
+    jobs = {j["job_name"] for j in yaml.safe_load(config.read_text())["scrape_configs"]}
+    assert {rules.JOB_LOG_AGGREGATOR, rules.JOB_LOG_COLLECTOR} <= jobs  # the log pipeline's, checked too
     out = _run(promtool, "check", "config", str(config))
     if spec != "no-rules":
         assert "SUCCESS" in out.stdout and "rules found" in out.stdout
