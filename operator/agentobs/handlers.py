@@ -111,16 +111,28 @@ class Scheduler:
 
     async def collect_forever(self) -> None:
         """Keep the node collector's routes in step with the resources (see agentobs.logroutes)."""
+        problem = ""
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.collector_wakeup.wait(), timeout=RESYNC_SECONDS)
             await asyncio.sleep(1.0)  # one sync for a burst of changes
             self.collector_wakeup.clear()
-            if self.elector.is_leader:
+            if not self.elector.is_leader:
+                continue
+            try:
                 result = await asyncio.to_thread(logroutes.safe_sync, self.client(), COLLECTOR_NAMESPACE,
                                                  list(self.bodies.values()), COLLECTOR_IMAGE)
-                if result.problem:
-                    log.warning("log collector: %s", result.problem)
+            except Exception:  # a bug must not stop the syncs to come
+                log.exception("log collector: sync failed")
+                continue
+            if result.problem and result.problem != problem:
+                log.warning("log collector: %s", result.problem)
+                # Said once per new problem on every resource whose logs it would carry.
+                for body in list(self.bodies.values()):
+                    if ((body.get("spec") or {}).get("logging") or {}).get("enabled", True):
+                        await asyncio.to_thread(_post_event, self.client(), body, True, "LogCollectorUnavailable",
+                                                f"agent logs are not collected: {result.problem}")
+            problem = result.problem
 
     async def elect_forever(self) -> None:
         swept = 0.0

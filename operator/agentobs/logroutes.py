@@ -48,7 +48,8 @@ class SyncResult:
     waiting: list[str] = field(default_factory=list)  # "ns/name" whose CA bundle is not there yet
     applied: bool = False
     deleted: list[str] = field(default_factory=list)
-    problem: str = ""
+    problem: str = ""  # what keeps the collector from running, for the resources' events
+    error: str = ""  # an API failure, retried at the next sync
 
 
 # Re-read now and then: a CA changes only when its Secret is replaced, a client certificate when renewed
@@ -208,4 +209,4 @@ def safe_sync(kube: Kube, namespace: str, bodies: list[dict[str, Any]], image: s
     except KubeError as exc:
         log.warning("log collector not synced: %s", exc.message)
         _state.applied_hash = ""
-        return SyncResult(problem=exc.message)
+        return SyncResult(error=exc.message)

@@ -137,6 +137,7 @@ def make_template(owner: Owner, family: str) -> dict[str, Any]:
                               "logger": {"type": "keyword"}, "agent_id": {"type": "keyword"},
                               "message": {"type": "text"}, "stream": {"type": "keyword"},
                               "file": {"type": "keyword"}, "offset": {"type": "long"},
+                              "time": {"type": "keyword"},  # the runtime's own timestamp, in ns, as read
                               "kubernetes": {"properties": {
                                   "namespace_name": {"type": "keyword"}, "pod_name": {"type": "keyword"},
                                   "container_name": {"type": "keyword"}, "pod_id": {"type": "keyword"},
