@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from log_configs import fluent_bit_sections
 
+from agentobs import logroutes
 from agentobs.kube import Kube
 from agentobs.render import collector
 
@@ -122,3 +123,21 @@ def test_two_restricted_stacks_share_one_collector_and_keep_their_routes(
     assert len(_collector_daemonsets(kube)) == 1
     wait_ready(kube, second, "obs")
     assert kube.get("apps/v1", "StatefulSet", second, "obs-fluentd") is not None
+
+
+def test_the_collector_is_not_placed_where_pod_security_would_refuse_it(kube: Kube, kubectl: Callable[..., Any],
+                                                                       namespace: str) -> None:
+    """The sync itself against the API server (no operator process): a collector namespace that
+    enforces `baseline` gets no DaemonSet, and the reason names the label to set."""
+    kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=baseline")
+    body = make_resource("obs", namespace, {})
+    body["metadata"]["uid"] = "uid-of-obs"
+    result = logroutes.sync(kube, namespace, [body])
+    assert "pod-security.kubernetes.io/enforce=privileged" in result.problem and not result.applied
+    assert kube.get("apps/v1", "DaemonSet", namespace, collector.NAME) is None
+
+    kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=privileged", "--overwrite")
+    result = logroutes.sync(kube, namespace, [body])
+    # The resource exists only as a body here: no CA bundle, no client certificate, so no route yet.
+    assert result.problem == "" and result.waiting == [f"{namespace}/obs"] and result.routes == []
+    assert kube.get("apps/v1", "DaemonSet", namespace, collector.NAME) is None
