@@ -264,6 +264,9 @@ def test_collector_runs_with_the_least_privilege_that_reads_cri_o_files() -> Non
     assert sc["runAsUser"] == 0 and sc["capabilities"] == {"drop": ["ALL"], "add": ["DAC_READ_SEARCH"]}
     assert sc["allowPrivilegeEscalation"] is False and sc["readOnlyRootFilesystem"] is True
     assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    # Probed on an endpoint that answers whatever the outputs do (one stack's outage restarts nothing).
+    assert container["livenessProbe"]["httpGet"]["path"] == "/api/v1/uptime"
+    assert "Health_Check" not in collector.make_config("agentobs", ROUTES)
     host_paths = {v["hostPath"]["path"] for v in pod["volumes"] if "hostPath" in v}
     assert host_paths == {"/var/log", collector.STATE_DIR}
     assert next(m for m in container["volumeMounts"] if m["name"] == "varlog")["readOnly"] is True

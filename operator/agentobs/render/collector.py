@@ -197,7 +197,6 @@ def make_config(namespace: str, routes: list[Route]) -> str:
         ("HTTP_Server", "On"),
         ("HTTP_Listen", "0.0.0.0"),  # noqa: S104 (the pod's own metrics and health port)
         ("HTTP_Port", METRICS_PORT),
-        ("Health_Check", "On"),
         ("storage.path", f"{STATE_DIR}/chunks/"),
         ("storage.sync", "full"),
         ("storage.checksum", "On"),
@@ -313,9 +312,11 @@ def make_daemonset(namespace: str, routes: list[Route], image: str, config_hash:
         "image": image,
         "command": ["/fluent-bit/bin/fluent-bit", "-c", f"{CONFIG_DIR}/fluent-bit.conf"],
         "ports": [{"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}],
-        "livenessProbe": {"httpGet": {"path": "/api/v1/health", "port": "metrics"},
+        # Alive is answering: `/api/v1/health` (Health_Check) fails on output errors, and one
+        # stack's aggregator being down must not restart the collector of every stack.
+        "livenessProbe": {"httpGet": {"path": "/api/v1/uptime", "port": "metrics"},
                           "initialDelaySeconds": 10, "periodSeconds": 30, "failureThreshold": 5},
-        "readinessProbe": {"httpGet": {"path": "/api/v1/health", "port": "metrics"}, "periodSeconds": 10},
+        "readinessProbe": {"httpGet": {"path": "/api/v1/uptime", "port": "metrics"}, "periodSeconds": 10},
         "resources": RESOURCES,
         "securityContext": {
             # Root for the 0600 (CRI-O) and 0640 root:root (containerd) log files, with nothing of
