@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The local Kubernetes the tests and the demo run against, without Docker:
 # etcd, kube-apiserver, kube-controller-manager, kube-scheduler and the kwok controller, started by
-# kwokctl's binary runtime on loopback. kwok's simulated nodes get pods scheduled and Running.
+# kwokctl's binary runtime on loopback. kwok's simulated nodes get pods scheduled and Running, and
+# pods a Job owns Succeeded (kwokctl's default stages, kustomize/stage/pod/fast of kwok v0.8.0:
+# pod-ready, pod-complete, pod-delete), so the Job controller completes the operator's Jobs.
 #
 #   hack/cluster.sh up       start (or reuse) the cluster; the last line is `export KUBECONFIG=...`
 #   hack/cluster.sh down     stop it and remove its state

@@ -21,7 +21,7 @@ from typing import Any
 
 import kopf
 
-from agentobs import admission, metrics
+from agentobs import admission, logroutes, metrics
 from agentobs.api import GROUP, PLURAL, VERSION
 from agentobs.api.crd import make_crd
 from agentobs.api.spec import AgentObservabilitySpec
@@ -29,6 +29,7 @@ from agentobs.kube import Kube, KubeError, shared
 from agentobs.leader import Elector
 from agentobs.prune import forget, prune, sweep_orphans
 from agentobs.reconcile import reconcile
+from agentobs.render import collector
 from agentobs.render.common import MANAGED_BY, OWNER_LABEL, OWNER_NAMESPACE_LABEL, Owner
 from agentobs.render.prometheus import OPERATOR_METRICS_TARGET
 
@@ -40,6 +41,12 @@ SWEEP_SECONDS = 600.0
 # Where each stack's Prometheus scrapes the operator's own metrics (certificate expiry), if known.
 OWNER_EXTRA = ({OPERATOR_METRICS_TARGET: os.environ["AGENTOBS_METRICS_TARGET"]}
                if os.environ.get("AGENTOBS_METRICS_TARGET") else {})
+# The cluster's node log collector (render.collector): where it runs (empty: not run) and its image.
+COLLECTOR_NAMESPACE = os.environ.get("AGENTOBS_LOG_COLLECTOR_NAMESPACE",
+                                     os.environ.get("AGENTOBS_OPERATOR_NAMESPACE", ""))
+COLLECTOR_IMAGE = os.environ.get("AGENTOBS_LOG_COLLECTOR_IMAGE") or collector.IMAGE
+if COLLECTOR_NAMESPACE:
+    OWNER_EXTRA[collector.NAMESPACE_EXTRA] = COLLECTOR_NAMESPACE
 # AGENTOBS_NAMESPACES as main.py reads it: names or globs, empty for the whole cluster.
 WATCHED = [n for n in os.environ.get("AGENTOBS_NAMESPACES", "").split(",") if n]
 
@@ -63,6 +70,7 @@ class Scheduler:
         self.running: set[Key] = set()
         self.tasks: set[asyncio.Task[None]] = set()
         self.wakeup = asyncio.Event()
+        self.collector_wakeup = asyncio.Event()
         self.elector = Elector(None, "", "", "")
 
     def client(self) -> Kube:
@@ -107,6 +115,33 @@ class Scheduler:
             self.wake(key, RETRY_SECONDS)
         finally:
             self.running.discard(key)
+            if logroutes.waiting_for_material(*key):  # its first pass wrote what its route needs
+                self.collector_wakeup.set()
+
+    async def collect_forever(self) -> None:
+        """Keep the node collector's routes in step with the resources (see agentobs.logroutes)."""
+        problem = ""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.collector_wakeup.wait(), timeout=RESYNC_SECONDS)
+            await asyncio.sleep(1.0)  # one sync for a burst of changes
+            self.collector_wakeup.clear()
+            if not self.elector.is_leader:
+                continue
+            try:
+                result = await asyncio.to_thread(logroutes.safe_sync, self.client(), COLLECTOR_NAMESPACE,
+                                                 list(self.bodies.values()), COLLECTOR_IMAGE)
+            except Exception:  # a bug must not stop the syncs to come
+                log.exception("log collector: sync failed")
+                continue
+            if result.problem and result.problem != problem:
+                log.warning("log collector: %s", result.problem)
+                # Said once per new problem on every resource whose logs it would carry.
+                for body in list(self.bodies.values()):
+                    if ((body.get("spec") or {}).get("logging") or {}).get("enabled", True):
+                        await asyncio.to_thread(_post_event, self.client(), body, True, "LogCollectorUnavailable",
+                                                f"agent logs are not collected: {result.problem}")
+            problem = result.problem
 
     async def elect_forever(self) -> None:
         swept = 0.0
@@ -157,6 +192,8 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.L
         scheduler.elector = Elector(scheduler.client(), namespace, lease, identity)
     memo["scheduler_tasks"] = [asyncio.create_task(scheduler.run_forever()),
                                asyncio.create_task(scheduler.elect_forever())]
+    if COLLECTOR_NAMESPACE:
+        memo["scheduler_tasks"].append(asyncio.create_task(scheduler.collect_forever()))
 
 
 @kopf.on.cleanup()
@@ -183,6 +220,7 @@ async def resource_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> Non
         scheduler.bodies.pop(key, None)
         scheduler.due.pop(key, None)
         metrics.MANAGED_RESOURCES.set(len(scheduler.bodies))
+        scheduler.collector_wakeup.set()  # its route goes
         if scheduler.elector.is_leader:
             await _clean_up(key, body.metadata.uid or "")
         return
@@ -193,6 +231,7 @@ async def resource_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> Non
     if scheduler.generations.get(key) != generation:  # new, or the spec changed; not our status writes
         scheduler.generations[key] = generation
         scheduler.wake(key)
+        scheduler.collector_wakeup.set()  # its route may change
 
 
 async def _clean_up(key: Key, uid: str) -> None:
