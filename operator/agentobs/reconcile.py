@@ -8,6 +8,7 @@ returned, for events); only an unreachable API server raises, and kopf retries t
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import time
@@ -28,10 +29,15 @@ from agentobs.material import gather
 from agentobs.prune import Key, key_of, prune
 from agentobs.render import Owner, certificate_requests, endpoints, make_stack
 from agentobs.render.common import MANAGED_BY
+from agentobs.render.prometheus import AGENT_NAMESPACES
+from agentobs.render.rules import extra_rule_problems
 from agentobs.render.tls import make_ca_bundle, tls_secret_name
-from agentobs.status import WORKLOAD_KINDS, Observation, make_status, workload_state
+from agentobs.status import WORKLOAD_KINDS, Observation, disabled_conditions, make_status, workload_state
 
 log = logging.getLogger(__name__)
+
+# Resource uid -> the namespaces its instrumentation selected at the last successful look.
+_agent_namespaces: dict[str, list[str]] = {}
 
 
 @dataclass
@@ -121,13 +127,20 @@ def _apply_stack(kube: Kube, owner: Owner, obs: Observation, now: dt.datetime) -
     if gathered.tls_ready is not None:  # cert-manager: ready once it has issued every Secret
         obs.tls_ready, obs.tls_message = gathered.tls_ready, gathered.tls_message
         obs.tls_reason = "CertificatesPending"
-    manifests = make_stack(owner, gathered.material)
+    obs.disabled = disabled_conditions(owner.spec)
+    obs.rule_problems = extra_rule_problems(owner)
     config = make_config(owner)
+    manifests: list[Manifest] = []
     if config is not None:
         try:
             coverage = observe(kube, config, owner.spec.instrumentation.rollout_on_change, now)
         except KubeError as exc:
             log.warning("%s/%s: injection coverage not observed: %s", owner.namespace, owner.name, exc.message)
+            # Keep what the last pass found: a passing API error must not roll Prometheus or
+            # prune its Roles in the agents' namespaces.
+            if owner.uid in _agent_namespaces:
+                owner = dataclasses.replace(owner, extra={**owner.extra,
+                                                          AGENT_NAMESPACES: _agent_namespaces[owner.uid]})
         else:
             obs.injection = InjectionStatus(selected=coverage.selected, current=coverage.current,
                                             stale=coverage.stale, missing=coverage.missing)
@@ -135,6 +148,10 @@ def _apply_stack(kube: Kube, owner: Owner, obs: Observation, now: dt.datetime) -
             # Agents outside the resource's namespace mount the CA from a copy in their own.
             manifests += [make_ca_bundle(owner, gathered.material.ca, namespace=ns)
                           for ns in coverage.namespaces if ns != owner.namespace]
+            # Prometheus discovers agents in these namespaces (and gets a Role in each).
+            _agent_namespaces[owner.uid] = coverage.namespaces
+            owner = dataclasses.replace(owner, extra={**owner.extra, AGENT_NAMESPACES: coverage.namespaces})
+    manifests = make_stack(owner, gathered.material) + manifests
 
     for manifest in manifests:
         component = _component(manifest)

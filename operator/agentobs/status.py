@@ -6,6 +6,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+from agentobs.api.spec import AgentObservabilitySpec
 from agentobs.api.status import AgentObservabilityStatus, ComponentStatus, Condition, Endpoints, InjectionStatus
 
 # Which condition reports on which rendered component (several workloads may share one).
@@ -51,6 +52,26 @@ class Observation:
     injection: InjectionStatus | None = None
     restarted: list[str] = field(default_factory=list)  # workloads rolled out for injection
     pruned: list[str] = field(default_factory=list)  # children deleted as no longer wanted
+    disabled: dict[str, str] = field(default_factory=dict)  # condition type -> the switch that turned it off
+    rule_problems: dict[str, str] = field(default_factory=dict)  # extraRules group -> why it was left out
+
+
+def disabled_conditions(spec: AgentObservabilitySpec) -> dict[str, str]:
+    """Component conditions the spec switches off, with the field that does it. Such a component
+    is reported `Disabled` and is not required for Ready."""
+    off: dict[str, str] = {}
+    if not spec.prometheus.enabled:
+        off["PrometheusReady"] = "spec.prometheus.enabled is false"
+        off["AlertmanagerReady"] = "spec.prometheus.enabled is false"
+    elif not spec.prometheus.alertmanager.enabled:
+        off["AlertmanagerReady"] = "spec.prometheus.alertmanager.enabled is false"
+    if not spec.tracing.enabled:
+        off["TracingReady"] = "spec.tracing.enabled is false"
+    if not spec.logging.enabled:
+        off["LoggingReady"] = "spec.logging.enabled is false"
+    if not spec.grafana.enabled:
+        off["GrafanaReady"] = "spec.grafana.enabled is false"
+    return off
 
 
 def workload_state(obj: dict[str, Any]) -> WorkloadState:
@@ -130,8 +151,15 @@ def make_status(obs: Observation, previous_conditions: list[dict[str, Any]], now
     elif obs.apply_errors:
         degraded_reason = "ApplyFailed"
         degraded_message = "; ".join(f"{c}: {m}" for c, m in sorted(obs.apply_errors.items()))
+    elif obs.rule_problems:
+        degraded_reason = "InvalidExtraRules"
+        degraded_message = ("left out of the rule file: "
+                            + "; ".join(m for _, m in sorted(obs.rule_problems.items())))
     degraded = degraded_reason != "AsExpected"
     not_ready = [c.type for c in conditions if c.status != "True"]
+    # After the counts: a component switched off is neither ready nor waited for.
+    conditions += [cond(type_, False, "Disabled", message) for type_, message in sorted(obs.disabled.items())
+                   if type_ not in by_condition]
 
     if degraded:
         ready = cond("Ready", False, degraded_reason, degraded_message)

@@ -48,9 +48,16 @@ CONFIG_DIR = "/etc/alertmanager/config"
 WEB_CONFIG_DIR = "/etc/alertmanager/web"
 TLS_DIR = "/etc/alertmanager/tls"
 DATA_DIR = "/alertmanager"
+AUTH_DIR = "/etc/alertmanager/auth"
+PROBE_FILE = "probe.yml"
 # The component whose pods send alerts; spelled here rather than imported, as prometheus imports us.
 PROMETHEUS_COMPONENT = "prometheus"
 NULL_RECEIVER = "null"
+
+
+def enabled(owner: Owner) -> bool:
+    """Alertmanager runs only beside the stack's own Prometheus, its one sender."""
+    return owner.spec.prometheus.enabled and owner.spec.prometheus.alertmanager.enabled
 
 
 def headless_name(owner: Owner) -> str:
@@ -99,14 +106,27 @@ def make_web_config_secret(owner: Owner, password_bcrypt: str) -> Manifest:
                               "ca_file": f"{TLS_DIR}/ca.crt",
                               "server_name": f"{headless_name(owner)}.{owner.namespace}.svc"},
     }
+    # The readiness probe's amtool: the password from the mounted file, never from the pod spec.
+    probe = {"basic_auth": {"username": WEB_USER, "password_file": f"{AUTH_DIR}/password"},
+             "tls_config": {"ca_file": f"{TLS_DIR}/ca.crt", "server_name": owner.service_host(COMPONENT)}}
     return {
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": metadata(owner, COMPONENT, owner.child_name(f"{COMPONENT}-web-config")),
         "type": "Opaque",
         "stringData": {"web.yml": yaml.safe_dump(web, sort_keys=True),
-                       "cluster.yml": yaml.safe_dump(cluster, sort_keys=True)},
+                       "cluster.yml": yaml.safe_dump(cluster, sort_keys=True),
+                       PROBE_FILE: yaml.safe_dump(probe, sort_keys=True)},
     }
+
+
+def readiness_probe() -> dict[str, Any]:
+    """Ready once the API answers over TLS with basic auth (Alertmanager serves its API only after
+    loading its config). Every path needs basic auth, which an httpGet probe could only send from
+    the pod spec: the image's `amtool` reads the password from the mounted file instead."""
+    return {"exec": {"command": ["/bin/amtool", f"--alertmanager.url=https://localhost:{WEB_PORT}",
+                                 f"--http.config.file={WEB_CONFIG_DIR}/{PROBE_FILE}", "cluster", "show"]},
+            "periodSeconds": 10, "timeoutSeconds": 5, "failureThreshold": 3}
 
 
 def make_services(owner: Owner) -> list[Manifest]:
@@ -164,8 +184,7 @@ def make_statefulset(owner: Owner, config_hash: str, cert_hash: str) -> Manifest
             # With TLS on the gossip, memberlist sends its packets over TCP too: no UDP port.
             {"name": "cluster", "containerPort": CLUSTER_PORT, "protocol": "TCP"},
         ],
-        # Every path needs basic auth, which an httpGet probe could only send from the pod spec.
-        "readinessProbe": {"tcpSocket": {"port": "web"}, "periodSeconds": 5},
+        "readinessProbe": readiness_probe(),
         "livenessProbe": {"tcpSocket": {"port": "web"}, "periodSeconds": 15, "failureThreshold": 6},
         "resources": resources(spec.resources),
         "securityContext": container_security_context(),
@@ -173,6 +192,7 @@ def make_statefulset(owner: Owner, config_hash: str, cert_hash: str) -> Manifest
             {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
             {"name": "web-config", "mountPath": WEB_CONFIG_DIR, "readOnly": True},
             {"name": "tls", "mountPath": TLS_DIR, "readOnly": True},
+            {"name": "auth", "mountPath": AUTH_DIR, "readOnly": True},
             {"name": "data", "mountPath": DATA_DIR},
         ],
     }
@@ -200,6 +220,8 @@ def make_statefulset(owner: Owner, config_hash: str, cert_hash: str) -> Manifest
                         _config_volume(owner),
                         {"name": "web-config", "secret": {"secretName": f"{name}-web-config"}},
                         {"name": "tls", "secret": {"secretName": tls_secret_name(owner, COMPONENT)}},
+                        {"name": "auth", "secret": {"secretName": owner.child_name(WEB_AUTH_SUFFIX),
+                                                    "items": [{"key": "password", "path": "password"}]}},
                         # Silences and the notification log are gossiped to the peers, which is
                         # what keeps them across the loss of one pod's volume.
                         {"name": "data", "emptyDir": {"sizeLimit": "256Mi"}},
@@ -232,11 +254,15 @@ def make_network_policy(owner: Owner) -> Manifest:
 
 
 def certificates(owner: Owner) -> dict[str, list[str]]:
+    if not enabled(owner):
+        return {}
     name = owner.child_name(COMPONENT)
     return {COMPONENT: service_dns_names(owner, name, headless=headless_name(owner))}
 
 
 def credentials(owner: Owner) -> list[CredentialRequest]:
+    if not enabled(owner):
+        return []
     return [CredentialRequest(COMPONENT, WEB_AUTH_SUFFIX, basic_auth_recipe(WEB_USER))]
 
 
@@ -245,6 +271,8 @@ def endpoints(owner: Owner) -> dict[str, str]:
 
 
 def render(owner: Owner, material: Material) -> list[Manifest]:
+    if not enabled(owner):
+        return []
     web_config = make_web_config_secret(owner, material.credentials[WEB_AUTH_SUFFIX]["password.bcrypt"])
     receivers = owner.spec.prometheus.alertmanager.receivers_secret
     out: list[Manifest] = []

@@ -233,7 +233,13 @@ def make_network_policies(owner: Owner) -> list[Manifest]:
             policy(QUERY, grafana, [JAEGER_QUERY_PORT])]
 
 
+def enabled(owner: Owner) -> bool:
+    return owner.spec.tracing.enabled
+
+
 def certificates(owner: Owner) -> dict[str, list[str]]:
+    if not enabled(owner):
+        return {}
     return {c: service_dns_names(owner, owner.child_name(c)) for c in (COLLECTOR, QUERY)}
 
 
@@ -242,10 +248,14 @@ def credentials(owner: Owner) -> list[CredentialRequest]:
 
 
 def endpoints(owner: Owner) -> dict[str, str]:
+    if not enabled(owner):
+        return {}
     return {"otlpGrpc": otlp_grpc_url(owner), "otlpHttp": otlp_http_url(owner)}
 
 
 def render(owner: Owner, material: Material) -> list[Manifest]:
+    if not enabled(owner):
+        return []
     tracing = owner.spec.tracing
     autoscaled = tracing.collector.autoscaling.enabled
     out: list[Manifest] = []
