@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from agentobs.render import egress
 from agentobs.render.addresses import ALERTMANAGER_CLUSTER_PORT, ALERTMANAGER_PORT, alertmanager_url
 from agentobs.render.common import (
     CERT_HASH_ANNOTATION,
@@ -233,24 +234,22 @@ def make_statefulset(owner: Owner, config_hash: str, cert_hash: str) -> Manifest
 
 
 def make_network_policy(owner: Owner) -> Manifest:
-    """Default-deny ingress for the Alertmanager pods, except the two flows the stack needs."""
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": metadata(owner, COMPONENT),
-        "spec": {
-            "podSelector": {"matchLabels": selector_labels(owner, COMPONENT)},
-            "policyTypes": ["Ingress"],
-            "ingress": [
-                # Prometheus pushes alerts to every peer and scrapes their cluster metrics.
-                {"from": [{"podSelector": {"matchLabels": selector_labels(owner, PROMETHEUS_COMPONENT)}}],
-                 "ports": [{"port": WEB_PORT, "protocol": "TCP"}]},
-                # Peers gossip alerts, silences and membership to each other (over TLS, so TCP only).
-                {"from": [{"podSelector": {"matchLabels": selector_labels(owner, COMPONENT)}}],
-                 "ports": [{"port": CLUSTER_PORT, "protocol": "TCP"}]},
-            ],
-        },
-    }
+    """Ingress from Prometheus and the peers; egress to the peers and, with the user's receivers,
+    wherever those are."""
+    ingress = [
+        # Prometheus pushes alerts to every peer and scrapes their cluster metrics.
+        {"from": [{"podSelector": {"matchLabels": selector_labels(owner, PROMETHEUS_COMPONENT)}}],
+         "ports": [{"port": WEB_PORT, "protocol": "TCP"}]},
+        # Peers gossip alerts, silences and membership to each other (over TLS, so TCP only).
+        {"from": [{"podSelector": {"matchLabels": selector_labels(owner, COMPONENT)}}],
+         "ports": [{"port": CLUSTER_PORT, "protocol": "TCP"}]},
+    ]
+    out = [egress.dns(), egress.to_component(owner, COMPONENT, CLUSTER_PORT)]
+    if owner.spec.prometheus.alertmanager.receivers_secret is not None:
+        # The user's receivers (Slack, SMTP, webhooks) may be any host on any port, and their
+        # config is not ours to read: an empty rule admits every destination.
+        out.append({})
+    return egress.policy(owner, COMPONENT, ingress, out)
 
 
 def certificates(owner: Owner) -> dict[str, list[str]]:

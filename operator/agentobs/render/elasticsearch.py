@@ -32,7 +32,7 @@ from typing import Any
 import yaml
 
 from agentobs.api.spec import ResourceRequirements
-from agentobs.render import es_access, fluentd, grafana, jaeger, retention
+from agentobs.render import egress, es_access, fluentd, grafana, jaeger, retention
 from agentobs.render.addresses import ELASTICSEARCH_PORT, ELASTICSEARCH_TRANSPORT_PORT
 from agentobs.render.common import (
     CERT_HASH_ANNOTATION,
@@ -282,23 +282,17 @@ def make_statefulset(owner: Owner, config_hash: str, cert_hash: str) -> Manifest
 
 
 def make_network_policy(owner: Owner) -> Manifest:
-    """HTTPS from the clients only; transport from the other nodes only."""
+    """HTTPS from the clients only; transport from and to the other nodes only."""
     clients = [jaeger.COLLECTOR, jaeger.QUERY, fluentd.COMPONENT, grafana.COMPONENT, retention.COMPONENT]
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": metadata(owner, COMPONENT),
-        "spec": {
-            "podSelector": {"matchLabels": selector_labels(owner, COMPONENT)},
-            "policyTypes": ["Ingress"],
-            "ingress": [
-                {"from": [{"podSelector": {"matchLabels": selector_labels(owner, c)}} for c in clients],
-                 "ports": [{"protocol": "TCP", "port": ELASTICSEARCH_PORT}]},
-                {"from": [{"podSelector": {"matchLabels": selector_labels(owner, COMPONENT)}}],
-                 "ports": [{"protocol": "TCP", "port": ELASTICSEARCH_TRANSPORT_PORT}]},
-            ],
-        },
-    }
+    ingress = [
+        {"from": [{"podSelector": {"matchLabels": selector_labels(owner, c)}} for c in clients],
+         "ports": [{"protocol": "TCP", "port": ELASTICSEARCH_PORT}]},
+        {"from": [{"podSelector": {"matchLabels": selector_labels(owner, COMPONENT)}}],
+         "ports": [{"protocol": "TCP", "port": ELASTICSEARCH_TRANSPORT_PORT}]},
+    ]
+    # Out: only the other nodes, over transport (discovery and replication).
+    return egress.policy(owner, COMPONENT, ingress,
+                         [egress.dns(), egress.to_component(owner, COMPONENT, ELASTICSEARCH_TRANSPORT_PORT)])
 
 
 def certificates(owner: Owner) -> dict[str, list[str]]:

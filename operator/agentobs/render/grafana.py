@@ -11,11 +11,19 @@ the CA the user names).
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
-from agentobs.render import dashboards, es_access, prometheus
-from agentobs.render.addresses import GRAFANA_PORT, elasticsearch_url, grafana_url, jaeger_query_url, prometheus_url
+from agentobs.render import dashboards, egress, es_access, prometheus
+from agentobs.render.addresses import (
+    GRAFANA_PORT,
+    JAEGER_QUERY_PORT,
+    elasticsearch_url,
+    grafana_url,
+    jaeger_query_url,
+    prometheus_url,
+)
 from agentobs.render.common import (
     CERT_HASH_ANNOTATION,
     CONFIG_HASH_ANNOTATION,
@@ -292,7 +300,7 @@ def make_ingress(owner: Owner, host: str) -> Manifest:
 
 
 def make_network_policy(owner: Owner) -> Manifest:
-    """Default-deny ingress for the Grafana pods, except its users."""
+    """Ingress from Grafana's users; egress to its datasources."""
     if owner.spec.grafana.ingress_host:
         # The ingress controller runs in a namespace we cannot know; Grafana's own login and TLS
         # guard the port, as they would behind any ingress.
@@ -300,16 +308,16 @@ def make_network_policy(owner: Owner) -> Manifest:
     else:
         # People reach Grafana from inside the namespace (port-forward or a pod of their own).
         users = {"from": [{"podSelector": {}}], "ports": [{"port": PORT, "protocol": "TCP"}]}
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": metadata(owner, COMPONENT),
-        "spec": {
-            "podSelector": {"matchLabels": selector_labels(owner, COMPONENT)},
-            "policyTypes": ["Ingress"],
-            "ingress": [users],
-        },
-    }
+    # Out: the datasources of the components that run, and the OIDC provider.
+    out = [egress.dns(), egress.elasticsearch(owner)]
+    if prometheus.enabled(owner):
+        out.append(egress.to_component(owner, prometheus.COMPONENT, prometheus.WEB_PORT))
+    if owner.spec.tracing.enabled:
+        out.append(egress.to_component(owner, "jaeger-query", JAEGER_QUERY_PORT))
+    if owner.spec.grafana.oidc is not None:
+        out.append(egress.any_address(*sorted({urlsplit(u).port or 443 for u in (
+            owner.spec.grafana.oidc.token_url, owner.spec.grafana.oidc.userinfo_url)})))
+    return egress.policy(owner, COMPONENT, [users], out)
 
 
 def enabled(owner: Owner) -> bool:

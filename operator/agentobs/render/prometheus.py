@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from agentobs.render import alertmanager, rules
+from agentobs.render import alertmanager, egress, rules
 from agentobs.render.addresses import PROMETHEUS_PORT, prometheus_url
 from agentobs.render.common import (
     CERT_HASH_ANNOTATION,
@@ -400,23 +400,22 @@ def make_prometheus_statefulset(owner: Owner, config_hash: str, cert_hash: str) 
 
 
 def make_network_policy(owner: Owner) -> Manifest:
-    """Default-deny ingress for the Prometheus pods, except the two flows the stack needs."""
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": metadata(owner, COMPONENT),
-        "spec": {
-            "podSelector": {"matchLabels": selector_labels(owner, COMPONENT)},
-            "policyTypes": ["Ingress"],
-            "ingress": [
-                # Grafana queries Prometheus for every dashboard panel; the replicas scrape each
-                # other to notice a peer is down.
-                {"from": [{"podSelector": {"matchLabels": selector_labels(owner, GRAFANA_COMPONENT)}},
-                          {"podSelector": {"matchLabels": selector_labels(owner, COMPONENT)}}],
-                 "ports": [{"port": WEB_PORT, "protocol": "TCP"}]},
-            ],
-        },
-    }
+    """Ingress from Grafana and the peer replica; egress to what Prometheus scrapes and alerts."""
+    ingress = [
+        # Grafana queries Prometheus for every dashboard panel; the replicas scrape each
+        # other to notice a peer is down.
+        {"from": [{"podSelector": {"matchLabels": selector_labels(owner, GRAFANA_COMPONENT)}},
+                  {"podSelector": {"matchLabels": selector_labels(owner, COMPONENT)}}],
+         "ports": [{"port": WEB_PORT, "protocol": "TCP"}]},
+    ]
+    out = [egress.dns(), egress.to_component(owner, COMPONENT, WEB_PORT),
+           egress.agents(owner, owner.spec.instrumentation.metrics_port), egress.api_server()]
+    if alertmanager.enabled(owner):
+        out.insert(2, egress.to_component(owner, alertmanager.COMPONENT, alertmanager.WEB_PORT))
+    operator_target = owner.extra.get(OPERATOR_METRICS_TARGET)
+    if operator_target:  # the operator's metrics Service: a host of the chart's choosing
+        out.append(egress.any_address(int(str(operator_target).rsplit(":", 1)[1])))
+    return egress.policy(owner, COMPONENT, ingress, out)
 
 
 def certificates(owner: Owner) -> dict[str, list[str]]:
