@@ -7,8 +7,9 @@ POD_NAME as in the pod) and `alert_relabel_configs`; one Alertmanager runs its r
 web config. What differs from the pods, and why: addresses (loopback ports instead of pod DNS
 names), so Kubernetes discovery is replaced by static targets and the TLS server name is given
 explicitly; the evaluation interval and the alert resend delay are 1s so the test takes seconds
-(the first notification of a replica may go out before it discovered Alertmanager, and is dropped); Alertmanager runs as a single
-peer (its gossip is `test_alertmanager.py`'s subject). Nothing of the alerting path is changed.
+(a replica's first notification may go out before it discovered Alertmanager, and is dropped);
+Alertmanager runs as a single peer (its gossip is `test_alertmanager.py`'s subject). Nothing of
+the alerting path is changed.
 
 Prometheus is the pinned v3 build when the tool cache has it, else Debian's 2.42 with
 `--enable-feature=expand-external-labels` (v3 expands `${POD_NAME}` itself). The probe checks need
@@ -144,7 +145,8 @@ class Stack:
                 process.wait()
 
     def logs(self) -> str:
-        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-2500:]}" for p in sorted(self.root.glob("*.log")))
+        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-2500:]}"
+                         for p in sorted(self.root.glob("*.log")))
 
     def get(self, component: str, port: int, path: str) -> Any:
         auth = base64.b64encode(f"agentobs:{self.passwords[component]}".encode()).decode()

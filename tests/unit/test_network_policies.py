@@ -160,9 +160,9 @@ def test_evaluator_semantics() -> None:
     assert both.allows(c, b, 1) and not both.allows(other_app, b, 1)  # one peer: AND
     assert either.allows(other_app, b, 1) and not either.allows(a, b, 1)  # two peers: OR
 
+    block = {"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.9.0.0/16"]}}
     egress = Cluster([_np("ns1", {"podSelector": {"matchLabels": {"app": "a"}}, "policyTypes": ["Egress"],
-                                  "egress": [{"ports": [{"port": 53, "protocol": "UDP"}]},
-                                             {"to": [{"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.9.0.0/16"]}}]}]})],
+                                  "egress": [{"ports": [{"port": 53, "protocol": "UDP"}]}, {"to": [block]}]})],
                      {"ns1": {}, "ns2": {}})
     assert egress.allows(a, b, 53, "UDP") and not egress.allows(a, b, 53, "TCP")
     assert egress.allows(a, api, 6443) and not egress.allows(a, External("x", "10.9.1.1"), 6443)
