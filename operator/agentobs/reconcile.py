@@ -28,11 +28,18 @@ from agentobs.kube import Kube, KubeError, Manifest
 from agentobs.material import gather
 from agentobs.prune import Key, key_of, prune
 from agentobs.render import Owner, certificate_requests, endpoints, make_stack
-from agentobs.render.common import MANAGED_BY
+from agentobs.render.common import MANAGED_BY, selector_labels
 from agentobs.render.prometheus import AGENT_NAMESPACES
 from agentobs.render.rules import extra_rule_problems
 from agentobs.render.tls import make_ca_bundle, tls_secret_name
-from agentobs.status import WORKLOAD_KINDS, Observation, disabled_conditions, make_status, workload_state
+from agentobs.status import (
+    WORKLOAD_KINDS,
+    Observation,
+    disabled_conditions,
+    make_status,
+    pod_cause,
+    workload_state,
+)
 
 log = logging.getLogger(__name__)
 
@@ -166,12 +173,33 @@ def _apply_stack(kube: Kube, owner: Owner, obs: Observation, now: dt.datetime) -
             obs.workloads[component] = workload_state(applied)
         if manifest["kind"] == "Secret" and component == "ca":
             obs.tls_ready = True
+    obs.causes = _causes(kube, owner, obs)
     obs.endpoints = _endpoints(owner)
     if not obs.apply_errors:  # prune only once the desired state is in place
         try:
             obs.pruned = prune(kube, owner, {key_of(m) for m in manifests} | _issued_elsewhere(owner))
         except KubeError as exc:
             log.warning("%s/%s: pruning postponed: %s", owner.namespace, owner.name, exc.message)
+
+
+def _causes(kube: Kube, owner: Owner, obs: Observation) -> dict[str, tuple[str, str]]:
+    """For each workload that is not ready, the cause its pods and claims show. Read only then: a
+    ready stack costs no extra request."""
+    out: dict[str, tuple[str, str]] = {}
+    for component, state in obs.workloads.items():
+        if state.is_ready:
+            continue
+        selector = ",".join(f"{k}={v}" for k, v in sorted(selector_labels(owner, component).items()))
+        try:
+            pods = kube.list("v1", "Pod", owner.namespace, selector)
+            claims = kube.list("v1", "PersistentVolumeClaim", owner.namespace, selector)
+        except KubeError as exc:
+            log.warning("%s/%s: pods of %s not read: %s", owner.namespace, owner.name, component, exc.message)
+            continue
+        cause = pod_cause(pods, claims)
+        if cause is not None:
+            out[component] = cause
+    return out
 
 
 __all__ = ["MANAGED_BY", "Outcome", "reconcile"]

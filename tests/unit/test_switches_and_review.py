@@ -16,7 +16,7 @@ from agentobs.injection import make_config
 from agentobs.render import Owner, certificate_requests, credential_requests, endpoints, make_stack
 from agentobs.render.prometheus import AGENT_NAMESPACES
 from agentobs.render.rules import EXTRA_FILE, extra_rule_problems, rule_files
-from agentobs.status import Observation, WorkloadState, disabled_conditions, make_status
+from agentobs.status import Observation, WorkloadState, disabled_conditions, make_status, pod_cause
 
 from placeholders import placeholder_material
 
@@ -233,3 +233,47 @@ def test_invalid_extra_rules_make_the_stack_degraded_with_the_reason() -> None:
     assert conditions["Degraded"].status == "True" and conditions["Degraded"].reason == "InvalidExtraRules"
     assert "extraRules[0]" in conditions["Degraded"].message
     assert conditions["Ready"].status == "False"
+
+
+# --- item 6: the cause the cluster gives ----------------------------------------------------------
+
+def _pod(name: str, conditions: list[dict[str, str]] | None = None,
+         waiting: dict[str, str] | None = None) -> dict[str, Any]:
+    status: dict[str, Any] = {"conditions": conditions or []}
+    if waiting:
+        status["containerStatuses"] = [{"name": "elasticsearch", "state": {"waiting": waiting}}]
+    return {"metadata": {"name": name}, "status": status}
+
+
+UNSCHEDULABLE = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                 "message": "0/3 nodes are available: 3 Insufficient memory."}
+
+
+@pytest.mark.parametrize(("pods", "claims", "reason", "words"), [
+    ([_pod("es-0", [UNSCHEDULABLE])], [{"metadata": {"name": "data-es-0"}, "status": {"phase": "Pending"}}],
+     "Unschedulable", "3 Insufficient memory"),
+    ([_pod("es-0")], [{"metadata": {"name": "data-es-0"}, "status": {"phase": "Pending"}}],
+     "VolumeNotBound", "data-es-0 is Pending"),
+    ([_pod("es-0", waiting={"reason": "ImagePullBackOff", "message": "Back-off pulling image \"x\""})], [],
+     "ImagePullBackOff", "container elasticsearch: ImagePullBackOff: Back-off pulling"),
+    ([_pod("es-0"), _pod("es-1", waiting={"reason": "CrashLoopBackOff", "message": "back-off 5m0s"})], [],
+     "CrashLoopBackOff", "pod es-1"),
+])
+def test_pod_cause_names_what_the_cluster_says(pods: list[dict[str, Any]], claims: list[dict[str, Any]],
+                                                 reason: str, words: str) -> None:
+    cause = pod_cause(pods, claims)
+    assert cause is not None and cause[0] == reason and words in cause[1], cause
+
+
+def test_pod_cause_is_none_when_only_time_explains_it() -> None:
+    assert pod_cause([_pod("es-0", waiting={"reason": "ContainerCreating"})],
+                     [{"metadata": {"name": "d"}, "status": {"phase": "Bound"}}]) is None
+
+
+def test_condition_carries_the_cause_as_reason_and_message() -> None:
+    obs = Observation(generation=1, tls_ready=True, workloads={"elasticsearch": WorkloadState(0, 3, True)},
+                      causes={"elasticsearch": ("Unschedulable", "pod es-0: 0/3 nodes are available")})
+    conditions = {c.type: c for c in make_status(obs, [], NOW).conditions}
+    es = conditions["ElasticsearchReady"]
+    assert es.status == "False" and es.reason == "Unschedulable"
+    assert es.message == "elasticsearch: 0/3 ready (pod es-0: 0/3 nodes are available)"
