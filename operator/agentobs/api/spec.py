@@ -31,7 +31,7 @@ LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$"
 # An OpenTelemetry resource-attribute key as OTEL_RESOURCE_ATTRIBUTES can carry it, and a value
 # without the `,` that separates its entries.
 ATTRIBUTE_KEY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,254}$"
-ATTRIBUTE_VALUE_PATTERN = r"^[^,]{0,1024}$"
+ATTRIBUTE_VALUE_PATTERN = r"^[^,]*$"
 # An OCI image reference: [registry[:port]/]path[:tag][@sha256:digest].
 IMAGE_PATTERN = (r"^([a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?(\.[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?)*(:[0-9]+)?/)?"
                  r"[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*"
@@ -254,7 +254,7 @@ class PrometheusSpec(SpecModel):
                 ".replicas",
             ),
             (
-                "self.extraRules.all(g, self.extraRules.exists_one(h, h.name == g.name))",
+                "!has(self.extraRules) || self.extraRules.all(g, self.extraRules.exists_one(h, h.name == g.name))",
                 "prometheus.extraRules group names must be unique",
                 ".extraRules",
             ),
