@@ -73,6 +73,16 @@ def _endpoints(owner: Owner) -> Endpoints:
     return Endpoints.model_validate(endpoints(owner))
 
 
+def _with_removals(status: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
+    """A merge patch keeps keys it does not name: name, as null, the endpoints and component counts
+    of components that are gone (switched off), so status stops showing them."""
+    for key in ("endpoints", "components"):
+        gone = set(before.get(key) or {}) - set(status.get(key) or {})
+        if gone:
+            status[key] = {**(status.get(key) or {}), **dict.fromkeys(sorted(gone))}
+    return status
+
+
 def _transitions(before: list[dict[str, Any]], after: AgentObservabilityStatus) -> list[tuple[str, str, str]]:
     old = {c.get("type"): c.get("status") for c in before}
     return [(c.type, c.reason, c.message) for c in after.conditions
@@ -109,7 +119,8 @@ def reconcile(kube: Kube, body: dict[str, Any], now: Callable[[], dt.datetime],
 
     status = make_status(obs, previous, now())
     kube.patch_status(API_VERSION, KIND, meta["namespace"], meta["name"],
-                      status.model_dump(by_alias=True, exclude_none=True, mode="json"))
+                      _with_removals(status.model_dump(by_alias=True, exclude_none=True, mode="json"),
+                                     body.get("status") or {}))
     result = "error" if obs.apply_errors or obs.invalid_spec else "ok"
     metrics.RECONCILES.labels(result=result).inc()
     metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
