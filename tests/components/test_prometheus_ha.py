@@ -124,7 +124,7 @@ class Stack:
         config = self.prometheus_config(relabel_alerts)
         web = next(a.split("=", 1)[1] for a in self.prom_args if a.startswith("--web.config.file="))
         assert PROMETHEUS is not None
-        v2 = not PROMETHEUS.startswith(str(Path.home()))
+        v2 = _pinned("prometheus") != PROMETHEUS  # Debian's 2.x needs the flag for ${POD_NAME}
         for i, port in enumerate(self.prom_ports):
             data = self.root / f"prom-data-{i}"
             data.mkdir()
