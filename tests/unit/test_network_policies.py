@@ -19,7 +19,7 @@ import pytest
 
 from agentobs.api.spec import AgentObservabilitySpec
 from agentobs.render import Owner, make_stack
-from agentobs.render.prometheus import AGENT_NAMESPACES
+from agentobs.render.prometheus import AGENT_NAMESPACES, OPERATOR_METRICS_TARGET
 
 from placeholders import placeholder_material
 
@@ -292,3 +292,13 @@ def test_switched_off_components_are_not_reachable_destinations() -> None:
     assert not any("jaeger-query" in str(rule) for rule in grafana)
     prometheus = cluster._selecting(pods["prometheus"], "Egress")[0]["spec"]["egress"]
     assert not any("alertmanager" in str(rule) for rule in prometheus)
+
+
+def test_prometheus_reaches_the_operators_metrics_port_when_told_where() -> None:
+    operator = Pod("operator", "agentobs-system", {"app.kubernetes.io/name": "agentobs-operator"})
+    cluster, pods = _world({}, {OPERATOR_METRICS_TARGET: "agentobs-operator.agentobs-system.svc:8080"},
+                           namespaces={"agentobs-system": {}})
+    assert cluster.allows(pods["prometheus"], operator, 8080)
+    assert not cluster.allows(pods["prometheus"], operator, 8081)
+    bare, pods = _world({}, namespaces={"agentobs-system": {}})
+    assert not bare.allows(pods["prometheus"], operator, 8080)

@@ -412,9 +412,9 @@ def make_network_policy(owner: Owner) -> Manifest:
            egress.agents(owner, owner.spec.instrumentation.metrics_port), egress.api_server()]
     if alertmanager.enabled(owner):
         out.insert(2, egress.to_component(owner, alertmanager.COMPONENT, alertmanager.WEB_PORT))
-    operator_target = owner.extra.get(OPERATOR_METRICS_TARGET)
-    if operator_target:  # the operator's metrics Service: a host of the chart's choosing
-        out.append(egress.any_address(int(str(operator_target).rsplit(":", 1)[1])))
+    port = str(owner.extra.get(OPERATOR_METRICS_TARGET) or "").rpartition(":")[2]
+    if port.isdigit():  # the operator's metrics Service: a host of the chart's choosing
+        out.append(egress.any_address(int(port)))
     return egress.policy(owner, COMPONENT, ingress, out)
 
 
