@@ -38,6 +38,10 @@ from agentobs.render.common import Owner
 log = logging.getLogger(__name__)
 
 ROTATION_CHECK_SECONDS = 3600.0
+START_RETRY_SECONDS = 5.0
+START_RETRY_MAX_SECONDS = 300.0
+# What the `webhook` health probe reports: starting, serving, or degraded with the reason.
+WEBHOOK_STATE: dict[str, str] = {"status": "starting"}
 NAMESPACE_CACHE_SECONDS = 30.0
 
 _namespace_labels: dict[str, tuple[float, dict[str, str]]] = {}
@@ -142,9 +146,7 @@ async def _upkeep(settings: webhook.WebhookSettings, material: webhook.ServingMa
             context.load_cert_chain(certfile, keyfile)
 
 
-@kopf.on.startup()
-async def start_webhook(memo: kopf.Memo, **_: Any) -> None:
-    hook = webhook.WebhookSettings.from_env()
+async def _serve(hook: webhook.WebhookSettings, memo: kopf.Memo) -> None:
     material, _changed = await asyncio.to_thread(webhook.ensure, _client(), hook, None, _now())
     directory = Path(tempfile.mkdtemp(prefix="agentobs-webhook-"))
     context = _ssl_context(material, directory)
@@ -152,19 +154,85 @@ async def start_webhook(memo: kopf.Memo, **_: Any) -> None:
     app.add_routes([web.post(f"/{webhook.WEBHOOK_PATH}", _review)])
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, hook.bind, hook.port, ssl_context=context).start()
+    try:
+        await web.TCPSite(runner, hook.bind, hook.port, ssl_context=context).start()
+    except BaseException:
+        await runner.cleanup()
+        raise
     log.info("webhook listening on %s:%d", hook.bind, hook.port)
     memo["webhook_runner"] = runner
     memo["webhook_upkeep"] = asyncio.create_task(_upkeep(hook, material, directory, context))
 
 
+def _failure_text(exc: BaseException) -> str:
+    """What went wrong, without request bodies or key material (KubeError keeps only the server's
+    message; OSError and SSL errors name the address or the file)."""
+    if isinstance(exc, KubeError):
+        return f"API server: {exc.message}"
+    return f"{type(exc).__name__}: {exc}"[:300]
+
+
+async def _serve_until_up(hook: webhook.WebhookSettings, memo: kopf.Memo) -> None:
+    """Start the webhook, retrying with back-off for as long as it fails.
+
+    It runs beside the reconciler, never before it: a webhook that cannot start (its port taken,
+    its key material unreadable) costs injection only (the API server admits pods uninjected,
+    failurePolicy Ignore), and stacks keep converging. The failure shows in /healthz (the
+    `webhook` probe), in `agentobs_webhook_serving` and `agentobs_webhook_start_failures_total`,
+    and in a Warning Event on the MutatingWebhookConfiguration.
+    """
+    delay, reported = START_RETRY_SECONDS, ""
+    while True:
+        try:
+            await _serve(hook, memo)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # any start failure: report, retry, keep the operator going
+            text = _failure_text(exc)
+            WEBHOOK_STATE["status"] = f"degraded: not serving on {hook.bind}:{hook.port}: {text}"
+            metrics.WEBHOOK_SERVING.set(0)
+            metrics.WEBHOOK_START_FAILURES.labels(reason=type(exc).__name__).inc()
+            log.error("webhook not started (retrying in %.0fs): %s", delay, text)
+            if text != reported:
+                reported = text
+                await asyncio.to_thread(_report_start_failure, hook, text)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, START_RETRY_MAX_SECONDS)
+            continue
+        WEBHOOK_STATE["status"] = "serving"
+        metrics.WEBHOOK_SERVING.set(1)
+        return
+
+
+def _report_start_failure(hook: webhook.WebhookSettings, text: str) -> None:
+    involved = {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
+                "name": hook.configuration}
+    try:
+        _client().post_event(involved, True, "WebhookNotServing",
+                             f"the operator's webhook is not serving; pods are admitted without injection: {text}")
+    except KubeError as exc:
+        log.warning("event WebhookNotServing not posted: %s", exc.message)
+
+
+@kopf.on.startup()
+async def start_webhook(memo: kopf.Memo, **_: Any) -> None:
+    WEBHOOK_STATE["status"] = "starting"
+    memo["webhook_start"] = asyncio.create_task(_serve_until_up(webhook.WebhookSettings.from_env(), memo))
+
+
+@kopf.on.probe(id="webhook")
+def webhook_probe(**_: Any) -> str:
+    return WEBHOOK_STATE["status"]
+
+
 @kopf.on.cleanup()
 async def stop_webhook(memo: kopf.Memo, **_: Any) -> None:
-    task = memo.get("webhook_upkeep")
-    if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    for key in ("webhook_start", "webhook_upkeep"):
+        task = memo.get(key)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
     runner = memo.get("webhook_runner")
     if runner is not None:
         await runner.cleanup()

@@ -97,8 +97,8 @@ class Scheduler:
             self.wakeup.clear()
 
     async def _pass(self, key: Key) -> None:
+        body = self.bodies.get(key)
         try:
-            body = self.bodies.get(key)
             if body is None:
                 return
             outcome = await asyncio.to_thread(reconcile, self.client(), body, _now, OWNER_EXTRA)
@@ -115,6 +115,10 @@ class Scheduler:
             self.wake(key, RETRY_SECONDS)
         finally:
             self.running.discard(key)
+            if body is not None and key not in self.bodies and self.elector.is_leader:
+                # Deleted while this pass ran: what it applied after the clean-up of the DELETED
+                # event (cluster-scoped objects, no owner reference) would otherwise stay behind.
+                await _clean_up(key, str(body["metadata"].get("uid", "")))
             if logroutes.waiting_for_material(*key):  # its first pass wrote what its route needs
                 self.collector_wakeup.set()
 

@@ -68,12 +68,20 @@ def make_config(owner: Owner) -> InjectionConfig | None:
     inst = owner.spec.instrumentation
     if not inst.enabled:
         return None
+    if owner.spec.tracing.enabled:
+        tracing = {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_grpc_url(owner),
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+            "OTEL_EXPORTER_OTLP_CERTIFICATE": f"{CA_DIR}/{CA_BUNDLE_KEY}",
+            "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+            "OTEL_TRACES_SAMPLER_ARG": repr(float(inst.sampling_ratio)),
+        }
+    else:
+        # No collector to send to: no endpoint (the agentobs SDK then exports no traces), and the
+        # standard variable that stops other OpenTelemetry SDKs from trying their localhost default.
+        tracing = {"OTEL_TRACES_EXPORTER": "none"}
     env = {
-        "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_grpc_url(owner),
-        "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
-        "OTEL_EXPORTER_OTLP_CERTIFICATE": f"{CA_DIR}/{CA_BUNDLE_KEY}",
-        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
-        "OTEL_TRACES_SAMPLER_ARG": repr(float(inst.sampling_ratio)),
+        **tracing,
         "OTEL_SEMCONV_STABILITY_OPT_IN": "gen_ai_latest_experimental",
         "AGENTOBS_METRICS_PORT": str(inst.metrics_port),
         "AGENTOBS_AUDIT_DIR": AUDIT_DIR,

@@ -215,9 +215,10 @@ class Kube:
                    content_type="application/merge-patch+json")
 
     def post_event(self, involved: dict[str, str], warning: bool, reason: str, message: str) -> None:
-        """Record an Event about `involved` (apiVersion, kind, namespace, name and, if known, uid)."""
+        """Record an Event about `involved` (apiVersion, kind, namespace, name and, if known, uid).
+        Events about a cluster-scoped object (no namespace) go to `default`, where kubectl looks."""
         stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        namespace = involved["namespace"]
+        namespace = involved.get("namespace") or "default"
         self._call("POST", _path("v1", "Event", namespace), "Event", {
             "apiVersion": "v1", "kind": "Event",
             "metadata": {"generateName": f"{involved['name'].rstrip('.')}.", "namespace": namespace},

@@ -30,6 +30,14 @@ WEBHOOK_FAIL_OPEN = Counter(
     "Pods admitted without injection because the webhook hit an error, by error type.",
     ["reason"],
 )
+WEBHOOK_SERVING = Gauge(
+    "agentobs_webhook_serving", "1 while the pod webhook's HTTPS server is listening, 0 while it cannot start."
+)
+WEBHOOK_START_FAILURES = Counter(
+    "agentobs_webhook_start_failures_total",
+    "Failed attempts to start the webhook's server (port taken, key material unreadable), by error type.",
+    ["reason"],
+)
 WEBHOOK_SECONDS = Histogram(
     "agentobs_webhook_duration_seconds",
     "Time the webhook spends on one pod admission.",

@@ -22,7 +22,7 @@ Key = tuple[str, str, str, str]  # apiVersion, kind, namespace ("" when cluster-
 NOT_PRUNED = {"Pod", "PersistentVolumeClaim", "Namespace", "Event", "ReplicaSet", "AgentObservability",
               "CustomResourceDefinition", "MutatingWebhookConfiguration", "Lease"}
 # Kinds the operator may put outside the resource's namespace.
-CROSS_NAMESPACE = {"ConfigMap"}
+CROSS_NAMESPACE = {"ConfigMap", "Role", "RoleBinding"}
 PRUNABLE = [(api, kind) for (api, kind) in KINDS if kind not in NOT_PRUNED]
 
 _pruned_for: dict[str, frozenset[Key]] = {}

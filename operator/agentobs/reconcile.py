@@ -8,6 +8,7 @@ returned, for events); only an unreachable API server raises, and kopf retries t
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import time
@@ -27,11 +28,23 @@ from agentobs.kube import Kube, KubeError, Manifest
 from agentobs.material import gather
 from agentobs.prune import Key, key_of, prune
 from agentobs.render import Owner, certificate_requests, endpoints, make_stack
-from agentobs.render.common import MANAGED_BY
+from agentobs.render.common import MANAGED_BY, selector_labels
+from agentobs.render.prometheus import AGENT_NAMESPACES
+from agentobs.render.rules import extra_rule_problems
 from agentobs.render.tls import make_ca_bundle, tls_secret_name
-from agentobs.status import WORKLOAD_KINDS, Observation, make_status, workload_state
+from agentobs.status import (
+    WORKLOAD_KINDS,
+    Observation,
+    disabled_conditions,
+    make_status,
+    pod_cause,
+    workload_state,
+)
 
 log = logging.getLogger(__name__)
+
+# Resource uid -> the namespaces its instrumentation selected at the last successful look.
+_agent_namespaces: dict[str, list[str]] = {}
 
 
 @dataclass
@@ -58,6 +71,16 @@ def _component(manifest: Manifest) -> str:
 
 def _endpoints(owner: Owner) -> Endpoints:
     return Endpoints.model_validate(endpoints(owner))
+
+
+def _with_removals(status: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
+    """A merge patch keeps keys it does not name: name, as null, the endpoints and component counts
+    of components that are gone (switched off), so status stops showing them."""
+    for key in ("endpoints", "components"):
+        gone = set(before.get(key) or {}) - set(status.get(key) or {})
+        if gone:
+            status[key] = {**(status.get(key) or {}), **dict.fromkeys(sorted(gone))}
+    return status
 
 
 def _transitions(before: list[dict[str, Any]], after: AgentObservabilityStatus) -> list[tuple[str, str, str]]:
@@ -96,7 +119,8 @@ def reconcile(kube: Kube, body: dict[str, Any], now: Callable[[], dt.datetime],
 
     status = make_status(obs, previous, now())
     kube.patch_status(API_VERSION, KIND, meta["namespace"], meta["name"],
-                      status.model_dump(by_alias=True, exclude_none=True, mode="json"))
+                      _with_removals(status.model_dump(by_alias=True, exclude_none=True, mode="json"),
+                                     body.get("status") or {}))
     result = "error" if obs.apply_errors or obs.invalid_spec else "ok"
     metrics.RECONCILES.labels(result=result).inc()
     metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
@@ -121,13 +145,20 @@ def _apply_stack(kube: Kube, owner: Owner, obs: Observation, now: dt.datetime) -
     if gathered.tls_ready is not None:  # cert-manager: ready once it has issued every Secret
         obs.tls_ready, obs.tls_message = gathered.tls_ready, gathered.tls_message
         obs.tls_reason = "CertificatesPending"
-    manifests = make_stack(owner, gathered.material)
+    obs.disabled = disabled_conditions(owner.spec)
+    obs.rule_problems = extra_rule_problems(owner)
     config = make_config(owner)
+    manifests: list[Manifest] = []
     if config is not None:
         try:
             coverage = observe(kube, config, owner.spec.instrumentation.rollout_on_change, now)
         except KubeError as exc:
             log.warning("%s/%s: injection coverage not observed: %s", owner.namespace, owner.name, exc.message)
+            # Keep what the last pass found: a passing API error must not roll Prometheus or
+            # prune its Roles in the agents' namespaces.
+            if owner.uid in _agent_namespaces:
+                owner = dataclasses.replace(owner, extra={**owner.extra,
+                                                          AGENT_NAMESPACES: _agent_namespaces[owner.uid]})
         else:
             obs.injection = InjectionStatus(selected=coverage.selected, current=coverage.current,
                                             stale=coverage.stale, missing=coverage.missing)
@@ -135,6 +166,10 @@ def _apply_stack(kube: Kube, owner: Owner, obs: Observation, now: dt.datetime) -
             # Agents outside the resource's namespace mount the CA from a copy in their own.
             manifests += [make_ca_bundle(owner, gathered.material.ca, namespace=ns)
                           for ns in coverage.namespaces if ns != owner.namespace]
+            # Prometheus discovers agents in these namespaces (and gets a Role in each).
+            _agent_namespaces[owner.uid] = coverage.namespaces
+            owner = dataclasses.replace(owner, extra={**owner.extra, AGENT_NAMESPACES: coverage.namespaces})
+    manifests = make_stack(owner, gathered.material) + manifests
 
     for manifest in manifests:
         component = _component(manifest)
@@ -149,12 +184,33 @@ def _apply_stack(kube: Kube, owner: Owner, obs: Observation, now: dt.datetime) -
             obs.workloads[component] = workload_state(applied)
         if manifest["kind"] == "Secret" and component == "ca":
             obs.tls_ready = True
+    obs.causes = _causes(kube, owner, obs)
     obs.endpoints = _endpoints(owner)
     if not obs.apply_errors:  # prune only once the desired state is in place
         try:
             obs.pruned = prune(kube, owner, {key_of(m) for m in manifests} | _issued_elsewhere(owner))
         except KubeError as exc:
             log.warning("%s/%s: pruning postponed: %s", owner.namespace, owner.name, exc.message)
+
+
+def _causes(kube: Kube, owner: Owner, obs: Observation) -> dict[str, tuple[str, str]]:
+    """For each workload that is not ready, the cause its pods and claims show. Read only then: a
+    ready stack costs no extra request."""
+    out: dict[str, tuple[str, str]] = {}
+    for component, state in obs.workloads.items():
+        if state.is_ready:
+            continue
+        selector = ",".join(f"{k}={v}" for k, v in sorted(selector_labels(owner, component).items()))
+        try:
+            pods = kube.list("v1", "Pod", owner.namespace, selector)
+            claims = kube.list("v1", "PersistentVolumeClaim", owner.namespace, selector)
+        except KubeError as exc:
+            log.warning("%s/%s: pods of %s not read: %s", owner.namespace, owner.name, component, exc.message)
+            continue
+        cause = pod_cause(pods, claims)
+        if cause is not None:
+            out[component] = cause
+    return out
 
 
 __all__ = ["MANAGED_BY", "Outcome", "reconcile"]

@@ -6,6 +6,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+from agentobs.api.spec import AgentObservabilitySpec
 from agentobs.api.status import AgentObservabilityStatus, ComponentStatus, Condition, Endpoints, InjectionStatus
 
 # Which condition reports on which rendered component (several workloads may share one).
@@ -51,6 +52,27 @@ class Observation:
     injection: InjectionStatus | None = None
     restarted: list[str] = field(default_factory=list)  # workloads rolled out for injection
     pruned: list[str] = field(default_factory=list)  # children deleted as no longer wanted
+    disabled: dict[str, str] = field(default_factory=dict)  # condition type -> the switch that turned it off
+    causes: dict[str, tuple[str, str]] = field(default_factory=dict)  # component -> (reason, message)
+    rule_problems: dict[str, str] = field(default_factory=dict)  # extraRules group -> why it was left out
+
+
+def disabled_conditions(spec: AgentObservabilitySpec) -> dict[str, str]:
+    """Component conditions the spec switches off, with the field that does it. Such a component
+    is reported `Disabled` and is not required for Ready."""
+    off: dict[str, str] = {}
+    if not spec.prometheus.enabled:
+        off["PrometheusReady"] = "spec.prometheus.enabled is false"
+        off["AlertmanagerReady"] = "spec.prometheus.enabled is false"
+    elif not spec.prometheus.alertmanager.enabled:
+        off["AlertmanagerReady"] = "spec.prometheus.alertmanager.enabled is false"
+    if not spec.tracing.enabled:
+        off["TracingReady"] = "spec.tracing.enabled is false"
+    if not spec.logging.enabled:
+        off["LoggingReady"] = "spec.logging.enabled is false"
+    if not spec.grafana.enabled:
+        off["GrafanaReady"] = "spec.grafana.enabled is false"
+    return off
 
 
 def workload_state(obj: dict[str, Any]) -> WorkloadState:
@@ -69,6 +91,39 @@ def workload_state(obj: dict[str, Any]) -> WorkloadState:
     if kind == "StatefulSet" and status.get("updateRevision"):
         observed = observed and status.get("currentRevision") == status.get("updateRevision")
     return WorkloadState(ready=ready, desired=desired, settled=observed and updated >= desired)
+
+
+# Container waiting reasons that explain a pod that is not ready, most telling first.
+_WAITING_CAUSES = ("ImagePullBackOff", "ErrImagePull", "InvalidImageName", "CrashLoopBackOff",
+                   "CreateContainerConfigError", "CreateContainerError", "RunContainerError")
+
+
+def pod_cause(pods: list[dict[str, Any]], claims: list[dict[str, Any]]) -> tuple[str, str] | None:
+    """Why a component's pods are not ready, as the cluster says it: (reason, message) of the first
+    telling cause (a claim not bound, a pod the scheduler cannot place, a container that cannot be
+    pulled or keeps crashing), or None when nothing but time explains it."""
+    pods = sorted(pods, key=lambda p: str(p["metadata"]["name"]))
+    # The scheduler first: with WaitForFirstConsumer a claim stays Pending while its pod is not
+    # placed, and the scheduler's message says why (resources, taints, or the claim itself).
+    for pod in pods:
+        for cond in (pod.get("status") or {}).get("conditions") or []:
+            if cond.get("type") == "PodScheduled" and cond.get("status") == "False" \
+                    and cond.get("reason") == "Unschedulable":
+                return "Unschedulable", f"pod {pod['metadata']['name']}: {cond.get('message', '')}".strip()
+    for claim in sorted(claims, key=lambda c: str(c["metadata"]["name"])):
+        phase = (claim.get("status") or {}).get("phase")
+        if phase not in (None, "Bound"):
+            return "VolumeNotBound", f"PersistentVolumeClaim {claim['metadata']['name']} is {phase}"
+    for pod in pods:
+        name, status = pod["metadata"]["name"], pod.get("status") or {}
+        for container in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
+            waiting = (container.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") in _WAITING_CAUSES:
+                message = f"pod {name}, container {container.get('name')}: {waiting['reason']}"
+                if waiting.get("message"):
+                    message += f": {waiting['message']}"
+                return str(waiting["reason"]), message[:500]
+    return None
 
 
 def _condition(type_: str, ok: bool, reason: str, message: str, generation: int,
@@ -107,7 +162,9 @@ def make_status(obs: Observation, previous_conditions: list[dict[str, Any]], now
         cond_type = CONDITION_OF_COMPONENT.get(component, f"{component.title()}Ready")
         problems = by_condition.setdefault(cond_type, [])
         if not state.is_ready:
-            problems.append(f"{component}: {state.ready}/{state.desired} ready")
+            cause = obs.causes.get(component)
+            problems.append(f"{component}: {state.ready}/{state.desired} ready"
+                            + (f" ({cause[1]})" if cause else ""))
     for component, message in obs.apply_errors.items():
         cond_type = CONDITION_OF_COMPONENT.get(component, f"{component.title()}Ready")
         by_condition.setdefault(cond_type, []).append(f"{component}: {message}")
@@ -119,7 +176,11 @@ def make_status(obs: Observation, previous_conditions: list[dict[str, Any]], now
                            else obs.tls_reason or "CertificatesNotReady", "; ".join(tls_problems)))
     for cond_type, problems in sorted(by_condition.items()):
         failed = any(c for c in obs.apply_errors if CONDITION_OF_COMPONENT.get(c) == cond_type)
-        reason = "ApplyFailed" if failed else ("PodsNotReady" if problems else "AllReplicasReady")
+        # The cluster's own word for why, when it gave one (ECK-style): Unschedulable, ImagePullBackOff...
+        causes = [obs.causes[c][0] for c in sorted(obs.causes)
+                  if CONDITION_OF_COMPONENT.get(c, f"{c.title()}Ready") == cond_type]
+        reason = ("ApplyFailed" if failed else (causes[0] if causes else "PodsNotReady") if problems
+                  else "AllReplicasReady")
         conditions.append(cond(cond_type, not problems, reason, "; ".join(problems)))
 
     ready_count = sum(1 for c in conditions if c.status == "True")
@@ -130,8 +191,15 @@ def make_status(obs: Observation, previous_conditions: list[dict[str, Any]], now
     elif obs.apply_errors:
         degraded_reason = "ApplyFailed"
         degraded_message = "; ".join(f"{c}: {m}" for c, m in sorted(obs.apply_errors.items()))
+    elif obs.rule_problems:
+        degraded_reason = "InvalidExtraRules"
+        degraded_message = ("left out of the rule file: "
+                            + "; ".join(m for _, m in sorted(obs.rule_problems.items())))
     degraded = degraded_reason != "AsExpected"
     not_ready = [c.type for c in conditions if c.status != "True"]
+    # After the counts: a component switched off is neither ready nor waited for.
+    conditions += [cond(type_, False, "Disabled", message) for type_, message in sorted(obs.disabled.items())
+                   if type_ not in by_condition]
 
     if degraded:
         ready = cond("Ready", False, degraded_reason, degraded_message)

@@ -45,8 +45,9 @@ def render(helm: Run) -> Callable[..., list[dict[str, Any]]]:
     """`helm template` of the chart with dotted-path values, as parsed documents."""
 
     def run(values: dict[str, Any] | None = None, namespace: str = "agentobs",
-            api_versions: tuple[str, ...] = (), include_crds: bool = False) -> list[dict[str, Any]]:
-        args = ["template", RELEASE, str(CHART), "--namespace", namespace, *set_args(values or {})]
+            api_versions: tuple[str, ...] = (), include_crds: bool = False,
+            release: str = RELEASE) -> list[dict[str, Any]]:
+        args = ["template", release, str(CHART), "--namespace", namespace, *set_args(values or {})]
         if include_crds:
             args.append("--include-crds")
         for api in api_versions:

@@ -38,3 +38,26 @@ def test_explain_teaches_the_fields(kubectl: Any) -> None:
     assert "odd, at least 3" in out
     out = kubectl("explain", "aobs.spec.prometheus").stdout
     assert "highAvailability" in out and "retention" in out
+
+
+def test_strict_fields_accept_what_is_valid(kube: Kube, namespace: str) -> None:
+    """The stricter rules refuse only what is wrong: real image references, host names, label and
+    attribute keys, a heap under the limit and well-formed rule groups are stored as given."""
+    spec = {
+        "images": {"prometheus": "registry.example.com:5000/mirror/prometheus:v3.5.0",
+                   "grafana": "grafana/grafana@sha256:" + "0" * 64},
+        "grafana": {"ingressHost": "grafana.team-a.example.com"},
+        "instrumentation": {"podSelector": {"matchLabels": {"app.kubernetes.io/part-of": "agents", "tier": ""}},
+                            "resourceAttributes": {"deployment.environment": "prod", "team_name": "a=b"}},
+        "logging": {"podLabels": {"example.com/logs": "on"}},
+        "elasticsearch": {"heap": "1536m", "resources": {"limits": {"memory": "3Gi"}}},
+        "prometheus": {"extraRules": [
+            {"name": "team", "interval": "1m", "rules": [
+                {"alert": "TeamSlow", "expr": "up == 0", "for": "5m", "keep_firing_for": "1m",
+                 "labels": {"severity": "page"}, "annotations": {"summary": "slow"}},
+                {"record": "team:up:sum", "expr": "sum(up)"}]},
+            {"name": "other", "rules": [{"alert": "Other", "expr": "vector(1)"}]}]},
+    }
+    created = kube.apply(make_resource("valid", namespace, spec))
+    assert created["spec"]["prometheus"]["extraRules"][0]["rules"][0]["keep_firing_for"] == "1m"
+    assert created["spec"]["images"]["grafana"] == spec["images"]["grafana"]

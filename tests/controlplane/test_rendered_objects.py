@@ -25,7 +25,8 @@ SPECS: dict[str, dict[str, Any]] = {
             "alertmanager": {"replicas": 5, "receiversSecret": {"name": "am", "key": "alertmanager.yml"}},
         },
         "tracing": {"collector": {"autoscaling": {"enabled": True, "minReplicas": 2, "maxReplicas": 8}}},
-        "elasticsearch": {"nodes": 5, "heap": "2g"},
+        "elasticsearch": {"nodes": 5, "heap": "2g", "resources": {"requests": {"cpu": "1", "memory": "4Gi"},
+                                                                 "limits": {"memory": "4Gi"}}},
         "grafana": {
             "ingressHost": "grafana.example.com",
             "oidc": {
@@ -45,6 +46,8 @@ SPECS: dict[str, dict[str, Any]] = {
         },
         "logging": {"enabled": False},
     },
+    "switched-off": {"prometheus": {"alertmanager": {"enabled": False}}, "tracing": {"enabled": False},
+                     "grafana": {"enabled": False}},
 }
 
 

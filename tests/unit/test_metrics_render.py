@@ -323,7 +323,7 @@ def test_three_dashboards_are_provisioned() -> None:
 def _allowed(objects: dict[tuple[str, str], dict[str, Any]], target: str) -> list[tuple[Any, int, str]]:
     """(from, port, protocol) triples the NetworkPolicy of component `target` admits."""
     policy = objects[("NetworkPolicy", f"demo-{target}")]["spec"]
-    assert policy["policyTypes"] == ["Ingress"]
+    assert policy["policyTypes"] == ["Ingress", "Egress"]
     assert policy["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == target
     out = []
     for rule in policy["ingress"]:

@@ -23,6 +23,9 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "tuned": {"prometheus": {"replicas": 3, "retention": "30d", "storage": {"size": "100Gi",
               "storageClassName": "fast", "keepOnDelete": False}},
               "instrumentation": {"podSelector": {"matchLabels": {"team": "search", "tier": "agent"}}}},
+    # The switches: Alertmanager, tracing, logging and Grafana off (bring your own).
+    "switched-off": {"prometheus": {"alertmanager": {"enabled": False}}, "tracing": {"enabled": False},
+                     "logging": {"enabled": False}, "grafana": {"enabled": False}},
 }
 
 

@@ -113,7 +113,7 @@ def test_an_even_or_too_small_cluster_is_never_rendered(nodes: int) -> None:
 
 
 def test_elasticsearch_is_hardened_without_privileged_init() -> None:
-    objects = render({"elasticsearch": {"heap": "2g"}})
+    objects = render({"elasticsearch": {"heap": "2g", "resources": {"limits": {"memory": "4Gi"}}}})
     pod = pod_spec(objects[("StatefulSet", "demo-elasticsearch")])
     for container in pod["initContainers"] + pod["containers"]:
         sc = container["securityContext"]

@@ -13,13 +13,20 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from agentobs.api import GROUP, KIND, PLURAL, SHORT_NAME, SINGULAR, VERSION
+from agentobs.api import GROUP, KIND, PLURAL, SHORT_NAME, SINGULAR, VERSION, spec
 from agentobs.api.spec import AgentObservabilitySpec
 from agentobs.api.status import AgentObservabilityStatus
 
 JSONSchema = dict[str, Any]
 
 _DROPPED_KEYS = {"title", "$defs"}
+# What each key pattern means, for the message the API server returns with a refused key.
+_KEY_KINDS = {
+    spec.LABEL_KEY_PATTERN: "label keys (an optional DNS-subdomain prefix and '/', then a name of up to 63 "
+                            "letters, digits, '-', '_' or '.', starting and ending alphanumeric)",
+    spec.ATTRIBUTE_KEY_PATTERN: "OpenTelemetry attribute keys (a letter or '_', then letters, digits, '_', '.', '-')",
+    spec.PROM_LABEL_PATTERN: "Prometheus label names (a letter or '_', then letters, digits or '_')",
+}
 
 
 def _resolve(node: JSONSchema, defs: dict[str, JSONSchema]) -> JSONSchema:
@@ -42,6 +49,8 @@ def _resolve(node: JSONSchema, defs: dict[str, JSONSchema]) -> JSONSchema:
     for key, value in node.items():
         if key in _DROPPED_KEYS:
             continue
+        if key in ("propertyNames", "patternProperties"):
+            continue  # not structural: folded into additionalProperties and a CEL rule below
         if key == "properties":
             out[key] = {name: _resolve(sub, defs) for name, sub in value.items()}
         elif key in ("items", "additionalProperties") and isinstance(value, dict):
@@ -50,10 +59,30 @@ def _resolve(node: JSONSchema, defs: dict[str, JSONSchema]) -> JSONSchema:
             continue  # unknown fields are pruned by the API server instead
         else:
             out[key] = value
+    if "patternProperties" in node or "propertyNames" in node:
+        names = dict(node.get("propertyNames") or {})
+        for pattern, values in (node.get("patternProperties") or {}).items():
+            names["pattern"] = pattern
+            out["additionalProperties"] = _resolve(values, defs)
+        out.setdefault("x-kubernetes-validations", []).append(_key_rule(names))
     if out.get("type") == "object" and out.get("additionalProperties") is True:
         del out["additionalProperties"]
         out["x-kubernetes-preserve-unknown-fields"] = True
     return out
+
+
+def _key_rule(names: JSONSchema) -> dict[str, str]:
+    """A structural schema has no `propertyNames`: check a map's keys with CEL instead."""
+    checks = []
+    if "maxLength" in names:
+        checks.append(f"size(k) <= {names['maxLength']}")
+    if "pattern" in names:
+        if "'" in names["pattern"]:
+            raise ValueError(f"cannot quote key pattern {names['pattern']!r} in CEL")
+        checks.append(f"k.matches(r'{names['pattern']}')")
+    what = _KEY_KINDS.get(names.get("pattern", ""), f"keys matching {names.get('pattern', '')}")
+    limit = f" of at most {names['maxLength']} characters" if "maxLength" in names else ""
+    return {"rule": f"self.all(k, {' && '.join(checks) or 'true'})", "message": f"keys must be {what}{limit}"}
 
 
 def _model_defaults(model: type[BaseModel], schema: JSONSchema) -> None:

@@ -9,6 +9,7 @@ the operator re-checks the same spec with pydantic when it reads a resource.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -19,6 +20,40 @@ RETENTION_PATTERN = r"^[0-9]+(ms|s|m|h|d|w|y)$"
 GO_DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$"
 QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei)?$"
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+# RFC 1123 subdomain (what Kubernetes accepts as a host name in an Ingress rule).
+HOSTNAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+# A Kubernetes label key: an optional DNS-subdomain prefix and `/`, then a name of at most 63
+# characters; and a label value. Written in the regex subset RE2 (the API server's CEL) and
+# Python share.
+LABEL_KEY_PATTERN = (r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+                     r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$"
+# An OpenTelemetry resource-attribute key as OTEL_RESOURCE_ATTRIBUTES can carry it, and a value
+# without the `,` that separates its entries.
+ATTRIBUTE_KEY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,254}$"
+ATTRIBUTE_VALUE_PATTERN = r"^[^,]*$"
+# An OCI image reference: [registry[:port]/]path[:tag][@sha256:digest].
+IMAGE_PATTERN = (r"^([a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?(\.[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?)*(:[0-9]+)?/)?"
+                 r"[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*"
+                 r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$")
+# Prometheus names: metrics (recording rules) and labels.
+METRIC_NAME_PATTERN = r"^[a-zA-Z_:][a-zA-Z0-9_:]*$"
+PROM_LABEL_PATTERN = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
+_QUANTITY_FACTORS = {"": 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
+                     "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+
+
+def parse_quantity(text: str) -> float:
+    """A Kubernetes quantity of QUANTITY_PATTERN's form as a number (bytes for memory)."""
+    match = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)([a-zA-Z]*)", text)
+    if not match or match.group(2) not in _QUANTITY_FACTORS:
+        raise ValueError(f"invalid quantity {text!r}")
+    return float(match.group(1)) * _QUANTITY_FACTORS[match.group(2)]
+
+
+def heap_bytes(heap: str) -> int:
+    """The JVM heap setting (`1g`, `512m`) in bytes."""
+    return int(heap[:-1]) * (2**30 if heap.endswith("g") else 2**20)
 
 
 def parse_go_duration(text: str) -> dt.timedelta:
@@ -54,6 +89,11 @@ def cel(*rules: tuple[str, str, str | None]) -> dict[str, Any]:
             entry["fieldPath"] = field_path
         validations.append(entry)
     return {"x-kubernetes-validations": validations}
+
+
+LabelKey = Annotated[str, Field(pattern=LABEL_KEY_PATTERN, max_length=317)]
+LabelValue = Annotated[str, Field(pattern=LABEL_VALUE_PATTERN, max_length=63)]
+Image = Annotated[str, Field(pattern=IMAGE_PATTERN, max_length=512)]
 
 
 class SpecModel(BaseModel):
@@ -97,8 +137,9 @@ class StorageSpec(SpecModel):
 class LabelSelector(SpecModel):
     """A Kubernetes label selector (matchLabels only; every label must match)."""
 
-    match_labels: dict[str, str] = Field(
-        default_factory=dict, description="Labels an object must carry, all of them, to be selected."
+    match_labels: dict[LabelKey, LabelValue] = Field(
+        default_factory=dict, max_length=32,
+        description="Labels an object must carry, all of them, to be selected.",
     )
 
 
@@ -117,8 +158,13 @@ class InstrumentationSpec(SpecModel):
     sampling_ratio: float = Field(
         1.0, ge=0.0, le=1.0, description="Fraction of traces kept by the parent-based ratio sampler (0 to 1)."
     )
-    resource_attributes: dict[str, str] = Field(
-        default_factory=dict, description="Extra OpenTelemetry resource attributes added to every agent."
+    resource_attributes: dict[
+        Annotated[str, Field(pattern=ATTRIBUTE_KEY_PATTERN, max_length=255)],
+        Annotated[str, Field(pattern=ATTRIBUTE_VALUE_PATTERN, max_length=1024)],
+    ] = Field(
+        default_factory=dict, max_length=32,
+        description="Extra OpenTelemetry resource attributes added to every agent (keys like "
+        "`team` or `deployment.environment`; values without commas).",
     )
     rollout_on_change: bool = Field(
         False,
@@ -130,6 +176,11 @@ class InstrumentationSpec(SpecModel):
 class AlertmanagerSpec(SpecModel):
     """The Alertmanager gossip cluster that receives Prometheus alerts."""
 
+    enabled: bool = Field(
+        True,
+        description="Run the Alertmanager cluster. Off: Prometheus still evaluates the rules (their state "
+        "shows in its UI and the ALERTS series) but sends alerts nowhere.",
+    )
     replicas: int = Field(3, ge=1, le=9, description="Alertmanager peers; 3 tolerates one loss.")
     receivers_secret: SecretKeyRef | None = Field(
         None,
@@ -144,6 +195,54 @@ class AlertmanagerSpec(SpecModel):
     )
 
 
+class RecordingOrAlertingRule(BaseModel):
+    """One Prometheus rule, in the rule-file format (snake_case keys, as Prometheus reads them)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, json_schema_extra=cel(
+        ("has(self.alert) != has(self.record)", "a rule needs exactly one of `alert` or `record`", None),
+        ("has(self.alert) || (!has(self.__for__) && !has(self.keep_firing_for) && !has(self.annotations))",
+         "a recording rule takes no `for`, `keep_firing_for` or `annotations`", None),
+    ))
+
+    alert: str | None = Field(None, min_length=1, max_length=253, description="Name of an alerting rule.")
+    record: str | None = Field(None, pattern=METRIC_NAME_PATTERN, max_length=253,
+                               description="Series name a recording rule writes.")
+    expr: str = Field(..., min_length=1, max_length=8192,
+                      description="PromQL expression; the operator parses it and leaves out a group whose "
+                      "expressions do not parse, reporting Degraded.")
+    for_: str | None = Field(None, alias="for", pattern=RETENTION_PATTERN,
+                             description="How long the condition must hold before the alert fires.")
+    keep_firing_for: str | None = Field(None, pattern=RETENTION_PATTERN,
+                                        description="How long the alert keeps firing after it cleared.")
+    labels: dict[Annotated[str, Field(pattern=PROM_LABEL_PATTERN, max_length=128)],
+                 Annotated[str, Field(max_length=1024)]] = Field(
+        default_factory=dict, max_length=32, description="Labels added to the alert or series.")
+    annotations: dict[Annotated[str, Field(pattern=PROM_LABEL_PATTERN, max_length=128)],
+                      Annotated[str, Field(max_length=4096)]] = Field(
+        default_factory=dict, max_length=32, description="Annotations of the alert.")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> RecordingOrAlertingRule:
+        if (self.alert is None) == (self.record is None):
+            raise ValueError("a rule needs exactly one of `alert` or `record`")
+        if self.record is not None and (self.for_ or self.keep_firing_for or self.annotations):
+            raise ValueError("a recording rule takes no `for`, `keep_firing_for` or `annotations`")
+        return self
+
+
+class RuleGroup(BaseModel):
+    """A Prometheus rule group, in the rule-file format."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    name: str = Field(..., min_length=1, max_length=253, description="Group name, unique among the groups.")
+    interval: str | None = Field(None, pattern=RETENTION_PATTERN,
+                                 description="Evaluation interval; the global one when unset.")
+    limit: int | None = Field(None, ge=0, description="Most alerts or series one evaluation may produce.")
+    rules: list[RecordingOrAlertingRule] = Field(..., min_length=1, max_length=200,
+                                                 description="The group's rules.")
+
+
 class PrometheusSpec(SpecModel):
     """The HA Prometheus pair that scrapes agents and evaluates the alert rules."""
 
@@ -153,8 +252,19 @@ class PrometheusSpec(SpecModel):
                 "!self.highAvailability || self.replicas >= 2",
                 "prometheus.replicas must be at least 2 when prometheus.highAvailability is true",
                 ".replicas",
-            )
+            ),
+            (
+                "!has(self.extraRules) || self.extraRules.all(g, self.extraRules.exists_one(h, h.name == g.name))",
+                "prometheus.extraRules group names must be unique",
+                ".extraRules",
+            ),
         )
+    )
+
+    enabled: bool = Field(
+        True,
+        description="Provision Prometheus (and its Alertmanager). Off: agents are not scraped by this stack "
+        "and Grafana has no Prometheus datasource.",
     )
 
     high_availability: bool = Field(
@@ -173,10 +283,9 @@ class PrometheusSpec(SpecModel):
         description="Prometheus container resources.",
     )
     alert_rules: bool = Field(True, description="Install the agent SLO and stack health alert rules.")
-    extra_rules: list[dict[str, Any]] = Field(
-        default_factory=list,
+    extra_rules: list[RuleGroup] = Field(
+        default_factory=list, max_length=50,
         description="Extra Prometheus rule groups, in the Prometheus rule file format.",
-        json_schema_extra={"items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
     )
     alertmanager: AlertmanagerSpec = Field(
         default_factory=AlertmanagerSpec, description="The Alertmanager cluster."
@@ -186,6 +295,9 @@ class PrometheusSpec(SpecModel):
     def _ha_needs_two(self) -> PrometheusSpec:
         if self.high_availability and self.replicas < 2:
             raise ValueError("prometheus.replicas must be at least 2 when prometheus.highAvailability is true")
+        names = [group.name for group in self.extra_rules]
+        if len(names) != len(set(names)):
+            raise ValueError("prometheus.extraRules group names must be unique")
         return self
 
 
@@ -230,6 +342,11 @@ class CollectorSpec(SpecModel):
 class TracingSpec(SpecModel):
     """Jaeger v2: OTLP collection and trace query, stored in Elasticsearch."""
 
+    enabled: bool = Field(
+        True,
+        description="Run the Jaeger collector and query. Off: no OTLP endpoint is injected into agents "
+        "(their SDK exports no traces) and Grafana has no Jaeger datasource.",
+    )
     collector: CollectorSpec = Field(default_factory=CollectorSpec, description="The OTLP collector.")
     query_replicas: int = Field(1, ge=1, le=10, description="Jaeger query (UI and API) replicas.")
     query_resources: ResourceRequirements = Field(
@@ -264,12 +381,21 @@ class ElasticsearchSpec(SpecModel):
                 "has(self.external) || (self.nodes >= 3 && self.nodes % 2 == 1)",
                 "elasticsearch.nodes must be an odd number of at least 3 unless elasticsearch.external is set",
                 ".nodes",
-            )
+            ),
+            (
+                "has(self.external) || !has(self.resources.limits) || !('memory' in self.resources.limits) || "
+                "double(int(self.heap.substring(0, size(self.heap) - 1)) * (self.heap.endsWith('g') ? 1073741824 "
+                ": 1048576)) < quantity(self.resources.limits['memory']).asApproximateFloat()",
+                "elasticsearch.heap must be smaller than elasticsearch.resources.limits.memory "
+                "(the JVM needs memory beyond its heap; half the limit is usual)",
+                ".heap",
+            ),
         )
     )
 
     nodes: int = Field(3, ge=1, le=99, description="Elasticsearch nodes (master and data); odd, at least 3.")
-    heap: str = Field("1g", pattern=r"^[0-9]+[mg]$", description="JVM heap of each node, e.g. 1g, 512m.")
+    heap: str = Field("1g", pattern=r"^[0-9]{1,6}[mg]$", max_length=7,
+                      description="JVM heap of each node, e.g. 1g, 512m; smaller than the memory limit.")
     storage: StorageSpec = Field(
         default_factory=lambda: StorageSpec(size="50Gi"), description="Data volume of each node."
     )
@@ -289,6 +415,9 @@ class ElasticsearchSpec(SpecModel):
             raise ValueError(
                 "elasticsearch.nodes must be an odd number of at least 3 unless elasticsearch.external is set"
             )
+        limit = self.resources.limits.get("memory")
+        if self.external is None and limit is not None and heap_bytes(self.heap) >= parse_quantity(limit):
+            raise ValueError("elasticsearch.heap must be smaller than elasticsearch.resources.limits.memory")
         return self
 
 
@@ -301,8 +430,8 @@ class LoggingSpec(SpecModel):
         default_factory=list,
         description="Namespaces to collect from; empty means those the instrumentation selects.",
     )
-    pod_labels: dict[str, str] = Field(
-        default_factory=dict, description="Only pods with these labels; empty means the agent pods."
+    pod_labels: dict[LabelKey, LabelValue] = Field(
+        default_factory=dict, max_length=32, description="Only pods with these labels; empty means the agent pods."
     )
     retention_days: int = Field(14, ge=1, le=3650, description="Days log indices are kept.")
     replicas: int = Field(
@@ -336,7 +465,12 @@ class OIDCSpec(SpecModel):
 class GrafanaSpec(SpecModel):
     """Grafana with provisioned datasources and agent dashboards."""
 
-    replicas: int = Field(1, ge=1, le=10, description="Grafana replicas.")
+    enabled: bool = Field(True, description="Run Grafana. Off: bring your own, pointed at the endpoints in status.")
+    replicas: int = Field(
+        1, ge=1, le=10,
+        description="Grafana replicas. Each keeps its own database (users' preferences, sessions); its "
+        "Service keeps a client on one replica (sessionAffinity ClientIP), so a login holds.",
+    )
     resources: ResourceRequirements = Field(
         default_factory=lambda: ResourceRequirements(
             requests={"cpu": "100m", "memory": "256Mi"}, limits={"memory": "512Mi"}
@@ -350,7 +484,8 @@ class GrafanaSpec(SpecModel):
     )
     oidc: OIDCSpec | None = Field(None, description="Optional OIDC login.")
     ingress_host: str | None = Field(
-        None, max_length=253, description="Expose Grafana through an Ingress on this host."
+        None, max_length=253, pattern=HOSTNAME_PATTERN,
+        description="Expose Grafana through an Ingress on this host (a DNS name, e.g. grafana.example.com).",
     )
 
 
@@ -403,18 +538,18 @@ class AuditSpec(SpecModel):
 class ImagesSpec(SpecModel):
     """Container images of the stack; override to use a mirror."""
 
-    prometheus: str = Field("quay.io/prometheus/prometheus:v3.5.0", description="Prometheus image.")
-    alertmanager: str = Field("quay.io/prometheus/alertmanager:v0.28.1", description="Alertmanager image.")
-    elasticsearch: str = Field(
+    prometheus: Image = Field("quay.io/prometheus/prometheus:v3.5.0", description="Prometheus image.")
+    alertmanager: Image = Field("quay.io/prometheus/alertmanager:v0.28.1", description="Alertmanager image.")
+    elasticsearch: Image = Field(
         "docker.elastic.co/elasticsearch/elasticsearch:8.19.4", description="Elasticsearch image."
     )
-    jaeger: str = Field("cr.jaegertracing.io/jaegertracing/jaeger:2.13.0", description="Jaeger v2 image.")
-    fluentd: str = Field(
+    jaeger: Image = Field("cr.jaegertracing.io/jaegertracing/jaeger:2.13.0", description="Jaeger v2 image.")
+    fluentd: Image = Field(
         "docker.io/fluent/fluentd-kubernetes-daemonset:v1.19.3-debian-elasticsearch8-1.1",
         description="Fluentd aggregator image (fluentd 1.19.3 with fluent-plugin-elasticsearch 5.4.4 and "
         "fluent-plugin-prometheus 2.2.2, whose parameters the rendered configuration uses).",
     )
-    grafana: str = Field("docker.io/grafana/grafana:12.1.1", description="Grafana image.")
+    grafana: Image = Field("docker.io/grafana/grafana:12.1.1", description="Grafana image.")
 
 
 class AgentObservabilitySpec(SpecModel):

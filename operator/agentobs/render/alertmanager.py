@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from agentobs.render import egress
 from agentobs.render.addresses import ALERTMANAGER_CLUSTER_PORT, ALERTMANAGER_PORT, alertmanager_url
 from agentobs.render.common import (
     CERT_HASH_ANNOTATION,
@@ -48,9 +49,16 @@ CONFIG_DIR = "/etc/alertmanager/config"
 WEB_CONFIG_DIR = "/etc/alertmanager/web"
 TLS_DIR = "/etc/alertmanager/tls"
 DATA_DIR = "/alertmanager"
+AUTH_DIR = "/etc/alertmanager/auth"
+PROBE_FILE = "probe.yml"
 # The component whose pods send alerts; spelled here rather than imported, as prometheus imports us.
 PROMETHEUS_COMPONENT = "prometheus"
 NULL_RECEIVER = "null"
+
+
+def enabled(owner: Owner) -> bool:
+    """Alertmanager runs only beside the stack's own Prometheus, its one sender."""
+    return owner.spec.prometheus.enabled and owner.spec.prometheus.alertmanager.enabled
 
 
 def headless_name(owner: Owner) -> str:
@@ -99,14 +107,27 @@ def make_web_config_secret(owner: Owner, password_bcrypt: str) -> Manifest:
                               "ca_file": f"{TLS_DIR}/ca.crt",
                               "server_name": f"{headless_name(owner)}.{owner.namespace}.svc"},
     }
+    # The readiness probe's amtool: the password from the mounted file, never from the pod spec.
+    probe = {"basic_auth": {"username": WEB_USER, "password_file": f"{AUTH_DIR}/password"},
+             "tls_config": {"ca_file": f"{TLS_DIR}/ca.crt", "server_name": owner.service_host(COMPONENT)}}
     return {
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": metadata(owner, COMPONENT, owner.child_name(f"{COMPONENT}-web-config")),
         "type": "Opaque",
         "stringData": {"web.yml": yaml.safe_dump(web, sort_keys=True),
-                       "cluster.yml": yaml.safe_dump(cluster, sort_keys=True)},
+                       "cluster.yml": yaml.safe_dump(cluster, sort_keys=True),
+                       PROBE_FILE: yaml.safe_dump(probe, sort_keys=True)},
     }
+
+
+def readiness_probe() -> dict[str, Any]:
+    """Ready once the API answers over TLS with basic auth (Alertmanager serves its API only after
+    loading its config). Every path needs basic auth, which an httpGet probe could only send from
+    the pod spec: the image's `amtool` reads the password from the mounted file instead."""
+    return {"exec": {"command": ["/bin/amtool", f"--alertmanager.url=https://localhost:{WEB_PORT}",
+                                 f"--http.config.file={WEB_CONFIG_DIR}/{PROBE_FILE}", "cluster", "show"]},
+            "periodSeconds": 10, "timeoutSeconds": 5, "failureThreshold": 3}
 
 
 def make_services(owner: Owner) -> list[Manifest]:
@@ -164,8 +185,7 @@ def make_statefulset(owner: Owner, config_hash: str, cert_hash: str) -> Manifest
             # With TLS on the gossip, memberlist sends its packets over TCP too: no UDP port.
             {"name": "cluster", "containerPort": CLUSTER_PORT, "protocol": "TCP"},
         ],
-        # Every path needs basic auth, which an httpGet probe could only send from the pod spec.
-        "readinessProbe": {"tcpSocket": {"port": "web"}, "periodSeconds": 5},
+        "readinessProbe": readiness_probe(),
         "livenessProbe": {"tcpSocket": {"port": "web"}, "periodSeconds": 15, "failureThreshold": 6},
         "resources": resources(spec.resources),
         "securityContext": container_security_context(),
@@ -173,6 +193,7 @@ def make_statefulset(owner: Owner, config_hash: str, cert_hash: str) -> Manifest
             {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
             {"name": "web-config", "mountPath": WEB_CONFIG_DIR, "readOnly": True},
             {"name": "tls", "mountPath": TLS_DIR, "readOnly": True},
+            {"name": "auth", "mountPath": AUTH_DIR, "readOnly": True},
             {"name": "data", "mountPath": DATA_DIR},
         ],
     }
@@ -200,6 +221,8 @@ def make_statefulset(owner: Owner, config_hash: str, cert_hash: str) -> Manifest
                         _config_volume(owner),
                         {"name": "web-config", "secret": {"secretName": f"{name}-web-config"}},
                         {"name": "tls", "secret": {"secretName": tls_secret_name(owner, COMPONENT)}},
+                        {"name": "auth", "secret": {"secretName": owner.child_name(WEB_AUTH_SUFFIX),
+                                                    "items": [{"key": "password", "path": "password"}]}},
                         # Silences and the notification log are gossiped to the peers, which is
                         # what keeps them across the loss of one pod's volume.
                         {"name": "data", "emptyDir": {"sizeLimit": "256Mi"}},
@@ -211,32 +234,34 @@ def make_statefulset(owner: Owner, config_hash: str, cert_hash: str) -> Manifest
 
 
 def make_network_policy(owner: Owner) -> Manifest:
-    """Default-deny ingress for the Alertmanager pods, except the two flows the stack needs."""
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": metadata(owner, COMPONENT),
-        "spec": {
-            "podSelector": {"matchLabels": selector_labels(owner, COMPONENT)},
-            "policyTypes": ["Ingress"],
-            "ingress": [
-                # Prometheus pushes alerts to every peer and scrapes their cluster metrics.
-                {"from": [{"podSelector": {"matchLabels": selector_labels(owner, PROMETHEUS_COMPONENT)}}],
-                 "ports": [{"port": WEB_PORT, "protocol": "TCP"}]},
-                # Peers gossip alerts, silences and membership to each other (over TLS, so TCP only).
-                {"from": [{"podSelector": {"matchLabels": selector_labels(owner, COMPONENT)}}],
-                 "ports": [{"port": CLUSTER_PORT, "protocol": "TCP"}]},
-            ],
-        },
-    }
+    """Ingress from Prometheus and the peers; egress to the peers and, with the user's receivers,
+    wherever those are."""
+    ingress = [
+        # Prometheus pushes alerts to every peer and scrapes their cluster metrics.
+        {"from": [{"podSelector": {"matchLabels": selector_labels(owner, PROMETHEUS_COMPONENT)}}],
+         "ports": [{"port": WEB_PORT, "protocol": "TCP"}]},
+        # Peers gossip alerts, silences and membership to each other (over TLS, so TCP only).
+        {"from": [{"podSelector": {"matchLabels": selector_labels(owner, COMPONENT)}}],
+         "ports": [{"port": CLUSTER_PORT, "protocol": "TCP"}]},
+    ]
+    out = [egress.dns(), egress.to_component(owner, COMPONENT, CLUSTER_PORT)]
+    if owner.spec.prometheus.alertmanager.receivers_secret is not None:
+        # The user's receivers (Slack, SMTP, webhooks) may be any host on any port, and their
+        # config is not ours to read: an empty rule admits every destination.
+        out.append({})
+    return egress.policy(owner, COMPONENT, ingress, out)
 
 
 def certificates(owner: Owner) -> dict[str, list[str]]:
+    if not enabled(owner):
+        return {}
     name = owner.child_name(COMPONENT)
     return {COMPONENT: service_dns_names(owner, name, headless=headless_name(owner))}
 
 
 def credentials(owner: Owner) -> list[CredentialRequest]:
+    if not enabled(owner):
+        return []
     return [CredentialRequest(COMPONENT, WEB_AUTH_SUFFIX, basic_auth_recipe(WEB_USER))]
 
 
@@ -245,6 +270,8 @@ def endpoints(owner: Owner) -> dict[str, str]:
 
 
 def render(owner: Owner, material: Material) -> list[Manifest]:
+    if not enabled(owner):
+        return []
     web_config = make_web_config_secret(owner, material.credentials[WEB_AUTH_SUFFIX]["password.bcrypt"])
     receivers = owner.spec.prometheus.alertmanager.receivers_secret
     out: list[Manifest] = []

@@ -32,7 +32,7 @@ from typing import Any
 import yaml
 
 from agentobs.api.spec import ResourceRequirements
-from agentobs.render import es_access, fluentd, grafana, jaeger, retention
+from agentobs.render import egress, es_access, fluentd, grafana, jaeger, retention
 from agentobs.render.addresses import ELASTICSEARCH_PORT, ELASTICSEARCH_TRANSPORT_PORT
 from agentobs.render.common import (
     CERT_HASH_ANNOTATION,
@@ -58,6 +58,8 @@ HOME = "/usr/share/elasticsearch"
 CONFIG_DIR = f"{HOME}/config"
 DATA_DIR = f"{HOME}/data"
 ELASTIC_SUFFIX = "elasticsearch-elastic"
+ELASTIC_DIR = "/mnt/elastic"
+ELASTIC_PASSWORD_FILE = f"{ELASTIC_DIR}/password"
 ROLE_OF_CLIENT = {client: f"agentobs_{client}" for client in es_access.CLIENTS}
 INIT_RESOURCES = ResourceRequirements(requests={"cpu": "50m", "memory": "32Mi"}, limits={"memory": "64Mi"})
 
@@ -182,11 +184,17 @@ def make_services(owner: Owner) -> list[Manifest]:
 
 
 def _readiness_probe() -> dict[str, Any]:
-    # The credentials go to curl on stdin (a config file), not in its argv.
-    script = ('printf \'user = "elastic:%s"\\n\' "$ELASTIC_PASSWORD" | '
+    """Ready once the cluster has an elected master and at least yellow health.
+
+    Without `local`, the health request goes to the master (503 while none is elected), and
+    `wait_for_status=yellow` answers 408 when the status stays red past the timeout: curl's `-f`
+    fails on either. The password is read from the mounted Secret file and handed to curl on stdin
+    (a config file), so it is neither in the pod spec nor in an argv.
+    """
+    script = (f'printf \'user = "elastic:%s"\\n\' "$(cat {ELASTIC_PASSWORD_FILE})" | '
               f'curl -sSf -K - --cacert {CONFIG_DIR}/tls/ca.crt -o /dev/null '
-              f'"https://localhost:{ELASTICSEARCH_PORT}/_cluster/health?local=true"')
-    return {"exec": {"command": ["bash", "-c", script]}, "periodSeconds": 10, "timeoutSeconds": 5,
+              f'"https://localhost:{ELASTICSEARCH_PORT}/_cluster/health?wait_for_status=yellow&timeout=3s"')
+    return {"exec": {"command": ["bash", "-c", script]}, "periodSeconds": 10, "timeoutSeconds": 8,
             "failureThreshold": 3}
 
 
@@ -217,8 +225,8 @@ def make_statefulset(owner: Owner, config_hash: str, cert_hash: str) -> Manifest
             {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
             {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
             {"name": "ES_JAVA_OPTS", "value": f"-Xms{spec.heap} -Xmx{spec.heap}"},
-            {"name": "ELASTIC_PASSWORD", "valueFrom": {"secretKeyRef": {
-                "name": owner.child_name(ELASTIC_SUFFIX), "key": es_access.PASSWORD_KEY}}},
+            # The image's entrypoint reads the bootstrap password from this file.
+            {"name": "ELASTIC_PASSWORD_FILE", "value": ELASTIC_PASSWORD_FILE},
         ],
         "ports": [{"name": "https", "containerPort": ELASTICSEARCH_PORT, "protocol": "TCP"},
                   {"name": "transport", "containerPort": ELASTICSEARCH_TRANSPORT_PORT, "protocol": "TCP"}],
@@ -228,6 +236,7 @@ def make_statefulset(owner: Owner, config_hash: str, cert_hash: str) -> Manifest
         "volumeMounts": [
             {"name": "config", "mountPath": CONFIG_DIR},
             {"name": "tls", "mountPath": f"{CONFIG_DIR}/tls", "readOnly": True},
+            {"name": "elastic", "mountPath": ELASTIC_DIR, "readOnly": True},
             {"name": "data", "mountPath": DATA_DIR},
             {"name": "logs", "mountPath": f"{HOME}/logs"},
             {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 (an emptyDir, private to the pod)
@@ -260,6 +269,9 @@ def make_statefulset(owner: Owner, config_hash: str, cert_hash: str) -> Manifest
                         {"name": "settings", "configMap": {"name": name}},
                         {"name": "users", "secret": {"secretName": f"{name}-users"}},
                         {"name": "tls", "secret": {"secretName": tls_secret_name(owner, COMPONENT)}},
+                        {"name": "elastic", "secret": {
+                            "secretName": owner.child_name(ELASTIC_SUFFIX),
+                            "items": [{"key": es_access.PASSWORD_KEY, "path": "password"}]}},
                         {"name": "logs", "emptyDir": {}},
                         {"name": "tmp", "emptyDir": {}},
                     ],
@@ -271,23 +283,17 @@ def make_statefulset(owner: Owner, config_hash: str, cert_hash: str) -> Manifest
 
 
 def make_network_policy(owner: Owner) -> Manifest:
-    """HTTPS from the clients only; transport from the other nodes only."""
+    """HTTPS from the clients only; transport from and to the other nodes only."""
     clients = [jaeger.COLLECTOR, jaeger.QUERY, fluentd.COMPONENT, grafana.COMPONENT, retention.COMPONENT]
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": metadata(owner, COMPONENT),
-        "spec": {
-            "podSelector": {"matchLabels": selector_labels(owner, COMPONENT)},
-            "policyTypes": ["Ingress"],
-            "ingress": [
-                {"from": [{"podSelector": {"matchLabels": selector_labels(owner, c)}} for c in clients],
-                 "ports": [{"protocol": "TCP", "port": ELASTICSEARCH_PORT}]},
-                {"from": [{"podSelector": {"matchLabels": selector_labels(owner, COMPONENT)}}],
-                 "ports": [{"protocol": "TCP", "port": ELASTICSEARCH_TRANSPORT_PORT}]},
-            ],
-        },
-    }
+    ingress = [
+        {"from": [{"podSelector": {"matchLabels": selector_labels(owner, c)}} for c in clients],
+         "ports": [{"protocol": "TCP", "port": ELASTICSEARCH_PORT}]},
+        {"from": [{"podSelector": {"matchLabels": selector_labels(owner, COMPONENT)}}],
+         "ports": [{"protocol": "TCP", "port": ELASTICSEARCH_TRANSPORT_PORT}]},
+    ]
+    # Out: only the other nodes, over transport (discovery and replication).
+    return egress.policy(owner, COMPONENT, ingress,
+                         [egress.dns(), egress.to_component(owner, COMPONENT, ELASTICSEARCH_TRANSPORT_PORT)])
 
 
 def certificates(owner: Owner) -> dict[str, list[str]]:

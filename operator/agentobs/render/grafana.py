@@ -11,11 +11,19 @@ the CA the user names).
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
-from agentobs.render import dashboards, es_access, prometheus
-from agentobs.render.addresses import GRAFANA_PORT, elasticsearch_url, grafana_url, jaeger_query_url, prometheus_url
+from agentobs.render import dashboards, egress, es_access, prometheus
+from agentobs.render.addresses import (
+    GRAFANA_PORT,
+    JAEGER_QUERY_PORT,
+    elasticsearch_url,
+    grafana_url,
+    jaeger_query_url,
+    prometheus_url,
+)
 from agentobs.render.common import (
     CERT_HASH_ANNOTATION,
     CONFIG_HASH_ANNOTATION,
@@ -66,11 +74,12 @@ def _configmap_env(name: str, configmap: str, key: str) -> dict[str, Any]:
 def datasource_env(owner: Owner) -> list[dict[str, Any]]:
     """Environment variables the datasources file refers to, each from where its value is kept."""
     external = owner.spec.elasticsearch.external
-    env = [
-        _configmap_env("AGENTOBS_CA_CERT", ca_bundle_name(owner), CA_BUNDLE_KEY),
-        _secret_env("AGENTOBS_PROMETHEUS_USER", owner.child_name(prometheus.WEB_AUTH_SUFFIX), "username"),
-        _secret_env("AGENTOBS_PROMETHEUS_PASSWORD", owner.child_name(prometheus.WEB_AUTH_SUFFIX), "password"),
-    ]
+    env = [_configmap_env("AGENTOBS_CA_CERT", ca_bundle_name(owner), CA_BUNDLE_KEY)]
+    if prometheus.enabled(owner):
+        env += [
+            _secret_env("AGENTOBS_PROMETHEUS_USER", owner.child_name(prometheus.WEB_AUTH_SUFFIX), "username"),
+            _secret_env("AGENTOBS_PROMETHEUS_PASSWORD", owner.child_name(prometheus.WEB_AUTH_SUFFIX), "password"),
+        ]
     # Optional: Grafana starts (with a failing Elasticsearch datasource) while that Secret is
     # missing, rather than not at all: it is made by another component, or named by the user.
     es_secret = es_access.credentials_secret(owner, COMPONENT)
@@ -104,25 +113,25 @@ def _elasticsearch(owner: Owner, name: str, uid: str, index: str) -> dict[str, A
 
 
 def datasources(owner: Owner) -> dict[str, Any]:
+    """One datasource per store the stack runs: a component switched off has none."""
     ca_json, ca_secure = _trusting("AGENTOBS_CA_CERT")
-    return {
-        "apiVersion": 1,
-        "datasources": [
-            {"name": "Prometheus", "uid": DATASOURCE_UIDS["prometheus"], "type": "prometheus", "access": "proxy",
-             "url": prometheus_url(owner), "isDefault": True, "editable": False,
-             "basicAuth": True, "basicAuthUser": "${AGENTOBS_PROMETHEUS_USER}",
-             "jsonData": {**ca_json, "httpMethod": "POST"},
-             "secureJsonData": {**ca_secure, "basicAuthPassword": "${AGENTOBS_PROMETHEUS_PASSWORD}"}},
-            {"name": "Jaeger", "uid": DATASOURCE_UIDS["jaeger"], "type": "jaeger", "access": "proxy",
-             "url": jaeger_query_url(owner), "editable": False,
-             "jsonData": {**ca_json, "tracesToLogsV2": {"datasourceUid": DATASOURCE_UIDS["logs"],
-                                                        "filterByTraceID": True}},
-             "secureJsonData": dict(ca_secure)},
-            _elasticsearch(owner, "Agent logs", DATASOURCE_UIDS["logs"], es_access.logs_index_pattern(owner)),
+    out: list[dict[str, Any]] = []
+    if prometheus.enabled(owner):
+        out.append({"name": "Prometheus", "uid": DATASOURCE_UIDS["prometheus"], "type": "prometheus",
+                    "access": "proxy", "url": prometheus_url(owner), "isDefault": True, "editable": False,
+                    "basicAuth": True, "basicAuthUser": "${AGENTOBS_PROMETHEUS_USER}",
+                    "jsonData": {**ca_json, "httpMethod": "POST"},
+                    "secureJsonData": {**ca_secure, "basicAuthPassword": "${AGENTOBS_PROMETHEUS_PASSWORD}"}})
+    if owner.spec.tracing.enabled:
+        out.append({"name": "Jaeger", "uid": DATASOURCE_UIDS["jaeger"], "type": "jaeger", "access": "proxy",
+                    "url": jaeger_query_url(owner), "editable": False,
+                    "jsonData": {**ca_json, "tracesToLogsV2": {"datasourceUid": DATASOURCE_UIDS["logs"],
+                                                               "filterByTraceID": True}},
+                    "secureJsonData": dict(ca_secure)})
+    out += [_elasticsearch(owner, "Agent logs", DATASOURCE_UIDS["logs"], es_access.logs_index_pattern(owner)),
             _elasticsearch(owner, "Agent audit records", DATASOURCE_UIDS["audit"],
-                           es_access.audit_index_pattern(owner)),
-        ],
-    }
+                           es_access.audit_index_pattern(owner))]
+    return {"apiVersion": 1, "datasources": out}
 
 
 def dashboard_provider() -> dict[str, Any]:
@@ -260,12 +269,16 @@ def make_deployment(owner: Owner, config_hash: str, cert_hash: str) -> Manifest:
 
 
 def make_service(owner: Owner) -> Manifest:
+    # Each replica has its own database (an emptyDir: sessions, preferences), and a login session
+    # lives in the database of the replica that made it: a client stays on one replica. Behind an
+    # Ingress the controller's own affinity (a cookie) does the same for people outside the cluster.
     return {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": metadata(owner, COMPONENT),
         "spec": {"type": "ClusterIP", "selector": selector_labels(owner, COMPONENT),
-                 "ports": [{"name": "https", "port": PORT, "targetPort": "https", "protocol": "TCP"}]},
+                 "ports": [{"name": "https", "port": PORT, "targetPort": "https", "protocol": "TCP"}],
+                 "sessionAffinity": "ClientIP"},
     }
 
 
@@ -287,7 +300,7 @@ def make_ingress(owner: Owner, host: str) -> Manifest:
 
 
 def make_network_policy(owner: Owner) -> Manifest:
-    """Default-deny ingress for the Grafana pods, except its users."""
+    """Ingress from Grafana's users; egress to its datasources."""
     if owner.spec.grafana.ingress_host:
         # The ingress controller runs in a namespace we cannot know; Grafana's own login and TLS
         # guard the port, as they would behind any ingress.
@@ -295,36 +308,44 @@ def make_network_policy(owner: Owner) -> Manifest:
     else:
         # People reach Grafana from inside the namespace (port-forward or a pod of their own).
         users = {"from": [{"podSelector": {}}], "ports": [{"port": PORT, "protocol": "TCP"}]}
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": metadata(owner, COMPONENT),
-        "spec": {
-            "podSelector": {"matchLabels": selector_labels(owner, COMPONENT)},
-            "policyTypes": ["Ingress"],
-            "ingress": [users],
-        },
-    }
+    # Out: the datasources of the components that run, and the OIDC provider.
+    out = [egress.dns(), egress.elasticsearch(owner)]
+    if prometheus.enabled(owner):
+        out.append(egress.to_component(owner, prometheus.COMPONENT, prometheus.WEB_PORT))
+    if owner.spec.tracing.enabled:
+        out.append(egress.to_component(owner, "jaeger-query", JAEGER_QUERY_PORT))
+    if owner.spec.grafana.oidc is not None:
+        out.append(egress.any_address(*sorted({urlsplit(u).port or 443 for u in (
+            owner.spec.grafana.oidc.token_url, owner.spec.grafana.oidc.userinfo_url)})))
+    return egress.policy(owner, COMPONENT, [users], out)
+
+
+def enabled(owner: Owner) -> bool:
+    return owner.spec.grafana.enabled
 
 
 def certificates(owner: Owner) -> dict[str, list[str]]:
+    if not enabled(owner):
+        return {}
     names = service_dns_names(owner, owner.child_name(COMPONENT))
     host = owner.spec.grafana.ingress_host
     return {COMPONENT: [*names, host] if host else names}
 
 
 def credentials(owner: Owner) -> list[CredentialRequest]:
-    if owner.spec.grafana.admin_secret:
+    if not enabled(owner) or owner.spec.grafana.admin_secret:
         return []
     return [CredentialRequest(COMPONENT, ADMIN_SUFFIX,
                               {"admin-user": f"literal:{ADMIN_USER}", "admin-password": "random"})]
 
 
 def endpoints(owner: Owner) -> dict[str, str]:
-    return {"grafana": grafana_url(owner)}
+    return {"grafana": grafana_url(owner)} if enabled(owner) else {}
 
 
 def render(owner: Owner, material: Material) -> list[Manifest]:
+    if not enabled(owner):
+        return []
     config_maps = make_config_maps(owner)
     config_hash = content_hash([c["data"] for c in config_maps], container_env(owner))
     cert_hash = certificate_hash(material, COMPONENT, material.ca.cert_pem.decode())

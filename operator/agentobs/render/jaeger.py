@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from agentobs.render import es_access
+from agentobs.render import egress, es_access
 from agentobs.render.addresses import (
     JAEGER_QUERY_PORT,
     OTLP_GRPC_PORT,
@@ -218,22 +218,28 @@ def make_autoscaler(owner: Owner) -> Manifest:
 
 
 def make_network_policies(owner: Owner) -> list[Manifest]:
-    """OTLP from agent pods in any namespace; the query API from Grafana only."""
+    """OTLP from agent pods in any namespace; the query API from Grafana only; out, only to
+    Elasticsearch."""
     anywhere: dict[str, Any] = {"namespaceSelector": {}}
     grafana = {"podSelector": {"matchLabels": selector_labels(owner, GRAFANA)}}
 
     def policy(component: str, peer: dict[str, Any], ports: list[int]) -> Manifest:
-        return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-                "metadata": metadata(owner, component),
-                "spec": {"podSelector": {"matchLabels": selector_labels(owner, component)},
-                         "policyTypes": ["Ingress"],
-                         "ingress": [{"from": [peer], "ports": [{"protocol": "TCP", "port": p} for p in ports]}]}}
+        # Out: only the span store.
+        return egress.policy(owner, component,
+                             [{"from": [peer], "ports": [{"protocol": "TCP", "port": p} for p in ports]}],
+                             [egress.dns(), egress.elasticsearch(owner)])
 
     return [policy(COLLECTOR, anywhere, [OTLP_GRPC_PORT, OTLP_HTTP_PORT]),
             policy(QUERY, grafana, [JAEGER_QUERY_PORT])]
 
 
+def enabled(owner: Owner) -> bool:
+    return owner.spec.tracing.enabled
+
+
 def certificates(owner: Owner) -> dict[str, list[str]]:
+    if not enabled(owner):
+        return {}
     return {c: service_dns_names(owner, owner.child_name(c)) for c in (COLLECTOR, QUERY)}
 
 
@@ -242,10 +248,14 @@ def credentials(owner: Owner) -> list[CredentialRequest]:
 
 
 def endpoints(owner: Owner) -> dict[str, str]:
+    if not enabled(owner):
+        return {}
     return {"otlpGrpc": otlp_grpc_url(owner), "otlpHttp": otlp_http_url(owner)}
 
 
 def render(owner: Owner, material: Material) -> list[Manifest]:
+    if not enabled(owner):
+        return []
     tracing = owner.spec.tracing
     autoscaled = tracing.collector.autoscaling.enabled
     out: list[Manifest] = []

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from agentobs.render import alertmanager, collector, fluentd, rules
+from agentobs.render import alertmanager, collector, egress, fluentd, rules
 from agentobs.render.addresses import PROMETHEUS_PORT, prometheus_url
 from agentobs.render.common import (
     CERT_HASH_ANNOTATION,
@@ -53,6 +53,11 @@ ALERTMANAGER_AUTH_DIR = "/etc/prometheus/alertmanager-auth"
 # it for the certificate expiry the operator exports (the AgentObsCertificateNearExpiry alert).
 OPERATOR_METRICS_TARGET = "operator_metrics_target"
 GRAFANA_COMPONENT = "grafana"  # spelled here rather than imported: grafana imports this module
+REPLICA_LABEL = "replica"
+# `Owner.extra` key: namespaces matching the instrumentation's namespace selector, as the
+# operator found them (rendering is pure, so reconcile passes them in).
+AGENT_NAMESPACES = "agent_namespaces"
+PROBE_FILE = "probe.yml"
 
 
 def _label_meta(label: str) -> str:
@@ -77,6 +82,10 @@ def _stack_peers(owner: Owner, component: str, port: int) -> list[dict[str, Any]
         {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
         {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
     ]
+
+
+def enabled(owner: Owner) -> bool:
+    return owner.spec.prometheus.enabled
 
 
 def _pod_discovery(owner: Owner) -> list[dict[str, Any]]:
@@ -110,6 +119,27 @@ def _logging_jobs(owner: Owner) -> list[dict[str, Any]]:
     return jobs
 
 
+def agent_namespaces(owner: Owner) -> list[str]:
+    """Namespaces whose agent pods Prometheus discovers: the resource's own, or, with a namespace
+    selector, those the operator found matching it (`Owner.extra[AGENT_NAMESPACES]`)."""
+    if not owner.spec.instrumentation.namespace_selector.match_labels:
+        return [owner.namespace]
+    return sorted(set(owner.extra.get(AGENT_NAMESPACES) or []))
+
+
+def _agent_discovery(owner: Owner) -> list[dict[str, Any]]:
+    """Pods in each namespace the instrumentation selects, by name.
+
+    Names rather than a cluster-wide watch filtered by namespace labels: Prometheus then needs
+    pod reads only in those namespaces (a Role in each, `make_prometheus_rbac`), not on every pod
+    of the cluster, whose specs may carry other teams' settings. The price is a config change, so
+    a rolling restart of the pair, when a namespace starts or stops matching. With no namespace
+    matching, the job has no discovery at all (an empty `names` list would mean every namespace).
+    """
+    names = agent_namespaces(owner)
+    return [{"role": "pod", "namespaces": {"names": names}}] if names else []
+
+
 def make_prometheus_config(owner: Owner) -> dict[str, Any]:
     spec = owner.spec
     selected = spec.instrumentation.pod_selector.match_labels
@@ -124,6 +154,7 @@ def make_prometheus_config(owner: Owner) -> dict[str, Any]:
     def alertmanager_auth() -> dict[str, str]:
         return {"username": alertmanager.WEB_USER, "password_file": f"{ALERTMANAGER_AUTH_DIR}/password"}
 
+    alerting = alertmanager.enabled(owner)
     scrape_configs: list[dict[str, Any]] = [
         {
             # Every replica scrapes every replica, so the survivor notices its peer is down.
@@ -134,20 +165,20 @@ def make_prometheus_config(owner: Owner) -> dict[str, Any]:
             "kubernetes_sd_configs": _pod_discovery(owner),
             "relabel_configs": _stack_peers(owner, COMPONENT, WEB_PORT),
         },
-        {
+        *([{
             "job_name": rules.JOB_ALERTMANAGER,
             "scheme": "https",
             "tls_config": tls(),
             "basic_auth": alertmanager_auth(),
             "kubernetes_sd_configs": _pod_discovery(owner),
             "relabel_configs": _stack_peers(owner, alertmanager.COMPONENT, alertmanager.WEB_PORT),
-        },
+        }] if alerting else []),
         {
             "job_name": rules.JOB_AGENTS,
             # The SDK labels its own series with the agent's name; that wins over the pod label
             # below, which names the agent only for series without one (and for `up`).
             "honor_labels": True,
-            "kubernetes_sd_configs": _pod_discovery(owner),
+            "kubernetes_sd_configs": _agent_discovery(owner),
             "relabel_configs": [
                 *keep_selected,
                 {"source_labels": ["__meta_kubernetes_pod_phase"], "regex": "Running", "action": "keep"},
@@ -174,16 +205,21 @@ def make_prometheus_config(owner: Owner) -> dict[str, Any]:
         # Alerts go only to peers that can take them; the scrape job above reports the others.
         {"source_labels": ["__meta_kubernetes_pod_phase"], "regex": "Running", "action": "keep"},
     ]
-    return {
+    config: dict[str, Any] = {
         "global": {
             "scrape_interval": spec.prometheus.scrape_interval,
             "evaluation_interval": spec.prometheus.scrape_interval,
             # Prometheus 3 expands ${VAR} in external labels: each replica gets its own value,
             # which is what lets a querier deduplicate the HA pair.
-            "external_labels": {"agentobs": owner.name, "replica": "${POD_NAME}"},
+            "external_labels": {"agentobs": owner.name, REPLICA_LABEL: "${POD_NAME}"},
         },
         "rule_files": [f"{RULES_DIR}/*.yml"],
-        "alerting": {
+    }
+    if alerting:
+        config["alerting"] = {
+            # Both replicas evaluate the same rules and send the same alerts; without their
+            # `replica` label the alerts are identical, so Alertmanager groups them as one.
+            "alert_relabel_configs": [{"action": "labeldrop", "regex": REPLICA_LABEL}],
             # Every peer gets every alert: the cluster deduplicates, and one lost peer loses nothing.
             "alertmanagers": [{
                 "scheme": "https",
@@ -192,9 +228,9 @@ def make_prometheus_config(owner: Owner) -> dict[str, Any]:
                 "kubernetes_sd_configs": _pod_discovery(owner),
                 "relabel_configs": alerting_relabel,
             }],
-        },
-        "scrape_configs": scrape_configs,
-    }
+        }
+    config["scrape_configs"] = scrape_configs
+    return config
 
 
 def make_rules_configmap(owner: Owner) -> Manifest:
@@ -217,16 +253,38 @@ def make_prometheus_configmap(owner: Owner) -> Manifest:
     }
 
 
+def probe_client_config() -> dict[str, Any]:
+    """What the readiness probe's `promtool` uses to reach the web server: the password from the
+    mounted file, the CA from the mounted certificate; no credential in the pod spec."""
+    return {"basic_auth": {"username": WEB_USER, "password_file": f"{AUTH_DIR}/password"},
+            "tls_config": {"ca_file": f"{TLS_DIR}/ca.crt", "server_name": "localhost"}}
+
+
 def make_web_config_secret(owner: Owner, password_bcrypt: str) -> Manifest:
-    """Prometheus' own web server: TLS with the operator's certificate, and basic auth."""
+    """Prometheus' own web server: TLS with the operator's certificate, and basic auth; and the
+    readiness probe's client settings."""
     web = web_server_config(TLS_DIR, WEB_USER, password_bcrypt)
     return {
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": metadata(owner, COMPONENT, owner.child_name(f"{COMPONENT}-web-config")),
         "type": "Opaque",
-        "stringData": {"web.yml": yaml.safe_dump(web, sort_keys=True)},
+        "stringData": {"web.yml": yaml.safe_dump(web, sort_keys=True),
+                       PROBE_FILE: yaml.safe_dump(probe_client_config(), sort_keys=True)},
     }
+
+
+def readiness_probe() -> dict[str, Any]:
+    """Ready once `/-/ready` answers 200, i.e. after the WAL replay and the first config load.
+
+    Every path of the web server needs basic auth, and an httpGet probe can only send a header
+    written into the pod spec. The image's own `promtool check ready` reads the password from
+    the mounted file instead (`probe_client_config`), over TLS to `localhost`, which the
+    certificate names.
+    """
+    return {"exec": {"command": ["/bin/promtool", "check", "ready", f"--url=https://localhost:{WEB_PORT}",
+                                 f"--http.config.file={WEB_CONFIG_DIR}/{PROBE_FILE}"]},
+            "periodSeconds": 10, "timeoutSeconds": 5, "failureThreshold": 3}
 
 
 def make_prometheus_services(owner: Owner) -> list[Manifest]:
@@ -246,31 +304,42 @@ def make_prometheus_services(owner: Owner) -> list[Manifest]:
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": metadata(owner, COMPONENT),
-        "spec": {"type": "ClusterIP", "selector": selector_labels(owner, COMPONENT), "ports": ports},
+        # The replicas scrape at slightly different instants, so the same query differs a little
+        # between them: one client (a Grafana pod) stays on one replica and its panels do not
+        # jitter from refresh to refresh. A replica's loss moves the client to the other.
+        "spec": {"type": "ClusterIP", "selector": selector_labels(owner, COMPONENT), "ports": ports,
+                 "sessionAffinity": "ClientIP"},
     }
     return [headless, client]
 
 
-def make_prometheus_rbac(owner: Owner) -> list[Manifest]:
-    """Least privilege for pod discovery in the resource's namespace."""
-    name = owner.child_name(COMPONENT)
+def _discovery_role(owner: Owner, namespace: str) -> list[Manifest]:
+    """Pod reads (what `role: pod` discovery lists and watches) in one namespace, bound to the
+    Prometheus service account. In another namespace the pair is named after the resource's
+    namespace too (two resources of one name must not share it) and has no owner reference (those
+    cannot cross namespaces): pruning and the leader's clean-up remove it by its labels."""
+    sa = owner.child_name(COMPONENT)
+    meta = metadata(owner, COMPONENT)
+    if namespace != owner.namespace:
+        meta["name"], meta["namespace"] = f"agentobs-{owner.namespace}-{sa}", namespace
+        del meta["ownerReferences"]
     return [
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata(owner, COMPONENT),
-         "automountServiceAccountToken": True},
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "Role",
-            "metadata": metadata(owner, COMPONENT),
-            "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}],
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "RoleBinding",
-            "metadata": metadata(owner, COMPONENT),
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
-            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": owner.namespace}],
-        },
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": meta,
+         "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": dict(meta),
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": meta["name"]},
+         "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": owner.namespace}]},
     ]
+
+
+def make_prometheus_rbac(owner: Owner) -> list[Manifest]:
+    """Least privilege for pod discovery: the resource's namespace (its own peers, Alertmanager and
+    agents) and each other namespace whose agents it scrapes, and nothing cluster-wide."""
+    out: list[Manifest] = [{"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata(owner, COMPONENT),
+                            "automountServiceAccountToken": True}]
+    for namespace in [owner.namespace, *(n for n in agent_namespaces(owner) if n != owner.namespace)]:
+        out += _discovery_role(owner, namespace)
+    return out
 
 
 def make_prometheus_statefulset(owner: Owner, config_hash: str, cert_hash: str) -> Manifest:
@@ -295,9 +364,9 @@ def make_prometheus_statefulset(owner: Owner, config_hash: str, cert_hash: str) 
         ],
         "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
         "ports": [{"name": "web", "containerPort": WEB_PORT, "protocol": "TCP"}],
-        # Every path of the web server needs basic auth, which an httpGet probe cannot send without
-        # writing the password into the pod spec; a TCP probe checks the listener instead.
-        "readinessProbe": {"tcpSocket": {"port": "web"}, "periodSeconds": 5},
+        "readinessProbe": readiness_probe(),
+        # Alive while the listener answers: it opens before the WAL replay, which can take long
+        # and must not get the pod killed.
         "livenessProbe": {"tcpSocket": {"port": "web"}, "periodSeconds": 15, "failureThreshold": 6},
         "resources": resources(spec.resources),
         "securityContext": container_security_context(),
@@ -307,7 +376,8 @@ def make_prometheus_statefulset(owner: Owner, config_hash: str, cert_hash: str) 
             {"name": "tls", "mountPath": TLS_DIR, "readOnly": True},
             {"name": "auth", "mountPath": AUTH_DIR, "readOnly": True},
             {"name": "rules", "mountPath": RULES_DIR, "readOnly": True},
-            {"name": "alertmanager-auth", "mountPath": ALERTMANAGER_AUTH_DIR, "readOnly": True},
+            *([{"name": "alertmanager-auth", "mountPath": ALERTMANAGER_AUTH_DIR, "readOnly": True}]
+              if alertmanager.enabled(owner) else []),
             {"name": "data", "mountPath": "/prometheus"},
         ],
     }
@@ -342,9 +412,10 @@ def make_prometheus_statefulset(owner: Owner, config_hash: str, cert_hash: str) 
                         {"name": "auth", "secret": {"secretName": owner.child_name(WEB_AUTH_SUFFIX),
                                                     "items": [{"key": "password", "path": "password"}]}},
                         {"name": "rules", "configMap": {"name": f"{name}-rules"}},
-                        {"name": "alertmanager-auth",
-                         "secret": {"secretName": owner.child_name(alertmanager.WEB_AUTH_SUFFIX),
-                                    "items": [{"key": "password", "path": "password"}]}},
+                        *([{"name": "alertmanager-auth",
+                            "secret": {"secretName": owner.child_name(alertmanager.WEB_AUTH_SUFFIX),
+                                       "items": [{"key": "password", "path": "password"}]}}]
+                          if alertmanager.enabled(owner) else []),
                     ],
                 },
             },
@@ -357,39 +428,44 @@ def make_prometheus_statefulset(owner: Owner, config_hash: str, cert_hash: str) 
 
 
 def make_network_policy(owner: Owner) -> Manifest:
-    """Default-deny ingress for the Prometheus pods, except the two flows the stack needs."""
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": metadata(owner, COMPONENT),
-        "spec": {
-            "podSelector": {"matchLabels": selector_labels(owner, COMPONENT)},
-            "policyTypes": ["Ingress"],
-            "ingress": [
-                # Grafana queries Prometheus for every dashboard panel; the replicas scrape each
-                # other to notice a peer is down.
-                {"from": [{"podSelector": {"matchLabels": selector_labels(owner, GRAFANA_COMPONENT)}},
-                          {"podSelector": {"matchLabels": selector_labels(owner, COMPONENT)}}],
-                 "ports": [{"port": WEB_PORT, "protocol": "TCP"}]},
-            ],
-        },
-    }
+    """Ingress from Grafana and the peer replica; egress to what Prometheus scrapes and alerts."""
+    ingress = [
+        # Grafana queries Prometheus for every dashboard panel; the replicas scrape each
+        # other to notice a peer is down.
+        {"from": [{"podSelector": {"matchLabels": selector_labels(owner, GRAFANA_COMPONENT)}},
+                  {"podSelector": {"matchLabels": selector_labels(owner, COMPONENT)}}],
+         "ports": [{"port": WEB_PORT, "protocol": "TCP"}]},
+    ]
+    out = [egress.dns(), egress.to_component(owner, COMPONENT, WEB_PORT),
+           egress.agents(owner, owner.spec.instrumentation.metrics_port), egress.api_server()]
+    if alertmanager.enabled(owner):
+        out.insert(2, egress.to_component(owner, alertmanager.COMPONENT, alertmanager.WEB_PORT))
+    port = str(owner.extra.get(OPERATOR_METRICS_TARGET) or "").rpartition(":")[2]
+    if port.isdigit():  # the operator's metrics Service: a host of the chart's choosing
+        out.append(egress.any_address(int(port)))
+    return egress.policy(owner, COMPONENT, ingress, out)
 
 
 def certificates(owner: Owner) -> dict[str, list[str]]:
+    if not enabled(owner):
+        return {}
     name = owner.child_name(COMPONENT)
     return {COMPONENT: [*service_dns_names(owner, name, headless=f"{name}-headless"), "localhost"]}
 
 
 def credentials(owner: Owner) -> list[CredentialRequest]:
+    if not enabled(owner):
+        return []
     return [CredentialRequest(COMPONENT, WEB_AUTH_SUFFIX, basic_auth_recipe(WEB_USER))]
 
 
 def endpoints(owner: Owner) -> dict[str, str]:
-    return {"prometheus": prometheus_url(owner)}
+    return {"prometheus": prometheus_url(owner)} if enabled(owner) else {}
 
 
 def render(owner: Owner, material: Material) -> list[Manifest]:
+    if not enabled(owner):
+        return []
     configmap = make_prometheus_configmap(owner)
     rules_configmap = make_rules_configmap(owner)
     web_config = make_web_config_secret(owner, material.credentials[WEB_AUTH_SUFFIX]["password.bcrypt"])

@@ -37,7 +37,7 @@ import json
 from typing import Any
 
 from agentobs.api.spec import ResourceRequirements
-from agentobs.render import es_access
+from agentobs.render import egress, es_access
 from agentobs.render.addresses import elasticsearch_url
 from agentobs.render.common import (
     OWNER_LABEL,
@@ -50,7 +50,6 @@ from agentobs.render.common import (
     metadata,
     pod_security_context,
     resources,
-    selector_labels,
 )
 
 COMPONENT = "es-retention"
@@ -279,14 +278,8 @@ def make_wait_container(owner: Owner, client: str, ca_volume: str, ca_dir: str) 
 
 
 def make_network_policy(owner: Owner) -> Manifest:
-    """Nothing connects to the job's pods."""
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": metadata(owner, COMPONENT),
-        "spec": {"podSelector": {"matchLabels": selector_labels(owner, COMPONENT)},
-                 "policyTypes": ["Ingress"], "ingress": []},
-    }
+    """Nothing connects to the job's pods; they reach only Elasticsearch."""
+    return egress.policy(owner, COMPONENT, None, [egress.dns(), egress.elasticsearch(owner)])
 
 
 def certificates(owner: Owner) -> dict[str, list[str]]:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import promql_parser
+
 from agentobs.api.spec import parse_go_duration
 from agentobs.render.common import Owner
 
@@ -243,13 +245,36 @@ def built_in_rules(owner: Owner) -> dict[str, Any]:
     return {"groups": groups}
 
 
+def extra_rule_problems(owner: Owner) -> dict[str, str]:
+    """Group name -> why Prometheus would refuse it, for each `extraRules` group whose PromQL does
+    not parse. The CRD's schema already refuses malformed groups; expressions need a parser."""
+    problems: dict[str, str] = {}
+    for index, group in enumerate(owner.spec.prometheus.extra_rules):
+        for position, rule in enumerate(group.rules):
+            try:
+                promql_parser.parse(rule.expr)
+            except ValueError as exc:
+                problems[group.name] = (f"spec.prometheus.extraRules[{index}].rules[{position}].expr "
+                                        f"(group {group.name!r}) does not parse: {exc}")
+                break
+    return problems
+
+
 def rule_files(owner: Owner) -> dict[str, dict[str, Any]]:
-    """File name -> rule file; empty when there are no rules at all."""
+    """File name -> rule file; empty when there are no rules at all.
+
+    Extra groups whose PromQL does not parse are left out (reconcile reports them as Degraded):
+    Prometheus refuses to start on a rule file with one bad expression, so writing it would turn a
+    typo into a crash-looping pair.
+    """
     spec = owner.spec.prometheus
     files: dict[str, dict[str, Any]] = {}
     if spec.alert_rules:
         files[BUILT_IN_FILE] = built_in_rules(owner)
-    if spec.extra_rules:
+    bad = extra_rule_problems(owner)
+    groups = [g.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_defaults=True)
+              for g in spec.extra_rules if g.name not in bad]
+    if groups:
         # A file of its own, so a user's group may reuse a built-in group's name.
-        files[EXTRA_FILE] = {"groups": list(spec.extra_rules)}
+        files[EXTRA_FILE] = {"groups": groups}
     return files
