@@ -159,19 +159,24 @@ def copy_program(binary: Path, tree: Path, dest: str) -> None:
         shutil.copy2(Path(lib).resolve(), lib_target)
 
 
-def go_program_layer(tool: str, program: str, dest: str, data_dirs: Iterable[str] = ()) -> Layer:
+def go_program_layer(tool: str, program: str, dest: str, data_dirs: Iterable[str] = (),
+                     companions: dict[str, str] | None = None) -> Layer:
+    """A Go program of tools/ at `dest`, with `companions` (program: path) as the upstream image has."""
     binary = tool_dir(tool) / program
+    extra = {tool_dir(tool) / name: path for name, path in (companions or {}).items()}
 
     def build(tree: Path) -> None:
         base_files(tree)
         copy_program(binary, tree, dest)
+        for source, path in extra.items():
+            copy_program(source, tree, path)
         for d in data_dirs:
             path = tree / d.lstrip("/")
             path.mkdir(parents=True, exist_ok=True)
             os.chown(path, 65534, 65534)
             path.chmod(0o775)
 
-    return cached_layer(digest_of("go", tool, program, dest, *data_dirs, binary), build)
+    return cached_layer(digest_of("go", tool, program, dest, *data_dirs, binary, *extra, *extra.values()), build)
 
 
 # -- Python -------------------------------------------------------------------------------------
@@ -317,12 +322,13 @@ def build_image(name: str) -> Image:
                      [go_program_layer("coredns", "coredns", "/coredns")], entrypoint=["/coredns"])
     if name == "prometheus":
         return Image("quay.io/prometheus/prometheus:v3.5.0",
-                     [go_program_layer("prometheus", "prometheus", "/bin/prometheus", ["/prometheus"])],
+                     [go_program_layer("prometheus", "prometheus", "/bin/prometheus", ["/prometheus"],
+                                       {"promtool": "/bin/promtool"})],
                      entrypoint=["/bin/prometheus"], user="65534:65534", workdir="/prometheus")
     if name == "alertmanager":
         return Image("quay.io/prometheus/alertmanager:v0.28.1",
                      [go_program_layer("alertmanager", "alertmanager", "/bin/alertmanager",
-                                       ["/alertmanager"])],
+                                       ["/alertmanager"], {"amtool": "/bin/amtool"})],
                      entrypoint=["/bin/alertmanager"], user="65534:65534", workdir="/alertmanager")
     if name == "jaeger":
         return Image("cr.jaegertracing.io/jaegertracing/jaeger:2.13.0",

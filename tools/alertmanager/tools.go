@@ -6,4 +6,5 @@ package tools
 
 import (
 	_ "github.com/prometheus/alertmanager/cmd/alertmanager"
+	_ "github.com/prometheus/alertmanager/cmd/amtool"
 )
