@@ -2,12 +2,18 @@
 
 Configuration comes from the environment so the chart and `make run` set it the same way:
 AGENTOBS_METRICS_PORT (default 8080), AGENTOBS_HEALTH_PORT (default 8081), AGENTOBS_NAMESPACES
-(comma-separated names or globs; empty means cluster-wide), AGENTOBS_RESYNC_SECONDS (default 60),
-AGENTOBS_MANAGE_CRD ("true": apply the operator's own CRD at start-up, so an upgraded operator
+(comma-separated names or globs; empty means cluster-wide), AGENTOBS_MANAGE_CRD ("true": apply the operator's own CRD at start-up, so an upgraded operator
 brings its schema along). Leader election: AGENTOBS_LEADER_ELECTION ("true": replicas elect a
 leader on the Lease AGENTOBS_LEADER_LEASE, default agentobs-operator-leader, in
 AGENTOBS_OPERATOR_NAMESPACE, each named by POD_ID or its host name; only the leader reconciles,
 every replica serves the webhook).
+Scale: AGENTOBS_WORKERS (default 4) passes run at once, each in a thread of the operator's own pool,
+taken from a queue where new resources and spec changes go first, changed children next, and
+routine resyncs last. Each resource is resynced every
+    max(AGENTOBS_RESYNC_SECONDS, number of resources / AGENTOBS_RESYNC_RATE) seconds
+(defaults 60 and 2 per second: 60 s up to 120 resources, 500 s at 1,000), give or take 10 %. A resync
+of an unchanged stack sends no request: children are read from watch-fed caches, and only what
+differs is applied or patched; hand edits and deletions wake the resource through those watches.
 The webhook: AGENTOBS_WEBHOOK_PORT (default 9443), AGENTOBS_WEBHOOK_CONFIGURATION (the
 MutatingWebhookConfiguration whose caBundle is kept; default agentobs-webhook),
 AGENTOBS_WEBHOOK_SERVICE ("<namespace>/<name>" in cluster; empty out of cluster),
