@@ -71,9 +71,10 @@ test-controlplane: $(STAMP) tools ## The operator and webhook against the local 
 chart-test: $(STAMP) tools ## helm lint, template + schema, install/upgrade/uninstall on the local cluster
 	$(PY) -m pytest tests/chart -q
 
-bench: $(STAMP) tools debs ## Benchmarks: SDK helpers and webhook latency, as ratios to baselines in the same run
+bench: $(STAMP) tools debs ## Benchmarks: SDK helpers, webhook latency, operator scale (AGENTOBS_BENCH_SIZES), as ratios to baselines in the same run
 	$(PY) bench/bench_sdk.py
 	$(PY) bench/bench_webhook.py
+	$(PY) bench/bench_operator_scale.py
 
 e2e: $(STAMP) ## The suite against a kind cluster (needs Docker and kind; not on this machine)
 	hack/e2e-kind.sh

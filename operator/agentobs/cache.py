@@ -120,8 +120,8 @@ class Informer:
             except KubeError as exc:
                 if exc.status in (403, 404):
                     if not self.unavailable:
-                        log.info("no cache of %s in %s (%s): reads go to the API server", self.kind,
-                                 self.namespace or "the cluster", exc.reason)
+                        log.info("no cache of %s in %s (HTTP %d): reads go to the API server", self.kind,
+                                 self.namespace or "the cluster", exc.status)
                     self.unavailable = True
                     self.synced.set()
                     backoff = 300.0

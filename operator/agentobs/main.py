@@ -2,7 +2,8 @@
 
 Configuration comes from the environment so the chart and `make run` set it the same way:
 AGENTOBS_METRICS_PORT (default 8080), AGENTOBS_HEALTH_PORT (default 8081), AGENTOBS_NAMESPACES
-(comma-separated names or globs; empty means cluster-wide), AGENTOBS_MANAGE_CRD ("true": apply the operator's own CRD at start-up, so an upgraded operator
+(comma-separated names or globs; empty means cluster-wide), AGENTOBS_RESYNC_SECONDS (default 60),
+AGENTOBS_MANAGE_CRD ("true": apply the operator's own CRD at start-up, so an upgraded operator
 brings its schema along). Leader election: AGENTOBS_LEADER_ELECTION ("true": replicas elect a
 leader on the Lease AGENTOBS_LEADER_LEASE, default agentobs-operator-leader, in
 AGENTOBS_OPERATOR_NAMESPACE, each named by POD_ID or its host name; only the leader reconciles,
@@ -39,6 +40,8 @@ import agentobs.handlers  # noqa: F401  (registers the handlers with kopf)
 def main() -> None:
     logging.basicConfig(level=os.environ.get("AGENTOBS_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # kopf says "Handler ... succeeded" at INFO for every watch event; a pass logs once when it changes something.
+    logging.getLogger("kopf.objects").setLevel(max(logging.WARNING, logging.getLogger().level))
     metrics_port = int(os.environ.get("AGENTOBS_METRICS_PORT", "8080"))
     health_port = int(os.environ.get("AGENTOBS_HEALTH_PORT", "8081"))
     bind = os.environ.get("AGENTOBS_BIND_ADDRESS", "0.0.0.0")  # noqa: S104 (a pod's own ports)

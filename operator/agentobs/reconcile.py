@@ -107,7 +107,7 @@ def reconcile(kube: Kube, body: dict[str, Any], now: Callable[[], dt.datetime],
     metrics.RECONCILES.labels(result=result).inc()
     metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
     transitions = _transitions(previous, status)
-    _log_pass(kube, meta, status, sorted(patch) if patch else [], obs.pruned)
+    _log_pass(kube, meta, status, sorted(patch) if patch else [], obs)
     if obs.issued:
         transitions.append(("Issued", "Issued", "generated " + ", ".join(obs.issued)))
     if obs.restarted:
@@ -118,16 +118,17 @@ def reconcile(kube: Kube, body: dict[str, Any], now: Callable[[], dt.datetime],
 
 
 def _log_pass(kube: Kube, meta: dict[str, Any], status: AgentObservabilityStatus, changed: list[str],
-              pruned: list[str]) -> None:
+              obs: Observation) -> None:
     """One line per pass that changed something; a pass that wrote nothing says nothing."""
     written = kube.written if isinstance(kube, PassClient) else []
-    if not (written or changed or pruned):
+    if not (written or changed or obs.pruned or obs.restarted):
         return
     ready = next((c for c in status.conditions if c.type == "Ready"), None)
     parts = [f"applied {len(written)}" + (f" ({', '.join(written[:8])}{', ...' if len(written) > 8 else ''})"
                                          if written else "")]
-    if pruned:
-        parts.append(f"pruned {len(pruned)}")
+    for verb, what in (("issued", obs.issued), ("pruned", obs.pruned), ("restarted", obs.restarted)):
+        if what:
+            parts.append(f"{verb} {', '.join(what)}")
     if changed:
         parts.append("status " + ",".join(changed))
     if ready is not None:

@@ -70,7 +70,13 @@ def quiet_operator(request: pytest.FixtureRequest, kube: Kube, kubectl: Callable
     op = QuietOperator(prefix, resync, tmp_path / "operator.log")
     op.start()
     try:
-        wait_for("the operator's metrics", lambda: op.samples("agentobs_managed_resources") is not None)
+        def serving() -> bool:
+            try:
+                return bool(op.samples("agentobs_managed_resources"))
+            except OSError:  # not listening yet
+                return False
+
+        wait_for("the operator's metrics", serving)
         yield op, namespace
     finally:
         op.stop()
@@ -128,6 +134,7 @@ def test_ready_stack_sends_no_request_over_two_resyncs(kube: Kube, quiet_operato
     lines = [line for line in op.log().splitlines() if f"{namespace}/still:" in line and " INFO " in line]
     assert lines, "passes that changed something say so"
     assert len(lines) < passes_after, "one line per pass that changed something, not one per pass"
+    assert "Handler 'resource_event' succeeded" not in op.log(), "no line per watch event"
 
 
 @pytest.mark.parametrize("quiet_operator", [600.0], indirect=True)
