@@ -2,10 +2,11 @@
 # The local Kubernetes the tests and the demo run against, without Docker:
 # etcd, kube-apiserver, kube-controller-manager, kube-scheduler and the kwok controller, started by
 # kwokctl's binary runtime on loopback. kwok's simulated nodes get pods scheduled and Running.
-# The controller manager and scheduler may send 200 requests/s (their default 20 and 50 would make
-# creating the pods of 1,000 stacks, bench/bench_operator_scale.py, take most of an hour). kwokctl
-# v0.8.0 indexes its patches by the position of a component's first --extra-args: keep the first
-# of each component at the head of the list, one per component, or it panics.
+# Room for 1,000 stacks (bench/bench_operator_scale.py): 65,536 Service IPs instead of kwokctl's 254,
+# and no client rate limits on the controller manager, scheduler and kwok (their default 20 to 50
+# requests/s would make creating the pods of 1,000 stacks take most of an hour). kwokctl v0.8.0
+# indexes --extra-args patches by where a component's first one stands: keep the first of each
+# component at the head of the list, or it panics.
 #
 #   hack/cluster.sh up       start (or reuse) the cluster; the last line is `export KUBECONFIG=...`
 #   hack/cluster.sh down     stop it and remove its state
@@ -52,8 +53,7 @@ up() {
       --etcd-binary "$ETCD/etcd" \
       --kube-authorization --kube-admission --secure-port \
       --extra-args kube-controller-manager=enable-hostpath-provisioner=true \
-      --extra-args kube-scheduler=kube-api-qps=200 --extra-args kube-scheduler=kube-api-burst=400 \
-      --extra-args kube-controller-manager=kube-api-qps=200 --extra-args kube-controller-manager=kube-api-burst=400 \
+      --extra-args kube-apiserver=service-cluster-ip-range=10.96.0.0/16 --disable-qps-limits \
       --kubeconfig "$kubeconfig" --wait 3m --quiet-pull >&2
     "$KWOK/kwokctl" scale node --name "$name" --replicas "$nodes" >&2
     # What a real cluster has and kwok does not: a default StorageClass whose claims get volumes

@@ -3,10 +3,11 @@ per-pass client that reads from them and writes only what differs.
 
 One `Informer` per kind (cluster-wide, or per namespace when the operator is limited to some)
 lists once, then follows a watch from that version, with bookmarks, re-listing only when the
-version expired. Children are selected on the server by the `managed-by` label, and stored trimmed
-to what a pass reads: metadata without `managedFields` (a digest of the fields the operator owns
-stands in for them), plus the data of Secrets, the replica counts and status of workloads, and a
-pod's phase. Events other than the echo of the operator's own write wake the owning resource.
+version expired. Children are selected on the server by the `managed-by` label. Each object is kept
+as a compact `Entry`: name, version, the labels and annotations the operator reads (all of a
+pod's), a digest of the fields the operator owns (instead of `managedFields`), plus the data of a
+Secret, the replica count and status of a workload, and a pod's owners and status. Events other
+than the echo of the operator's own write wake the owning resource.
 
 `PassClient` is what a reconcile pass gets: reads come from the caches when they cover the
 object (a miss falls back to one API read, so a cache still filling is never taken for absence),
@@ -18,50 +19,95 @@ from __future__ import annotations
 
 import logging
 import random
+import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from fnmatch import fnmatch
 
 from agentobs import metrics
-from agentobs.desired import applied_hash, owned_fields
+from agentobs.desired import HASH_ANNOTATION, applied_hash, owned_fields
 from agentobs.kube import FIELD_MANAGER, KINDS, Kube, KubeError, Manifest
 from agentobs.render.common import MANAGED_BY, OWNER_LABEL, OWNER_NAMESPACE_LABEL
 
 log = logging.getLogger(__name__)
 
-OWNED = "_ownedFields"  # where a cached object keeps the digest of the operator's managed fields
 CHILD_SELECTOR = f"app.kubernetes.io/managed-by={MANAGED_BY}"
 WORKLOADS = ("StatefulSet", "Deployment", "DaemonSet")
+# What a cached child keeps of its labels and annotations: enough to find its resource, to serve the
+# operator's own lists (prune, sweep) and to read cert-manager's issuer on a Secret.
+CHILD_LABELS = frozenset({"app.kubernetes.io/managed-by", "app.kubernetes.io/component", "app.kubernetes.io/name",
+                          OWNER_LABEL, OWNER_NAMESPACE_LABEL})
+CHILD_ANNOTATIONS = ("agentobs.io/", "cert-manager.io/")
 Key = tuple[str, str, str, str]  # apiVersion, kind, namespace ("" when cluster-scoped), name
 Wake = Callable[[str, str], None]  # (namespace, name) of the resource to wake
+_intern = sys.intern  # label keys and values repeat across thousands of objects
 
 
-def trim(obj: Manifest) -> Manifest:
-    """What the cache keeps of an object (see the module docstring)."""
-    meta = dict(obj.get("metadata") or {})
-    owned = owned_fields(obj, FIELD_MANAGER)
-    meta.pop("managedFields", None)
-    kind = obj.get("kind")
-    out: Manifest = {"apiVersion": obj.get("apiVersion"), "kind": kind, "metadata": meta, OWNED: owned}
-    if kind == "Secret":
-        out["type"] = obj.get("type")
-        out["data"] = obj.get("data") or {}
-    elif kind in WORKLOADS:
-        out["spec"] = {"replicas": (obj.get("spec") or {}).get("replicas", 1)}
-        out["status"] = obj.get("status") or {}
-    elif kind == "Pod":
-        keep = ("name", "namespace", "labels", "annotations", "ownerReferences", "deletionTimestamp",
-                "resourceVersion", "uid")
-        out["metadata"] = {k: meta[k] for k in keep if k in meta}
-        out["status"] = {"phase": (obj.get("status") or {}).get("phase")}
-        del out[OWNED]
-    return out
+class Entry:
+    """One cached object: a few hundred bytes where the parsed manifest takes tens of kilobytes."""
+
+    __slots__ = ("annotations", "api_version", "baseline", "echo", "extra", "generation", "kind", "labels",
+                 "name", "namespace", "owned", "version")
+
+    def __init__(self, obj: Manifest) -> None:
+        meta = obj.get("metadata") or {}
+        self.api_version: str = _intern(str(obj.get("apiVersion", "")))
+        self.kind: str = _intern(str(obj.get("kind", "")))
+        self.name: str = str(meta.get("name", ""))
+        self.namespace: str = _intern(str(meta.get("namespace", "")))
+        self.version: str = str(meta.get("resourceVersion", ""))
+        self.generation: int = int(meta.get("generation") or 0)
+        pod = self.kind == "Pod"
+        self.labels: dict[str, str] = {_intern(k): _intern(v) for k, v in (meta.get("labels") or {}).items()
+                                       if pod or k in CHILD_LABELS}
+        self.annotations: dict[str, str] | None = {
+            _intern(k): v for k, v in (meta.get("annotations") or {}).items()
+            if pod or k.startswith(CHILD_ANNOTATIONS)} or None
+        owned = owned_fields(obj, FIELD_MANAGER)
+        self.owned: str | None = owned[:32] if owned else None
+        self.baseline: str | None = None  # `owned` as the operator's last apply left it
+        self.echo: str | None = None  # resourceVersion of the operator's last write
+        self.extra: Manifest | None = None
+        if self.kind == "Secret":
+            self.extra = {"type": obj.get("type"), "data": obj.get("data") or {}}
+        elif self.kind in WORKLOADS:
+            self.extra = {"spec": {"replicas": (obj.get("spec") or {}).get("replicas", 1)},
+                          "status": obj.get("status") or {}}
+        elif pod:
+            self.extra = {"status": obj.get("status") or {}}
+            for key in ("ownerReferences", "deletionTimestamp"):
+                if meta.get(key):
+                    self.extra[key] = meta[key]
+
+    @property
+    def applied_hash(self) -> str | None:
+        return (self.annotations or {}).get(HASH_ANNOTATION)
+
+    def manifest(self) -> Manifest:
+        """The object as a (partial) manifest, for code that reads manifests."""
+        meta: Manifest = {"name": self.name, "resourceVersion": self.version, "labels": dict(self.labels)}
+        if self.namespace:
+            meta["namespace"] = self.namespace
+        if self.generation:
+            meta["generation"] = self.generation
+        if self.annotations:
+            meta["annotations"] = dict(self.annotations)
+        out: Manifest = {"apiVersion": self.api_version, "kind": self.kind, "metadata": meta}
+        for key, value in (self.extra or {}).items():
+            (meta if key in ("ownerReferences", "deletionTimestamp") else out)[key] = value
+        return out
 
 
 def _selector_terms(selector: str) -> set[str]:
     return {t.strip() for t in selector.split(",") if t.strip()}
+
+
+def _label_key(term: str) -> str:
+    for sep in ("!=", "==", "="):
+        if sep in term:
+            return term.split(sep, 1)[0].strip()
+    return term.lstrip("!").strip()
 
 
 def matches(labels: dict[str, str], selector: str) -> bool:
@@ -90,8 +136,8 @@ class Informer:
     kind: str
     namespace: str | None
     selector: str
-    on_change: Callable[[Manifest | None, Manifest | None], None]
-    store: dict[tuple[str, str], Manifest] = field(default_factory=dict)
+    on_change: Callable[[Entry | None, Entry | None], None]
+    store: dict[tuple[str, str], Entry] = field(default_factory=dict)
     synced: threading.Event = field(default_factory=threading.Event)
     unavailable: bool = False  # this cluster lacks the kind, or the operator may not list it here
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -101,13 +147,23 @@ class Informer:
         threading.Thread(target=self._run, name=f"informer-{self.kind}-{self.namespace or '*'}",
                          daemon=True).start()
 
-    def get(self, namespace: str, name: str) -> Manifest | None:
+    def get(self, namespace: str, name: str) -> Entry | None:
         with self.lock:
             return self.store.get((namespace, name))
 
-    def items(self) -> list[Manifest]:
+    def entries(self) -> list[Entry]:
         with self.lock:
             return list(self.store.values())
+
+    def put(self, entry: Entry) -> Entry | None:
+        """Store `entry`, keeping what the operator recorded about its own writes; the one replaced."""
+        key = (entry.namespace, entry.name)
+        with self.lock:
+            before = self.store.get(key)
+            if before is not None:
+                entry.baseline, entry.echo = before.baseline, before.echo
+            self.store[key] = entry
+        return before
 
     def _run(self) -> None:
         backoff = 1.0
@@ -133,25 +189,26 @@ class Informer:
             backoff = min(backoff * 2, 300.0)
 
     def _relist(self) -> str:
-        fresh: dict[tuple[str, str], Manifest] = {}
+        fresh: dict[tuple[str, str], Entry] = {}
         token, version = "", ""
         while True:
             items, list_version, token = self.kube.list_page(self.api_version, self.kind, self.namespace,
                                                              self.selector, continue_=token)
             version = version or list_version
             for obj in items:
-                trimmed = trim(obj)
-                meta = trimmed["metadata"]
-                fresh[(meta.get("namespace", ""), meta["name"])] = trimmed
+                entry = Entry(obj)
+                fresh[(entry.namespace, entry.name)] = entry
             if not token:
                 break
         with self.lock:
             old, self.store = self.store, fresh
+            for key, entry in fresh.items():
+                if key in old:
+                    entry.baseline, entry.echo = old[key].baseline, old[key].echo
         if self.synced.is_set():  # a re-list: report what changed while the watch was away
             for key in old.keys() | fresh.keys():
                 before, after = old.get(key), fresh.get(key)
-                if (before or {}).get("metadata", {}).get("resourceVersion") != \
-                        (after or {}).get("metadata", {}).get("resourceVersion"):
+                if (before.version if before else None) != (after.version if after else None):
                     self.on_change(before, after)
         self.unavailable = False
         self.synced.set()
@@ -165,21 +222,18 @@ class Informer:
                                           timeout):
             if type_ == "ERROR":
                 return ""  # 410 Gone (or another Status): list again
-            meta = obj.get("metadata") or {}
-            version = str(meta.get("resourceVersion") or version)
+            version = str((obj.get("metadata") or {}).get("resourceVersion") or version)
             if type_ == "BOOKMARK":
                 continue
             obj.setdefault("apiVersion", self.api_version)
             obj.setdefault("kind", self.kind)
-            key = (meta.get("namespace", ""), meta.get("name", ""))
-            trimmed = trim(obj)
-            with self.lock:
-                before = self.store.get(key)
-                if type_ == "DELETED":
-                    self.store.pop(key, None)
-                else:
-                    self.store[key] = trimmed
-            self.on_change(before, None if type_ == "DELETED" else trimmed)
+            entry = Entry(obj)
+            if type_ == "DELETED":
+                with self.lock:
+                    before = self.store.pop((entry.namespace, entry.name), None)
+                self.on_change(before, None)
+            else:
+                self.on_change(self.put(entry), entry)
         return version
 
 
@@ -192,8 +246,6 @@ class Cache:
         self.patterns = namespaces  # empty: cluster-wide
         self.wake = wake
         self.informers: dict[tuple[str, str, str | None], Informer] = {}
-        self._written: dict[Key, str] = {}  # resourceVersion of the operator's last write of a child
-        self._owned: dict[Key, str] = {}  # owned-fields digest the operator's last apply left
         self._lock = threading.Lock()
 
     def start(self) -> None:
@@ -222,6 +274,8 @@ class Cache:
         informer.start()
 
     def _informer(self, api: str, kind: str, namespace: str | None) -> Informer | None:
+        if (api, kind) not in KINDS:
+            return None
         if not KINDS[(api, kind)].namespaced:
             namespace = None
         found = self.informers.get((api, kind, None)) or (self.informers.get((api, kind, namespace))
@@ -236,8 +290,8 @@ class Cache:
         relevant = [i for (_, _, ns), i in list(self.informers.items()) if ns in (None, namespace)]
         return all(i.synced.wait(max(0.0, deadline - time.monotonic())) for i in relevant)
 
-    def peek(self, api: str, kind: str, namespace: str, name: str) -> tuple[bool, Manifest | None]:
-        """(covered, cached object): covered is False when no synced cache holds this kind there."""
+    def peek(self, api: str, kind: str, namespace: str, name: str) -> tuple[bool, Entry | None]:
+        """(covered, cached entry): covered is False when no synced cache holds this kind there."""
         informer = self._informer(api, kind, namespace)
         if informer is None:
             return False, None
@@ -245,50 +299,44 @@ class Cache:
 
     def list(self, api: str, kind: str, namespace: str | None, selector: str) -> list[Manifest] | None:
         """Cached objects matching, or None when the caches cannot answer for all of them."""
-        informer = self._informer(api, kind, namespace) if (namespace or not self.patterns or
-                                                          not KINDS[(api, kind)].namespaced) else None
-        if informer is None or not _selector_terms(informer.selector) <= _selector_terms(selector):
+        cluster_wide_ok = not self.patterns or not KINDS.get((api, kind), KINDS[("v1", "Pod")]).namespaced
+        informer = self._informer(api, kind, namespace) if (namespace or cluster_wide_ok) else None
+        terms = _selector_terms(selector)
+        # Every child the operator renders carries managed-by beside its owner labels.
+        if informer is None or not (_selector_terms(informer.selector) <= terms
+                                    or any(_label_key(t) == OWNER_LABEL for t in terms)):
             return None
-        return [obj for obj in informer.items()
-                if (namespace is None or obj["metadata"].get("namespace") == namespace)
-                and matches(obj["metadata"].get("labels") or {}, selector)]
+        if kind != "Pod" and any(_label_key(t) not in CHILD_LABELS for t in terms):
+            return None  # a label the cache does not keep
+        return [entry.manifest() for entry in informer.entries()
+                if (namespace is None or entry.namespace == namespace) and matches(entry.labels, selector)]
 
-    def remember(self, key: Key, written: Manifest) -> Manifest:
-        """Record the operator's own write: its echo from the watch wakes nothing."""
-        trimmed = trim(written)
-        self._written[key] = str(trimmed["metadata"].get("resourceVersion", ""))
-        if trimmed.get(OWNED):
-            self._owned[key] = trimmed[OWNED]
+    def remember(self, key: Key, written: Manifest) -> Entry:
+        """Record the operator's own write: its echo from the watch wakes nothing, and the fields it
+        owns now are the baseline for noticing hand edits."""
+        entry = Entry(written)
         informer = self._informer(key[0], key[1], key[2] or None)
         if informer is not None:
-            with informer.lock:
-                informer.store[(key[2], key[3])] = trimmed
-        return trimmed
+            informer.put(entry)
+        entry.baseline, entry.echo = entry.owned, entry.version
+        return entry
 
-    def forget(self, key: Key) -> None:
-        self._written.pop(key, None)
-        self._owned.pop(key, None)
-
-    def in_place(self, key: Key, desired: Manifest, live: Manifest | None) -> bool:
+    @staticmethod
+    def in_place(desired: Manifest, live: Entry | None) -> bool:
         """The live child carries the desired hash and the fields the operator's last apply owned."""
-        if live is None or applied_hash(live) != applied_hash(desired) or not live.get(OWNED):
+        if live is None or live.applied_hash != applied_hash(desired) or not live.owned:
             return False
-        # After a restart the first sight is the baseline; a hand edit shows as a different digest.
-        return bool(self._owned.setdefault(key, live[OWNED]) == live[OWNED])
+        if live.baseline is None:  # first sight after a restart: the baseline from now on
+            live.baseline = live.owned
+        return live.baseline == live.owned
 
-    def _changed(self, before: Manifest | None, after: Manifest | None) -> None:
-        obj = after or before or {}
-        meta = obj.get("metadata") or {}
-        labels = meta.get("labels") or {}
-        if obj.get("kind") == "Pod" or OWNER_LABEL not in labels:
+    def _changed(self, before: Entry | None, after: Entry | None) -> None:
+        entry = after or before
+        if entry is None or entry.kind == "Pod" or OWNER_LABEL not in entry.labels:
             return
-        key: Key = (obj["apiVersion"], obj["kind"], meta.get("namespace", ""), meta.get("name", ""))
-        if after is not None and self._written.get(key) == meta.get("resourceVersion"):
+        if after is not None and after.echo == after.version:
             return  # the echo of our own write
-        self.wake(labels.get(OWNER_NAMESPACE_LABEL, ""), labels[OWNER_LABEL])
-
-    def covers(self, namespace: str) -> bool:
-        return not self.patterns or any(fnmatch(namespace, p) for p in self.patterns)
+        self.wake(entry.labels.get(OWNER_NAMESPACE_LABEL, ""), entry.labels[OWNER_LABEL])
 
 
 def key_of(manifest: Manifest) -> Key:
@@ -311,7 +359,7 @@ class PassClient(Kube):
         if self._cache is not None:
             _, cached = self._cache.peek(api_version, kind, namespace or "", name)
             if cached is not None:
-                return cached
+                return cached.manifest()
         return super().get(api_version, kind, namespace, name)
 
     def list(self, api_version: str, kind: str, namespace: str | None, label_selector: str = "") -> list[Manifest]:
@@ -325,17 +373,12 @@ class PassClient(Kube):
         covered, live = self._cache.peek(*key)
         if not covered:  # no cache here (e.g. a namespace outside the operator's): one read instead
             found = super().get(*key[:2], key[2] or None, key[3])
-            live = trim(found) if found is not None else None
-        if self._cache.in_place(key, manifest, live):
+            live = Entry(found) if found is not None else None
+        if self._cache.in_place(manifest, live):
             assert live is not None
             self.skipped += 1
             metrics.SKIPPED_APPLIES.labels(kind=key[1]).inc()
-            return live
+            return live.manifest()
         result = super().apply(manifest)
         self.written.append(f"{key[1]} {key[3]}")
-        return self._cache.remember(key, result)
-
-    def delete(self, api_version: str, kind: str, namespace: str | None, name: str) -> None:
-        super().delete(api_version, kind, namespace, name)
-        if self._cache is not None:
-            self._cache.forget((api_version, kind, namespace or "", name))
+        return self._cache.remember(key, result).manifest()
