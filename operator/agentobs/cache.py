@@ -39,6 +39,8 @@ WORKLOADS = ("StatefulSet", "Deployment", "DaemonSet")
 CHILD_LABELS = frozenset({"app.kubernetes.io/managed-by", "app.kubernetes.io/component", "app.kubernetes.io/name",
                           OWNER_LABEL, OWNER_NAMESPACE_LABEL})
 CHILD_ANNOTATIONS = ("agentobs.io/", "cert-manager.io/")
+# Kinds cached whole-label and unselected: pods (injection coverage) and namespaces (their selector).
+UNSELECTED = (("v1", "Pod"), ("v1", "Namespace"))
 Key = tuple[str, str, str, str]  # apiVersion, kind, namespace ("" when cluster-scoped), name
 Wake = Callable[[str, str], None]  # (namespace, name) of the resource to wake
 _intern = sys.intern  # label keys and values repeat across thousands of objects
@@ -59,8 +61,9 @@ class Entry:
         self.version: str = str(meta.get("resourceVersion", ""))
         self.generation: int = int(meta.get("generation") or 0)
         pod = self.kind == "Pod"
+        every_label = pod or self.kind == "Namespace"
         self.labels: dict[str, str] = {_intern(k): _intern(v) for k, v in (meta.get("labels") or {}).items()
-                                       if pod or k in CHILD_LABELS}
+                                       if every_label or k in CHILD_LABELS}
         self.annotations: dict[str, str] | None = {
             _intern(k): v for k, v in (meta.get("annotations") or {}).items()
             if pod or k.startswith(CHILD_ANNOTATIONS)} or None
@@ -255,6 +258,7 @@ class Cache:
                 self._start(api, kind, None)
         if not self.patterns:
             self._start("v1", "Pod", None)
+        self._start("v1", "Namespace", None)
 
     def ensure_namespace(self, namespace: str) -> None:
         """Per-namespace informers, when the operator is limited to some namespaces."""
@@ -268,8 +272,8 @@ class Cache:
         with self._lock:
             if (api, kind, namespace) in self.informers:
                 return
-            informer = Informer(self.kube, api, kind, namespace, "" if kind == "Pod" else CHILD_SELECTOR,
-                                self._changed)
+            informer = Informer(self.kube, api, kind, namespace,
+                                "" if (api, kind) in UNSELECTED else CHILD_SELECTOR, self._changed)
             self.informers[(api, kind, namespace)] = informer
         informer.start()
 
@@ -306,7 +310,7 @@ class Cache:
         if informer is None or not (_selector_terms(informer.selector) <= terms
                                     or any(_label_key(t) == OWNER_LABEL for t in terms)):
             return None
-        if kind != "Pod" and any(_label_key(t) not in CHILD_LABELS for t in terms):
+        if (api, kind) not in UNSELECTED and any(_label_key(t) not in CHILD_LABELS for t in terms):
             return None  # a label the cache does not keep
         return [entry.manifest() for entry in informer.entries()
                 if (namespace is None or entry.namespace == namespace) and matches(entry.labels, selector)]
@@ -332,7 +336,7 @@ class Cache:
 
     def _changed(self, before: Entry | None, after: Entry | None) -> None:
         entry = after or before
-        if entry is None or entry.kind == "Pod" or OWNER_LABEL not in entry.labels:
+        if entry is None or (entry.api_version, entry.kind) in UNSELECTED or OWNER_LABEL not in entry.labels:
             return
         if after is not None and after.echo == after.version:
             return  # the echo of our own write
