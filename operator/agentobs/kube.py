@@ -155,6 +155,7 @@ class Kube:
             if pool_size:  # watches hold a connection each for as long as they run
                 configuration.connection_pool_maxsize = pool_size
             api_client = kubernetes.client.ApiClient(configuration)
+            api_client.user_agent = FIELD_MANAGER  # so audit logs name the operator's requests
         self._api = api_client
 
     def _call(self, method: str, path: str, kind: str, body: Any = None, *,
