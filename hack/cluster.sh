@@ -45,7 +45,25 @@ up() {
     [ -d "$KWOK_WORKDIR/clusters/$name" ] && "$KWOK/kwokctl" delete cluster --name "$name" >/dev/null 2>&1 || true
     rm -rf "$state"; mkdir -p "$state"
     say "starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok ($KUBE_VERSION)"
+    # What a real node (hack/node.sh) needs of the API server, harmless without one: a serving
+    # certificate valid for the in-cluster address (the `kubernetes` Service, 10.0.0.1) and for the
+    # host end of the node's veth, which is also the address the Service points pods at; a client
+    # certificate for kubectl logs/exec; nodes reached by InternalIP; the admission plugins that let
+    # a test namespace put its pods on the real node without touching the product's manifests.
+    local pki=$KWOK_WORKDIR/clusters/$name/pki
+    cat >"$state/kwokctl.yaml" <<'CONF'
+kind: KwokctlConfiguration
+apiVersion: config.kwok.x-k8s.io/v1alpha1
+options:
+  kubeApiserverCertSANs: ["10.0.0.1", "10.201.0.1"]
+CONF
     KWOK_KUBE_VERSION=$KUBE_VERSION "$KWOK/kwokctl" create cluster --name "$name" --runtime binary \
+      --config "$state/kwokctl.yaml" \
+      --extra-args kube-apiserver=advertise-address=10.201.0.1 \
+      --extra-args kube-apiserver=kubelet-preferred-address-types=InternalIP,Hostname \
+      --extra-args "kube-apiserver=kubelet-client-certificate=$pki/admin.crt" \
+      --extra-args "kube-apiserver=kubelet-client-key=$pki/admin.key" \
+      --extra-args kube-apiserver=enable-admission-plugins=NodeRestriction,PodNodeSelector,PodTolerationRestriction \
       --kube-apiserver-binary "$K8S/kube-apiserver" \
       --kube-controller-manager-binary "$K8S/kube-controller-manager" \
       --kube-scheduler-binary "$K8S/kube-scheduler" \

@@ -65,6 +65,11 @@ complete() { for p in $packages; do [ -x "$cache/$(prog_name "$p")" ] || return 
 if complete; then echo "$cache"; exit 0; fi
 
 mkdir -p "$cache"
+# One build per tool at a time: a second caller (another clone, a test fixture) waits for the
+# first and then finds the programs in place.
+exec 9>"$cache/.lock"
+flock 9
+if complete; then echo "$cache"; exit 0; fi
 todo=()
 for p in $packages; do
   name=$(prog_name "$p")

@@ -97,10 +97,14 @@ def load_stored(kube: Kube, settings: WebhookSettings) -> ServingMaterial | None
     return ServingMaterial(ca, cert) if ca and cert and pki.signed_by(cert, ca) else None
 
 
-def store(kube: Kube, settings: WebhookSettings, material: ServingMaterial) -> None:
-    """Keep the key material in a Secret owned by the webhook configuration, so it goes with it."""
+def store(kube: Kube, settings: WebhookSettings, material: ServingMaterial, *, first: bool) -> ServingMaterial:
+    """Keep the key material in a Secret owned by the webhook configuration, so it goes with it.
+
+    Every replica serves the webhook behind one Service, so all must serve the same pair: when
+    none is stored yet (`first`), the Secret is created, not applied, and a replica that loses
+    that race adopts the winner's material instead of its own. Returns the material to serve."""
     if not settings.operator_namespace:
-        return
+        return material
     configuration = kube.get("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration", None,
                              settings.configuration)
     owners = [{"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
@@ -109,7 +113,7 @@ def store(kube: Kube, settings: WebhookSettings, material: ServingMaterial) -> N
     def b64(data: bytes) -> str:
         return base64.b64encode(data).decode()
 
-    kube.apply({
+    secret = {
         "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
         "metadata": {"name": settings.secret_name, "namespace": settings.operator_namespace,
                      "labels": {"app.kubernetes.io/name": "agentobs-operator",
@@ -117,7 +121,21 @@ def store(kube: Kube, settings: WebhookSettings, material: ServingMaterial) -> N
                      **({"ownerReferences": owners} if owners else {})},
         "data": {"ca.crt": b64(material.ca.cert_pem), "ca.key": b64(material.ca.key_pem),
                  "tls.crt": b64(material.cert.cert_pem), "tls.key": b64(material.cert.key_pem)},
-    })
+    }
+    if not first:
+        kube.apply(secret)
+        return material
+    try:
+        kube.create(secret)
+    except KubeError as exc:
+        if exc.status != 409:
+            raise
+        stored = load_stored(kube, settings)
+        if stored is not None:
+            log.info("serving the webhook certificate another replica stored first")
+            return stored
+        kube.apply(secret)
+    return material
 
 
 def write_files(material: ServingMaterial, directory: Path) -> tuple[Path, Path]:
@@ -179,15 +197,23 @@ def publish_ca(kube: Kube, settings: WebhookSettings, ca_pem: bytes) -> None:
 def ensure(kube: Kube, settings: WebhookSettings, current: ServingMaterial | None,
            now: dt.datetime) -> tuple[ServingMaterial, bool]:
     """The material to serve with, renewed and stored if needed, and published. (material, changed)"""
+    serving = current
     if current is None:
         try:
             current = load_stored(kube, settings)
         except KubeError as exc:
             log.warning("cannot read the stored webhook certificate: %s", exc.message)
+    else:
+        # Another replica may have rotated the pair: serve what is stored when it is still good.
+        try:
+            stored = load_stored(kube, settings)
+        except KubeError:
+            stored = None
+        if stored is not None and stored != current and not _due(stored.cert, now):
+            current = stored
     material = renew(current, settings, now)
-    changed = material != current
-    publish_ca(kube, settings, material.ca.cert_pem)
-    if changed:
-        store(kube, settings, material)
+    if material != current:
+        material = store(kube, settings, material, first=current is None)
         log.info("webhook certificate valid until %s", material.cert.not_after.isoformat())
-    return material, changed
+    publish_ca(kube, settings, material.ca.cert_pem)
+    return material, material != serving

@@ -4,12 +4,16 @@ idempotence, fail-open, and injection coverage when the operator was away."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import copy
+import datetime as dt
+import threading
+import uuid
 from typing import Any
 
 import pytest
 
-from agentobs import admission, metrics
+from agentobs import admission, metrics, webhook
 from agentobs.kube import Kube
 
 from conftest import Operator, condition, get_resource, make_resource, wait_for, wait_ready
@@ -150,3 +154,36 @@ def test_operator_down_pods_admitted_then_covered_and_rolled_out(kube: Kube, ope
     deployment = kube.get("apps/v1", "Deployment", namespace, "planner")
     assert deployment is not None
     assert "agentobs.io/rollout-for-injection" in deployment["spec"]["template"]["metadata"]["annotations"]
+
+
+def test_replicas_starting_together_serve_one_certificate(kube: Kube, namespace: str) -> None:
+    """Found on the real node: two replicas that start at once each stored and served a pair of their
+    own, so the API server's calls to one of them failed the TLS check. The first to store wins and
+    the other serves what it stored."""
+    settings = webhook.WebhookSettings(port=9443, bind="127.0.0.1", configuration=f"race-{uuid.uuid4().hex[:8]}",
+                                       service=f"{namespace}/hook", operator_namespace=namespace, host="127.0.0.1")
+    now = dt.datetime.now(dt.UTC)
+    results: list[webhook.ServingMaterial] = []
+    barrier = threading.Barrier(3)
+
+    def replica() -> None:
+        barrier.wait()
+        results.append(webhook.ensure(kube, settings, None, now)[0])
+
+    threads = [threading.Thread(target=replica) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    try:
+        assert len(results) == 3
+        assert len({r.cert.cert_pem for r in results}) == 1, "replicas serve different certificates"
+        stored = webhook.load_stored(kube, settings)
+        assert stored is not None and stored.cert.cert_pem == results[0].cert.cert_pem
+        config = kube.get("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration", None,
+                          settings.configuration)
+        assert config is not None
+        bundle = base64.b64decode(config["webhooks"][0]["clientConfig"]["caBundle"])
+        assert bundle == results[0].ca.cert_pem
+    finally:
+        kube.delete("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration", None, settings.configuration)

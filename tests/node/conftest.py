@@ -1,0 +1,115 @@
+"""The real-node tier: kubelet and containerd on this machine (hack/node.sh), joined to the local
+control plane, running real containers from images the project assembles (hack/images.py).
+
+The node comes up once per session, on first use, and goes down at the end of the session
+whatever the tests did. Where the machine cannot run it (not root, no cgroup v1, missing
+programs), every test here skips with the reason `hack/node.sh check` gives.
+
+A test puts a namespace on the real node with `real_namespace()`: its annotations make the API
+server's PodNodeSelector and PodTolerationRestriction plugins steer every pod of the namespace to
+the node and let it tolerate the node's taint, so the product's own manifests are used unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cluster_support import ROOT, start_cluster, tool_dir
+
+NODE = "agentobs-node"
+TOOLS = ("kubernetes", "helm", "prometheus", "alertmanager", "jaeger", "coredns")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if Path(str(item.fspath)).is_relative_to(here):
+            item.add_marker(pytest.mark.node)
+
+
+Kubectl = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture(scope="session")
+def real_node() -> Iterator[str]:
+    """The kubeconfig of the local cluster, with the real node joined and Ready."""
+    check = subprocess.run([str(ROOT / "hack" / "node.sh"), "check"], capture_output=True, text=True)
+    if check.returncode != 0:
+        pytest.skip(f"needs a real node on this machine, which cannot run one: {check.stdout.strip()}")
+    for tool in TOOLS:
+        tool_dir(tool)
+    kubeconfig = start_cluster()
+    up = subprocess.run([str(ROOT / "hack" / "node.sh"), "up"], capture_output=True, text=True)
+    try:
+        if up.returncode != 0:
+            pytest.fail(f"hack/node.sh up failed:\n{up.stderr[-4000:]}")
+        yield kubeconfig
+    finally:
+        if os.environ.get("AGENTOBS_KEEP_NODE") != "1":
+            subprocess.run([str(ROOT / "hack" / "node.sh"), "down"], capture_output=True, text=True)
+
+
+@pytest.fixture(scope="session")
+def kubectl(real_node: str) -> Kubectl:
+    binary = tool_dir("kubernetes") + "/kubectl"
+
+    def run(*args: str, input: str | None = None, check: bool = True,
+            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run([binary, "--kubeconfig", real_node, *args], input=input, capture_output=True,
+                                text=True, timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
+        return result
+
+    return run
+
+
+def get_json(kubectl: Kubectl, *args: str) -> Any:
+    return json.loads(kubectl("get", *args, "-o", "json").stdout)
+
+
+@pytest.fixture
+def real_namespace(kubectl: Kubectl) -> Iterator[Callable[..., str]]:
+    """Make namespaces whose pods run on the real node; deleted after the test."""
+    made: list[str] = []
+
+    def make(prefix: str, labels: dict[str, str] | None = None, on_node: bool = True) -> str:
+        name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+        annotations = {}
+        if on_node:
+            annotations = {
+                "scheduler.alpha.kubernetes.io/node-selector": "agentobs.io/real-node=true",
+                "scheduler.alpha.kubernetes.io/defaultTolerations": json.dumps(
+                    [{"key": "agentobs.io/real-node", "operator": "Exists", "effect": "NoSchedule"}]),
+            }
+        manifest = {"apiVersion": "v1", "kind": "Namespace",
+                    "metadata": {"name": name, "labels": labels or {}, "annotations": annotations}}
+        kubectl("apply", "-f", "-", input=json.dumps(manifest))
+        made.append(name)
+        return name
+
+    yield make
+    for name in made:
+        kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
+
+
+def chart_version() -> str:
+    for line in (ROOT / "charts" / "agentobs" / "Chart.yaml").read_text().splitlines():
+        if line.startswith("appVersion:"):
+            return line.split(":", 1)[1].strip().strip('"')
+    raise AssertionError("Chart.yaml has no appVersion")
+
+
+def pod_logs(kubectl: Kubectl, namespace: str, pod: str, container: str | None = None) -> str:
+    args = ["logs", "-n", namespace, pod]
+    if container:
+        args += ["-c", container]
+    return kubectl(*args, check=False).stdout
