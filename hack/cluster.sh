@@ -2,11 +2,11 @@
 # The local Kubernetes the tests and the demo run against, without Docker:
 # etcd, kube-apiserver, kube-controller-manager, kube-scheduler and the kwok controller, started by
 # kwokctl's binary runtime on loopback. kwok's simulated nodes get pods scheduled and Running.
-# Room for 1,000 stacks (bench/bench_operator_scale.py): 65,536 Service IPs instead of kwokctl's 254,
-# and no client rate limits on the controller manager, scheduler and kwok (their default 20 to 50
-# requests/s would make creating the pods of 1,000 stacks take most of an hour). kwokctl v0.8.0
-# indexes --extra-args patches by where a component's first one stands: keep the first of each
-# component at the head of the list, or it panics.
+# Room for 1,000 stacks (bench/bench_operator_scale.py): 65,536 Service IPs (10.0.0.0/16, so the
+# `kubernetes` Service keeps 10.0.0.1) instead of kwokctl's 254, and no client rate limits on the
+# controller manager, scheduler and kwok (their default 20 to 50 requests/s would make creating the
+# pods of 1,000 stacks take most of an hour). kwokctl v0.8.0 indexes --extra-args patches by where
+# a component's first one stands: a component other than the first may have only one, or it panics.
 #
 #   hack/cluster.sh up       start (or reuse) the cluster; the last line is `export KUBECONFIG=...`
 #   hack/cluster.sh down     stop it and remove its state
@@ -64,14 +64,14 @@ CONF
       --extra-args "kube-apiserver=kubelet-client-certificate=$pki/admin.crt" \
       --extra-args "kube-apiserver=kubelet-client-key=$pki/admin.key" \
       --extra-args kube-apiserver=enable-admission-plugins=NodeRestriction,PodNodeSelector,PodTolerationRestriction \
+      --extra-args kube-apiserver=service-cluster-ip-range=10.0.0.0/16 \
       --kube-apiserver-binary "$K8S/kube-apiserver" \
       --kube-controller-manager-binary "$K8S/kube-controller-manager" \
       --kube-scheduler-binary "$K8S/kube-scheduler" \
       --kwok-controller-binary "$KWOK/kwok" \
       --etcd-binary "$ETCD/etcd" \
       --kube-authorization --kube-admission --secure-port \
-      --extra-args kube-controller-manager=enable-hostpath-provisioner=true \
-      --extra-args kube-apiserver=service-cluster-ip-range=10.96.0.0/16 --disable-qps-limits \
+      --extra-args kube-controller-manager=enable-hostpath-provisioner=true --disable-qps-limits \
       --kubeconfig "$kubeconfig" --wait 3m --quiet-pull >&2
     "$KWOK/kwokctl" scale node --name "$name" --replicas "$nodes" >&2
     # What a real cluster has and kwok does not: a default StorageClass whose claims get volumes
