@@ -226,9 +226,15 @@ def bench(kube: Kube, size: int, logs: Path) -> dict[str, Any]:
                         "metadata": {"name": f"s{i}", "namespace": namespaces[i % len(namespaces)]},
                         "spec": LIGHT_SPEC})
         result["create_seconds"] = time.monotonic() - started
+        last_report = 0.0
         while (ready := count_ready(kube, namespaces)) < size:
-            if time.monotonic() - started > 3600:
-                raise RuntimeError(f"only {ready}/{size} Ready after an hour")
+            elapsed = time.monotonic() - started
+            if elapsed > float(os.environ.get("AGENTOBS_BENCH_READY_TIMEOUT", "3600")):
+                raise RuntimeError(f"only {ready}/{size} Ready after {elapsed:.0f} s")
+            if elapsed - last_report >= 60:  # progress, for runs that take long
+                last_report = elapsed
+                print(f"  {elapsed:5.0f} s: {ready}/{size} Ready, operator RSS {operator.memory_mib('VmRSS'):.0f} MiB "
+                      f"(peak {operator.memory_mib('VmHWM'):.0f}), CPU {operator.cpu_seconds():.0f} s", flush=True)
             time.sleep(5.0)
         result["ready_seconds"] = time.monotonic() - started
         result["startup_hwm"] = operator.memory_mib("VmHWM")
