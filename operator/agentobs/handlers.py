@@ -62,7 +62,6 @@ class Scheduler:
         self.generations: dict[Key, int] = {}
         self.due: dict[Key, float] = {}  # next routine resync
         self.queue: WorkQueue[Key] = WorkQueue()
-        self.wakeup = asyncio.Event()
         self.elector = Elector(None, "", "", "")
         self.cache: Cache | None = None
         self.executor = ThreadPoolExecutor(WORKERS, thread_name_prefix="reconcile")
@@ -100,10 +99,7 @@ class Scheduler:
                 for priority, count in self.queue.depth().items():
                     metrics.QUEUE_DEPTH.labels(priority=priority.name.lower()).set(count)
                 metrics.RESYNC_PERIOD.set(self.period())
-                timeout = max(0.05, min(min(self.due.values(), default=now + 1.0) - now, 1.0))
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wakeup.wait(), timeout=timeout)
-                self.wakeup.clear()
+                await asyncio.sleep(max(0.05, min(min(self.due.values(), default=now + 1.0) - now, 1.0)))
         finally:
             for worker in workers:
                 worker.cancel()
