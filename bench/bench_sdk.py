@@ -1,16 +1,27 @@
-"""Benchmarks of the agent SDK against the bare libraries it wraps, measured in one run.
+"""Benchmarks of the agent SDK against the bare libraries doing the same work, in one run.
 
-    python bench/bench_sdk.py [--scale 1.0] [--dir DIR]
+    python bench/bench_sdk.py [--rounds 7] [--dir DIR]
 
-Pairs (baseline -> SDK):
-- span:    a raw OTel span with the same attributes -> the `tool_call` helper (span + metrics)
-- metric:  a raw prometheus_client histogram observe -> `AgentMetrics.record_token_usage`
-- log:     a bare json.dumps formatter -> `JsonFormatter` (inside an active span)
-- audit:   raw os.write + os.fsync of a same-sized line -> `AuditTrail.append` in fsync mode,
-           and in group-commit mode with 8 appending threads (per-record cost)
+Each pair does the same work on both sides, and the rounds are interleaved (baseline, SDK, SDK,
+baseline, ...) so drift on a shared machine hits both alike:
 
-Each case is timed with time.perf_counter over a fixed number of operations, best of 3 rounds;
-the table reports microseconds per operation and the SDK/baseline ratio.
+- span:   a raw OTel span (same tracer provider and exporter, same attributes, made current) plus
+          the same Prometheus histogram observation -> the `tool_call` helper
+- metric: prometheus_client `Histogram.labels(...).observe()` with the same labels and buckets ->
+          `AgentMetrics.record_token_usage`
+- log:    a json.dumps formatter emitting the same fields (ISO time, level, logger, message,
+          trace and span ids, agent id, service, extras) -> `JsonFormatter`
+- audit:  os.write + fdatasync of a line of the same size (the sync call the trail uses) ->
+          `AuditTrail.append` in fsync mode, one record per sync, one thread
+- group:  8 threads appending to one `AuditTrail` in group-commit mode (throughput, records/s)
+          against two baselines at 8 threads: each thread doing os.write + fdatasync per record on
+          one shared file (raw; note that ext4's journal already merges concurrent fdatasyncs), and
+          the trail's own fsync mode (one sync per record, serialised by the trail's lock)
+
+Fast cases are timed in batches (per-operation time = batch time / batch size, one sample per
+batch) because a timer call costs about as much as a metric observation; audit appends are timed
+one by one. The table gives p50, p99 and mean per operation, and the SDK/baseline ratios, against
+the targets of issue 15.
 """
 
 from __future__ import annotations
@@ -20,173 +31,323 @@ import json
 import logging
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.trace import SpanKind
 from prometheus_client import CollectorRegistry, Histogram
 
 import agentobs_sdk
 from agentobs_sdk import series
-from agentobs_sdk.audit import AuditTrail
+from agentobs_sdk.audit import AuditTrail, Durability
+from agentobs_sdk.audit.store import sync_data
 from agentobs_sdk.logs import JsonFormatter
 
-ROUNDS = 3
+BATCH = 200  # operations per timed sample for the fast cases
+THREADS = 8
+
+
+class NullExporter(SpanExporter):
+    """Accepts and drops spans: both sides pay the same batch-processor export path."""
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
 
 
 @dataclass
-class Row:
-    name: str
-    baseline: str
-    base_us: float
-    sdk_us: float
+class Samples:
+    """Per-operation times in microseconds (or, for throughput cases, records per second)."""
+
+    values: list[float] = field(default_factory=list)
+
+    def pct(self, q: float) -> float:
+        ordered = sorted(self.values)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
     @property
-    def ratio(self) -> float:
-        return self.sdk_us / self.base_us if self.base_us else float("inf")
+    def mean(self) -> float:
+        return statistics.fmean(self.values)
 
 
-def best_per_op(fn: Callable[[int], None], n: int) -> float:
-    """Microseconds per operation: best of ROUNDS runs of `fn(n)` (after one warm-up run)."""
-    fn(max(1, n // 10))
-    best = float("inf")
-    for _ in range(ROUNDS):
-        t0 = time.perf_counter()
-        fn(n)
-        best = min(best, time.perf_counter() - t0)
-    return best / n * 1e6
+@dataclass
+class Case:
+    name: str
+    baseline_name: str
+    baseline: Callable[[Samples], None]  # runs one round, appending samples
+    sdk: Callable[[Samples], None]
+    targets: dict[str, float] = field(default_factory=dict)  # "p50"/"p99"/"mean" -> max ratio
+    throughput: bool = False  # samples are records/s: higher is better, ratio = sdk / baseline
+    base: Samples = field(default_factory=Samples)
+    ours: Samples = field(default_factory=Samples)
 
 
-def bench_span(handle: agentobs_sdk.Handle, n: int) -> Row:
+def batched(op: Callable[[int], None], batches: int) -> Callable[[Samples], None]:
+    def run(samples: Samples) -> None:
+        for b in range(batches):
+            t0 = time.perf_counter()
+            op(b)
+            samples.values.append((time.perf_counter() - t0) / BATCH * 1e6)
+    return run
+
+
+# --- span ----------------------------------------------------------------------------------------
+
+
+def span_case(handle: agentobs_sdk.Handle, batches: int) -> Case:
     tracer = handle.tracer
     attrs = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "search", "gen_ai.tool.type": "function"}
+    registry = CollectorRegistry()
+    spec = series.TOOL_CALL_DURATION
+    hist = Histogram("raw_tool_duration", "raw", spec.labels, registry=registry, buckets=spec.buckets)
 
-    def raw(k: int) -> None:
-        for _ in range(k):
-            with tracer.start_as_current_span("execute_tool search", attributes=attrs):
+    def raw(_: int) -> None:
+        for _ in range(BATCH):
+            t0 = time.perf_counter()
+            with tracer.start_as_current_span("execute_tool search", kind=SpanKind.INTERNAL, attributes=attrs):
                 pass
+            hist.labels("bench-agent", "search", "ok").observe(time.perf_counter() - t0)
 
-    def helper(k: int) -> None:
-        for _ in range(k):
+    def helper(_: int) -> None:
+        for _ in range(BATCH):
             with agentobs_sdk.tool_call("search"):
                 pass
 
-    return Row("span: tool_call helper", "raw OTel span", best_per_op(raw, n), best_per_op(helper, n))
+    return Case("span: tool_call helper", "raw OTel span + histogram", batched(raw, batches),
+                batched(helper, batches), {"p50": 1.25, "mean": 1.25})
 
 
-def bench_metric(handle: agentobs_sdk.Handle, n: int) -> Row:
+# --- metric --------------------------------------------------------------------------------------
+
+
+def metric_case(handle: agentobs_sdk.Handle, batches: int) -> Case:
     registry = CollectorRegistry()
-    hist = Histogram("raw_token_usage", "raw", series.TOKEN_USAGE.labels, registry=registry,
-                     buckets=series.TOKEN_USAGE.buckets)
+    spec = series.TOKEN_USAGE
+    hist = Histogram("raw_token_usage", "raw", spec.labels, registry=registry, buckets=spec.buckets)
     metrics = handle.metrics
 
-    def raw(k: int) -> None:
-        for i in range(k):
-            hist.labels("input", "chat", "openai", "gpt-4o", "gpt-4o").observe(i & 1023)
+    def raw(b: int) -> None:
+        for i in range(BATCH):
+            hist.labels("input", "chat", "openai", "gpt-4o", "gpt-4o").observe((i + b) & 1023)
 
-    def helper(k: int) -> None:
-        for i in range(k):
-            metrics.record_token_usage("input", i & 1023, operation="chat", provider="openai",
+    def helper(b: int) -> None:
+        for i in range(BATCH):
+            metrics.record_token_usage("input", (i + b) & 1023, operation="chat", provider="openai",
                                        request_model="gpt-4o", response_model="gpt-4o")
 
-    return Row("metric: record_token_usage", "raw prometheus_client", best_per_op(raw, n), best_per_op(helper, n))
+    return Case("metric: record_token_usage", "raw prometheus_client", batched(raw, batches),
+                batched(helper, batches), {"p50": 1.3, "mean": 1.3})
 
 
-class BareJsonFormatter(logging.Formatter):
+# --- log -----------------------------------------------------------------------------------------
+
+
+class SameFieldsFormatter(logging.Formatter):
+    """A direct json.dumps of the fields JsonFormatter writes, without its safety nets."""
+
     def format(self, record: logging.LogRecord) -> str:
-        return json.dumps({"ts": record.created, "level": record.levelname, "logger": record.name,
-                           "message": record.getMessage()})
+        ctx = trace.get_current_span().get_span_context()
+        return json.dumps({
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname, "logger": record.name, "message": record.getMessage(),
+            "trace_id": format(ctx.trace_id, "032x"), "span_id": format(ctx.span_id, "016x"),
+            "trace_flags": format(int(ctx.trace_flags), "02x"), "agent_id": "bench-agent", "service": "bench",
+            "tool": record.tool, "attempt": record.attempt,  # type: ignore[attr-defined]
+        }, ensure_ascii=False)
 
 
-def bench_log(n: int) -> Row:
+def log_case(batches: int) -> Case:
     record = logging.LogRecord("agent", logging.INFO, __file__, 1, "step %d done", (3,), None)
     record.tool = "search"
     record.attempt = 2
-    bare, ours = BareJsonFormatter(), JsonFormatter(agent_id="bench-agent", service="bench")
+    bare, ours = SameFieldsFormatter(), JsonFormatter(agent_id="bench-agent", service="bench")
 
     def run(fmt: logging.Formatter) -> Callable[[int], None]:
-        def loop(k: int) -> None:
+        def loop(_: int) -> None:
             with agentobs_sdk.reasoning_step("bench"):
-                for _ in range(k):
+                for _ in range(BATCH):
                     fmt.format(record)
         return loop
 
-    return Row("log: JsonFormatter", "bare json.dumps formatter", best_per_op(run(bare), n), best_per_op(run(ours), n))
+    return Case("log: JsonFormatter", "json.dumps, same fields", batched(run(bare), batches),
+                batched(run(ours), batches))
 
 
-def bench_audit(root: str, n: int) -> list[Row]:
-    sample = {"ts": "2025-01-01T00:00:00.000000Z", "agent": "bench", "action": "tool_call", "user": "u",
-              "result": "ok", "resource": "search", "details": {"i": 0}, "seq": 1, "prev": "0" * 64, "hash": "f" * 64}
-    line = (json.dumps(sample, sort_keys=True, separators=(",", ":")) + "\n").encode()
+# --- audit ---------------------------------------------------------------------------------------
 
-    def raw(k: int) -> None:
+
+def _line_like_a_record() -> bytes:
+    sample = {"ts": "2025-01-01T00:00:00.000000Z", "agent": "bench", "agent_id": "bench-agent", "action": "tool_call",
+              "user": "u", "result": "ok", "resource": "search", "details": {"i": 100}, "seq": 100,
+              "prev": "0" * 64, "hash": "f" * 64}
+    return (json.dumps(sample, sort_keys=True, separators=(",", ":")) + "\n").encode()
+
+
+def audit_case(root: str, per_round: int) -> Case:
+    """Per-operation interleaving: each iteration times one raw write+sync and one append (order
+    alternating), on the same filesystem, so a slow moment of the shared disk hits both alike."""
+    line = _line_like_a_record()
+    pending: list[float] = []  # the SDK's samples of the round the baseline just ran
+
+    def raw(samples: Samples) -> None:
         path = tempfile.mkdtemp(dir=root)
         fd = os.open(os.path.join(path, "raw.jsonl"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+        trail = AuditTrail(tempfile.mkdtemp(dir=root), durability="fsync", anchor_sink=None, agent_id="bench-agent")
         try:
-            for _ in range(k):
-                os.write(fd, line)
-                os.fsync(fd)
+            for i in range(per_round):
+                for side in ((0, 1) if i % 2 == 0 else (1, 0)):
+                    t0 = time.perf_counter()
+                    if side == 0:
+                        os.write(fd, line)
+                        sync_data(fd)
+                        samples.values.append((time.perf_counter() - t0) * 1e6)
+                    else:
+                        trail.append("tool_call", agent="bench", user="u", result="ok", resource="search",
+                                     details={"i": i})
+                        pending.append((time.perf_counter() - t0) * 1e6)
         finally:
             os.close(fd)
+            trail.close()
 
-    def trail_fsync(k: int) -> None:
-        with AuditTrail(tempfile.mkdtemp(dir=root), durability="fsync") as trail:
-            for i in range(k):
-                trail.append("tool_call", agent="bench", user="u", result="ok", resource="search", details={"i": i})
+    def sdk(samples: Samples) -> None:
+        samples.values.extend(pending)  # measured side by side with the baseline, above
+        pending.clear()
 
-    def trail_group(k: int, threads: int = 8) -> None:
-        with AuditTrail(tempfile.mkdtemp(dir=root), durability="group") as trail:
-            def work(count: int) -> None:
-                for i in range(count):
-                    trail.append("tool_call", agent="bench", user="u", result="ok", resource="search",
-                                 details={"i": i})
-            per = max(1, k // threads)
-            workers = [threading.Thread(target=work, args=(per,)) for _ in range(threads)]
-            for w in workers:
-                w.start()
-            for w in workers:
-                w.join()
+    return Case("audit: append, fsync mode", "raw write+fdatasync", raw, sdk, {"p50": 1.1, "p99": 1.1})
 
-    base = best_per_op(raw, n)
+
+def _threaded(work: Callable[[int], None], per_thread: int) -> float:
+    """Records per second of THREADS threads each running work(per_thread)."""
+    workers = [threading.Thread(target=work, args=(per_thread,)) for _ in range(THREADS)]
+    t0 = time.perf_counter()
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return THREADS * per_thread / (time.perf_counter() - t0)
+
+
+def _trail_work(trail: AuditTrail) -> Callable[[int], None]:
+    def work(count: int) -> None:
+        for i in range(count):
+            trail.append("tool_call", agent="bench", user="u", result="ok", resource="search", details={"i": i})
+    return work
+
+
+def _raw_threaded(root: str, per_thread: int, line: bytes) -> float:
+    path = tempfile.mkdtemp(dir=root)
+    fd = os.open(os.path.join(path, "raw.jsonl"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+
+    def work(count: int) -> None:
+        for _ in range(count):
+            os.write(fd, line)
+            sync_data(fd)
+
+    try:
+        return _threaded(work, per_thread)
+    finally:
+        os.close(fd)
+
+
+def _trail_threaded(root: str, per_thread: int, durability: Durability) -> float:
+    with AuditTrail(tempfile.mkdtemp(dir=root), durability=durability, anchor_sink=None,
+                    agent_id="bench-agent") as trail:
+        return _threaded(_trail_work(trail), per_thread)
+
+
+def group_cases(root: str, per_thread: int) -> list[Case]:
+    line = _line_like_a_record()
+
+    def group(samples: Samples) -> None:
+        samples.values.append(_trail_threaded(root, per_thread, "group"))
+
     return [
-        Row("audit: append, fsync mode", "raw write+fsync", base, best_per_op(trail_fsync, n)),
-        Row("audit: append, group commit x8 threads", "raw write+fsync", base, best_per_op(trail_group, n)),
+        Case(f"audit: group commit, {THREADS} threads", f"raw write+fdatasync, {THREADS} threads",
+             lambda s: s.values.append(_raw_threaded(root, per_thread, line)), group, {"mean": 5.0},
+             throughput=True),
+        Case(f"audit: group commit, {THREADS} threads", f"fsync mode (1 sync/record), {THREADS} thr.",
+             lambda s: s.values.append(_trail_threaded(root, per_thread, "fsync")), group, {"mean": 5.0},
+             throughput=True),
     ]
 
 
+# --- driver --------------------------------------------------------------------------------------
+
+
+def run_interleaved(cases: list[Case], rounds: int) -> None:
+    for case in cases:  # warm-up, discarded
+        case.baseline(Samples())
+        case.sdk(Samples())
+    for r in range(rounds):
+        for case in cases:
+            first, second = (case.baseline, case.sdk) if r % 2 == 0 else (case.sdk, case.baseline)
+            first(case.base if first is case.baseline else case.ours)
+            second(case.base if second is case.baseline else case.ours)
+
+
+def ratio(case: Case, stat: str) -> float:
+    def get(s: Samples) -> float:
+        return s.mean if stat == "mean" else s.pct(0.5 if stat == "p50" else 0.99)
+    base, ours = get(case.base), get(case.ours)
+    return ours / base  # times: lower is better; throughput: higher is better
+
+
+def report(cases: list[Case], rounds: int, elapsed: float) -> bool:
+    print(f"{'case':<34} {'baseline':<36} {'base p50/p99/mean':>24} {'sdk p50/p99/mean':>24}  "
+          f"{'ratio p50/p99/mean':>20}  target")
+    all_met = True
+    for c in cases:
+        unit = "rec/s" if c.throughput else "us"
+        fmt = "{:.0f}" if c.throughput else "{:.2f}"
+
+        def trio(s: Samples, fmt: str = fmt) -> str:
+            return "/".join(fmt.format(v) for v in (s.pct(0.5), s.pct(0.99), s.mean))
+
+        ratios = {stat: ratio(c, stat) for stat in ("p50", "p99", "mean")}
+        verdicts = []
+        for stat, limit in c.targets.items():
+            met = ratios[stat] >= limit if c.throughput else ratios[stat] <= limit
+            all_met &= met
+            sign = ">=" if c.throughput else "<="
+            verdicts.append(f"{stat} {sign} {limit}x {'met' if met else 'MISSED'}")
+        print(f"{c.name:<34} {c.baseline_name:<36} {trio(c.base) + ' ' + unit:>24} {trio(c.ours) + ' ' + unit:>24}  "
+              f"{'/'.join(f'{ratios[s]:.2f}' for s in ('p50', 'p99', 'mean')):>20}  {', '.join(verdicts) or '-'}")
+    print(f"({rounds} interleaved rounds; group commit: throughput, ratio = SDK / baseline; total {elapsed:.1f}s; "
+          f"python {sys.version.split()[0]})")
+    return all_met
+
+
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scale", type=float, default=1.0, help="multiply iteration counts")
-    parser.add_argument("--dir", default=None, help="directory for the audit benchmark files")
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--dir", default=None, help="directory for the audit files (a real disk, not tmpfs)")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args()
 
-    def scaled(n: int) -> int:
-        return max(10, int(n * args.scale))
-
     started = time.perf_counter()
+    processor = BatchSpanProcessor(NullExporter())
     handle = agentobs_sdk.configure({"OTEL_SERVICE_NAME": "bench", "AGENTOBS_AGENT_ID": "bench-agent"},
-                                    json_logs=False, set_global_tracer_provider=False)
+                                    json_logs=False, set_global_tracer_provider=False,
+                                    span_processors=[processor])
     assert isinstance(handle.tracer_provider, TracerProvider)
     root = tempfile.mkdtemp(prefix="agentobs-bench-", dir=args.dir)
     try:
-        rows = [bench_span(handle, scaled(20_000)), bench_metric(handle, scaled(100_000)),
-                bench_log(scaled(50_000)), *bench_audit(root, scaled(2_000))]
+        cases = [span_case(handle, 25), metric_case(handle, 60), log_case(15),
+                 audit_case(root, 60), *group_cases(root, 40)]
+        run_interleaved(cases, args.rounds)
     finally:
         handle.shutdown()
         shutil.rmtree(root, ignore_errors=True)
-
-    name_w = max(len(r.name) for r in rows)
-    base_w = max(len(r.baseline) for r in rows)
-    print(f"{'case':<{name_w}}  {'baseline':<{base_w}}  {'base us/op':>10}  {'sdk us/op':>10}  {'ratio':>6}")
-    for r in rows:
-        print(f"{r.name:<{name_w}}  {r.baseline:<{base_w}}  {r.base_us:>10.2f}  {r.sdk_us:>10.2f}  {r.ratio:>5.2f}x")
-    total = time.perf_counter() - started
-    print(f"(best of {ROUNDS} rounds each; total {total:.1f}s; python {sys.version.split()[0]})")
-    return 0
+    met = report(cases, args.rounds, time.perf_counter() - started)
+    return 1 if args.strict and not met else 0
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The local Kubernetes the tests and the demo run against, without Docker:
 # etcd, kube-apiserver, kube-controller-manager, kube-scheduler and the kwok controller, started by
-# kwokctl's binary runtime on loopback. kwok's simulated nodes get pods scheduled and Running.
+# kwokctl's binary runtime on loopback. kwok's simulated nodes get pods scheduled and Running, and
+# pods a Job owns Succeeded (kwokctl's default stages, kustomize/stage/pod/fast of kwok v0.8.0:
+# pod-ready, pod-complete, pod-delete), so the Job controller completes the operator's Jobs.
 # Room for 1,000 stacks (bench/bench_operator_scale.py): 65,536 Service IPs (10.0.0.0/16, so the
 # `kubernetes` Service keeps 10.0.0.1) instead of kwokctl's 254, and no client rate limits on the
 # controller manager, scheduler and kwok (their default 20 to 50 requests/s would make creating the
@@ -57,6 +59,21 @@ apiVersion: config.kwok.x-k8s.io/v1alpha1
 options:
   kubeApiserverCertSANs: ["10.0.0.1", "10.201.0.1"]
 CONF
+    # kwokctl's binary runtime always starts the kwok controller managing every node, which would
+    # fake the pods of a real node; this wrapper scopes it to the nodes kwokctl makes (annotated
+    # kwok.x-k8s.io/node=fake). kwokctl's own flag for that crashes (v0.8.0).
+    cat >"$state/kwok-controller" <<WRAP
+#!/usr/bin/env bash
+args=()
+for a in "\$@"; do
+  case \$a in
+    --manage-all-nodes=true) args+=(--manage-all-nodes=false --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake) ;;
+    *) args+=("\$a") ;;
+  esac
+done
+exec "$KWOK/kwok" "\${args[@]}"
+WRAP
+    chmod +x "$state/kwok-controller"
     KWOK_KUBE_VERSION=$KUBE_VERSION "$KWOK/kwokctl" create cluster --name "$name" --runtime binary \
       --config "$state/kwokctl.yaml" \
       --extra-args kube-apiserver=advertise-address=10.201.0.1 \
@@ -68,7 +85,7 @@ CONF
       --kube-apiserver-binary "$K8S/kube-apiserver" \
       --kube-controller-manager-binary "$K8S/kube-controller-manager" \
       --kube-scheduler-binary "$K8S/kube-scheduler" \
-      --kwok-controller-binary "$KWOK/kwok" \
+      --kwok-controller-binary "$state/kwok-controller" \
       --etcd-binary "$ETCD/etcd" \
       --kube-authorization --kube-admission --secure-port \
       --extra-args kube-controller-manager=enable-hostpath-provisioner=true --disable-qps-limits \

@@ -44,13 +44,13 @@ PYTHON = "/usr/bin/python3.11"
 # Debian's python3.11 and the libraries its modules and the wheels we install (grpcio,
 # cryptography, pydantic-core) load; perl, dpkg and the like that the packages' scripts would
 # want are left out: nothing runs them in a container.
-PYTHON_DEBS = (
-    "gcc-12-base libbz2-1.0 libc6 libcom-err2 libcrypt1 libdb5.3 libexpat1 libffi8 libgcc-s1 "
-    "libgdbm6 libgssapi-krb5-2 libk5crypto3 libkeyutils1 libkrb5-3 libkrb5support0 liblzma5 "
-    "libncursesw6 libnsl2 libpython3.11-minimal libpython3.11-stdlib libreadline8 libsqlite3-0 "
-    "libssl3 libstdc++6 libtinfo6 libtirpc-common libtirpc3 libuuid1 media-types "
-    "python3.11-minimal zlib1g"
-).split()
+PYTHON_DEBS = [
+    "gcc-12-base", "libbz2-1.0", "libc6", "libcom-err2", "libcrypt1", "libdb5.3", "libexpat1", "libffi8",
+    "libgcc-s1", "libgdbm6", "libgssapi-krb5-2", "libk5crypto3", "libkeyutils1", "libkrb5-3",
+    "libkrb5support0", "liblzma5", "libncursesw6", "libnsl2", "libpython3.11-minimal",
+    "libpython3.11-stdlib", "libreadline8", "libsqlite3-0", "libssl3", "libstdc++6", "libtinfo6",
+    "libtirpc-common", "libtirpc3", "libuuid1", "media-types", "python3.11-minimal", "zlib1g",
+]
 NONROOT = "65532:65532"
 
 
@@ -90,11 +90,10 @@ def _tar_filter(info: tarfile.TarInfo) -> tarfile.TarInfo:
 
 def layer_from_tree(tree: Path) -> Layer:
     CACHE.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=CACHE, suffix=".tar", delete=False) as tmp:
-        with tarfile.open(fileobj=tmp, mode="w", format=tarfile.PAX_FORMAT) as tar:
-            for path in sorted(tree.rglob("*"), key=lambda p: p.relative_to(tree).as_posix()):
-                tar.add(path, arcname=path.relative_to(tree).as_posix(), recursive=False,
-                        filter=_tar_filter)
+    with (tempfile.NamedTemporaryFile(dir=CACHE, suffix=".tar", delete=False) as tmp,
+          tarfile.open(fileobj=tmp, mode="w", format=tarfile.PAX_FORMAT) as tar):
+        for path in sorted(tree.rglob("*"), key=lambda p: p.relative_to(tree).as_posix()):
+            tar.add(path, arcname=path.relative_to(tree).as_posix(), recursive=False, filter=_tar_filter)
     digest = hashlib.sha256(Path(tmp.name).read_bytes()).hexdigest()
     final = CACHE / f"layer-{digest}.tar"
     os.replace(tmp.name, final)
@@ -296,7 +295,7 @@ def python_image(name: str, requirements: list[str], sources: list[Path], script
     layers = [debian_python_layer(), pip_layer(name, requirements, sources),
               launcher_layer(name, scripts, files)]
     entry = [f"/usr/local/bin/{next(iter(scripts))}"]
-    return Image(name, layers, entrypoint=entry, cmd=cmd or [], workdir="/tmp",
+    return Image(name, layers, entrypoint=entry, cmd=cmd or [], workdir="/tmp",  # noqa: S108 (the image's own /tmp)
                  env=["PATH=/usr/local/bin:/usr/bin:/bin", "PYTHONPATH=/opt/agentobs/lib",
                       "PYTHONUNBUFFERED=1", "PYTHONDONTWRITEBYTECODE=1"])
 

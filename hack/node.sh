@@ -7,6 +7,7 @@
 #   hack/node.sh down     stop it and remove everything it made: processes, mounts, cgroups,
 #                         the network namespace, its veth and routes, the Node and its DNS
 #   hack/node.sh check    exit 0 when this machine can run the node; else print why (exit 1)
+#   hack/node.sh leftovers   print what of the node is still on this machine (exit 1 if anything)
 #
 # Containment. Everything runs inside the network namespace `agentobs-node`, reached from the host
 # through one veth pair (host 10.201.0.1, node 10.201.0.2): the pod bridge, pod addresses
@@ -245,6 +246,9 @@ start_daemons() {
 #!/usr/bin/env bash
 # Started by hack/node.sh inside the namespace $netns; its children share this mount namespace.
 set -u
+# Where containerd keeps pod network namespaces, shim sockets and runc state: fixed paths under
+# /run, made private here so that nothing of them outlives the node.
+for d in /run/netns /run/containerd; do mkdir -p "\$d" && mount -t tmpfs -o mode=0711 agentobs-node "\$d"; done
 containerd --config "$state/containerd/config.toml" >"$state/containerd.log" 2>&1 &
 for i in \$(seq 1 100); do [ -S "$state/containerd.sock" ] && break; sleep 0.1; done
 "$K8S/kubelet" --config "$state/kubelet/config.yaml" --kubeconfig "$state/kubelet.kubeconfig" \\
@@ -360,7 +364,10 @@ up() {
   down_quiet
   "$root/tools/ensure.sh" kubernetes >/dev/null
   mkdir -p "$state"
-  local start; start=$(date +%s)
+  local start d; start=$(date +%s)
+  for d in /run/netns /run/containerd; do
+    [ -d "$d" ] || { mkdir -p "$d"; touch "$state/made-${d//\//_}"; }
+  done
   net_up
   pki
   write_configs
@@ -389,6 +396,11 @@ down_quiet() {
   local c
   for c in "${cgroups[@]}"; do cgroup_empty_and_remove "$c"; done
   net_down
+  # The mount points run.sh made private (empty on the host; removed only if we made them).
+  local d
+  for d in /run/containerd /run/netns; do
+    [ -f "$state/made-${d//\//_}" ] && rmdir "$d" 2>/dev/null || true
+  done
   # Mounts made in the node's private mount namespace went with its last process; any left in
   # the host's (none expected) are lazily detached before the state goes.
   if [ -d "$state" ]; then
@@ -396,6 +408,24 @@ down_quiet() {
     rm -rf "$state" 2>/dev/null || { sleep 1; rm -rf "$state"; }
   fi
 }
+
+leftovers() {  # what of the node is still on this machine; exit 1 when anything is
+  local found=()
+  ip netns list 2>/dev/null | grep -q "^$netns\b" && found+=("network namespace $netns")
+  ip link show "$host_if" >/dev/null 2>&1 && found+=("link $host_if")
+  ip route | grep -qE "^($pod_cidr|$service_cidr) via $node_ip" && found+=("routes via $node_ip")
+  compgen -G "/sys/fs/cgroup/*/agentobs-node*" >/dev/null && found+=("cgroups agentobs-node*")
+  grep -qF " $state" /proc/self/mounts && found+=("mounts under $state")
+  pgrep -f "$state/" >/dev/null && found+=("processes of $state: $(pgrep -f "$state/" | tr '\n' ' ')")
+  compgen -G "/run/netns/cni-*" >/dev/null && found+=("pod network namespaces in /run/netns")
+  compgen -G "/run/containerd/s/*" >/dev/null && found+=("shim sockets in /run/containerd/s")
+  iptables-save 2>/dev/null | grep -q "KUBE-" && found+=("KUBE- iptables rules on the host")
+  ip link show aobs0 >/dev/null 2>&1 && found+=("bridge aobs0 on the host")
+  [ -e "$state" ] && found+=("$state")
+  if [ ${#found[@]} -gt 0 ]; then printf '%s\n' "${found[@]}"; return 1; fi
+  return 0
+}
+
 
 down() {
   bins
@@ -407,5 +437,6 @@ case ${1:-} in
   up) up ;;
   down) down ;;
   check) check ;;
-  *) echo "usage: hack/node.sh up|down|check" >&2; exit 2 ;;
+  leftovers) leftovers ;;
+  *) echo "usage: hack/node.sh up|down|check|leftovers" >&2; exit 2 ;;
 esac

@@ -58,8 +58,9 @@ def one_run(number: int, rng: random.Random) -> None:
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO)
+    # configure() sets up JSON logs carrying trace and span ids; nothing else to configure.
     handle = aobs.configure()
+    log.setLevel(logging.INFO)
     runs = int(os.environ.get("EXAMPLE_AGENT_RUNS", "0"))
     interval = float(os.environ.get("EXAMPLE_AGENT_INTERVAL", "2"))
     rng = random.Random(os.environ.get("HOSTNAME", "agent"))

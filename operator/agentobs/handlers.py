@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import fnmatch
 import logging
 import os
 import random
@@ -25,7 +26,7 @@ from typing import Any
 
 import kopf
 
-from agentobs import admission, metrics
+from agentobs import admission, logroutes, metrics
 from agentobs.api import GROUP, PLURAL, VERSION
 from agentobs.api.crd import make_crd
 from agentobs.api.spec import AgentObservabilitySpec
@@ -34,6 +35,7 @@ from agentobs.kube import Kube, KubeError, shared
 from agentobs.leader import Elector
 from agentobs.prune import PRUNABLE, forget, prune, sweep_orphans
 from agentobs.reconcile import reconcile
+from agentobs.render import collector
 from agentobs.render.common import Owner
 from agentobs.render.prometheus import OPERATOR_METRICS_TARGET
 from agentobs.workqueue import Priority, WorkQueue, resync_period
@@ -49,7 +51,19 @@ CACHE_SYNC_SECONDS = 60.0
 # Where each stack's Prometheus scrapes the operator's own metrics (certificate expiry), if known.
 OWNER_EXTRA = ({OPERATOR_METRICS_TARGET: os.environ["AGENTOBS_METRICS_TARGET"]}
                if os.environ.get("AGENTOBS_METRICS_TARGET") else {})
-NAMESPACES = [n for n in os.environ.get("AGENTOBS_NAMESPACES", "").split(",") if n]
+# The cluster's node log collector (render.collector): where it runs (empty: not run) and its image.
+COLLECTOR_NAMESPACE = os.environ.get("AGENTOBS_LOG_COLLECTOR_NAMESPACE",
+                                     os.environ.get("AGENTOBS_OPERATOR_NAMESPACE", ""))
+COLLECTOR_IMAGE = os.environ.get("AGENTOBS_LOG_COLLECTOR_IMAGE") or collector.IMAGE
+if COLLECTOR_NAMESPACE:
+    OWNER_EXTRA[collector.NAMESPACE_EXTRA] = COLLECTOR_NAMESPACE
+# AGENTOBS_NAMESPACES as main.py reads it: names or globs, empty for the whole cluster.
+WATCHED = [n for n in os.environ.get("AGENTOBS_NAMESPACES", "").split(",") if n]
+
+
+def watched_namespace(namespace: str) -> bool:
+    return not WATCHED or any(fnmatch.fnmatchcase(namespace, pattern) for pattern in WATCHED)
+
 
 Key = tuple[str, str]
 
@@ -62,6 +76,7 @@ class Scheduler:
         self.generations: dict[Key, int] = {}
         self.due: dict[Key, float] = {}  # next routine resync
         self.queue: WorkQueue[Key] = WorkQueue()
+        self.collector_wakeup = asyncio.Event()
         self.elector = Elector(None, "", "", "")
         self.cache: Cache | None = None
         self.executor = ThreadPoolExecutor(WORKERS, thread_name_prefix="reconcile")
@@ -84,7 +99,7 @@ class Scheduler:
         def wake(namespace: str, name: str) -> None:  # called from an informer's thread
             loop.call_soon_threadsafe(self.wake, (namespace, name))
 
-        self.cache = Cache(Kube(pool_size=64), PRUNABLE, NAMESPACES, wake)
+        self.cache = Cache(Kube(pool_size=64), PRUNABLE, WATCHED, wake)
         self.cache.start()
 
     async def run_forever(self) -> None:
@@ -142,6 +157,34 @@ class Scheduler:
             metrics.RECONCILE_FAILURES.inc()
             log.exception("%s/%s: pass failed", *key)
             self.wake(key, Priority.RESYNC, RETRY_SECONDS)
+        finally:
+            if logroutes.waiting_for_material(*key):  # its first pass wrote what its route needs
+                self.collector_wakeup.set()
+
+    async def collect_forever(self) -> None:
+        """Keep the node collector's routes in step with the resources (see agentobs.logroutes)."""
+        problem = ""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.collector_wakeup.wait(), timeout=RESYNC_SECONDS)
+            await asyncio.sleep(1.0)  # one sync for a burst of changes
+            self.collector_wakeup.clear()
+            if not self.elector.is_leader:
+                continue
+            try:  # reads through the caches too
+                result = await asyncio.to_thread(logroutes.safe_sync, PassClient(self.client(), self.cache),
+                                                 COLLECTOR_NAMESPACE, list(self.bodies.values()), COLLECTOR_IMAGE)
+            except Exception:  # a bug must not stop the syncs to come
+                log.exception("log collector: sync failed")
+                continue
+            if result.problem and result.problem != problem:
+                log.warning("log collector: %s", result.problem)
+                # Said once per new problem on every resource whose logs it would carry.
+                for body in list(self.bodies.values()):
+                    if ((body.get("spec") or {}).get("logging") or {}).get("enabled", True):
+                        await asyncio.to_thread(_post_event, self.client(), body, True, "LogCollectorUnavailable",
+                                                f"agent logs are not collected: {result.problem}")
+            problem = result.problem
 
     async def elect_forever(self) -> None:
         swept = 0.0
@@ -154,7 +197,7 @@ class Scheduler:
             if self.elector.is_leader and time.monotonic() - swept > SWEEP_SECONDS:
                 swept = time.monotonic()
                 try:
-                    await asyncio.to_thread(sweep_orphans, self.client())
+                    await asyncio.to_thread(sweep_orphans, self.client(), watched_namespace)
                 except KubeError as exc:
                     log.warning("orphan sweep postponed: %s", exc.message)
             await asyncio.sleep(self.elector.duration / 3)
@@ -193,6 +236,8 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.L
     scheduler.start_cache(asyncio.get_running_loop())
     memo["scheduler_tasks"] = [asyncio.create_task(scheduler.run_forever()),
                                asyncio.create_task(scheduler.elect_forever())]
+    if COLLECTOR_NAMESPACE:
+        memo["scheduler_tasks"].append(asyncio.create_task(scheduler.collect_forever()))
 
 
 @kopf.on.cleanup()
@@ -201,6 +246,9 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+    # Hand the Lease over at once instead of letting it run out: a replica already running takes
+    # over within one retry, not a whole lease duration after this one stopped.
+    await asyncio.to_thread(scheduler.elector.release, _now())
 
 
 @kopf.on.login()
@@ -217,6 +265,7 @@ async def resource_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> Non
         scheduler.due.pop(key, None)
         scheduler.queue.discard(key)
         metrics.MANAGED_RESOURCES.set(len(scheduler.bodies))
+        scheduler.collector_wakeup.set()  # its route goes
         if scheduler.elector.is_leader:
             await _clean_up(key, body.metadata.uid or "")
         return
@@ -230,6 +279,7 @@ async def resource_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> Non
     if scheduler.generations.get(key) != generation:  # new, or the spec changed; not our status writes
         scheduler.generations[key] = generation
         scheduler.wake(key, Priority.NEW)
+        scheduler.collector_wakeup.set()  # its route may change
 
 
 async def _clean_up(key: Key, uid: str) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 import jsonpatch
 
+from agentobs.render import audit_key
 from agentobs.render.addresses import otlp_grpc_url
 from agentobs.render.common import Owner, content_hash
 from agentobs.render.tls import CA_BUNDLE_KEY, ca_bundle_name
@@ -29,6 +30,8 @@ CA_VOLUME = "agentobs-ca"
 CA_DIR = "/var/run/agentobs/ca"
 AUDIT_VOLUME = "agentobs-audit"
 AUDIT_DIR = "/var/lib/agentobs/audit"
+AUDIT_KEY_VOLUME = "agentobs-audit-key"
+AUDIT_KEY_DIR = "/var/run/agentobs/audit-key"
 
 Pod = dict[str, Any]
 
@@ -44,6 +47,7 @@ class InjectionConfig:
     env: dict[str, str]  # fixed variables, the same for every pod
     metrics_port: int
     ca_configmap: str
+    audit_key_secret: str = ""
     digest: str = field(default="")
 
     @property
@@ -74,6 +78,7 @@ def make_config(owner: Owner) -> InjectionConfig | None:
         "AGENTOBS_METRICS_PORT": str(inst.metrics_port),
         "AGENTOBS_AUDIT_DIR": AUDIT_DIR,
         "AGENTOBS_AUDIT_RETENTION_DAYS": str(owner.spec.audit.retention_days),
+        "AGENTOBS_AUDIT_KEY_FILE": f"{AUDIT_KEY_DIR}/{audit_key.KEY}",
     }
     config = InjectionConfig(
         namespace=owner.namespace,
@@ -83,9 +88,10 @@ def make_config(owner: Owner) -> InjectionConfig | None:
         env=env,
         metrics_port=inst.metrics_port,
         ca_configmap=ca_bundle_name(owner),
+        audit_key_secret=audit_key.secret_name(owner),
     )
     extra = dict(sorted(inst.resource_attributes.items()))
-    digest = content_hash(env, extra, config.ca_configmap)
+    digest = content_hash(env, extra, config.ca_configmap, config.audit_key_secret)
     return InjectionConfig(**{**config.__dict__, "digest": digest, "env": {**env, **_extra_env(extra)}})
 
 
@@ -227,7 +233,8 @@ def _container_ops(pod: Pod, field_: str, index: int, container: dict[str, Any],
     paths, names = {m.get("mountPath") for m in mounts}, {m.get("name") for m in mounts}
     ops.extend(container, "volumeMounts", path, [
         {"name": volume, "mountPath": mount, "readOnly": read_only}
-        for volume, mount, read_only in ((CA_VOLUME, CA_DIR, True), (AUDIT_VOLUME, AUDIT_DIR, False))
+        for volume, mount, read_only in ((CA_VOLUME, CA_DIR, True), (AUDIT_VOLUME, AUDIT_DIR, False),
+                                         (AUDIT_KEY_VOLUME, AUDIT_KEY_DIR, True))
         if mount not in paths and volume not in names])
 
 
@@ -249,6 +256,13 @@ def patch_ops(pod: Pod, config: InjectionConfig) -> list[dict[str, Any]]:
             "optional": True}})
     if AUDIT_VOLUME not in have:
         volumes.append({"name": AUDIT_VOLUME, "emptyDir": {}})
+    if AUDIT_KEY_VOLUME not in have:
+        # Optional: the Secret lives in the resource's namespace only (and may not exist yet); a
+        # pod without it still starts, and the SDK says its trail is unkeyed. Readable by any uid
+        # (0444): the agent's non-root user must read it, and no fsGroup can be assumed.
+        volumes.append({"name": AUDIT_KEY_VOLUME, "secret": {
+            "secretName": config.audit_key_secret, "items": [{"key": audit_key.KEY, "path": audit_key.KEY}],
+            "defaultMode": 0o444, "optional": True}})
     ops.extend(spec, "volumes", ("spec",), volumes)
 
     meta = pod.get("metadata") or {}

@@ -55,6 +55,22 @@ class Elector:
             self.is_leader = False
         return self.is_leader
 
+    def release(self, now: dt.datetime) -> None:
+        """Give up the Lease on a clean stop (only if this replica still holds it)."""
+        if self.kube is None or not self.is_leader:
+            return
+        self.is_leader = False
+        try:
+            lease = self.kube.get(LEASE_API, "Lease", self.namespace, self.name)
+            if lease is None or (lease.get("spec") or {}).get("holderIdentity") != self.identity:
+                return
+            lease["spec"]["holderIdentity"] = ""
+            lease["spec"]["renewTime"] = _micro(now)
+            self.kube.replace(lease)
+            log.info("leader election: %s released the lease", self.identity)
+        except KubeError as exc:
+            log.warning("leader election: lease not released: %s", exc.message)
+
     def _try(self, kube: Kube, now: dt.datetime) -> bool:
         lease = kube.get(LEASE_API, "Lease", self.namespace, self.name)
         spec = {"holderIdentity": self.identity, "leaseDurationSeconds": self.duration,

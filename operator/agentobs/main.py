@@ -24,6 +24,10 @@ AGENTOBS_WEBHOOK_HOST (what the API server dials without a Service; default 127.
 AGENTOBS_OPERATOR_NAMESPACE (where the webhook's key material is stored), AGENTOBS_METRICS_TARGET
 ("host:port" of the operator's metrics Service, scraped by each stack's Prometheus for the
 certificate-expiry alert).
+The node log collector (one Fluent Bit DaemonSet for every resource, agentobs.render.collector):
+AGENTOBS_LOG_COLLECTOR_NAMESPACE (where it runs; when unset AGENTOBS_OPERATOR_NAMESPACE, the one
+namespace that must allow Pod Security `privileged`; set and empty: no collector), AGENTOBS_LOG_COLLECTOR_IMAGE
+(default the pinned Fluent Bit image).
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ Children are found by the owner labels every rendered object carries. Generated 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from agentobs.kube import KINDS, Kube, KubeError
 from agentobs.render.common import OWNER_LABEL, OWNER_NAMESPACE_LABEL, Owner
@@ -65,8 +66,11 @@ def forget(uid: str) -> None:
     _pruned_for.pop(uid, None)
 
 
-def sweep_orphans(kube: Kube) -> list[str]:
-    """Delete cluster-scoped children whose resource is gone (deleted while no operator watched)."""
+def sweep_orphans(kube: Kube, watched: Callable[[str], bool] = lambda _namespace: True) -> list[str]:
+    """Delete cluster-scoped children whose resource is gone (deleted while no operator watched).
+
+    Only children of resources in namespaces this operator watches: another operator (another
+    team's, scoped to its own namespaces) owns the rest, and this one may not even read them."""
     deleted: list[str] = []
     for api, kind in PRUNABLE:
         if KINDS[(api, kind)].namespaced:
@@ -80,7 +84,7 @@ def sweep_orphans(kube: Kube) -> list[str]:
         for obj in found:
             labels = obj["metadata"].get("labels") or {}
             namespace, name = labels.get(OWNER_NAMESPACE_LABEL), labels.get(OWNER_LABEL)
-            if not namespace or not name:
+            if not namespace or not name or not watched(namespace):
                 continue
             if kube.get("agentobs.io/v1alpha1", "AgentObservability", namespace, name) is None:
                 kube.delete(api, kind, None, obj["metadata"]["name"])

@@ -46,17 +46,29 @@ AGENTOBS_AUDIT_RETENTION_DAYS
 AGENTOBS_AGENT_ID
     Identity of this agent instance in logs, audit records, `gen_ai.agent.id` and the
     `agentobs_agent_sdk_info` series (else the service name).
+AGENTOBS_AUDIT_KEY_FILE
+    File holding the audit key (the webhook mounts the resource's `<name>-audit-key` Secret
+    read-only): records are then HMAC-chained. Unset: the trail is unkeyed, and says so.
+AGENTOBS_METRICS_LINGER_SECONDS
+    With metrics served, how long `shutdown()` waits for one last scrape (default 25; 0: none).
+AGENTOBS_LOG_LEVEL
+    Root logging level to set (e.g. `DEBUG`). Unset: INFO when the SDK installs the JSON handler.
+OTEL_SDK_DISABLED
+    `true` turns spans and metrics off (the audit trail and logs stay).
+
+See sdk/README.md for the full guide (streams, threads, the audit trail and its verification).
 
 Modules: `config` (configure, Handle), `tracing`, `metrics`, `series` (the Prometheus series
 contract), `logs` (JSON formatter), `helpers` (agent run, LLM call, tool call, reasoning step,
-decision; built on `instrument`), `audit` (trail writer, verify, query), `cli` (`agentobs-audit`).
+decision; built on `instrument`), `threads` (carrying context into thread pools), `exposition`
+(the /metrics endpoint), `audit` (trail writer, verify, query), `cli` (`agentobs-audit`).
 """
 
 from collections.abc import Mapping
 from typing import Any
 
 from .audit import AuditReceipt, AuditTrail, query, verify
-from .config import ENV_VARS, Handle, Settings, configure, current_handle
+from .config import ENV_VARS, ConfigurationError, Handle, Settings, configure, current_handle
 from .helpers import (
     AgentRun,
     Decision,
@@ -73,12 +85,15 @@ from .helpers import (
 from .instrument import Operation, current_operation
 from .logs import JsonFormatter
 from .series import emitted_series, promql_metric_names, unknown_series
+from .threads import ContextThreadPoolExecutor, in_context, submit
 
 __all__ = [
     "ENV_VARS",
     "AgentRun",
     "AuditReceipt",
     "AuditTrail",
+    "ConfigurationError",
+    "ContextThreadPoolExecutor",
     "Decision",
     "Handle",
     "JsonFormatter",
@@ -94,11 +109,13 @@ __all__ = [
     "current_operation",
     "decision",
     "emitted_series",
+    "in_context",
     "llm_call",
     "promql_metric_names",
     "query",
     "reasoning_step",
     "record_llm_usage",
+    "submit",
     "tool_call",
     "unknown_series",
     "verify",

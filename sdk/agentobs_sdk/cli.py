@@ -1,8 +1,12 @@
 """`agentobs-audit`: verify and query an audit trail from the command line.
 
-    agentobs-audit verify DIR [--json]
-    agentobs-audit query DIR [--agent A] [--action X] [--user U] [--result R]
+    agentobs-audit verify DIR [--key-file F] [--anchor FILE ...] [--json]
+    agentobs-audit query DIR [--agent A] [--agent-id I] [--action X] [--user U] [--result R]
                              [--since T] [--until T] [--limit N]
+
+`--key-file` is the audit key (the Secret `<resource>-audit-key`, key `key`; default: the file
+AGENTOBS_AUDIT_KEY_FILE names, when set). `--anchor` is a file of chain heads shipped out of the
+pod: log lines, an Elasticsearch search response, or head objects, one per line (`-` is stdin).
 
 T is an ISO 8601 time (`2025-01-31T12:00:00Z`) or an age before now (`90s`, `15m`, `2h`, `7d`).
 Exit codes: verify 0 = chain intact (warnings allowed), 1 = tampering or loss found;
@@ -13,12 +17,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from .audit import AuditError, query, verify
+from .audit import AuditError, load_key, parse_anchor_lines, query, verify
+from .audit.anchor import AnchoredHead
 from .audit.chain import parse_ts
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
@@ -44,9 +50,13 @@ def _parser() -> argparse.ArgumentParser:
     v = sub.add_parser("verify", help="check the hash chain; exit 1 when records were altered or lost")
     v.add_argument("directory")
     v.add_argument("--json", action="store_true", help="print the report as JSON")
+    v.add_argument("--key-file", help="the audit key file (default: $AGENTOBS_AUDIT_KEY_FILE)")
+    v.add_argument("--anchor", action="append", default=[],
+                   help="file of chain heads anchored outside the pod (log lines or ES hits); repeatable")
     q = sub.add_parser("query", help="print matching records as JSON lines")
     q.add_argument("directory")
-    q.add_argument("--agent")
+    q.add_argument("--agent", help="agent name or agent instance id")
+    q.add_argument("--agent-id", help="agent instance id (AGENTOBS_AGENT_ID) only")
     q.add_argument("--action")
     q.add_argument("--user")
     q.add_argument("--result")
@@ -60,15 +70,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "verify":
-            return _verify(args.directory, as_json=args.json)
+            return _verify(args)
         return _query(args)
     except (OSError, AuditError, ValueError) as exc:
         print(f"agentobs-audit: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
 
-def _verify(directory: str, *, as_json: bool) -> int:
-    report = verify(directory)
+def _read_anchors(paths: list[str]) -> list[AnchoredHead] | None:
+    if not paths:
+        return None
+    heads: list[AnchoredHead] = []
+    for path in paths:
+        if path == "-":
+            heads += parse_anchor_lines(sys.stdin)
+        else:
+            with open(path, encoding="utf-8", errors="replace") as fh:
+                heads += parse_anchor_lines(fh)
+    return heads
+
+
+def _verify(args: argparse.Namespace) -> int:
+    key_file = args.key_file or os.environ.get("AGENTOBS_AUDIT_KEY_FILE")
+    key = load_key(key_file) if key_file else None
+    report = verify(args.directory, key=key, anchors=_read_anchors(args.anchor))
+    as_json = args.json
     if as_json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
@@ -76,13 +102,16 @@ def _verify(directory: str, *, as_json: bool) -> int:
             print(problem.describe())
         span = f"seq {report.first_seq}..{report.last_seq}" if report.records else "no records"
         verdict = "OK" if report.ok else f"FAILED ({len(report.errors)} problem(s))"
+        keyed = ("keyed, MACs checked" if key else "keyed, MACs NOT checked (no key)") if report.keyed \
+            else "UNKEYED (the chain shows damage, not a deliberate rewrite)"
+        anchors = f", {report.anchors_checked} anchored head(s) checked" if args.anchor else ", no anchors"
         print(f"{verdict}: {report.records} record(s), {span}, {len(report.files)} file(s), "
-              f"HEAD seq {report.head_seq}")
+              f"HEAD seq {report.head_seq}; {keyed}{anchors}")
     return EXIT_OK if report.ok else EXIT_FINDINGS
 
 
 def _query(args: argparse.Namespace) -> int:
-    records = query(args.directory, agent=args.agent, action=args.action, user=args.user,
+    records = query(args.directory, agent=args.agent, agent_id=args.agent_id, action=args.action, user=args.user,
                     result=args.result, since=args.since, until=args.until, limit=args.limit)
     for rec in records:
         print(json.dumps(rec, sort_keys=True, ensure_ascii=False))

@@ -2,11 +2,15 @@
 
 This module owns the process-wide SDK state: it parses the injected variables (and only those,
 see the package docstring for the list) into `Settings`, builds tracing, metrics, JSON logging and
-the audit trail from them, and keeps the one active `Handle`. A second `configure()` returns the
-same handle; `Handle.shutdown()` flushes and releases everything so a later `configure()` starts
-afresh. Bad injected values are logged and degrade to "off"; they never stop the agent, with one
-exception: an audit directory that was asked for but cannot be written raises, because silently
-losing a compliance trail is worse than a visible crash.
+the audit trail from them, and keeps the one active `Handle`. A second `configure()` with the same
+settings returns the same handle; with different settings it raises `ConfigurationError` (a
+silently ignored configuration is a bug that shows up only in production). `Handle.shutdown()`
+waits for a final scrape of the metrics (bounded), flushes and releases everything, and turns the
+helpers into no-ops until a later `configure()` starts afresh. `OTEL_SDK_DISABLED=true` turns
+spans and metrics off (logs and the audit trail stay). Bad injected values are logged and degrade
+to "off"; they never stop the agent, with one exception: an audit directory (or audit key file)
+that was asked for but cannot be used raises, because silently losing or weakening a compliance
+trail is worse than a visible crash.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 
@@ -23,7 +27,8 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 
 from . import logs, tracing
 from .audit import AuditTrail
-from .metrics import AgentMetrics
+from .audit.keys import key_for
+from .metrics import AgentMetrics, DisabledMetrics
 
 log = logging.getLogger("agentobs_sdk")
 
@@ -38,14 +43,25 @@ ENV_METRICS_PORT = "AGENTOBS_METRICS_PORT"
 ENV_AUDIT_DIR = "AGENTOBS_AUDIT_DIR"
 ENV_AUDIT_RETENTION_DAYS = "AGENTOBS_AUDIT_RETENTION_DAYS"
 ENV_AGENT_ID = "AGENTOBS_AGENT_ID"
+ENV_SDK_DISABLED = "OTEL_SDK_DISABLED"
+ENV_AUDIT_KEY_FILE = "AGENTOBS_AUDIT_KEY_FILE"
+ENV_METRICS_LINGER = "AGENTOBS_METRICS_LINGER_SECONDS"
+ENV_LOG_LEVEL = "AGENTOBS_LOG_LEVEL"
 
 ENV_VARS: tuple[str, ...] = (
     ENV_SERVICE_NAME, ENV_ENDPOINT, ENV_PROTOCOL, ENV_CERTIFICATE, ENV_RESOURCE_ATTRIBUTES,
     ENV_SAMPLER, ENV_SAMPLER_ARG, ENV_METRICS_PORT, ENV_AUDIT_DIR, ENV_AUDIT_RETENTION_DAYS,
-    ENV_AGENT_ID,
+    ENV_AGENT_ID, ENV_SDK_DISABLED, ENV_AUDIT_KEY_FILE, ENV_METRICS_LINGER, ENV_LOG_LEVEL,
 )
 
 DEFAULT_SERVICE_NAME = "unknown_service:python"
+# How long shutdown() waits for Prometheus to scrape the final values when metrics are served:
+# below Kubernetes' default 30 s termination grace period, so the pod is not killed mid-wait.
+DEFAULT_METRICS_LINGER_S = 25.0
+
+
+class ConfigurationError(RuntimeError):
+    """configure() was called again with settings that differ from the active ones."""
 
 
 def sdk_version() -> str:
@@ -78,6 +94,10 @@ class Settings:
     audit_dir: str | None = None
     audit_retention_days: float | None = None
     agent_id: str | None = None
+    sdk_disabled: bool = False
+    audit_key_file: str | None = None
+    metrics_linger_seconds: float = DEFAULT_METRICS_LINGER_S
+    log_level: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -113,6 +133,23 @@ class Settings:
                             ENV_AUDIT_RETENTION_DAYS, raw_retention)
                 retention = None
 
+        linger = DEFAULT_METRICS_LINGER_S
+        raw_linger = _get(env, ENV_METRICS_LINGER)
+        if raw_linger is not None:
+            try:
+                linger = float(raw_linger)
+                if not 0 <= linger < 3600:
+                    raise ValueError(raw_linger)
+            except ValueError:
+                log.warning("agentobs: %s=%r is not a number of seconds in [0, 3600); using %s",
+                            ENV_METRICS_LINGER, raw_linger, DEFAULT_METRICS_LINGER_S)
+                linger = DEFAULT_METRICS_LINGER_S
+
+        level = _get(env, ENV_LOG_LEVEL)
+        if level is not None and not isinstance(logging.getLevelName(level.upper()), int):
+            log.warning("agentobs: %s=%r is not a logging level; ignored", ENV_LOG_LEVEL, level)
+            level = None
+
         return cls(
             service_name=service,
             otlp_endpoint=_get(env, ENV_ENDPOINT),
@@ -125,11 +162,22 @@ class Settings:
             audit_dir=_get(env, ENV_AUDIT_DIR),
             audit_retention_days=retention,
             agent_id=_get(env, ENV_AGENT_ID),
+            # The OpenTelemetry spec: only "true" (case-insensitive) disables the SDK.
+            sdk_disabled=(_get(env, ENV_SDK_DISABLED) or "").lower() == "true",
+            audit_key_file=_get(env, ENV_AUDIT_KEY_FILE),
+            metrics_linger_seconds=linger,
+            log_level=level.upper() if level else None,
         )
 
     @property
     def effective_agent_id(self) -> str:
         return self.agent_id or self.service_name
+
+    @property
+    def instance_id(self) -> str:
+        """This agent instance in audit records and logs: AGENTOBS_AGENT_ID, else the pod name
+        the webhook puts in the resource attributes (so two pods differ), else the service."""
+        return self.agent_id or self.resource_attributes.get("k8s.pod.name") or self.service_name
 
 
 @dataclass
@@ -144,6 +192,8 @@ class Handle:
     audit: AuditTrail | None = None
     exporting: bool = False
     log_handler: logging.Handler | None = None
+    options: tuple[object, ...] = ()
+    _restore: list[Callable[[], None]] = field(default_factory=list)
     _closed: bool = False
 
     def force_flush(self, timeout_millis: int = 10_000) -> bool:
@@ -151,14 +201,24 @@ class Handle:
         return self.tracer_provider.force_flush(timeout_millis)
 
     def shutdown(self) -> None:
-        global _handle
+        """Flush and release everything; helpers become no-ops until the next `configure()`.
+
+        With metrics served, first waits (at most AGENTOBS_METRICS_LINGER_SECONDS) for one scrape
+        that starts after this call, so a short-lived agent's last figures reach Prometheus.
+        """
+        global _handle, _shut_down
         with _lock:
             if self._closed:
                 return
             self._closed = True
             if _handle is self:
                 _handle = None
+                _shut_down = True
         try:
+            linger = self.settings.metrics_linger_seconds
+            if self.metrics_port is not None and linger > 0 and not self.metrics.wait_for_scrape(linger):
+                log.warning("agentobs: no scrape within %ss of shutdown; the last metric values "
+                            "may not have reached Prometheus", linger)
             self.tracer_provider.shutdown()
         finally:
             self.metrics.stop()
@@ -166,15 +226,23 @@ class Handle:
                 self.audit.close()
             if self.log_handler is not None:
                 logging.getLogger().removeHandler(self.log_handler)
+            for undo in reversed(self._restore):
+                undo()
 
 
 _lock = threading.Lock()
 _handle: Handle | None = None
+_shut_down = False
 
 
 def current_handle() -> Handle | None:
     """The active handle, or None before `configure()` / after `shutdown()`."""
     return _handle
+
+
+def was_shut_down() -> bool:
+    """True after `shutdown()` of the active handle and until the next `configure()`."""
+    return _shut_down
 
 
 def configure(
@@ -192,15 +260,37 @@ def configure(
     works: spans are created but not exported, metrics are recorded but not served, and one log
     line says so.
     """
-    global _handle
+    global _handle, _shut_down
+    settings = Settings.from_env(os.environ if environ is None else environ)
+    options = (metrics_addr, json_logs, tuple(span_processors), set_global_tracer_provider)
     with _lock:
         if _handle is not None:
-            return _handle
-        settings = Settings.from_env(os.environ if environ is None else environ)
+            if _handle.settings == settings and _same_options(_handle.options, options):
+                return _handle
+            raise ConfigurationError(
+                "agentobs: configure() was already called with other settings ("
+                + ", ".join(_differences(_handle, settings, options))
+                + "); call shutdown() on the current handle first to reconfigure")
         handle = _build(settings, metrics_addr, json_logs, span_processors, set_global_tracer_provider)
+        handle.options = options
         _handle = handle
+        _shut_down = False
     _announce(handle)
     return handle
+
+
+def _same_options(a: tuple[object, ...], b: tuple[object, ...]) -> bool:
+    # No processors in the second call means "whatever is set up"; a different list does not.
+    a_procs, b_procs = a[2], b[2]
+    return a[:2] == b[:2] and a[3] == b[3] and (not b_procs or a_procs == b_procs)
+
+
+def _differences(handle: Handle, settings: Settings, options: tuple[object, ...]) -> list[str]:
+    old = handle.settings
+    names = [f for f in old.__dataclass_fields__ if getattr(old, f) != getattr(settings, f)]
+    labels = ("metrics_addr", "json_logs", "span_processors", "set_global_tracer_provider")
+    names += [label for label, x, y in zip(labels, handle.options, options, strict=True) if x != y]
+    return names or ["span_processors"]
 
 
 def _build(
@@ -212,24 +302,27 @@ def _build(
 ) -> Handle:
     version = sdk_version()
     exporter = None
-    if settings.otlp_endpoint:
+    if settings.otlp_endpoint and not settings.sdk_disabled:
         exporter = tracing.build_exporter(settings.otlp_protocol, settings.otlp_endpoint,
                                           settings.otlp_certificate)
     provider = tracing.build_tracer_provider(
         tracing.build_resource(settings.service_name, settings.resource_attributes, settings.agent_id),
         tracing.build_sampler(settings.sampler, settings.sampler_arg),
         exporter,
-        span_processors,
+        () if settings.sdk_disabled else span_processors,
     )
-    if set_global and isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+    tracer: trace.Tracer = provider.get_tracer("agentobs_sdk", version)
+    if settings.sdk_disabled:
+        tracer = trace.NoOpTracer()
+    elif set_global and isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
         # Only the first provider can become global (OTel forbids overriding); helpers use the
         # handle's tracer, so a later configure() in the same process still works.
         trace.set_tracer_provider(provider)
 
-    metrics = AgentMetrics()
+    metrics = DisabledMetrics() if settings.sdk_disabled else AgentMetrics()
     metrics.set_info(service=settings.service_name, agent_id=settings.effective_agent_id, version=version)
     port: int | None = None
-    if settings.metrics_port is not None:
+    if settings.metrics_port is not None and not settings.sdk_disabled:
         try:
             port = metrics.serve(settings.metrics_port, metrics_addr)
         except OSError as exc:
@@ -237,12 +330,15 @@ def _build(
 
     audit = None
     if settings.audit_dir:
-        agent_id = settings.effective_agent_id
+        agent_id = settings.instance_id
         try:
+            key = key_for(settings.audit_key_file, settings.audit_dir, ENV_AUDIT_KEY_FILE)
             audit = AuditTrail(
                 settings.audit_dir,
                 retention_days=settings.audit_retention_days,
                 default_agent=agent_id,
+                agent_id=agent_id,
+                key=key,
                 on_durable=lambda seq: metrics.set_audit_seq(agent_id, seq),
             )
         except BaseException:
@@ -252,25 +348,37 @@ def _build(
             raise
         metrics.set_audit_seq(agent_id, audit.last_seq)
 
+    restore: list[Callable[[], None]] = [logs.install_record_factory()]
+    restore += logs.let_sdk_info_through(settings.log_level)
     handler = None
     if json_logs:
-        handler = logs.install(logs.JsonFormatter(agent_id=settings.effective_agent_id,
+        handler = logs.install(logs.JsonFormatter(agent_id=settings.instance_id,
                                                   service=settings.service_name))
+        root = logging.getLogger()
+        if handler is not None and settings.log_level is None and root.level == logging.WARNING:
+            # Python's default root level would drop every INFO line of the agent we now ship.
+            root.setLevel(logging.INFO)
+            restore.append(lambda: root.setLevel(logging.WARNING))
     return Handle(
         settings=settings,
         tracer_provider=provider,
-        tracer=provider.get_tracer("agentobs_sdk", version),
+        tracer=tracer,
         metrics=metrics,
         metrics_port=port,
         audit=audit,
         exporting=exporter is not None,
         log_handler=handler,
+        _restore=restore,
     )
 
 
 def _announce(handle: Handle) -> None:
     s = handle.settings
     parts = []
+    if s.sdk_disabled:
+        log.warning("agentobs: %s=true: spans and metrics are off (logs and the audit trail are not)",
+                    ENV_SDK_DISABLED)
+        return
     if handle.exporting:
         tls = "plain" if (s.otlp_endpoint or "").startswith("http://") else "TLS"
         parts.append(f"spans exported to {s.otlp_endpoint} over OTLP {s.otlp_protocol} ({tls})")

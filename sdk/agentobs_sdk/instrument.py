@@ -2,19 +2,24 @@
 
 An `Operation` starts its span, makes it current (OpenTelemetry context and this module's
 context variables, so it propagates across awaits and nested helpers), and on exit records an
-exception on the span (status ERROR, `error.type`, exception event, error counter) before ending
-it. `Instrument` turns a factory of operations into a context manager and a decorator, for plain
-and async code alike. The concrete operations live in helpers.py.
+exception on the span (status ERROR, `error.type`, exception event) before ending it. The error
+counter counts an exception once, at the innermost helper it crosses, however many enclosing
+helpers it then passes through. `Instrument` turns a factory of operations into a context manager
+and a decorator, for plain functions, coroutines, generators and async generators: a decorated
+generator keeps its span open until the stream is exhausted or closed, and the span is current
+only while the generator body runs (each resumption), never in the consumer's code between items.
+The concrete operations live in helpers.py.
 """
 
 from __future__ import annotations
 
+import collections
 import contextvars
 import functools
 import inspect
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable, Generator
 from typing import Any, Generic, ParamSpec, TypeVar, cast
 
 from opentelemetry import context as otel_context
@@ -23,7 +28,8 @@ from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
-from .config import Handle, current_handle
+from . import config
+from .config import Handle
 
 log = logging.getLogger("agentobs_sdk")
 
@@ -33,6 +39,12 @@ O = TypeVar("O", bound="Operation")  # noqa: E741 - conventional TypeVar name
 
 _current_op: contextvars.ContextVar[Operation | None] = contextvars.ContextVar("agentobs_op", default=None)
 _current_agent: contextvars.ContextVar[str | None] = contextvars.ContextVar("agentobs_agent", default=None)
+
+# Exceptions already counted in agentobs_agent_errors_total. An attribute on the exception is the
+# normal mark; this bounded set covers the rare exception type that refuses new attributes.
+_COUNTED_ATTR = "_agentobs_counted"
+_counted_fallback: collections.OrderedDict[int, BaseException] = collections.OrderedDict()
+_COUNTED_FALLBACK_MAX = 256
 
 
 def current_operation() -> Operation | None:
@@ -61,6 +73,20 @@ def _error_type(exc: BaseException) -> str:
     return type(exc).__qualname__
 
 
+def first_sighting(exc: BaseException) -> bool:
+    """True the first time an exception is seen by any helper; marks it seen."""
+    if getattr(exc, _COUNTED_ATTR, False) or id(exc) in _counted_fallback:
+        return False
+    try:
+        setattr(exc, _COUNTED_ATTR, True)
+    except (AttributeError, TypeError):
+        # Keeping a reference pins the id, so it cannot be reused by another exception meanwhile.
+        _counted_fallback[id(exc)] = exc
+        while len(_counted_fallback) > _COUNTED_FALLBACK_MAX:
+            _counted_fallback.popitem(last=False)
+    return True
+
+
 class Operation:
     """One instrumented operation; subclasses add what their kind records."""
 
@@ -72,9 +98,10 @@ class Operation:
         self.span: trace.Span = trace.INVALID_SPAN
         self._handle: Handle | None = None
         self._t0 = 0.0
-        self._tokens: tuple[contextvars.Token[Context], contextvars.Token[Operation | None]] | None = None
+        self._tokens: tuple[contextvars.Token[Context] | None, contextvars.Token[Operation | None]] | None = None
         self._failure: str | None = None
         self._parent: Operation | None = None
+        self._agent: str | None = None
 
     # What a subclass defines.
     def span_name(self) -> str:
@@ -97,23 +124,48 @@ class Operation:
     @property
     def agent(self) -> str:
         """The agent this operation belongs to: the enclosing agent run, else the configured id."""
-        name = _current_agent.get()
+        name = self._agent if self._agent is not None else _current_agent.get()
         if name:
             return name
         return self._handle.settings.effective_agent_id if self._handle is not None else "unknown"
 
-    # Lifecycle.
-    def _start(self) -> None:
-        self._handle = current_handle()
+    # Lifecycle: begin (span starts) / activate, deactivate (current while code runs) / end.
+    def _begin(self) -> None:
+        self._handle = config.current_handle()
         self._parent = _current_op.get()
-        tracer = self._handle.tracer if self._handle is not None else trace.get_tracer("agentobs_sdk")
+        # Captured now, so an operation that ends elsewhere (a stream closed by its consumer, a
+        # context carried into a thread) still reports the agent it started under.
+        self._agent = _current_agent.get()
+        if self._handle is not None:
+            tracer: trace.Tracer = self._handle.tracer
+        elif config.was_shut_down():
+            tracer = _NOOP_TRACER  # after shutdown() helpers record nothing, spans included
+        else:
+            tracer = trace.get_tracer("agentobs_sdk")
         attrs = self._span_attributes()
         attrs.update(self._attributes)
         self.span = tracer.start_span(self.span_name(), kind=self.kind, attributes=attrs)
-        ctx_token = otel_context.attach(trace.set_span_in_context(self.span))
+        self._t0 = time.perf_counter()
+
+    def _activate(self) -> None:
+        ctx_token = None
+        if self.span.get_span_context().is_valid:
+            ctx_token = otel_context.attach(trace.set_span_in_context(self.span))
         self._tokens = (ctx_token, _current_op.set(self))
         self._enter_hook()
-        self._t0 = time.perf_counter()
+
+    def _deactivate(self) -> None:
+        self._exit_hook()
+        if self._tokens is not None:
+            ctx_token, op_token = self._tokens
+            self._tokens = None
+            _current_op.reset(op_token)
+            if ctx_token is not None:
+                otel_context.detach(ctx_token)
+
+    def _start(self) -> None:
+        self._begin()
+        self._activate()
 
     def _enter_hook(self) -> None:
         pass
@@ -122,6 +174,12 @@ class Operation:
         pass
 
     def _finish(self, exc: BaseException | None) -> None:
+        try:
+            self._end(exc)
+        finally:
+            self._deactivate()
+
+    def _end(self, exc: BaseException | None) -> None:
         seconds = time.perf_counter() - self._t0
         error_type: str | None = None
         try:
@@ -131,7 +189,7 @@ class Operation:
                 self.span.set_status(Status(StatusCode.ERROR, f"{error_type}: {exc}"))
                 self.span.set_attribute("error.type", error_type)
                 metrics = self._handle.metrics if self._handle is not None else None
-                if metrics is not None:
+                if metrics is not None and first_sighting(exc):
                     metrics.record_error(self.agent, self.operation_name, error_type)
             elif self._failure is not None:
                 error_type = self._failure
@@ -144,12 +202,6 @@ class Operation:
             log.exception("agentobs: recording %s failed", self.span_name())
         finally:
             self.span.end()
-            self._exit_hook()
-            if self._tokens is not None:
-                ctx_token, op_token = self._tokens
-                _current_op.reset(op_token)
-                otel_context.detach(ctx_token)
-                self._tokens = None
 
     def _audit(self, action: str, **fields: Any) -> None:
         """Append an audit record; a failure raises only if the operation itself succeeded."""
@@ -164,6 +216,9 @@ class Operation:
             raise _MustRaise(exc) from exc
 
 
+_NOOP_TRACER = trace.NoOpTracer()
+
+
 class _MustRaise(Exception):
     """Carries an error the agent must see (an audit append that failed) out of _finish."""
 
@@ -172,8 +227,90 @@ class _MustRaise(Exception):
         self.error = error
 
 
+def _drive(op: Operation, gen: Generator[Any, Any, R]) -> Generator[Any, Any, R]:
+    """Run `gen` item by item with `op` current only while the generator body runs."""
+    to_send: Any = None
+    to_throw: BaseException | None = None
+    while True:
+        op._activate()
+        try:
+            item = gen.throw(to_throw) if to_throw is not None else gen.send(to_send)
+        except StopIteration as stop:
+            return cast(R, stop.value)
+        finally:
+            op._deactivate()
+        to_send, to_throw = None, None
+        try:
+            to_send = yield item
+        except GeneratorExit:
+            op._activate()
+            try:
+                gen.close()
+            finally:
+                op._deactivate()
+            raise
+        except BaseException as exc:  # thrown in by the consumer: pass it to the generator
+            to_throw = exc
+
+
+def _stream_wrapper(factory: Callable[[], Operation], fn: Callable[..., Generator[Any, Any, Any]]
+                    ) -> Callable[..., Generator[Any, Any, Any]]:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
+        op = factory()
+        op._begin()
+        try:
+            result = yield from _drive(op, fn(*args, **kwargs))
+        except BaseException as exc:
+            op._end(exc)
+            raise
+        op._end(None)
+        return result
+
+    return wrapper
+
+
+def _async_stream_wrapper(factory: Callable[[], Operation], fn: Callable[..., AsyncGenerator[Any, Any]]
+                          ) -> Callable[..., AsyncGenerator[Any, Any]]:
+    @functools.wraps(fn)
+    async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
+        op = factory()
+        op._begin()
+        agen = fn(*args, **kwargs)
+        to_send: Any = None
+        to_throw: BaseException | None = None
+        try:
+            while True:
+                op._activate()
+                try:
+                    item = await (agen.athrow(to_throw) if to_throw is not None else agen.asend(to_send))
+                except StopAsyncIteration:
+                    break
+                finally:
+                    op._deactivate()
+                to_send, to_throw = None, None
+                try:
+                    to_send = yield item
+                except GeneratorExit:
+                    op._activate()
+                    try:
+                        await agen.aclose()
+                    finally:
+                        op._deactivate()
+                    raise
+                except BaseException as exc:
+                    to_throw = exc
+        except BaseException as exc:
+            op._end(exc)
+            raise
+        op._end(None)
+
+    return wrapper
+
+
 class Instrument(Generic[O]):
-    """Context manager (sync/async) and decorator (sync/async) around a fresh `Operation`.
+    """Context manager (sync/async) and decorator (function, coroutine, generator, async
+    generator) around a fresh `Operation`.
 
     Every `with`, `async with` or decorated call gets its own operation; the active ones are
     kept per context (thread or asyncio task), so one instrument object may be shared.
@@ -203,6 +340,10 @@ class Instrument(Generic[O]):
 
     def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
         factory = self._factory
+        if inspect.isasyncgenfunction(fn):
+            return cast(Callable[P, R], _async_stream_wrapper(factory, fn))
+        if inspect.isgeneratorfunction(fn):
+            return cast(Callable[P, R], _stream_wrapper(factory, fn))
         if inspect.iscoroutinefunction(fn):
             @functools.wraps(fn)
             async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
@@ -231,5 +372,3 @@ class Instrument(Generic[O]):
             return result
 
         return wrapper
-
-

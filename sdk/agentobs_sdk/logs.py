@@ -4,6 +4,12 @@ One record becomes one line of strict JSON (no NaN, no raw newlines) that Fluent
 timestamp, level, logger, message, trace_id/span_id of the active span, the agent id, exception
 text and any `extra=` fields. Formatting never raises: a value that does not serialise is written
 as its repr, and a broken message template is written verbatim with its arguments.
+
+Trace correlation does not depend on this formatter: `install_record_factory()` (called by
+`configure()`) stamps every LogRecord with `trace_id`, `span_id` and `trace_flags` when it is
+created, so an application that configured logging itself keeps them too (its JSON formatter
+picks them up as record attributes, a text format can use `%(trace_id)s`), and a record handed to
+another thread (QueueHandler) keeps the ids of the span it was logged in.
 """
 
 from __future__ import annotations
@@ -11,15 +17,18 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from opentelemetry import trace
 
+TRACE_FIELDS = ("trace_id", "span_id", "trace_flags")
+
 # Attributes every LogRecord has; anything else on a record came from `extra=`.
 _RECORD_ATTRS = frozenset(
     vars(logging.LogRecord("x", logging.INFO, "x", 0, "x", None, None)).keys()
-) | {"message", "asctime", "taskName"}
+) | {"message", "asctime", "taskName", *TRACE_FIELDS}
 
 # Output keys the formatter owns; an extra with the same name is kept under `extra_<name>`.
 _RESERVED = frozenset(
@@ -88,11 +97,13 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": _message(record),
         }
-        ctx = trace.get_current_span().get_span_context()
-        if ctx.is_valid:
-            payload["trace_id"] = format(ctx.trace_id, "032x")
-            payload["span_id"] = format(ctx.span_id, "016x")
-            payload["trace_flags"] = format(int(ctx.trace_flags), "02x")
+        stamped = getattr(record, "trace_id", None)
+        if stamped is not None:  # set by the record factory where the record was created
+            if stamped:
+                for key in TRACE_FIELDS:
+                    payload[key] = getattr(record, key, "")
+        else:
+            payload.update(_trace_fields())
         if self.agent_id:
             payload["agent_id"] = self.agent_id
         if self.service:
@@ -115,6 +126,58 @@ class JsonFormatter(logging.Formatter):
         except (TypeError, ValueError, RecursionError):
             # Circular references, non-string keys, NaN: rebuild a JSON-safe copy and retry.
             return json.dumps(_jsonable(payload), ensure_ascii=False)
+
+
+def _trace_fields() -> dict[str, str]:
+    ctx = trace.get_current_span().get_span_context()
+    if not ctx.is_valid:
+        return {}
+    return {"trace_id": format(ctx.trace_id, "032x"), "span_id": format(ctx.span_id, "016x"),
+            "trace_flags": format(int(ctx.trace_flags), "02x")}
+
+
+def install_record_factory() -> Callable[[], None]:
+    """Stamp every new LogRecord with the current trace ids (empty strings outside a span).
+
+    Wraps whatever factory is installed (once per process); returns a function that undoes it
+    when nothing was stacked on top since.
+    """
+    previous = logging.getLogRecordFactory()
+    if getattr(previous, "_agentobs", False):
+        return lambda: None
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        fields = _trace_fields()
+        for key in TRACE_FIELDS:
+            setattr(record, key, fields.get(key, ""))
+        return record
+
+    factory._agentobs = True  # type: ignore[attr-defined]
+
+    def undo() -> None:
+        if logging.getLogRecordFactory() is factory:
+            logging.setLogRecordFactory(previous)
+
+    logging.setLogRecordFactory(factory)
+    return undo
+
+
+def let_sdk_info_through(level: str | None) -> list[Callable[[], None]]:
+    """Set the SDK logger to INFO when it has no level (its configuration and audit lines must
+    not vanish at Python's default WARNING root level) and the root to `level` when given.
+    Returns the functions that undo it."""
+    undo: list[Callable[[], None]] = []
+    sdk_logger = logging.getLogger("agentobs_sdk")
+    if sdk_logger.level == logging.NOTSET:
+        sdk_logger.setLevel(logging.INFO)
+        undo.append(lambda: sdk_logger.setLevel(logging.NOTSET))
+    if level is not None:
+        root = logging.getLogger()
+        previous = root.level
+        root.setLevel(level)
+        undo.append(lambda: root.setLevel(previous))
+    return undo
 
 
 def _message(record: logging.LogRecord) -> str:

@@ -7,13 +7,12 @@ prometheus-client's own HTTP server on the injected port.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping
-from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from . import series
+from .exposition import Exposition
 from .series import SeriesSpec
 
 # Label values come from callers. Attributes the semantic conventions require (operation,
@@ -72,8 +71,7 @@ class AgentMetrics:
         unwired = {spec.name for spec in series.SERIES} - built
         if unwired:
             raise RuntimeError(f"series without a collector: {sorted(unwired)}")
-        self._server: Any = None
-        self._server_thread: threading.Thread | None = None
+        self._server: Exposition | None = None
 
     # --- GenAI semantic-convention metrics --------------------------------------------------
 
@@ -148,18 +146,17 @@ class AgentMetrics:
 
     def serve(self, port: int, addr: str = "0.0.0.0") -> int:  # noqa: S104 - pods are scraped from outside
         """Start the exposition HTTP server; returns the bound port (useful with port 0)."""
-        server, thread = start_http_server(port, addr=addr, registry=self.registry)
-        self._server, self._server_thread = server, thread
-        return int(server.server_port)
+        self._server = Exposition(self.registry, port, addr)
+        return self._server.port
+
+    def wait_for_scrape(self, timeout: float) -> bool:
+        """Wait for one scrape that starts after this call (see exposition.py); False on timeout."""
+        return self._server.wait_for_scrape(timeout) if self._server is not None else False
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
             self._server = None
-        if self._server_thread is not None:
-            self._server_thread.join(timeout=5)
-            self._server_thread = None
 
     def exposition(self) -> bytes:
         """The current text exposition, as a scrape would see it."""
@@ -168,3 +165,16 @@ class AgentMetrics:
     def sample(self, name: str, labels: Mapping[str, str] | None = None) -> float | None:
         """Value of one sample (e.g. `agentobs_agent_decisions_total`), for tests and tools."""
         return self.registry.get_sample_value(name, dict(labels or {}))
+
+
+class DisabledMetrics(AgentMetrics):
+    """OTEL_SDK_DISABLED: every recording call is a no-op and nothing is served."""
+
+    def __getattribute__(self, name: str) -> object:
+        if name.startswith(("record_", "add_", "set_")):
+            return _ignore
+        return super().__getattribute__(name)
+
+
+def _ignore(*args: object, **kwargs: object) -> None:
+    return None

@@ -8,7 +8,7 @@ from typing import Any
 
 from agentobs.api.spec import AgentObservabilitySpec
 from agentobs.pki import KeyPair
-from agentobs.render import Material, Owner, certificate_requests, credential_requests, make_stack
+from agentobs.render import Material, Owner, certificate_requests, collector, credential_requests, make_stack
 
 Rule = dict[str, Any]
 
@@ -92,5 +92,8 @@ def stack_roles(namespace: str) -> list[dict[str, Any]]:
             credentials={r.suffix: {key: "x" for key in r.recipe} for r in credential_requests(owner)},
         )
         out += [m for m in make_stack(owner, material) if m["kind"] in ("Role", "ClusterRole")]
+    # The cluster's node log collector, which the operator renders in its own namespace.
+    route = collector.Route(namespace, "stack", (namespace,), {}, f"stack-fluentd.{namespace}.svc", 24224, "CA")
+    out += [m for m in collector.render("obs", [route]) if m["kind"] in ("Role", "ClusterRole")]
     assert out, "the stack renders no roles: the escalation test would check nothing"
     return out

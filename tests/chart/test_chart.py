@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from agentobs.kube import KINDS
+from agentobs.render import collector
 
 from chart_rbac import (
     APPLIED,
@@ -385,6 +386,32 @@ def test_rbac_covers_every_kind_the_operator_manages(render: Render, name: str) 
                         if not perms.allows(group, info.plural, verb, where, NAMED.get(kind))]
     assert not missing, "the operator's ClusterRoles lack:\n  " + "\n  ".join(missing)
     assert perms.allows("agentobs.io", "agentobservabilities/status", "patch", _served(values)[0])
+
+
+@pytest.mark.parametrize("name", ["defaults", "namespaced"])
+def test_rbac_covers_the_log_collector_in_the_release_namespace(render: Render, name: str) -> None:
+    docs = render(VALUE_SETS[name], namespace="obs")
+    assert env_of(docs)["AGENTOBS_LOG_COLLECTOR_NAMESPACE"] == "obs"
+    perms = permissions_of(docs)
+    route = collector.Route("agents", "demo", ("agents",), {}, "demo-fluentd.agents.svc", 24224, "CA")
+    missing = []
+    for obj in collector.render("obs", [route]):
+        api_version, kind = obj["apiVersion"], obj["kind"]
+        info = KINDS[(api_version, kind)]
+        group = api_version.rpartition("/")[0]
+        where = "obs" if info.namespaced else None
+        missing += [f"{verb} {info.plural} in {where or 'cluster'}" for verb in sorted(APPLIED)
+                    if not perms.allows(group, info.plural, verb, where)]
+    assert not missing, "the operator cannot manage the log collector:\n  " + "\n  ".join(missing)
+
+
+def test_the_log_collector_can_be_turned_off(render: Render) -> None:
+    docs = render({"logCollector.enabled": False}, namespace="obs")
+    assert env_of(docs)["AGENTOBS_LOG_COLLECTOR_NAMESPACE"] == ""
+    assert not [d for d in kind_of(docs, "Role") if d["metadata"]["name"].endswith("-log-collector")]
+    assert env_of(docs)["AGENTOBS_LOG_COLLECTOR_IMAGE"] == ""  # the operator's pinned image
+    image = env_of(render({"logCollector.image": "mirror.example/fluent-bit:4.2.8"}))
+    assert image["AGENTOBS_LOG_COLLECTOR_IMAGE"] == "mirror.example/fluent-bit:4.2.8"
 
 
 def test_rbac_grants_nothing_broader_than_needed(render: Render) -> None:

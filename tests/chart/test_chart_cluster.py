@@ -148,6 +148,7 @@ def chart_operator(namespace: str, webhook_port: int, log: Path) -> OperatorProc
         "AGENTOBS_METRICS_PORT": str(free_port()), "AGENTOBS_HEALTH_PORT": str(free_port()),
         "AGENTOBS_WEBHOOK_PORT": str(webhook_port), "AGENTOBS_WEBHOOK_SERVICE": "",
         "AGENTOBS_WEBHOOK_CONFIGURATION": WEBHOOK_CONFIGURATION, "AGENTOBS_OPERATOR_NAMESPACE": namespace,
+        "AGENTOBS_LOG_COLLECTOR_NAMESPACE": namespace,
         "AGENTOBS_MANAGE_CRD": "true", "AGENTOBS_RESYNC_SECONDS": "3",
         "AGENTOBS_LEADER_ELECTION": "true", "POD_ID": OPERATOR_IDENTITY}, log)
 
@@ -197,6 +198,12 @@ def test_install_yields_a_ready_stack(helm: Run, kubectl: Run, release: Release)
     assert not res["metadata"].get("finalizers"), res["metadata"]
     assert not [a for a in res["metadata"].get("annotations") or {} if "kopf" in a or "last-handled" in a]
     assert "finalizer" not in status["info"]["notes"]
+    # The cluster's node log collector runs in the release namespace, routing the stack's agents.
+    ds = wait_for("the node log collector" + _explain(release), lambda: get_json(
+        kubectl, "daemonset", "agentobs-log-collector", "-n", release.namespace))
+    assert ds["spec"]["template"]["spec"]["nodeSelector"] == {"kubernetes.io/os": "linux"}
+    routes = get_json(kubectl, "configmap", "agentobs-log-collector", "-n", release.namespace)["data"]["routes.lua"]
+    assert f'id = "{release.namespace}_{release.stack}"' in routes
 
 
 def test_operator_brings_its_crd_up_to_date(kubectl: Run, release: Release) -> None:
@@ -341,6 +348,8 @@ def test_uninstall_removes_everything_but_the_data(helm: Run, kubectl: Run, rele
     cluster_scoped = get_json(kubectl, "clusterroles,clusterrolebindings", "-l",
                               f"{selector},agentobs.io/owner-namespace={ns}")["items"]
     assert not cluster_scoped, "the operator deletes the stack's cluster-scoped objects when it goes"
+    # The node log collector went with the last stack that collected logs.
+    assert get_json(kubectl, "clusterrole", f"agentobs-log-collector-{ns}") is None
     assert yaml.safe_load(helm("list", "-n", ns, "-o", "yaml").stdout) == []
 
 

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from agentobs.api.spec import AgentObservabilitySpec
-from agentobs.render import Owner, make_stack, rules
+from agentobs.render import Owner, collector, make_stack, rules
 from agentobs.render.prometheus import OPERATOR_METRICS_TARGET
 
 from rendered_files import lay_out_mounts, real_material, rewrite_paths
@@ -59,7 +59,8 @@ def _run(promtool: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 def _owner(spec: dict[str, Any]) -> Owner:
     return Owner(name=NAME, namespace=NS, uid="uid-1", spec=AgentObservabilitySpec.model_validate(spec),
-                 extra={OPERATOR_METRICS_TARGET: "agentobs-operator.agentobs-system.svc:8080"})
+                 extra={OPERATOR_METRICS_TARGET: "agentobs-operator.agentobs-system.svc:8080",
+                        collector.NAMESPACE_EXTRA: "agentobs-system"})
 
 
 def _prometheus_files(spec: dict[str, Any], root: Path) -> tuple[Path, Path, dict[str, str]]:
@@ -79,6 +80,8 @@ def _prometheus_files(spec: dict[str, Any], root: Path) -> tuple[Path, Path, dic
 @pytest.mark.parametrize("spec", sorted(SPECS))
 def test_check_config_with_every_file_it_names(promtool: str, spec: str, tmp_path: Path) -> None:
     config, _, _ = _prometheus_files(SPECS[spec], tmp_path)
+    jobs = {j["job_name"] for j in yaml.safe_load(config.read_text())["scrape_configs"]}
+    assert {rules.JOB_LOG_AGGREGATOR, rules.JOB_LOG_COLLECTOR} <= jobs  # the log pipeline's, checked too
     out = _run(promtool, "check", "config", str(config))
     if spec != "no-rules":
         assert "SUCCESS" in out.stdout and "rules found" in out.stdout
@@ -222,6 +225,91 @@ CASES: dict[str, tuple[str, list[dict[str, str]], dict[str, str], str, list[dict
                  'component="grafana"}', "10000000x30"),
          _series(f'agentobs_certificate_expiry_timestamp_seconds{{namespace="{NS}",resource="other",'
                  'component="grafana"}', "600000x30")],
+    ),
+    # --- the log pipeline ---
+    "AgentObsLogAggregatorDown": (
+        "10m",
+        [_series(f'up{{job="logging-aggregator",namespace="{NS}",pod="demo-fluentd-1"}}', "0x20")],
+        {"job": "logging-aggregator", "namespace": NS, "pod": "demo-fluentd-1"},
+        "Fluentd replica demo-fluentd-1 cannot be scraped: agent logs of this stack wait in the node "
+        "collectors' buffers until a replica takes them.",
+        [_series(f'up{{job="logging-aggregator",namespace="{NS}",pod="demo-fluentd-1"}}', "1x20")],
+    ),
+    "AgentObsLogCollectorDown": (
+        "15m",
+        [_series('up{job="log-collector",instance="10.0.0.5:2020"}', "0x20")],
+        {"job": "log-collector", "instance": "10.0.0.5:2020"},
+        "The log collector at 10.0.0.5:2020 cannot be scraped: agent logs of its node are not read until it "
+        "is back (the kubelet may rotate them away meanwhile).",
+        [_series('up{job="log-collector",instance="10.0.0.5:2020"}', "1x20")],
+    ),
+    "AgentObsLogBufferFilling": (
+        "20m",
+        [_series(f'fluentd_output_status_buffer_available_space_ratio{{job="logging-aggregator",namespace="{NS}",'
+                 'pod="demo-fluentd-0",plugin_id="elasticsearch-logs",type="elasticsearch"}', "10x30")],
+        {"pod": "demo-fluentd-0", "plugin_id": "elasticsearch-logs"},
+        "Output elasticsearch-logs of Fluentd replica demo-fluentd-0 has 10% of its buffer left (threshold "
+        "20%): Elasticsearch is not taking records fast enough.",
+        [_series(f'fluentd_output_status_buffer_available_space_ratio{{job="logging-aggregator",namespace="{NS}",'
+                 'pod="demo-fluentd-0",plugin_id="elasticsearch-logs",type="elasticsearch"}', "90x30")],
+    ),
+    "AgentObsLogCollectorBufferFilling": (
+        "20m",
+        [_series(f'fluentbit_output_chunk_available_capacity_percent{{job="log-collector",instance="10.0.0.5:2020",'
+                 f'name="{NS}_{NAME}"}}', "5x30")],
+        {"instance": "10.0.0.5:2020"},
+        "The log collector at 10.0.0.5:2020 has 5% of this stack's buffer left (threshold 20%): the Fluentd "
+        "aggregator is not taking records.",
+        # Healthy: ours has room; another stack's full buffer is not ours to report.
+        [_series(f'fluentbit_output_chunk_available_capacity_percent{{job="log-collector",instance="10.0.0.5:2020",'
+                 f'name="{NS}_{NAME}"}}', "100x30"),
+         _series('fluentbit_output_chunk_available_capacity_percent{job="log-collector",instance="10.0.0.5:2020",'
+                 'name="other_obs"}', "5x30")],
+    ),
+    "AgentObsLogRetrying": (
+        "30m",
+        [_series(f'fluentd_output_status_retry_count{{job="logging-aggregator",namespace="{NS}",'
+                 'pod="demo-fluentd-0",plugin_id="elasticsearch-audit",type="elasticsearch"}', "0+1x40")],
+        {"pod": "demo-fluentd-0", "plugin_id": "elasticsearch-audit"},
+        "Output elasticsearch-audit of Fluentd replica demo-fluentd-0 retried 10 times in 10 minutes: records "
+        "wait in its buffer.",
+        [_series(f'fluentd_output_status_retry_count{{job="logging-aggregator",namespace="{NS}",'
+                 'pod="demo-fluentd-0",plugin_id="elasticsearch-audit",type="elasticsearch"}', "3x40")],
+    ),
+    "AgentObsLogCollectorRetrying": (
+        "30m",
+        [_series(f'fluentbit_output_retries_total{{job="log-collector",instance="10.0.0.5:2020",name="{NS}_{NAME}"}}',
+                 "0+2x40")],
+        {"instance": "10.0.0.5:2020"},
+        "The log collector at 10.0.0.5:2020 retried sending to this stack's Fluentd 20 times in 10 minutes.",
+        [_series(f'fluentbit_output_retries_total{{job="log-collector",instance="10.0.0.5:2020",name="{NS}_{NAME}"}}',
+                 "4x40"),
+         _series('fluentbit_output_retries_total{job="log-collector",instance="10.0.0.5:2020",name="other_obs"}',
+                 "0+2x40")],
+    ),
+    "AgentObsLogDeadLetters": (
+        "20m",
+        [_series(f'fluentd_dead_letter_records_total{{job="logging-aggregator",namespace="{NS}",'
+                 'pod="demo-fluentd-0"}', "0+1x30")],
+        {"pod": "demo-fluentd-0"},
+        "Fluentd replica demo-fluentd-0 put 10 records Elasticsearch refused into its dead-letter files in 10 "
+        "minutes.",
+        [_series(f'fluentd_dead_letter_records_total{{job="logging-aggregator",namespace="{NS}",'
+                 'pod="demo-fluentd-0"}', "2x30")],
+    ),
+    "AgentObsLogRecordsDropped": (
+        "20m",
+        [_series(f'fluentbit_output_dropped_records_total{{job="log-collector",instance="10.0.0.5:2020",'
+                 f'name="{NS}_{NAME}"}}', "0+3x30"),
+         _series(f'fluentbit_output_retries_failed_total{{job="log-collector",instance="10.0.0.5:2020",'
+                 f'name="{NS}_{NAME}"}}', "0x30")],
+        {"instance": "10.0.0.5:2020"},
+        "The log collector at 10.0.0.5:2020 dropped 30 records or chunks of this stack in 10 minutes (its "
+        "buffer for the stack was full).",
+        [_series(f'fluentbit_output_dropped_records_total{{job="log-collector",instance="10.0.0.5:2020",'
+                 f'name="{NS}_{NAME}"}}', "0x30"),
+         _series(f'fluentbit_output_retries_failed_total{{job="log-collector",instance="10.0.0.5:2020",'
+                 f'name="{NS}_{NAME}"}}', "0x30")],
     ),
 }
 

@@ -24,6 +24,9 @@ from cluster_support import ROOT, OperatorProcess, free_port, start_cluster, too
 # Namespaces of this session share a prefix the operator under test is scoped to, so another
 # operator on the same cluster (`make demo`, a second test run) never touches them.
 SESSION_PREFIX = f"t{uuid.uuid4().hex[:6]}"
+# Where the operator under test runs the node log collector: this session's, Pod Security privileged
+# like the operator's namespace of the chart (the collector reads the nodes' log files).
+COLLECTOR_NAMESPACE = f"{SESSION_PREFIX}-logging"
 API = "agentobs.io/v1alpha1"
 KIND = "AgentObservability"
 
@@ -69,11 +72,14 @@ class Operator(OperatorProcess):
             "AGENTOBS_WEBHOOK_PORT": str(self.webhook_port),
             "AGENTOBS_WEBHOOK_CONFIGURATION": self.webhook_configuration,
             "AGENTOBS_METRICS_PORT": str(self.metrics_port), "AGENTOBS_HEALTH_PORT": str(self.health_port),
+            "AGENTOBS_LOG_COLLECTOR_NAMESPACE": COLLECTOR_NAMESPACE,
         }, log_path)
 
 
 @pytest.fixture(scope="session")
-def operator(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
+def operator(kube: Kube, kubectl: Callable[..., Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
+    kubectl("create", "namespace", COLLECTOR_NAMESPACE)
+    kubectl("label", "namespace", COLLECTOR_NAMESPACE, "pod-security.kubernetes.io/enforce=privileged")
     op = Operator(tmp_path_factory.mktemp("operator") / "operator.log")
     op.start()
     wait_for("the operator's webhook configuration", lambda: kube.get(
@@ -81,6 +87,9 @@ def operator(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[O
     yield op
     op.stop()
     kube.delete("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration", None, op.webhook_configuration)
+    kubectl("delete", "namespace", COLLECTOR_NAMESPACE, "--wait=false", check=False)
+    for kind in ("clusterrole", "clusterrolebinding"):
+        kubectl("delete", kind, f"agentobs-log-collector-{COLLECTOR_NAMESPACE}", "--ignore-not-found", check=False)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 
 from agentobs.api.spec import AgentObservabilitySpec
 from agentobs.kube import Kube, KubeError
-from agentobs.render import Owner, make_stack
+from agentobs.render import Owner, collector, make_stack
 
 from placeholders import placeholder_material
 
@@ -77,3 +77,21 @@ def test_every_rendered_object_is_accepted_strictly(kube: Kube, restricted: str,
             refused.append(f"{obj['kind']} {obj['metadata']['name']}: {exc.message}")
     assert not refused, "\n".join(refused)
     assert len({o["kind"] for o in objects}) >= 8
+
+
+def test_the_node_log_collector_is_accepted_strictly(kube: Kube, kubectl: Any, namespace: str) -> None:
+    """The cluster's collector, in a namespace like the operator's (privileged), with two routes."""
+    kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=privileged")
+    routes = [collector.Route(ns, "obs", (ns, "shared"), {"agentobs.io/agent": "true"}, f"obs-fluentd.{ns}.svc",
+                              24224, "-----BEGIN CERTIFICATE-----\n", "-----BEGIN CERTIFICATE-----\n",
+                              "-----BEGIN PRIVATE KEY-----\n") for ns in ("team-a", "team-b")]
+    objects = collector.render(namespace, routes)
+    refused = []
+    for obj in objects:
+        try:
+            kube.apply(obj, dry_run=True)
+        except KubeError as exc:
+            refused.append(f"{obj['kind']} {obj['metadata']['name']}: {exc.message}")
+    assert not refused, "\n".join(refused)
+    assert {o["kind"] for o in objects} == {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ConfigMap",
+                                            "Secret", "DaemonSet", "Service", "NetworkPolicy"}

@@ -55,6 +55,8 @@ def real_node() -> Iterator[str]:
     finally:
         if os.environ.get("AGENTOBS_KEEP_NODE") != "1":
             subprocess.run([str(ROOT / "hack" / "node.sh"), "down"], capture_output=True, text=True)
+            left = subprocess.run([str(ROOT / "hack" / "node.sh"), "leftovers"], capture_output=True, text=True)
+            assert left.returncode == 0, f"the node left things behind on this machine:\n{left.stdout}"
 
 
 @pytest.fixture(scope="session")

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+
 from cluster_support import ROOT, tool_dir, wait_for
 from conftest import Kubectl, chart_version, get_json, pod_logs
 
@@ -75,11 +76,11 @@ def install(real_node: str, kubectl: Kubectl) -> Iterator[Install]:
                "scheduler.alpha.kubernetes.io/defaultTolerations": json.dumps(
                    [{"key": "agentobs.io/real-node", "operator": "Exists", "effect": "NoSchedule"}])}
     agents_label = f"agents-{suffix}"
-    for name, annotations, labels in ((operator_ns, on_node, {}), (stack_ns, {}, {}),
-                                      (agents_ns, on_node, {"agentobs.io/test-agents": agents_label})):
+    for name, notes, labels in ((operator_ns, on_node, {}), (stack_ns, {}, {}),
+                                (agents_ns, on_node, {"agentobs.io/test-agents": agents_label})):
         kubectl("apply", "-f", "-", input=json.dumps({
             "apiVersion": "v1", "kind": "Namespace",
-            "metadata": {"name": name, "annotations": annotations, "labels": labels}}))
+            "metadata": {"name": name, "annotations": notes, "labels": labels}}))
     release = f"aobs-{suffix}"
     helm(real_node, "install", release, str(ROOT / "charts" / "agentobs"), "-n", operator_ns,
          "--set", f"operator.watchNamespaces={{{stack_ns},{agents_ns}}}",
@@ -101,7 +102,10 @@ def stack(install: Install, kubectl: Kubectl) -> dict[str, Any]:
         "metadata": {"name": "team", "namespace": install.stack_ns},
         "spec": {"instrumentation": {
             "namespaceSelector": {"matchLabels": {"agentobs.io/test-agents": install.agents_label}},
-            "podSelector": {"matchLabels": {"app": "example-agent"}}}},
+            "podSelector": {"matchLabels": {"app": "example-agent"}}},
+            # Its collector DaemonSet would put a pod on every node, the real one included, whose
+            # image cannot be had here: logging is not what this module tests.
+            "logging": {"enabled": False}},
     }
     kubectl("apply", "-f", "-", input=json.dumps(resource))
 
@@ -133,8 +137,10 @@ def test_both_operator_pods_run_one_leads_and_the_other_takes_over(install: Inst
 
     kubectl("delete", "pod", "-n", install.operator_ns, leader, "--wait=false")
     (other,) = names - {leader}
+    # The deleted leader releases the Lease as it stops, so the replica already running (not the
+    # Deployment's replacement, still starting) takes over within one retry.
     wait_for(f"{other} to take over the Lease from the deleted {leader}",
-             lambda: lease_holder(kubectl, install.operator_ns) == other, timeout=120, interval=1)
+             lambda: lease_holder(kubectl, install.operator_ns) == other, timeout=90, interval=1)
 
 
 def _agent_pod(name: str, namespace: str, annotations: dict[str, str] | None = None) -> dict[str, Any]:
@@ -186,9 +192,16 @@ def test_webhook_injects_through_the_service_and_the_pod_uses_it(install: Instal
     pem = kubectl("exec", "-n", ns, "agent", "-c", "agent", "--", "python3", "-c",
                   f"print(open({ca_path!r}).read())").stdout
     assert pem.startswith("-----BEGIN CERTIFICATE-----"), f"CA bundle at {ca_path} not readable: {pem[:200]!r}"
-    # The agent itself is alive with what it was given: its loop logs runs as JSON lines.
-    wait_for("the example agent to log a completed run",
-             lambda: "run 1 done" in pod_logs(kubectl, ns, "agent"), timeout=60, interval=1)
+    # The agent itself runs with what it was given: its loop logs JSON lines carrying trace ids.
+    def traced_line() -> dict[str, Any] | None:
+        for line in pod_logs(kubectl, ns, "agent").splitlines():
+            if line.startswith("{") and '"trace_id"' in line:
+                record: dict[str, Any] = json.loads(line)
+                return record
+        return None
+
+    record = wait_for("the example agent to log a JSON line with a trace id", traced_line, timeout=90, interval=2)
+    assert len(record["trace_id"]) == 32 and record["logger"] == "example_agent"
 
     wait_for("the opted-out pod running", lambda: _running(kubectl, ns, "opted-out"), timeout=180, interval=1)
     plain = _env_in_container(kubectl, ns, "opted-out")

@@ -56,7 +56,8 @@ def test_chain_links_every_record(tmp_path: Path) -> None:
         assert after["prev"] == before["hash"]
     for rec in records:
         assert rec["hash"] == record_hash(rec)
-        assert set(rec) == {"seq", "ts", "agent", "action", "user", "result", "resource", "details", "prev", "hash"}
+        assert set(rec) == {"seq", "ts", "agent", "agent_id", "action", "user", "result", "resource", "details", "prev",
+                            "hash"}
     report = verify(tmp_path)
     assert report.ok and report.problems == []
     assert (report.records, report.first_seq, report.last_seq, report.head_seq) == (10, 1, 10, 10)

@@ -40,8 +40,8 @@ def test_nothing_injected_still_works_and_says_so(caplog: pytest.LogCaptureFixtu
 
 def test_configure_is_idempotent_and_restartable() -> None:
     first = agentobs_sdk.configure({"OTEL_SERVICE_NAME": "a"}, json_logs=False)
-    second = agentobs_sdk.configure({"OTEL_SERVICE_NAME": "b"}, json_logs=False)
-    assert second is first
+    second = agentobs_sdk.configure({"OTEL_SERVICE_NAME": "a"}, json_logs=False)
+    assert second is first  # same settings: the same handle (other settings raise, see test_sdk_streams_threads)
     assert agentobs_sdk.current_handle() is first
     first.shutdown()
     first.shutdown()  # a second shutdown is harmless
@@ -64,6 +64,10 @@ def test_settings_read_every_injected_variable() -> None:
         "AGENTOBS_AUDIT_DIR": "/var/lib/agentobs/audit",
         "AGENTOBS_AUDIT_RETENTION_DAYS": "30",
         "AGENTOBS_AGENT_ID": "planner-0",
+        "OTEL_SDK_DISABLED": "false",
+        "AGENTOBS_AUDIT_KEY_FILE": "/var/run/agentobs/audit-key/key",
+        "AGENTOBS_METRICS_LINGER_SECONDS": "12.5",
+        "AGENTOBS_LOG_LEVEL": "debug",
         "UNRELATED": "ignored",
     }
     s = config.Settings.from_env(env)
@@ -77,6 +81,10 @@ def test_settings_read_every_injected_variable() -> None:
     assert s.audit_dir == "/var/lib/agentobs/audit"
     assert s.audit_retention_days == 30
     assert s.agent_id == "planner-0"
+    assert s.sdk_disabled is False
+    assert s.audit_key_file == "/var/run/agentobs/audit-key/key"
+    assert s.metrics_linger_seconds == 12.5
+    assert s.log_level == "DEBUG"
     assert set(config.ENV_VARS) == set(env) - {"UNRELATED"}
 
 
@@ -95,6 +103,9 @@ def test_every_variable_is_documented_in_the_package_docstring() -> None:
         ({"AGENTOBS_AUDIT_RETENTION_DAYS": "-3"}, "audit_retention_days", None),
         ({"OTEL_RESOURCE_ATTRIBUTES": "service.name=from-attrs"}, "service_name", "from-attrs"),
         ({"OTEL_EXPORTER_OTLP_ENDPOINT": "   "}, "otlp_endpoint", None),
+        ({"AGENTOBS_METRICS_LINGER_SECONDS": "soon"}, "metrics_linger_seconds", config.DEFAULT_METRICS_LINGER_S),
+        ({"AGENTOBS_LOG_LEVEL": "chatty"}, "log_level", None),
+        ({"OTEL_SDK_DISABLED": "1"}, "sdk_disabled", False),  # the spec: only "true" disables
     ],
 )
 def test_bad_injected_values_degrade_instead_of_failing(env: dict[str, str], field: str, expected: object) -> None:
@@ -136,7 +147,8 @@ def test_resource_comes_from_the_injected_env_only(monkeypatch: pytest.MonkeyPat
 
 
 def test_metrics_port_serves_the_registry() -> None:
-    handle = agentobs_sdk.configure({"AGENTOBS_METRICS_PORT": "0", "AGENTOBS_AGENT_ID": "x"},
+    handle = agentobs_sdk.configure({"AGENTOBS_METRICS_PORT": "0", "AGENTOBS_AGENT_ID": "x",
+                                     "AGENTOBS_METRICS_LINGER_SECONDS": "0"},
                                     metrics_addr="127.0.0.1", json_logs=False)
     assert handle.metrics_port
     with urllib.request.urlopen(f"http://127.0.0.1:{handle.metrics_port}/metrics", timeout=5) as resp:
@@ -151,7 +163,8 @@ def test_unwritable_audit_dir_raises_and_releases_everything(tmp_path: Path) -> 
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     with pytest.raises((OSError, AuditError)):
-        agentobs_sdk.configure({"AGENTOBS_AUDIT_DIR": str(blocker / "audit"), "AGENTOBS_METRICS_PORT": "0"},
+        agentobs_sdk.configure({"AGENTOBS_AUDIT_DIR": str(blocker / "audit"), "AGENTOBS_METRICS_PORT": "0",
+                                "AGENTOBS_METRICS_LINGER_SECONDS": "0"},
                                metrics_addr="127.0.0.1", json_logs=False)
     assert agentobs_sdk.current_handle() is None
 
@@ -191,3 +204,11 @@ def test_configure_defaults_to_os_environ(monkeypatch: pytest.MonkeyPatch) -> No
     handle = agentobs_sdk.configure(json_logs=False)
     assert handle.settings.service_name == "from-os-environ"
     assert os.environ["OTEL_SERVICE_NAME"] == "from-os-environ"
+
+
+def test_shutdown_says_when_no_final_scrape_came(caplog: pytest.LogCaptureFixture) -> None:
+    handle = agentobs_sdk.configure({"AGENTOBS_METRICS_PORT": "0", "AGENTOBS_METRICS_LINGER_SECONDS": "0.3"},
+                                    metrics_addr="127.0.0.1", json_logs=False)
+    with caplog.at_level(logging.WARNING, logger="agentobs_sdk"):
+        handle.shutdown()
+    assert any("no scrape within 0.3s" in r.getMessage() for r in caplog.records)

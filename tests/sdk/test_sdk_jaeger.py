@@ -105,3 +105,40 @@ def test_spans_reach_jaeger_over_otlp_tls(jaeger: Jaeger, protocol: str, endpoin
     for name in ("chat gpt-4o", "execute_tool web_search"):
         refs = spans[name].get("references", [])
         assert any(r["refType"] == "CHILD_OF" and r["spanID"] == root_id for r in refs), name
+
+
+def test_thread_pool_work_and_streams_stay_in_the_agents_trace(jaeger: Jaeger) -> None:
+    import concurrent.futures
+    from collections.abc import Iterator
+
+    service = f"sdk-test-threads-{uuid.uuid4().hex[:8]}"
+    handle = agentobs_sdk.configure({
+        "OTEL_SERVICE_NAME": service, "OTEL_EXPORTER_OTLP_ENDPOINT": jaeger.grpc_endpoint,
+        "OTEL_EXPORTER_OTLP_CERTIFICATE": str(jaeger.ca), "AGENTOBS_AGENT_ID": "agent-0",
+    }, json_logs=False)
+
+    @agentobs_sdk.llm_call("stream-model", provider="fake")
+    def stream() -> Iterator[str]:
+        yield "a"
+        yield "b"
+        agentobs_sdk.record_llm_usage(input_tokens=3, output_tokens=2)
+
+    def work(i: int) -> int:
+        with agentobs_sdk.tool_call(f"pooled-{i}"):
+            return i
+
+    with agentobs_sdk.agent_run("threaded"), concurrent.futures.ThreadPoolExecutor(2) as pool:
+        assert sorted(f.result() for f in [agentobs_sdk.submit(pool, work, i) for i in range(2)]) == [0, 1]
+        assert list(stream()) == ["a", "b"]
+    assert handle.force_flush(30_000)
+    handle.shutdown()
+
+    names = {"invoke_agent threaded", "execute_tool pooled-0", "execute_tool pooled-1", "chat stream-model"}
+    spans = _wait_for_spans(jaeger, service, names)
+    assert len({spans[n]["traceID"] for n in names}) == 1
+    root_id = spans["invoke_agent threaded"]["spanID"]
+    for name in names - {"invoke_agent threaded"}:
+        assert any(r["spanID"] == root_id for r in spans[name].get("references", [])), name
+    llm = _tags(spans["chat stream-model"])
+    assert llm["gen_ai.usage.output_tokens"] == 2
+    assert spans["chat stream-model"]["duration"] > 0

@@ -116,3 +116,69 @@ def test_one_line_per_record_through_a_real_handler() -> None:
     assert json.loads(lines[0])["message"] == "first\nwith a newline"
     assert json.loads(lines[0])["step"] == 1
     assert json.loads(lines[1])["obj"].startswith("<object object")
+
+
+@pytest.fixture
+def root_logging() -> Any:
+    """The root logger as an application configured it before configure(); restored afterwards."""
+    root = logging.getLogger()
+    saved = (root.level, list(root.handlers), logging.getLogger("agentobs_sdk").level)
+    yield root
+    root.setLevel(saved[0])
+    root.handlers[:] = saved[1]
+    logging.getLogger("agentobs_sdk").setLevel(saved[2])
+
+
+def test_trace_ids_reach_logging_the_application_configured_first(root_logging: logging.Logger) -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s trace=%(trace_id)s span=%(span_id)s"))
+    root_logging.handlers[:] = [handler]  # e.g. logging.basicConfig(...) before configure()
+    root_logging.setLevel(logging.INFO)
+    handle = agentobs_sdk.configure({"AGENTOBS_AGENT_ID": "a"})
+    assert handle.log_handler is None  # the application's handler is kept, not replaced
+    with agentobs_sdk.tool_call("t") as tool:
+        logging.getLogger("agent").info("inside")
+    logging.getLogger("agent").info("outside")
+    handle.shutdown()
+    ctx = tool.span.get_span_context()
+    lines = [line for line in stream.getvalue().splitlines() if "side" in line]
+    assert lines == [f"INFO inside trace={ctx.trace_id:032x} span={ctx.span_id:016x}",
+                     "INFO outside trace= span="]
+
+
+def test_a_json_formatter_of_the_application_gets_the_ids_from_the_record(root_logging: logging.Logger) -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    root_logging.handlers[:] = [handler]
+    root_logging.setLevel(logging.INFO)
+    handle = agentobs_sdk.configure({})
+    with agentobs_sdk.tool_call("t") as tool:
+        record = logging.getLogRecordFactory()("agent", logging.INFO, __file__, 1, "queued", None, None)
+    handle.shutdown()
+    # Formatted later, outside the span (as a QueueHandler's listener thread would): ids kept.
+    out = _line(JsonFormatter(), record)
+    assert out["trace_id"] == f"{tool.span.get_span_context().trace_id:032x}"
+    assert "extra_trace_id" not in out
+
+
+def test_sdk_info_lines_are_not_dropped_at_the_default_root_level(root_logging: logging.Logger) -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    root_logging.handlers[:] = [handler]
+    root_logging.setLevel(logging.WARNING)  # Python's default
+    handle = agentobs_sdk.configure({})
+    logging.getLogger("agentobs_sdk.audit").info("an SDK info line")
+    handle.shutdown()
+    assert "an SDK info line" in stream.getvalue()
+
+
+def test_when_the_sdk_installs_logging_the_agents_info_lines_are_kept(root_logging: logging.Logger) -> None:
+    root_logging.handlers[:] = []
+    root_logging.setLevel(logging.WARNING)
+    handle = agentobs_sdk.configure({})
+    assert handle.log_handler is not None
+    assert logging.getLogger("agent").isEnabledFor(logging.INFO)
+    handle.shutdown()
+    assert root_logging.level == logging.WARNING  # restored

@@ -23,7 +23,7 @@ QUERY_TIMEOUT_S = 60.0
 @pytest.fixture
 def sdk_with_port() -> Iterator[agentobs_sdk.Handle]:
     handle = agentobs_sdk.configure({"AGENTOBS_METRICS_PORT": "0", "AGENTOBS_AGENT_ID": "prom-agent",
-                                     "OTEL_SERVICE_NAME": "prom-test"},
+                                     "OTEL_SERVICE_NAME": "prom-test", "AGENTOBS_METRICS_LINGER_SECONDS": "0"},
                                     metrics_addr="127.0.0.1", json_logs=False)
     assert handle.metrics_port
     yield handle
@@ -110,3 +110,35 @@ def test_prometheus_scrapes_what_the_sdk_recorded(prometheus: str, sdk_with_port
     sdk_names = {n for n in names if n.startswith(("gen_ai_", "agentobs_agent_"))}
     assert sdk_names, names
     assert sdk_names <= agentobs_sdk.emitted_series(), sdk_names - agentobs_sdk.emitted_series()
+
+
+def test_a_short_lived_agent_keeps_its_last_figures(prometheus_binary: str, tmp_path: Path) -> None:
+    """shutdown() waits for one scrape that starts after it, so the figures recorded just before
+    exit reach Prometheus instead of dying with the process."""
+    handle = agentobs_sdk.configure({"AGENTOBS_METRICS_PORT": "0", "AGENTOBS_AGENT_ID": "short-lived",
+                                     "AGENTOBS_METRICS_LINGER_SECONDS": "30"},
+                                    metrics_addr="127.0.0.1", json_logs=False)
+    port = free_port()
+    cfg = tmp_path / "prometheus.yml"
+    cfg.write_text("global:\n  scrape_interval: 4s\nscrape_configs:\n  - job_name: short\n    static_configs:\n"
+                   f"      - targets: ['127.0.0.1:{handle.metrics_port}']\n")
+    log = tmp_path / "prometheus.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [prometheus_binary, f"--config.file={cfg}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+             f"--web.listen-address=127.0.0.1:{port}"], stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: http_ok(f"{url}/-/ready"), STARTUP_TIMEOUT_S, "prometheus", proc, log)
+        _wait_value(url, 'up{job="short"}', 1)  # scraped at least once, before the work below
+        with agentobs_sdk.agent_run("batch"):
+            for _ in range(5):
+                with agentobs_sdk.tool_call("step"):
+                    pass
+        handle.shutdown()  # the process would exit right after this
+        # The target is gone now (stale); the stored samples still hold the final figures.
+        _wait_value(url, 'last_over_time(agentobs_agent_tool_call_duration_seconds_count'
+                         '{job="short",agent="batch",tool="step"}[5m])', 5)
+    finally:
+        handle.shutdown()
+        stop(proc)

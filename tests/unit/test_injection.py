@@ -61,6 +61,13 @@ def test_mutation_follows_the_contract() -> None:
     assert mount["readOnly"] is True
     volume = next(v for v in pod["spec"]["volumes"] if v["name"] == "agentobs-ca")
     assert volume["configMap"]["name"] == "obs-ca-bundle" and volume["configMap"]["optional"] is True
+    # The audit key: the resource's generated Secret, mounted read-only, optional (never blocks a pod).
+    assert env["AGENTOBS_AUDIT_KEY_FILE"] == "/var/run/agentobs/audit-key/key"
+    key_mount = next(m for m in pod["spec"]["containers"][0]["volumeMounts"] if m["name"] == "agentobs-audit-key")
+    assert key_mount == {"name": "agentobs-audit-key", "mountPath": "/var/run/agentobs/audit-key", "readOnly": True}
+    key_volume = next(v for v in pod["spec"]["volumes"] if v["name"] == "agentobs-audit-key")
+    assert key_volume["secret"]["secretName"] == "obs-audit-key" and key_volume["secret"]["optional"] is True
+    assert key_volume["secret"]["items"] == [{"key": "key", "path": "key"}]
     ann = pod["metadata"]["annotations"]
     assert ann["agentobs.io/injected"] == "agents/obs" and ann["prometheus.io/port"] == "9464"
     assert ann["prometheus.io/scrape"] == "true" and is_current(pod, config)
@@ -123,3 +130,14 @@ def test_digest_follows_settings_and_disabled_injects_nothing() -> None:
     owner = Owner(name="o", namespace="n", uid="u",
                   spec=AgentObservabilitySpec.model_validate({"instrumentation": {"enabled": False}}))
     assert make_config(owner) is None
+
+
+def test_the_audit_key_is_a_generated_credential_of_the_resource() -> None:
+    from agentobs.render import credential_requests
+
+    owner = Owner(name="obs", namespace="agents", uid="u", spec=AgentObservabilitySpec.model_validate({}))
+    (request,) = [r for r in credential_requests(owner) if r.suffix == "audit-key"]
+    assert dict(request.recipe) == {"key": "random"}  # made once by material.py, never overwritten
+    off = Owner(name="obs", namespace="agents", uid="u",
+                spec=AgentObservabilitySpec.model_validate({"instrumentation": {"enabled": False}}))
+    assert not [r for r in credential_requests(off) if r.suffix == "audit-key"]

@@ -123,6 +123,6 @@ def test_container_resources_come_from_the_spec() -> None:
         return dict(objects[(kind, name)]["spec"]["template"]["spec"]["containers"][0]["resources"])
 
     assert first("Deployment", "demo-grafana") == {"limits": {"memory": "1Gi"}}
-    assert first("DaemonSet", "demo-fluentd") == {"requests": {"cpu": "300m"}}
+    assert first("StatefulSet", "demo-fluentd") == {"requests": {"cpu": "300m"}}
     assert first("Deployment", "demo-jaeger-collector") == {"limits": {"memory": "3Gi"}}
     assert first("Deployment", "demo-jaeger-query") == {"limits": {"memory": "768Mi"}}

@@ -186,7 +186,7 @@ def test_external_elasticsearch_is_where_every_client_goes(with_ca: bool) -> Non
     assert f"hosts {url}\n" in objects[("ConfigMap", "demo-fluentd")]["data"]["fluent.conf"]
     assert env_of(objects[("CronJob", "demo-es-retention")])["ES_URL"]["value"] == url
     for key in [("Deployment", "demo-jaeger-collector"), ("Deployment", "demo-jaeger-query"),
-                ("DaemonSet", "demo-fluentd"), ("CronJob", "demo-es-retention")]:
+                ("StatefulSet", "demo-fluentd"), ("CronJob", "demo-es-retention")]:
         env = env_of(objects[key])
         assert env["ES_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "team-es", "key": "password"}
         assert env["ES_USERNAME"]["valueFrom"]["secretKeyRef"] == {"name": "team-es", "key": "username"}
@@ -324,49 +324,7 @@ def test_logging_disabled_renders_no_fluentd() -> None:
     assert fluentd.render(owner_of({"logging": {"enabled": False}}), material_for(owner_of({}))) == []
 
 
-def test_fluentd_reads_only_the_selected_agents() -> None:
-    conf = render({"logging": {"namespaces": ["team-b", "team-a"], "podLabels": {"app": "planner"}}})[
-        ("ConfigMap", "demo-fluentd")]["data"]["fluent.conf"]
-    assert "path /var/log/containers/*_team-a_*.log,/var/log/containers/*_team-b_*.log\n" in conf
-    assert "key $['kubernetes']['labels']['app']\n    pattern /^planner$/" in conf
-    default = render({})[("ConfigMap", "demo-fluentd")]["data"]["fluent.conf"]
-    assert "path /var/log/containers/*_agents_*.log\n" in default
-    assert "key $['kubernetes']['labels']['agentobs.io/agent']\n    pattern /^true$/" in default
-    by_labels = render({"instrumentation": {"namespaceSelector": {"matchLabels": {"team": "x"}}}})[
-        ("ConfigMap", "demo-fluentd")]["data"]["fluent.conf"]
-    assert "path /var/log/containers/*.log\n" in by_labels
-    assert "key $['kubernetes']['namespace_labels']['team']" in by_labels
-
-
-def test_fluentd_keeps_trace_ids_and_buffers_boundedly() -> None:
-    conf = render({})[("ConfigMap", "demo-fluentd")]["data"]["fluent.conf"]
-    assert "@type json" in conf and "reserve_data true" in conf
-    assert "trace_id" not in conf and "span_id" not in conf  # nothing removes or renames them
-    assert conf.count("@type file") == 2 and conf.count("total_limit_size") == 2
-    assert conf.count("retry_type exponential_backoff") == 2
-    assert conf.count("ssl_verify true") == 2
-
-
-def test_fluentd_cluster_rbac_is_named_for_its_owner_and_labelled_for_cleanup() -> None:
-    objects = render({})
-    for kind in ("ClusterRole", "ClusterRoleBinding"):
-        obj = objects[(kind, "agentobs-agents-demo-fluentd")]
-        assert "namespace" not in obj["metadata"] and "ownerReferences" not in obj["metadata"]
-        assert obj["metadata"]["labels"][OWNER_LABEL] == "demo"
-    rules = objects[("ClusterRole", "agentobs-agents-demo-fluentd")]["rules"]
-    assert rules == [{"apiGroups": [""], "resources": ["pods", "namespaces"], "verbs": ["get", "list", "watch"]}]
-
-
-def test_only_fluentd_uses_a_host_path_and_it_is_read_only() -> None:
-    objects = render({})
-    with_host_path = {k for k, o in objects.items() if o["kind"] in ("StatefulSet", "Deployment", "DaemonSet",
-                                                                       "CronJob")
-                      and any("hostPath" in v for v in pod_spec(o).get("volumes", []))}
-    assert with_host_path == {("DaemonSet", "demo-fluentd")}
-    pod = pod_spec(objects[("DaemonSet", "demo-fluentd")])
-    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "varlog")
-    assert mount["readOnly"] is True
-    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["supplementalGroups"] == [0]
+# The collector, the aggregator's pipeline and their Pod Security: tests/unit/test_logging_render.py.
 
 
 def test_each_module_renders_nothing_it_does_not_own() -> None:

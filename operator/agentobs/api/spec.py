@@ -293,7 +293,8 @@ class ElasticsearchSpec(SpecModel):
 
 
 class LoggingSpec(SpecModel):
-    """Fluentd shipping agent container logs to Elasticsearch."""
+    """Agent container logs: the cluster's node collector forwards them to this stack's Fluentd
+    aggregator, which writes them to Elasticsearch."""
 
     enabled: bool = Field(True, description="Collect agent pod logs.")
     namespaces: list[Annotated[str, Field(pattern=DNS_LABEL_PATTERN, max_length=63)]] = Field(
@@ -304,11 +305,18 @@ class LoggingSpec(SpecModel):
         default_factory=dict, description="Only pods with these labels; empty means the agent pods."
     )
     retention_days: int = Field(14, ge=1, le=3650, description="Days log indices are kept.")
+    replicas: int = Field(
+        2, ge=1, le=10, description="Fluentd aggregator replicas; 2 or more keep logs flowing through a restart."
+    )
+    storage: StorageSpec = Field(
+        default_factory=lambda: StorageSpec(size="5Gi"),
+        description="Buffer volume of each aggregator replica (records not yet in Elasticsearch).",
+    )
     resources: ResourceRequirements = Field(
         default_factory=lambda: ResourceRequirements(
             requests={"cpu": "100m", "memory": "256Mi"}, limits={"memory": "512Mi"}
         ),
-        description="Fluentd container resources (per node).",
+        description="Fluentd aggregator container resources (per replica).",
     )
 
 
@@ -402,8 +410,9 @@ class ImagesSpec(SpecModel):
     )
     jaeger: str = Field("cr.jaegertracing.io/jaegertracing/jaeger:2.13.0", description="Jaeger v2 image.")
     fluentd: str = Field(
-        "docker.io/fluent/fluentd-kubernetes-daemonset:v1.19-debian-elasticsearch8-1",
-        description="Fluentd image.",
+        "docker.io/fluent/fluentd-kubernetes-daemonset:v1.19.3-debian-elasticsearch8-1.1",
+        description="Fluentd aggregator image (fluentd 1.19.3 with fluent-plugin-elasticsearch 5.4.4 and "
+        "fluent-plugin-prometheus 2.2.2, whose parameters the rendered configuration uses).",
     )
     grafana: str = Field("docker.io/grafana/grafana:12.1.1", description="Grafana image.")
 

@@ -13,7 +13,16 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from agentobs.render import alertmanager, elasticsearch, fluentd, grafana, jaeger, prometheus, retention
+from agentobs.render import (
+    alertmanager,
+    audit_key,
+    elasticsearch,
+    fluentd,
+    grafana,
+    jaeger,
+    prometheus,
+    retention,
+)
 from agentobs.render.common import CredentialRequest, Manifest, Material, Owner
 from agentobs.render.tls import (
     make_ca_bundle,
@@ -47,7 +56,8 @@ class Component(Protocol):
         ...
 
 
-COMPONENTS: tuple[Component, ...] = (prometheus, alertmanager, elasticsearch, retention, jaeger, fluentd, grafana)
+COMPONENTS: tuple[Component, ...] = (prometheus, alertmanager, elasticsearch, retention, jaeger, fluentd, grafana,
+                                     audit_key)
 
 
 def certificate_requests(owner: Owner) -> dict[str, list[str]]:

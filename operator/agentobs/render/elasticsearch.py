@@ -87,7 +87,8 @@ def make_roles(owner: Owner) -> dict[str, Any]:
         },
         ROLE_OF_CLIENT["fluentd"]: {
             # Append-only: Fluentd creates documents under deterministic ids and never overwrites.
-            "cluster": ["monitor"],
+            # read_ilm: its init container waits for the index set-up (retention.templates_hash).
+            "cluster": ["monitor", "read_ilm"],
             "indices": [{"names": agent_indices, "privileges": ["create_index", "create_doc"]}],
         },
         ROLE_OF_CLIENT["grafana"]: {

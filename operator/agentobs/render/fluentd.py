@@ -1,31 +1,35 @@
-"""Fluentd: the DaemonSet that ships the selected agent pods' container logs to Elasticsearch.
+"""The Fluentd aggregator of one resource: receives its agents' records from the node collector
+and writes them to Elasticsearch.
 
-The pipeline (`fluent.conf`, rendered here): tail `/var/log/containers/*_<namespace>_*.log` of the
-selected namespaces (the kubelet names each file `<pod>_<namespace>_<container>-<id>.log`), split
-the CRI line format (`<time> <stream> <P|F> <line>`, what containerd and CRI-O write), add pod and
-namespace metadata (`kubernetes_metadata`), keep only pods with the selected labels, parse the
-line as JSON when it is JSON (the agent SDK's `trace_id` and `span_id` become top-level fields;
-other lines keep their text in `log`), and write to Elasticsearch over TLS with the fluentd user.
-Lines whose `logger` is `agentobs.audit` (audit records) go to the audit indices, the rest to the
-log indices (names in `es_access`). Each record gets an id hashed from its content and is written
-with op `create`: a line read twice (after the buffer volume is lost) is refused as a duplicate
-instead of stored twice, and the fluentd role needs no right to overwrite. Each output buffers in
-files, bounded in size, and retries with exponential back-off; when the buffer is full, reading
-pauses rather than dropping lines.
+Where it sits: the cluster's one node collector (`render.collector`, Fluent Bit in the operator's
+namespace) tails the nodes' container logs and forwards the records of the pods this resource
+selects (by namespace and pod labels) to this aggregator, over TLS with this resource's CA. The
+aggregator is an ordinary workload of the team's namespace (Pod Security `restricted`) and the
+only holder of the stack's `fluentd` Elasticsearch credentials.
 
-POD SECURITY EXCEPTION. Reading node log files needs a `hostPath` volume of `/var/log`
-(read-only). Pod Security `restricted` and `baseline` both forbid hostPath volumes, so the
-namespace of an AgentObservability with `logging.enabled` must be labelled
-`pod-security.kubernetes.io/enforce: privileged` (or Fluentd's pods are refused). Everything
-else of the pod stays as restricted asks: non-root (uid 65534, with the supplementary group 0
-that log files are readable by: the kubelet's runtime writes them 0640 root:root), no
-privilege escalation, all capabilities dropped, read-only root filesystem, RuntimeDefault seccomp.
+The pipeline (`fluent.conf`, checked parameter by parameter against the pinned image's fluentd
+1.19.3, fluent-plugin-elasticsearch 5.4.4 and fluent-plugin-prometheus 2.2.2):
 
-Cluster-scoped RBAC (pods and namespaces, get/list/watch) cannot carry an owner reference to the
-namespaced resource; the ClusterRole and its binding are named `agentobs-<namespace>-<name>-fluentd`
-and labelled with the owner labels, which is how the operator finds and deletes them.
+- `forward` input on mutual TLS (this resource's serving certificate; the sender must present a
+  certificate of this resource's CA, which only the node collector holds); the collector waits
+  for the ack, which Fluentd sends once the records are in its file buffer;
+- a document id per record (`elasticsearch_genid` with `use_record_as_seed`: in 5.4.4 the id is
+  a random UUID unless that is on) hashed from the file, byte offset, runtime timestamp (ns),
+  stream and raw line: the same line sent twice (a collector retry, a re-read after a lost
+  position) gets the same id, and two identical lines never collapse;
+- the line parsed as JSON when it is JSON (the SDK's `trace_id` and `span_id` become fields);
+- audit records (`logger` = `agentobs.audit`) to the audit indices, the rest to the logs indices
+  (names in `es_access`), written with op `create`: a duplicate id is refused by Elasticsearch and
+  counted as a duplicate, never stored twice, and the role needs no right to overwrite;
+- records Elasticsearch refuses (400, e.g. a mapping conflict) go to the `@ERROR` label: counted
+  (`fluentd_dead_letter_records_total`, alert `AgentObsLogDeadLetters`) and written as JSON lines
+  under `dead-letter/` on the buffer volume, to be inspected and re-sent by hand;
+- buffers in files on the replica's PersistentVolumeClaim (they survive restarts and rolls),
+  retried forever with back-off; when full, the forward input refuses (no ack) and the
+  collector keeps the records on the node.
 
-No PodDisruptionBudget: node drains skip DaemonSet pods, so a budget would guard nothing.
+An init container waits until Elasticsearch holds this resource's index templates and lifecycle
+policies (`retention.templates_hash`), so no logs or audit index is created by dynamic mapping.
 
 Pure: `render(owner, material)` returns the manifests; `logging.enabled: false` renders nothing.
 """
@@ -35,9 +39,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from agentobs.render import es_access
+from agentobs.render import es_access, retention
 from agentobs.render.addresses import elasticsearch_url
+from agentobs.render.collector import NAMESPACE_EXTRA
+from agentobs.render.collector import selector_labels as collector_selector_labels
 from agentobs.render.common import (
+    CERT_HASH_ANNOTATION,
     CONFIG_HASH_ANNOTATION,
     CredentialRequest,
     Manifest,
@@ -45,35 +52,38 @@ from agentobs.render.common import (
     Owner,
     container_security_context,
     content_hash,
-    labels,
     metadata,
+    pod_disruption_budget,
     pod_security_context,
     resources,
     selector_labels,
+    spread_replicas,
 )
+from agentobs.render.tls import certificate_hash, service_dns_names, tls_secret_name
 
 COMPONENT = "fluentd"
 CONFIG_DIR = "/etc/fluentd"
-STATE_DIR = "/var/lib/fluentd"  # read positions and buffers
+TLS_DIR = "/etc/fluentd/tls"
 ES_CA_DIR = "/etc/fluentd/es-ca"
+STATE_DIR = "/var/lib/fluentd"  # the PersistentVolumeClaim: buffers and dead letters
 AUDIT_LOGGER = "agentobs.audit"
 UID = 65534
-LOG_FILES_GROUP = 0
-BUFFER_LIMIT = "256MB"  # per output; two outputs share the state volume
-STATE_VOLUME_LIMIT = "1Gi"
-RBAC_GROUP = "rbac.authorization.k8s.io"
+FORWARD_PORT = 24224
+COLLECTOR_CLIENT = "log-collector"  # the component of the collector's client certificate
+COLLECTOR_CLIENT_NAME = "agentobs-log-collector"  # its name (no host has it: it is a client's)
+METRICS_PORT = 24231
+PROMETHEUS_COMPONENT = "prometheus"  # spelled here: prometheus imports this module
+BUFFER_LIMITS = {"logs": "2GB", "audit": "1GB", "dead-letter": "512MB"}  # within the 5Gi default volume
+DEAD_LETTER_METRIC = "fluentd_dead_letter_records_total"
+ID_SEED_KEYS = ("file", "offset", "time", "stream", "log")  # set by the collector's tail and cri parser
 
 
 def enabled(owner: Owner) -> bool:
     return owner.spec.logging.enabled
 
 
-def cluster_rbac_name(owner: Owner) -> str:
-    return f"agentobs-{owner.namespace}-{owner.name}-{COMPONENT}"
-
-
 def selected_namespaces(owner: Owner) -> list[str] | None:
-    """Namespaces whose logs are read; None means every namespace, filtered by namespace labels."""
+    """Namespaces whose logs are collected; None means those the namespace selector matches."""
     logging, instrumentation = owner.spec.logging, owner.spec.instrumentation
     if logging.namespaces:
         return sorted(set(logging.namespaces))
@@ -86,12 +96,34 @@ def selected_pod_labels(owner: Owner) -> dict[str, str]:
     return dict(owner.spec.logging.pod_labels or owner.spec.instrumentation.pod_selector.match_labels)
 
 
-def _exact(value: str) -> str:
-    return "/^" + re.escape(value).replace("/", "\\/") + "$/"
+def service_host(owner: Owner) -> str:
+    return owner.service_host(COMPONENT)
 
 
-def _match_label(path: str, key: str, value: str) -> str:
-    return f"  <regexp>\n    key $['kubernetes']['{path}']['{key}']\n    pattern {_exact(value)}\n  </regexp>\n"
+def headless_name(owner: Owner) -> str:
+    return owner.child_name(f"{COMPONENT}-headless")
+
+
+def _buffer(family: str, chunk_keys: str = "", timekey: str = "") -> str:
+    return (
+        f"    <buffer{' ' + chunk_keys if chunk_keys else ''}>\n"
+        "      @type file\n"
+        f"      path {STATE_DIR}/buffer/{family}\n"
+        f"      total_limit_size {BUFFER_LIMITS[family]}\n"
+        "      chunk_limit_size 8MB\n"
+        + (f"      timekey {timekey}\n      timekey_wait 1m\n" if timekey else "")
+        + "      flush_mode interval\n"
+        "      flush_interval 5s\n"
+        "      flush_thread_count 2\n"
+        "      flush_at_shutdown true\n"
+        "      retry_type exponential_backoff\n"
+        "      retry_wait 1s\n"
+        "      retry_max_interval 60s\n"
+        "      retry_forever true\n"
+        # Full: refuse the forward input's records (no ack), so the collector keeps them on the node.
+        "      overflow_action throw_exception\n"
+        "    </buffer>\n"
+    )
 
 
 def _es_output(owner: Owner, family: str, index_prefix: str) -> str:
@@ -120,62 +152,58 @@ def _es_output(owner: Owner, family: str, index_prefix: str) -> str:
         "    reload_connections false\n"
         "    request_timeout 30s\n"
         "    log_es_400_reason true\n"
-        "    <buffer>\n"
-        "      @type file\n"
-        f"      path {STATE_DIR}/buffer/{family}\n"
-        f"      total_limit_size {BUFFER_LIMIT}\n"
-        "      chunk_limit_size 8MB\n"
-        "      flush_mode interval\n"
-        "      flush_interval 5s\n"
-        "      flush_thread_count 2\n"
-        "      retry_type exponential_backoff\n"
-        "      retry_wait 1s\n"
-        "      retry_max_interval 60s\n"
-        "      retry_timeout 72h\n"
-        "      overflow_action block\n"
-        "    </buffer>\n"
+        f"{_buffer(family)}"
         "  </match>\n"
     )
 
 
 def make_fluent_conf(owner: Owner) -> str:
-    namespaces = selected_namespaces(owner)
-    paths = ([f"/var/log/containers/*_{ns}_*.log" for ns in namespaces] if namespaces is not None
-             else ["/var/log/containers/*.log"])
-    own_pods = f"/var/log/containers/{owner.child_name(COMPONENT)}-*_{owner.namespace}_*.log"
-    keep = "".join(_match_label("labels", k, v) for k, v in sorted(selected_pod_labels(owner).items()))
-    if namespaces is None:
-        keep += "".join(_match_label("namespace_labels", k, v) for k, v in
-                        sorted(owner.spec.instrumentation.namespace_selector.match_labels.items()))
     audit = re.escape(AUDIT_LOGGER)
     return (
         "<system>\n  log_level info\n</system>\n\n"
         "<source>\n"
-        "  @type tail\n"
-        "  @id agent-containers\n"
-        f"  path {','.join(paths)}\n"
-        f"  exclude_path [\"{own_pods}\"]\n"
-        f"  pos_file {STATE_DIR}/containers.pos\n"
-        "  tag kube.*\n"
-        "  read_from_head true\n"
-        "  follow_inodes true\n"
-        "  refresh_interval 10\n"
-        "  <parse>\n"
-        "    @type regexp\n"
-        "    expression /^(?<time>[^ ]+) (?<stream>stdout|stderr) (?<logtag>[FP]) (?<log>.*)$/\n"
-        "    time_format %Y-%m-%dT%H:%M:%S.%N%:z\n"
-        "  </parse>\n"
+        "  @type forward\n"
+        "  @id forward\n"
+        f"  port {FORWARD_PORT}\n"
+        "  bind 0.0.0.0\n"
+        "  <transport tls>\n"
+        f"    cert_path {TLS_DIR}/tls.crt\n"
+        f"    private_key_path {TLS_DIR}/tls.key\n"
+        # Mutual TLS: only a client certificate of this stack's CA (the node collector's) may send.
+        f"    ca_path {TLS_DIR}/ca.crt\n"
+        "    client_cert_auth true\n"
+        "    min_version TLS1_2\n"
+        "  </transport>\n"
         "</source>\n\n"
-        "<filter kube.**>\n"
-        "  @type kubernetes_metadata\n"
-        "  @id kubernetes-metadata\n"
-        "  skip_container_metadata true\n"
-        "  skip_master_url true\n"
+        "<source>\n"
+        "  @type prometheus\n"
+        "  @id prometheus\n"
+        "  bind 0.0.0.0\n"
+        f"  port {METRICS_PORT}\n"
+        "  metrics_path /metrics\n"
+        "</source>\n\n"
+        "<source>\n"
+        "  @type prometheus_output_monitor\n"
+        "  @id prometheus-output-monitor\n"
+        "</source>\n\n"
+        # The id before anything rewrites the record: it must come from what the collector read.
+        "<filter **>\n"
+        "  @type elasticsearch_genid\n"
+        "  @id document-id\n"
+        "  use_record_as_seed true\n"
+        f"  record_keys {','.join(ID_SEED_KEYS)}\n"
+        "  include_time_in_seed true\n"
+        "  hash_type sha256\n"
+        "  hash_id_key _hash\n"
         "</filter>\n\n"
-        # Only the selected agent pods; every <regexp> must match.
-        f"<filter kube.**>\n  @type grep\n{keep}</filter>\n\n"
-        "<filter kube.**>\n"
+        "<filter **>\n"
+        "  @type record_transformer\n"
+        "  @id drop-routing-keys\n"
+        "  remove_keys agentobs_route,_p\n"
+        "</filter>\n\n"
+        "<filter **>\n"
         "  @type parser\n"
+        "  @id json-lines\n"
         "  key_name log\n"
         "  reserve_data true\n"
         "  reserve_time true\n"
@@ -184,14 +212,9 @@ def make_fluent_conf(owner: Owner) -> str:
         "  replace_invalid_sequence true\n"
         "  <parse>\n    @type json\n  </parse>\n"
         "</filter>\n\n"
-        "<filter kube.**>\n"
-        "  @type elasticsearch_genid\n"
-        "  use_entire_record true\n"
-        "  hash_type sha1\n"
-        "  hash_id_key _hash\n"
-        "</filter>\n\n"
-        "<match kube.**>\n"
+        "<match **>\n"
         "  @type copy\n"
+        "  @id split\n"
         "  <store>\n    @type relabel\n    @label @AGENT_LOGS\n  </store>\n"
         "  <store>\n    @type relabel\n    @label @AGENT_AUDIT\n  </store>\n"
         "</match>\n\n"
@@ -204,6 +227,26 @@ def make_fluent_conf(owner: Owner) -> str:
         f"  <filter **>\n    @type grep\n    <regexp>\n      key logger\n      pattern /^{audit}$/\n"
         "    </regexp>\n  </filter>\n"
         f"{_es_output(owner, 'audit', es_access.audit_index_prefix(owner))}"
+        "</label>\n\n"
+        # Dead letters: what Elasticsearch refused, counted and kept on the volume.
+        "<label @ERROR>\n"
+        "  <filter **>\n"
+        "    @type prometheus\n"
+        "    @id dead-letter-count\n"
+        "    <metric>\n"
+        f"      name {DEAD_LETTER_METRIC}\n"
+        "      type counter\n"
+        "      desc Records Elasticsearch refused, kept in the dead-letter files of the buffer volume.\n"
+        "    </metric>\n"
+        "  </filter>\n"
+        "  <match **>\n"
+        "    @type file\n"
+        "    @id dead-letter\n"
+        f"    path {STATE_DIR}/dead-letter/${{tag}}.%Y%m%d\n"
+        "    append true\n"
+        "    <format>\n      @type json\n    </format>\n"
+        f"{_buffer('dead-letter', 'tag,time', timekey='1d')}"
+        "  </match>\n"
         "</label>\n"
     )
 
@@ -213,38 +256,33 @@ def make_configmap(owner: Owner) -> Manifest:
             "data": {"fluent.conf": make_fluent_conf(owner)}}
 
 
-def _cluster_metadata(owner: Owner) -> dict[str, Any]:
-    """Cluster-scoped: no namespace, no owner reference (it cannot point at a namespaced owner)."""
-    return {"name": cluster_rbac_name(owner), "labels": labels(owner, COMPONENT)}
-
-
-def make_rbac(owner: Owner) -> list[Manifest]:
-    """Read-only pod and namespace metadata, cluster-wide (agent pods may be in any namespace)."""
-    name = owner.child_name(COMPONENT)
+def make_services(owner: Owner) -> list[Manifest]:
+    """The collector's target (load-balanced), and the headless Service of the StatefulSet."""
+    ports = [{"name": "forward", "port": FORWARD_PORT, "targetPort": "forward", "protocol": "TCP"}]
+    headless_ports = [*ports, {"name": "metrics", "port": METRICS_PORT, "targetPort": "metrics", "protocol": "TCP"}]
     return [
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata(owner, COMPONENT),
-         "automountServiceAccountToken": True},
-        {"apiVersion": f"{RBAC_GROUP}/v1", "kind": "ClusterRole", "metadata": _cluster_metadata(owner),
-         "rules": [{"apiGroups": [""], "resources": ["pods", "namespaces"], "verbs": ["get", "list", "watch"]}]},
-        {"apiVersion": f"{RBAC_GROUP}/v1", "kind": "ClusterRoleBinding", "metadata": _cluster_metadata(owner),
-         "roleRef": {"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": cluster_rbac_name(owner)},
-         "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": owner.namespace}]},
+        {"apiVersion": "v1", "kind": "Service", "metadata": metadata(owner, COMPONENT),
+         "spec": {"selector": selector_labels(owner, COMPONENT), "ports": ports}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": metadata(owner, COMPONENT, headless_name(owner)),
+         "spec": {"clusterIP": "None", "selector": selector_labels(owner, COMPONENT), "ports": headless_ports,
+                  "publishNotReadyAddresses": True}},
     ]
 
 
-def make_daemonset(owner: Owner, config_hash: str) -> Manifest:
+def make_statefulset(owner: Owner, config_hash: str, cert_hash: str) -> Manifest:
+    spec = owner.spec.logging
     name = owner.child_name(COMPONENT)
-    env = [*es_access.credential_env(owner, "fluentd", "ES_USERNAME", "ES_PASSWORD"),
-           {"name": "HOME", "value": "/tmp"}]  # noqa: S108 (an emptyDir, private to the pod)
-    mounts = [{"name": "varlog", "mountPath": "/var/log", "readOnly": True},
-              {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
-              {"name": "state", "mountPath": STATE_DIR},
+    claim_spec: dict[str, Any] = {"accessModes": ["ReadWriteOnce"],
+                                  "resources": {"requests": {"storage": spec.storage.size}}}
+    if spec.storage.storage_class_name:
+        claim_spec["storageClassName"] = spec.storage.storage_class_name
+    mounts = [{"name": "config", "mountPath": CONFIG_DIR + "/conf", "readOnly": True},
+              {"name": "tls", "mountPath": TLS_DIR, "readOnly": True},
+              {"name": "buffer", "mountPath": STATE_DIR},
               {"name": "tmp", "mountPath": "/tmp"}]  # noqa: S108 (an emptyDir, private to the pod)
     volumes: list[dict[str, Any]] = [
-        # The Pod Security exception of this component (see the module docstring).
-        {"name": "varlog", "hostPath": {"path": "/var/log", "type": "Directory"}},
         {"name": "config", "configMap": {"name": name}},
-        {"name": "state", "emptyDir": {"sizeLimit": STATE_VOLUME_LIMIT}},
+        {"name": "tls", "secret": {"secretName": tls_secret_name(owner, COMPONENT)}},
         {"name": "tmp", "emptyDir": {}},
     ]
     ca = es_access.ca_volume(owner, "es-ca")
@@ -255,47 +293,84 @@ def make_daemonset(owner: Owner, config_hash: str) -> Manifest:
         "name": COMPONENT,
         "image": owner.spec.images.fluentd,
         # The image's entrypoint edits its own config files; start Fluentd on ours directly.
-        "command": ["fluentd", "-c", f"{CONFIG_DIR}/fluent.conf", "-p", "/fluentd/plugins",
+        "command": ["fluentd", "-c", f"{CONFIG_DIR}/conf/fluent.conf", "-p", "/fluentd/plugins",
                     "--gemfile", "/fluentd/Gemfile"],
-        "env": env,
-        "resources": resources(owner.spec.logging.resources),
+        "env": [*es_access.credential_env(owner, "fluentd", "ES_USERNAME", "ES_PASSWORD"),
+                {"name": "HOME", "value": "/tmp"}],  # noqa: S108 (an emptyDir, private to the pod)
+        "ports": [{"name": "forward", "containerPort": FORWARD_PORT, "protocol": "TCP"},
+                  {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}],
+        "readinessProbe": {"tcpSocket": {"port": "forward"}, "periodSeconds": 10},
+        "livenessProbe": {"httpGet": {"path": "/metrics", "port": "metrics"}, "periodSeconds": 30,
+                          "failureThreshold": 5},
+        "resources": resources(spec.resources),
         "securityContext": container_security_context(),
         "volumeMounts": mounts,
     }
-    security = pod_security_context(UID) | {"supplementalGroups": [LOG_FILES_GROUP]}
     return {
         "apiVersion": "apps/v1",
-        "kind": "DaemonSet",
+        "kind": "StatefulSet",
         "metadata": metadata(owner, COMPONENT),
         "spec": {
+            "serviceName": headless_name(owner),
+            "replicas": spec.replicas,
+            "podManagementPolicy": "Parallel",
             "selector": {"matchLabels": selector_labels(owner, COMPONENT)},
-            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
+            "persistentVolumeClaimRetentionPolicy": {
+                "whenDeleted": "Retain" if spec.storage.keep_on_delete else "Delete",
+                # A replica scaled away may hold unflushed records: its volume waits for it.
+                "whenScaled": "Retain",
+            },
             "template": {
                 "metadata": {"labels": metadata(owner, COMPONENT)["labels"],
-                             "annotations": {CONFIG_HASH_ANNOTATION: config_hash}},
+                             "annotations": {CONFIG_HASH_ANNOTATION: config_hash, CERT_HASH_ANNOTATION: cert_hash}},
                 "spec": {
-                    "serviceAccountName": name,
-                    "securityContext": security,
-                    # Agents may run on tainted nodes too; their logs are wanted all the same.
-                    "tolerations": [{"operator": "Exists"}],
+                    "automountServiceAccountToken": False,
+                    "securityContext": pod_security_context(UID),
+                    "affinity": spread_replicas(owner, COMPONENT),
+                    # Time to flush the buffers on a roll (flush_at_shutdown).
                     "terminationGracePeriodSeconds": 60,
+                    "initContainers": [retention.make_wait_container(owner, "fluentd", "es-ca", ES_CA_DIR)],
                     "containers": [container],
                     "volumes": volumes,
                 },
             },
+            "volumeClaimTemplates": [
+                {"metadata": {"name": "buffer", "labels": metadata(owner, COMPONENT)["labels"]}, "spec": claim_spec}
+            ],
         },
     }
 
 
 def make_network_policy(owner: Owner) -> Manifest:
-    """Nothing connects to Fluentd: it only reads files and sends."""
-    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": metadata(owner, COMPONENT),
-            "spec": {"podSelector": {"matchLabels": selector_labels(owner, COMPONENT)},
-                     "policyTypes": ["Ingress"], "ingress": []}}
+    """Forward from the node collector's pods only; metrics from this stack's Prometheus."""
+    collector_ns = owner.extra.get(NAMESPACE_EXTRA)
+    namespace_selector = ({"matchLabels": {"kubernetes.io/metadata.name": collector_ns}}
+                          if collector_ns else {})
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": metadata(owner, COMPONENT),
+        "spec": {
+            "podSelector": {"matchLabels": selector_labels(owner, COMPONENT)},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {"from": [{"namespaceSelector": namespace_selector,
+                           "podSelector": {"matchLabels": collector_selector_labels()}}],
+                 "ports": [{"port": FORWARD_PORT, "protocol": "TCP"}]},
+                {"from": [{"podSelector": {"matchLabels": selector_labels(owner, PROMETHEUS_COMPONENT)}}],
+                 "ports": [{"port": METRICS_PORT, "protocol": "TCP"}]},
+            ],
+        },
+    }
 
 
 def certificates(owner: Owner) -> dict[str, list[str]]:
-    return {}  # Fluentd serves nothing
+    """The aggregator's serving certificate, and the node collector's client certificate for this
+    stack (`<name>-log-collector-tls`; the operator copies it to the collector's namespace)."""
+    if not enabled(owner):
+        return {}
+    return {COMPONENT: service_dns_names(owner, owner.child_name(COMPONENT), headless_name(owner)),
+            COLLECTOR_CLIENT: [COLLECTOR_CLIENT_NAME]}
 
 
 def credentials(owner: Owner) -> list[CredentialRequest]:
@@ -310,5 +385,9 @@ def render(owner: Owner, material: Material) -> list[Manifest]:
     if not enabled(owner):
         return []
     configmap = make_configmap(owner)
-    return [*make_rbac(owner), configmap, make_daemonset(owner, content_hash(configmap["data"])),
-            make_network_policy(owner)]
+    out = [configmap, *make_services(owner),
+           make_statefulset(owner, content_hash(configmap["data"]), certificate_hash(material, COMPONENT)),
+           make_network_policy(owner)]
+    if owner.spec.logging.replicas > 1:
+        out.append(pod_disruption_budget(owner, COMPONENT))
+    return out

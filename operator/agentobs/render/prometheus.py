@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from agentobs.render import alertmanager, rules
+from agentobs.render import alertmanager, collector, fluentd, rules
 from agentobs.render.addresses import PROMETHEUS_PORT, prometheus_url
 from agentobs.render.common import (
     CERT_HASH_ANNOTATION,
@@ -83,6 +83,33 @@ def _pod_discovery(owner: Owner) -> list[dict[str, Any]]:
     return [{"role": "pod", "namespaces": {"names": [owner.namespace]}}]
 
 
+def _logging_jobs(owner: Owner) -> list[dict[str, Any]]:
+    """The log pipeline: this stack's Fluentd replicas, and the cluster's node collector (found
+    through its headless Service's DNS records, which needs no RBAC in the collector namespace)."""
+    if not fluentd.enabled(owner):
+        return []
+    jobs: list[dict[str, Any]] = [{
+        "job_name": rules.JOB_LOG_AGGREGATOR,
+        "kubernetes_sd_configs": _pod_discovery(owner),
+        "relabel_configs": [
+            *({"source_labels": [_label_meta(k)], "regex": re.escape(v), "action": "keep"}
+              for k, v in sorted(selector_labels(owner, fluentd.COMPONENT).items())),
+            {"source_labels": ["__meta_kubernetes_pod_container_port_name"], "regex": "metrics", "action": "keep"},
+            {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
+            {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
+        ],
+    }]
+    collector_namespace = owner.extra.get(collector.NAMESPACE_EXTRA)
+    if collector_namespace:
+        jobs.append({
+            "job_name": rules.JOB_LOG_COLLECTOR,
+            "metrics_path": collector.METRICS_PATH,
+            "dns_sd_configs": [{"names": [f"{collector.NAME}.{collector_namespace}.svc"], "type": "A",
+                                "port": collector.METRICS_PORT}],
+        })
+    return jobs
+
+
 def make_prometheus_config(owner: Owner) -> dict[str, Any]:
     spec = owner.spec
     selected = spec.instrumentation.pod_selector.match_labels
@@ -141,6 +168,7 @@ def make_prometheus_config(owner: Owner) -> dict[str, Any]:
     operator_target = owner.extra.get(OPERATOR_METRICS_TARGET)
     if operator_target:
         scrape_configs.append({"job_name": "agentobs-operator", "static_configs": [{"targets": [operator_target]}]})
+    scrape_configs += _logging_jobs(owner)
     alerting_relabel = [
         *_stack_peers(owner, alertmanager.COMPONENT, alertmanager.WEB_PORT),
         # Alerts go only to peers that can take them; the scrape job above reports the others.

@@ -15,6 +15,14 @@ them. So each run also sets the policy on every existing index of the three fami
 catches the indices created since the last run. Every request is a PUT of a whole document:
 running it again changes nothing, so the schedule can be hourly and a missed run costs nothing.
 
+Before the first document: a Job runs the same script as soon as the resource exists, and again
+whenever what it puts changes (its name carries a hash of the script's files, so a retention
+change is a new Job; the old one is pruned). The logs and audit templates are put before the
+policies, and each policy's `_meta.templates` carries a hash of the templates: the Fluentd
+aggregator's init container waits until the policies carry the hash of the templates it expects
+(`templates_hash`), so no log or audit index is ever created by dynamic mapping. Should the Job
+fail (Elasticsearch not up in time), the hourly run puts the same documents and releases the wait.
+
 The job uses the Elasticsearch image (for its curl) with the `retention` user of the provisioned
 cluster (see `elasticsearch.make_roles`), or the external cluster's credentials. The CronJob's
 job template carries no owner label on purpose: the Jobs it spawns belong to the CronJob, and
@@ -70,10 +78,26 @@ put() {  # path body-file; the credentials reach curl on stdin, never in its arg
   [ "$code" -ge 200 ] && [ "$code" -lt 300 ]
 }
 while read -r family policy pattern; do
-  put "_ilm/policy/$policy" "policy-$family.json"
+  # The template first: its policy's _meta.templates is what the aggregator waits for.
   if [ -f "template-$family.json" ]; then put "_index_template/$policy" "template-$family.json"; fi
+  put "_ilm/policy/$policy" "policy-$family.json"
   put "$pattern/_settings?allow_no_indices=true" "attach-$family.json"
 done < families
+"""
+
+
+WAIT_SCRIPT = r"""set -eu
+cacert=""
+if [ -n "${ES_CA_FILE:-}" ]; then cacert="--cacert $ES_CA_FILE"; fi
+quote() { local s=${1//\\/\\\\}; printf '%s' "${s//\"/\\\"}"; }
+for policy in $POLICIES; do
+  # The credentials reach curl on stdin, never in its argv.
+  until printf 'user = "%s:%s"\n' "$(quote "$ES_USERNAME")" "$(quote "$ES_PASSWORD")" |
+      curl -sS -K - $cacert "$ES_URL/_ilm/policy/$policy" 2>/dev/null | grep -q "\"templates\":\"$TEMPLATES\""; do
+    echo "waiting for the index templates and lifecycle policy $policy (the es-setup Job puts them)"
+    sleep 5
+  done
+done
 """
 
 
@@ -94,18 +118,30 @@ def policy_name(owner: Owner, family: str) -> str:
 
 def make_policy(owner: Owner, family: str) -> dict[str, Any]:
     return {"policy": {
-        "_meta": {"managed_by": "agentobs", "resource": f"{owner.namespace}/{owner.name}"},
+        "_meta": {"managed_by": "agentobs", "resource": f"{owner.namespace}/{owner.name}",
+                  "templates": templates_hash(owner)},
         "phases": {"hot": {"min_age": "0ms", "actions": {}},
                    "delete": {"min_age": f"{_days(owner)[family]}d", "actions": {"delete": {}}}},
     }}
 
 
+AGENT_FAMILIES = ("logs", "audit")  # the families Fluentd writes, whose templates it waits for
+
+
 def make_template(owner: Owner, family: str) -> dict[str, Any]:
-    """Template of the indices Fluentd writes: the policy, and keyword ids for exact lookups."""
+    """Template of the indices Fluentd writes: the policy, keyword ids for exact lookups, and pod
+    labels as one `flattened` field each, so that label keys (de-dotted by the collector, but any
+    key at all here) never become mappings that can conflict."""
     fields: dict[str, Any] = {"@timestamp": {"type": "date"}, "trace_id": {"type": "keyword"},
                               "span_id": {"type": "keyword"}, "level": {"type": "keyword"},
                               "logger": {"type": "keyword"}, "agent_id": {"type": "keyword"},
-                              "message": {"type": "text"}}
+                              "message": {"type": "text"}, "stream": {"type": "keyword"},
+                              "file": {"type": "keyword"}, "offset": {"type": "long"},
+                              "time": {"type": "keyword"},  # the runtime's own timestamp, in ns, as read
+                              "kubernetes": {"properties": {
+                                  "namespace_name": {"type": "keyword"}, "pod_name": {"type": "keyword"},
+                                  "container_name": {"type": "keyword"}, "pod_id": {"type": "keyword"},
+                                  "host": {"type": "keyword"}, "labels": {"type": "flattened"}}}}
     if family == "audit":
         fields |= {"action": {"type": "keyword"}, "user": {"type": "keyword"}, "result": {"type": "keyword"},
                    "seq": {"type": "long"}, "hash": {"type": "keyword"}, "prev": {"type": "keyword"}}
@@ -117,6 +153,11 @@ def make_template(owner: Owner, family: str) -> dict[str, Any]:
                                   "index.number_of_shards": 1},
                      "mappings": {"properties": fields}},
     }
+
+
+def templates_hash(owner: Owner) -> str:
+    """What the aggregator's init container waits to find in the logs and audit policies."""
+    return content_hash(*(make_template(owner, family) for family in AGENT_FAMILIES))
 
 
 def make_configmap(owner: Owner) -> Manifest:
@@ -138,7 +179,8 @@ def schedule(owner: Owner) -> str:
     return f"{int(content_hash(owner.uid), 16) % 60} * * * *"
 
 
-def make_cronjob(owner: Owner) -> Manifest:
+def _pod_template(owner: Owner) -> dict[str, Any]:
+    """The pod of the set-up Job and of the CronJob's runs: the same script on the same files."""
     name = owner.child_name(COMPONENT)
     env: list[dict[str, Any]] = [{"name": "ES_URL", "value": elasticsearch_url(owner)},
                                  *es_access.credential_env(owner, "retention", "ES_USERNAME", "ES_PASSWORD")]
@@ -149,7 +191,6 @@ def make_cronjob(owner: Owner) -> Manifest:
         env.append({"name": "ES_CA_FILE", "value": f"{CA_DIR}/{es_access.CA_FILE}"})
         mounts.append({"name": "es-ca", "mountPath": CA_DIR, "readOnly": True})
         volumes.append(ca)
-    pod_labels = {k: v for k, v in metadata(owner, COMPONENT)["labels"].items() if k != OWNER_LABEL}
     container = {
         "name": "apply",
         "image": owner.spec.images.elasticsearch,
@@ -159,6 +200,23 @@ def make_cronjob(owner: Owner) -> Manifest:
         "securityContext": container_security_context(),
         "volumeMounts": mounts,
     }
+    return {
+        "metadata": {"labels": _pod_labels(owner)},
+        "spec": {
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": False,
+            "securityContext": pod_security_context(UID),
+            "containers": [container],
+            "volumes": volumes,
+        },
+    }
+
+
+def _pod_labels(owner: Owner) -> dict[str, str]:
+    return {k: v for k, v in metadata(owner, COMPONENT)["labels"].items() if k != OWNER_LABEL}
+
+
+def make_cronjob(owner: Owner) -> Manifest:
     return {
         "apiVersion": "batch/v1",
         "kind": "CronJob",
@@ -170,23 +228,53 @@ def make_cronjob(owner: Owner) -> Manifest:
             "successfulJobsHistoryLimit": 1,
             "failedJobsHistoryLimit": 3,
             "jobTemplate": {
-                "metadata": {"labels": pod_labels},
-                "spec": {
-                    "backoffLimit": 3,
-                    "activeDeadlineSeconds": 600,
-                    "template": {
-                        "metadata": {"labels": pod_labels},
-                        "spec": {
-                            "restartPolicy": "Never",
-                            "automountServiceAccountToken": False,
-                            "securityContext": pod_security_context(UID),
-                            "containers": [container],
-                            "volumes": volumes,
-                        },
-                    },
-                },
+                "metadata": {"labels": _pod_labels(owner)},
+                "spec": {"backoffLimit": 3, "activeDeadlineSeconds": 600, "template": _pod_template(owner)},
             },
         },
+    }
+
+
+def setup_job_name(owner: Owner, configmap: Manifest) -> str:
+    """Named after everything the run depends on: the files, and the pod (the cluster's URL,
+    credentials and CA), since a Job's pod template cannot change in place."""
+    return owner.child_name(f"es-setup-{content_hash(configmap['data'], _pod_template(owner))[:10]}")
+
+
+def make_setup_job(owner: Owner, configmap: Manifest) -> Manifest:
+    """Runs the script once for what the ConfigMap holds now; a new name for new contents or a new
+    pod. Its retries cover an Elasticsearch still forming (back-off from 10 s, doubling to 6 min:
+    about 40 minutes over 12 tries)."""
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": metadata(owner, COMPONENT, setup_job_name(owner, configmap)),
+        "spec": {"backoffLimit": 12, "template": _pod_template(owner)},
+    }
+
+
+def make_wait_container(owner: Owner, client: str, ca_volume: str, ca_dir: str) -> dict[str, Any]:
+    """An init container that waits until the logs and audit policies carry `templates_hash`:
+    the writer it precedes never creates an index before its template exists. It authenticates as
+    `client` (which needs `read_ilm`) and expects the CA volume `ca_volume` mounted by the pod."""
+    env: list[dict[str, Any]] = [
+        {"name": "ES_URL", "value": elasticsearch_url(owner)},
+        {"name": "POLICIES", "value": " ".join(policy_name(owner, f) for f in AGENT_FAMILIES)},
+        {"name": "TEMPLATES", "value": templates_hash(owner)},
+        *es_access.credential_env(owner, client, "ES_USERNAME", "ES_PASSWORD"),
+    ]
+    mounts = []
+    if es_access.ca_volume(owner, ca_volume) is not None:
+        env.append({"name": "ES_CA_FILE", "value": f"{ca_dir}/{es_access.CA_FILE}"})
+        mounts.append({"name": ca_volume, "mountPath": ca_dir, "readOnly": True})
+    return {
+        "name": "wait-for-index-setup",
+        "image": owner.spec.images.elasticsearch,  # for its bash and curl, like the jobs
+        "command": ["bash", "-c", WAIT_SCRIPT],
+        "env": env,
+        "resources": resources(RESOURCES),
+        "securityContext": container_security_context(),
+        "volumeMounts": mounts,
     }
 
 
@@ -214,4 +302,5 @@ def endpoints(owner: Owner) -> dict[str, str]:
 
 
 def render(owner: Owner, material: Material) -> list[Manifest]:
-    return [make_configmap(owner), make_cronjob(owner), make_network_policy(owner)]
+    configmap = make_configmap(owner)
+    return [configmap, make_setup_job(owner, configmap), make_cronjob(owner), make_network_policy(owner)]

@@ -31,12 +31,29 @@ STACK_SERIES: dict[str, str] = {
     "prometheus_rule_evaluation_failures_total": "Prometheus, rule evaluations that failed",
     "agentobs_certificate_expiry_timestamp_seconds":
         "the operator (agentobs.metrics), notAfter of each serving certificate it manages",
+    "fluentd_output_status_buffer_available_space_ratio":
+        "the Fluentd aggregator (fluent-plugin-prometheus output monitor), free buffer space in percent",
+    "fluentd_output_status_retry_count": "the Fluentd aggregator (output monitor), flush retries of an output",
+    "fluentd_dead_letter_records_total":
+        "the Fluentd aggregator (its @ERROR label), records Elasticsearch refused",
+    "fluentbit_output_chunk_available_capacity_percent":
+        "the node log collector (Fluent Bit), free buffer capacity of one route's output in percent",
+    "fluentbit_output_retries_total": "the node log collector (Fluent Bit), retries of one route's output",
+    "fluentbit_output_dropped_records_total":
+        "the node log collector (Fluent Bit), records of one route dropped (its buffer limit reached)",
+    "fluentbit_output_retries_failed_total":
+        "the node log collector (Fluent Bit), chunks of one route given up after their retries",
 }
 
 # Jobs of the Prometheus scrape config (render.prometheus) the stack rules select.
 JOB_PROMETHEUS = "prometheus"
 JOB_ALERTMANAGER = "alertmanager"
 JOB_AGENTS = "agents"
+JOB_LOG_AGGREGATOR = "logging-aggregator"
+JOB_LOG_COLLECTOR = "log-collector"
+
+# Log pipeline thresholds.
+LOG_BUFFER_FREE_PERCENT = 20
 
 # Agent SLO thresholds.
 AGENT_RUN_P95_SECONDS = 120
@@ -163,8 +180,67 @@ def stack_rules(owner: Owner) -> dict[str, Any]:
     }
 
 
+def logging_rules(owner: Owner) -> dict[str, Any]:
+    """Health of the log pipeline: this stack's Fluentd aggregator and its route through the
+    cluster's node collector (whose outputs are named after the route, `<namespace>_<name>`)."""
+    route = f'name="{owner.namespace}_{owner.name}"'
+    aggregator = f'job="{JOB_LOG_AGGREGATOR}"'
+    return {
+        "name": "agentobs-logging",
+        "rules": [
+            _alert("AgentObsLogAggregatorDown", f'up{{job="{JOB_LOG_AGGREGATOR}"}} == 0', "5m", "warning",
+                   "A Fluentd aggregator replica is down",
+                   "Fluentd replica {{ $labels.pod }} cannot be scraped: agent logs of this stack wait in the "
+                   "node collectors' buffers until a replica takes them."),
+            _alert("AgentObsLogCollectorDown", f'up{{job="{JOB_LOG_COLLECTOR}"}} == 0', "10m", "warning",
+                   "A node log collector is down",
+                   "The log collector at {{ $labels.instance }} cannot be scraped: agent logs of its node are "
+                   "not read until it is back (the kubelet may rotate them away meanwhile)."),
+            _alert("AgentObsLogBufferFilling",
+                   f"min by (pod, plugin_id) (fluentd_output_status_buffer_available_space_ratio{{{aggregator}}})"
+                   f" < {LOG_BUFFER_FREE_PERCENT}",
+                   "10m", "warning", "A Fluentd buffer is filling up",
+                   "Output {{ $labels.plugin_id }} of Fluentd replica {{ $labels.pod }} has {{ $value }}% of its "
+                   f"buffer left (threshold {LOG_BUFFER_FREE_PERCENT}%): Elasticsearch is not taking records fast "
+                   "enough."),
+            _alert("AgentObsLogCollectorBufferFilling",
+                   f"min by (instance) (fluentbit_output_chunk_available_capacity_percent{{{route}}})"
+                   f" < {LOG_BUFFER_FREE_PERCENT}",
+                   "10m", "warning", "A node collector's buffer for this stack is filling up",
+                   "The log collector at {{ $labels.instance }} has {{ $value }}% of this stack's buffer left "
+                   f"(threshold {LOG_BUFFER_FREE_PERCENT}%): the Fluentd aggregator is not taking records."),
+            _alert("AgentObsLogRetrying",
+                   f"sum by (pod, plugin_id) (increase(fluentd_output_status_retry_count{{{aggregator}}}[10m]))"
+                   " > 0",
+                   "15m", "warning", "Fluentd keeps retrying",
+                   "Output {{ $labels.plugin_id }} of Fluentd replica {{ $labels.pod }} retried "
+                   "{{ $value | humanize }} times in 10 minutes: records wait in its buffer."),
+            _alert("AgentObsLogCollectorRetrying",
+                   f"sum by (instance) (increase(fluentbit_output_retries_total{{{route}}}[10m])) > 0",
+                   "15m", "warning", "A node collector keeps retrying this stack",
+                   "The log collector at {{ $labels.instance }} retried sending to this stack's Fluentd "
+                   "{{ $value | humanize }} times in 10 minutes."),
+            _alert("AgentObsLogDeadLetters",
+                   f"sum by (pod) (increase(fluentd_dead_letter_records_total{{{aggregator}}}[10m]))"
+                   " > 0",
+                   "0m", "warning", "Elasticsearch refused log records",
+                   "Fluentd replica {{ $labels.pod }} put {{ $value | humanize }} records Elasticsearch refused "
+                   "into its dead-letter files in 10 minutes."),
+            _alert("AgentObsLogRecordsDropped",
+                   f"sum by (instance) (increase(fluentbit_output_dropped_records_total{{{route}}}[10m])"
+                   f" + increase(fluentbit_output_retries_failed_total{{{route}}}[10m])) > 0",
+                   "0m", "critical", "Agent log records were lost",
+                   "The log collector at {{ $labels.instance }} dropped {{ $value | humanize }} records or chunks "
+                   "of this stack in 10 minutes (its buffer for the stack was full)."),
+        ],
+    }
+
+
 def built_in_rules(owner: Owner) -> dict[str, Any]:
-    return {"groups": [agent_rules(), stack_rules(owner)]}
+    groups = [agent_rules(), stack_rules(owner)]
+    if owner.spec.logging.enabled:
+        groups.append(logging_rules(owner))
+    return {"groups": groups}
 
 
 def rule_files(owner: Owner) -> dict[str, dict[str, Any]]:

@@ -5,7 +5,9 @@
 defined in chain.py and the directory layout in store.py.
 """
 
+from .anchor import AnchoredHead, parse_anchor_lines
 from .chain import GENESIS, AuditError, record_hash
+from .keys import load_key
 from .query import iter_records, query
 from .store import TornTail
 from .verify import Problem, VerifyReport, verify
@@ -13,6 +15,7 @@ from .writer import AuditReceipt, AuditTrail, Durability
 
 __all__ = [
     "GENESIS",
+    "AnchoredHead",
     "AuditError",
     "AuditReceipt",
     "AuditTrail",
@@ -21,6 +24,8 @@ __all__ = [
     "TornTail",
     "VerifyReport",
     "iter_records",
+    "load_key",
+    "parse_anchor_lines",
     "query",
     "record_hash",
     "verify",

@@ -2,13 +2,16 @@
 
 A record is one JSON object per line. Its `hash` is SHA-256 over the canonical JSON (sorted keys,
 no whitespace, UTF-8) of every other field, `prev` included, so each record commits to the whole
-history before it. The first record of a trail links to `GENESIS`. Writers and the verifier both
+history before it; a keyed trail's records say `"alg": "hmac-sha256"` and their `hash` is
+HMAC-SHA256 with the audit key over the same bytes (`alg` included, so it cannot be stripped to
+downgrade a record). The first record of a trail links to `GENESIS`. Writers and the verifier both
 use these functions; nothing else defines what a valid record is.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -16,6 +19,7 @@ from typing import Any
 
 GENESIS = "0" * 64
 REQUIRED = ("seq", "ts", "action", "prev", "hash")
+ALG_HMAC = "hmac-sha256"
 RETENTION_ACTION = "audit.retention"
 
 
@@ -28,18 +32,22 @@ def canonical(obj: Mapping[str, Any]) -> bytes:
                       allow_nan=False).encode("utf-8")
 
 
-def record_hash(record: Mapping[str, Any]) -> str:
-    """SHA-256 hex of the canonical form of `record` without its own `hash` field."""
+def record_hash(record: Mapping[str, Any], key: bytes | None = None) -> str:
+    """SHA-256 hex (HMAC-SHA256 with `key`) of the canonical form of `record` without `hash`."""
     body = {k: v for k, v in record.items() if k != "hash"}
-    return hashlib.sha256(canonical(body)).hexdigest()
+    if key is None:
+        return hashlib.sha256(canonical(body)).hexdigest()
+    return hmac.new(key, canonical(body), hashlib.sha256).hexdigest()
 
 
-def seal(body: dict[str, Any], *, seq: int, prev: str) -> dict[str, Any]:
-    """Place `body` in the chain after `prev` and add its hash."""
+def seal(body: dict[str, Any], *, seq: int, prev: str, key: bytes | None = None) -> dict[str, Any]:
+    """Place `body` in the chain after `prev` and add its hash (a MAC when keyed)."""
     record = dict(body)
     record["seq"] = seq
     record["prev"] = prev
-    record["hash"] = record_hash(record)
+    if key is not None:
+        record["alg"] = ALG_HMAC
+    record["hash"] = record_hash(record, key)
     return record
 
 

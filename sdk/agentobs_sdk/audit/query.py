@@ -1,8 +1,10 @@
 """Reading records back: iterate a trail in chain order and filter it.
 
-Filters match exactly on agent, action, user and result, and on the record timestamp with
-`since <= ts < until`. Lines that are not valid records (a torn tail, tampering) are skipped
-here; `verify()` is the place that reports them.
+Filters match exactly on agent, agent_id, action, user and result, and on the record timestamp
+with `since <= ts < until`. `agent` matches either name a record carries: the agent (the
+`agent_run` name) or the agent instance id (AGENTOBS_AGENT_ID, one per pod). Lines that are
+not valid records (a torn tail, tampering) are skipped here; `verify()` is the place that
+reports them.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ def query(
     directory: str | os.PathLike[str],
     *,
     agent: str | None = None,
+    agent_id: str | None = None,
     action: str | None = None,
     user: str | None = None,
     result: str | None = None,
@@ -52,13 +55,15 @@ def query(
 ) -> list[dict[str, Any]]:
     """Records matching every given filter, in chain order (at most `limit` of them)."""
     start, end = _as_datetime(since), _as_datetime(until)
-    wanted = {k: v for k, v in (("agent", agent), ("action", action), ("user", user),
+    wanted = {k: v for k, v in (("agent_id", agent_id), ("action", action), ("user", user),
                                 ("result", result)) if v is not None}
     found: list[dict[str, Any]] = []
     if limit is not None and limit <= 0:
         return found
     for rec in iter_records(directory):
         if any(rec.get(k) != v for k, v in wanted.items()):
+            continue
+        if agent is not None and agent not in (rec.get("agent"), rec.get("agent_id")):
             continue
         if start is not None or end is not None:
             try:

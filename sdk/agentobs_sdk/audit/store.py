@@ -1,7 +1,8 @@
 """On-disk layout of an audit directory and the low-level file operations on it.
 
     DIR/audit-<first seq, 12 digits>.jsonl   segments, in chain order by their first seq
-    DIR/HEAD                                 seq + hash of the newest durable record
+    DIR/HEAD                                 seq + hash of the newest durable record (+ MAC)
+    DIR/TRAIL                                the trail's random id, named in anchored heads
     DIR/anchor.json                          where the chain starts after retention deleted files
     DIR/.lock                                flock'd by writers (exclusive) and verify (shared)
     DIR/quarantine/                          torn tails cut off after a crash, kept as evidence
@@ -19,16 +20,18 @@ import itertools
 import json
 import os
 import re
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 SEGMENT_RE = re.compile(r"^audit-(\d{12})\.jsonl$")
 HEAD_NAME = "HEAD"
+TRAIL_NAME = "TRAIL"
 ANCHOR_NAME = "anchor.json"
 LOCK_NAME = ".lock"
 QUARANTINE_DIR = "quarantine"
 # HEAD is rewritten in place with one pwrite of a fixed size, so it never has stale bytes.
-_HEAD_SIZE = 128
+_HEAD_SIZE = 256
 _CHUNK = 65536
 
 
@@ -67,12 +70,44 @@ def sync_data(fd: int) -> None:
 class Head:
     seq: int
     hash: str
+    mac: str | None = None  # keyed trails: keys.head_mac over trail, seq, hash
+    kid: str | None = None  # keyed trails: keys.key_id of the key
 
 
 def write_head(fd: int, head: Head) -> None:
-    text = json.dumps({"seq": head.seq, "hash": head.hash}, separators=(",", ":"))
+    obj: dict[str, object] = {"seq": head.seq, "hash": head.hash}
+    if head.mac is not None:
+        obj.update(mac=head.mac, kid=head.kid)
+    text = json.dumps(obj, separators=(",", ":"))
     data = text.encode().ljust(_HEAD_SIZE - 1) + b"\n"
     os.pwrite(fd, data, 0)
+
+
+def ensure_trail_id(directory: str) -> str:
+    """The trail's id from DIR/TRAIL, created (random, durable) when absent."""
+    existing = read_trail_id(directory)
+    if existing is not None:
+        return existing
+    trail = uuid.uuid4().hex
+    tmp = os.path.join(directory, f".{TRAIL_NAME}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+    try:
+        os.write(fd, trail.encode() + b"\n")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, os.path.join(directory, TRAIL_NAME))
+    fsync_dir(directory)
+    return trail
+
+
+def read_trail_id(directory: str) -> str | None:
+    try:
+        with open(os.path.join(directory, TRAIL_NAME), "rb") as fh:
+            text = fh.read(256).decode("ascii", "replace").strip()
+    except FileNotFoundError:
+        return None
+    return text or None
 
 
 def read_head(directory: str) -> Head | None:
@@ -85,7 +120,8 @@ def read_head(directory: str) -> Head | None:
         return None
     try:
         obj = json.loads(raw)
-        return Head(int(obj["seq"]), str(obj["hash"]))
+        mac, kid = obj.get("mac"), obj.get("kid")
+        return Head(int(obj["seq"]), str(obj["hash"]), str(mac) if mac else None, str(kid) if kid else None)
     except (ValueError, KeyError, TypeError):
         raise ValueError(f"HEAD is unreadable: {raw[:80]!r}") from None
 

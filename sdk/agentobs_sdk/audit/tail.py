@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 from . import store
 from .chain import GENESIS, AuditError, decode
@@ -20,6 +21,7 @@ class Tail:
     hash: str
     segment: str | None  # the segment to keep appending to; None: start a new one
     repairs: list[store.TornTail] = field(default_factory=list)
+    record: dict[str, Any] | None = None  # the last record itself (None: the chain is empty)
 
 
 def _repaired_last_line(directory: str, name: str, repairs: list[store.TornTail]) -> bytes | None:
@@ -50,7 +52,7 @@ def locate_tail(directory: str) -> Tail:
                 f"cannot extend the chain: the last record of {name} is unreadable ({exc}); "
                 "run `agentobs-audit verify`"
             ) from None
-        tail.seq, tail.hash, tail.segment = record["seq"], record["hash"], name
+        tail.seq, tail.hash, tail.segment, tail.record = record["seq"], record["hash"], name, record
         break
     expected = store.segment_name(tail.seq + 1)
     for name in empties:

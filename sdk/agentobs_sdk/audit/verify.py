@@ -8,7 +8,11 @@ Findings name the segment file, the line and the sequence number involved:
 - reordered / duplicate: a record appears after a later one, or twice;
 - truncated: the chain ends before the record HEAD says was made durable;
 - unparseable, anchor, head: lines that are not records, a chain start that retention did not
-  record, an unreadable or missing HEAD.
+  record, an unreadable or missing HEAD (or, keyed, one whose MAC is wrong);
+- unkeyed / downgrade / key: with a key, a record without a MAC; an unkeyed record after keyed
+  ones (checked even without the key); a key that is not the trail's key;
+- anchored: with anchored heads (anchor.py), an anchored record that is gone or has another hash.
+Without the key, keyed records' content cannot be checked: a warning says so.
 A torn last line (a crash mid-append) is a warning, not a failure: no acknowledged record is lost
 and the next writer moves it to quarantine/.
 
@@ -20,11 +24,14 @@ from __future__ import annotations
 
 import itertools
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from . import store
-from .chain import GENESIS, RETENTION_ACTION, decode, record_hash
+from .anchor import AnchoredHead
+from .chain import ALG_HMAC, GENESIS, RETENTION_ACTION, decode, record_hash
+from .keys import head_mac, key_id
 
 Severity = Literal["error", "warning"]
 
@@ -59,6 +66,9 @@ class VerifyReport:
     first_seq: int | None = None
     last_seq: int | None = None
     head_seq: int | None = None
+    keyed: bool = False  # the trail's records carry MACs
+    trail: str | None = None
+    anchors_checked: int = 0
     problems: list[Problem] = field(default_factory=list)
 
     @property
@@ -76,7 +86,8 @@ class VerifyReport:
     def to_dict(self) -> dict[str, Any]:
         return {"directory": self.directory, "ok": self.ok, "records": self.records,
                 "files": self.files, "first_seq": self.first_seq, "last_seq": self.last_seq,
-                "head_seq": self.head_seq, "problems": [p.to_dict() for p in self.problems]}
+                "head_seq": self.head_seq, "keyed": self.keyed, "trail": self.trail,
+                "anchors_checked": self.anchors_checked, "problems": [p.to_dict() for p in self.problems]}
 
 
 @dataclass(frozen=True)
@@ -93,20 +104,25 @@ def _where(e: _Entry) -> str:
     return f"{e.file}:{e.line}"
 
 
-def verify(directory: str | os.PathLike[str]) -> VerifyReport:
-    """Verify the chain in `directory`; raises FileNotFoundError when it does not exist."""
+def verify(directory: str | os.PathLike[str], *, key: bytes | None = None,
+           anchors: Iterable[AnchoredHead] | None = None, _locked: bool = False) -> VerifyReport:
+    """Verify the chain in `directory`; raises FileNotFoundError when it does not exist.
+
+    `key`: the audit key, to check MACs (a keyed trail verified without it gets a warning).
+    `anchors`: chain heads shipped out of the pod; those of this trail must match the chain.
+    """
     path = os.fspath(directory)
     if not os.path.isdir(path):
         raise FileNotFoundError(f"no audit directory at {path}")
-    report = VerifyReport(directory=path)
-    head = _read_head(path, report)
+    report = VerifyReport(directory=path, trail=store.read_trail_id(path))
+    head = _read_head(path, report, locked=_locked)
     try:
         anchor = store.read_anchor(path)
     except ValueError as exc:
         anchor = None
         report.problems.append(Problem("anchor", str(exc), store.ANCHOR_NAME))
 
-    entries = _read_entries(path, report)
+    entries = _read_entries(path, report, key)
     report.records = len(entries)
     _check_order(entries, report)
     ordered = sorted({e.seq: e for e in reversed(entries)}.values(), key=lambda e: e.seq)
@@ -115,13 +131,17 @@ def verify(directory: str | os.PathLike[str]) -> VerifyReport:
     if ordered:
         report.first_seq, report.last_seq = ordered[0].seq, ordered[-1].seq
     _check_head(ordered, head, report)
+    _check_head_mac(head, key, report)
+    if anchors is not None:
+        _check_anchors(ordered, list(anchors), report)
     return report
 
 
-def _read_head(path: str, report: VerifyReport) -> store.Head | None:
+def _read_head(path: str, report: VerifyReport, *, locked: bool) -> store.Head | None:
     lock_path = os.path.join(path, store.LOCK_NAME)
     try:
-        lock_fd = os.open(lock_path, os.O_RDONLY)
+        # A writer verifying its own directory already holds the exclusive lock.
+        lock_fd = -1 if locked else os.open(lock_path, os.O_RDONLY)
     except FileNotFoundError:
         lock_fd = -1
     try:
@@ -141,9 +161,10 @@ def _read_head(path: str, report: VerifyReport) -> store.Head | None:
     return head
 
 
-def _read_entries(path: str, report: VerifyReport) -> list[_Entry]:
+def _read_entries(path: str, report: VerifyReport, key: bytes | None) -> list[_Entry]:
     segments = store.list_segments(path)
     entries: list[_Entry] = []
+    unchecked = 0
     for idx, (_, name) in enumerate(segments):
         report.files.append(name)
         newest = idx == len(segments) - 1
@@ -162,7 +183,21 @@ def _read_entries(path: str, report: VerifyReport) -> list[_Entry]:
             except ValueError as exc:
                 report.problems.append(Problem("unparseable", f"not an audit record: {exc}", name, lineno))
                 continue
-            if record_hash(rec) != rec["hash"]:
+            alg = rec.get("alg")
+            if alg == ALG_HMAC:
+                report.keyed = True
+            elif alg is not None:
+                report.problems.append(Problem("unparseable", f"unknown alg {alg!r}", name, lineno, rec["seq"]))
+            elif report.keyed:
+                report.problems.append(Problem(
+                    "downgrade", "unkeyed record after keyed ones (written without the key, or its MAC "
+                    "stripped)", name, lineno, rec["seq"]))
+            elif key is not None:
+                report.problems.append(Problem(
+                    "unkeyed", "record carries no MAC although a key was given", name, lineno, rec["seq"]))
+            if alg == ALG_HMAC and key is None:
+                unchecked += 1
+            elif record_hash(rec, key if alg == ALG_HMAC else None) != rec["hash"]:
                 report.problems.append(Problem(
                     "edited", "content does not match the record's hash (the record was modified)",
                     name, lineno, rec["seq"]))
@@ -171,6 +206,10 @@ def _read_entries(path: str, report: VerifyReport) -> list[_Entry]:
             if rec.get("action") == RETENTION_ACTION and isinstance(details, dict):
                 retention = (details.get("kept_from_seq"), details.get("kept_from_prev"))
             entries.append(_Entry(rec["seq"], rec["prev"], rec["hash"], name, lineno, retention))
+    if unchecked:
+        report.problems.append(Problem(
+            "keyed_unchecked", f"{unchecked} keyed record(s) not checked: give the audit key "
+            "(--key-file) to verify their content", severity="warning"))
     return entries
 
 
@@ -258,3 +297,46 @@ def _check_head(ordered: list[_Entry], head: store.Head | None, report: VerifyRe
         report.problems.append(Problem(
             "head", f"record seq {head.seq} does not have the hash HEAD recorded for it: the newest "
             "records were rewritten", at_head.file, at_head.line, head.seq))
+
+
+def _check_head_mac(head: store.Head | None, key: bytes | None, report: VerifyReport) -> None:
+    if head is None or key is None or not report.keyed:
+        return
+    if head.kid is not None and head.kid != key_id(key):
+        report.problems.append(Problem(
+            "key", f"the key given (id {key_id(key)}) is not this trail's key (id {head.kid})", store.HEAD_NAME))
+    elif head.mac is None or head.mac != head_mac(key, report.trail or "", head.seq, head.hash):
+        report.problems.append(Problem(
+            "head", "HEAD's MAC is missing or wrong: HEAD was rewritten by someone without the key",
+            store.HEAD_NAME, seq=head.seq))
+
+
+def _check_anchors(ordered: list[_Entry], anchors: list[AnchoredHead], report: VerifyReport) -> None:
+    mine = [a for a in anchors if a.trail == report.trail]
+    if not mine:
+        report.problems.append(Problem(
+            "anchored", f"none of the {len(anchors)} anchored head(s) belongs to trail {report.trail}: "
+            "the trail's identity cannot be confirmed", store.TRAIL_NAME))
+        return
+    by_seq = {e.seq: e for e in ordered}
+    first = ordered[0].seq if ordered else 1
+    last = ordered[-1].seq if ordered else 0
+    for a in sorted(mine, key=lambda h: h.seq):
+        if a.seq == 0:
+            continue
+        report.anchors_checked += 1
+        entry = by_seq.get(a.seq)
+        if a.seq > last:
+            report.problems.append(Problem(
+                "anchored", f"a head anchored outside the pod{_at(a)} says seq {a.seq} existed, but the "
+                f"chain ends at seq {last}: records were removed from the end", seq=a.seq))
+        elif entry is None and a.seq >= first:
+            report.problems.append(Problem("anchored", f"anchored seq {a.seq}{_at(a)} is missing", seq=a.seq))
+        elif entry is not None and entry.hash != a.hash:
+            report.problems.append(Problem(
+                "anchored", f"seq {a.seq} does not have the hash anchored outside the pod{_at(a)}: the "
+                "history up to it was rewritten", entry.file, entry.line, a.seq))
+
+
+def _at(head: AnchoredHead) -> str:
+    return f" at {head.ts}" if head.ts else ""

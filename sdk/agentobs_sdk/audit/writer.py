@@ -1,5 +1,12 @@
 """`AuditTrail`: the append side of the audit trail (durability, concurrency, rotation, retention).
 
+Integrity: with a key (keys.py) records are MACed and HEAD carries a MAC. A writer verifies the
+whole trail when it opens and refuses (AuditError) to extend one that fails verification, or a
+keyed trail without its key; when another process extended the chain it checks the new tail's
+MAC before linking to it. Timestamps are taken under the lock (never earlier than the previous
+record's), so sequence order and time order agree across threads and processes. The chain head is
+announced outside the pod (anchor.py) at open, periodically and at close.
+
 Concurrency: every commit holds an in-process lock and an exclusive flock on DIR/.lock, then
 re-reads the chain tail if anyone else (another process, or a crash) touched the newest segment
 since this writer last wrote, so threads and processes all extend one chain.
@@ -12,9 +19,8 @@ HEAD is updated after the data is durable, so it never claims a record the disk 
 A forked child gets its own lock descriptor, since flock cannot tell apart two processes that
 share one open file.
 
-Rotation starts a new segment by size or age, and the new segment's first record links to the
-last hash of the previous one. Retention deletes whole segments older than N days, oldest first,
-after writing a chain record and anchor.json that say where the chain now starts.
+Rotation starts a new segment by size or age; its first record links to the last hash of the
+previous one. Retention (retention.py) deletes whole old segments, recording the cut in the chain.
 """
 
 from __future__ import annotations
@@ -30,9 +36,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from . import store
+from .anchor import AnchoredHead, Announcer, stderr_sink
 from .chain import (
     GENESIS,
-    RETENTION_ACTION,
     AuditError,
     decode,
     encode,
@@ -42,6 +48,9 @@ from .chain import (
     seal,
 )
 from .group import GroupCommitter
+from .integrity import check_tail_record, refuse_unless_verified
+from .keys import head_mac, key_id
+from .retention import expire_segments
 from .tail import locate_tail
 
 log = logging.getLogger("agentobs_sdk.audit")
@@ -49,6 +58,7 @@ log = logging.getLogger("agentobs_sdk.audit")
 Durability = Literal["fsync", "group"]
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 DEFAULT_ROTATE_SECONDS = 86400.0
+DEFAULT_ANCHOR_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -75,6 +85,10 @@ class AuditTrail:
         default_agent: str | None = None,
         clock: Callable[[], float] = time.time,
         on_durable: Callable[[int], None] | None = None,
+        agent_id: str | None = None,
+        key: bytes | None = None,
+        anchor_sink: Callable[[AnchoredHead], None] | None = stderr_sink,
+        anchor_seconds: float | None = DEFAULT_ANCHOR_SECONDS,
     ) -> None:
         if durability not in ("fsync", "group"):
             raise ValueError(f"durability must be 'fsync' or 'group', not {durability!r}")
@@ -84,6 +98,11 @@ class AuditTrail:
         self.rotate_seconds = rotate_seconds
         self.retention_days = retention_days
         self.default_agent = default_agent
+        self.agent_id = agent_id if agent_id is not None else default_agent
+        self._key = key
+        self._kid = key_id(key) if key is not None else None
+        self._announcer = Announcer(anchor_sink, anchor_seconds)
+        self.trail_id = ""
         self._clock = clock
         self._on_durable = on_durable
         self.repairs: list[store.TornTail] = []
@@ -102,15 +121,19 @@ class AuditTrail:
         self._created = 0.0
         self._last_seq = 0
         self._last_hash = GENESIS
+        self._last_ts = 0.0
 
         try:
             with self._io, store.dir_lock(self._lock_fd):
+                self.trail_id = store.ensure_trail_id(self.directory)
                 self._scan()
                 self._check_head()
+                self._refuse_unless_verified()
                 self._retention_locked()
         except BaseException:
             self._close_fds()
             raise
+        self._anchor(force=True)
         # A forked child shares this writer's open lock file, and flock does not exclude two
         # holders of one open file: give the child its own descriptors and locks.
         ref = weakref.ref(self)
@@ -152,12 +175,22 @@ class AuditTrail:
                 self._scan()
             return self._retention_locked()
 
+    @property
+    def keyed(self) -> bool:
+        return self._key is not None
+
+    def head(self) -> AnchoredHead:
+        """The newest record this writer knows of, as it is anchored outside the pod."""
+        return AnchoredHead(self.trail_id, self._last_seq, self._last_hash, self.agent_id,
+                            now_ts(self._clock()))
+
     def close(self) -> None:
         with self._io:
             if self._closed:
                 return
             self._closed = True
             self._close_fds()
+        self._anchor(force=True)
 
     def __enter__(self) -> AuditTrail:
         return self
@@ -178,9 +211,10 @@ class AuditTrail:
     ) -> dict[str, Any]:
         if not isinstance(action, str) or not action:
             raise ValueError("an audit record needs a non-empty action")
+        # No timestamp yet: it is taken under the lock, when the record gets its seq.
         return {
-            "ts": now_ts(self._clock()),
             "agent": agent if agent is not None else self.default_agent,
+            "agent_id": self.agent_id,
             "action": action,
             "user": user,
             "result": result,
@@ -206,6 +240,7 @@ class AuditTrail:
                         self._retention_locked()
                     except OSError as exc:  # the appends are durable; retention retries next time
                         log.error("agentobs audit: retention in %s failed: %s", self.directory, exc)
+        self._anchor()
         return receipts
 
     def _write_records(self, bodies: list[dict[str, Any]]) -> list[AuditReceipt]:
@@ -219,7 +254,10 @@ class AuditTrail:
                     self._flush(buf)
                     buf.clear()
                     self._new_segment()
-                record = seal(body, seq=self._last_seq + 1, prev=self._last_hash)
+                # Never before the previous record, even if the wall clock stepped back.
+                self._last_ts = max(self._clock(), self._last_ts)
+                record = seal({**body, "ts": now_ts(self._last_ts)}, seq=self._last_seq + 1,
+                              prev=self._last_hash, key=self._key)
                 buf += encode(record)
                 self._last_seq, self._last_hash = record["seq"], record["hash"]
                 receipts.append(AuditReceipt(record["seq"], record["hash"], self._name, record["ts"]))
@@ -228,7 +266,7 @@ class AuditTrail:
             # Forget the in-memory tail: the next commit re-reads what really reached the disk.
             self._drop_segment()
             raise
-        store.write_head(self._head_fd, store.Head(self._last_seq, self._last_hash))
+        self._write_head()
         if self._on_durable is not None:
             try:
                 self._on_durable(self._last_seq)
@@ -290,6 +328,10 @@ class AuditTrail:
         for torn in tail.repairs:
             self.repairs.append(torn)
             log.warning("agentobs audit: %s; earlier records are intact", torn.describe())
+        if tail.record is not None:
+            self._check_tail_record(tail.record)
+            with contextlib.suppress(ValueError, TypeError):
+                self._last_ts = max(self._last_ts, parse_ts(str(tail.record["ts"])).timestamp())
         self._last_seq, self._last_hash = tail.seq, tail.hash
         if tail.segment is not None:
             self._fd = os.open(os.path.join(self.directory, tail.segment), os.O_RDWR | os.O_APPEND)
@@ -321,44 +363,36 @@ class AuditTrail:
             if head is None and self._last_seq > 0:
                 log.warning("agentobs audit: HEAD in %s was missing; recreated from the chain tail",
                             self.directory)
-            store.write_head(self._head_fd, store.Head(self._last_seq, self._last_hash))
+            self._write_head()
+
+    # --- integrity ---------------------------------------------------------------------------------
+
+    def _write_head(self) -> None:
+        mac = None
+        if self._key is not None:
+            mac = head_mac(self._key, self.trail_id, self._last_seq, self._last_hash)
+        store.write_head(self._head_fd, store.Head(self._last_seq, self._last_hash, mac, self._kid))
+
+    def _check_tail_record(self, record: dict[str, Any]) -> None:
+        check_tail_record(self.directory, record, self._key)
+
+    def _refuse_unless_verified(self) -> None:
+        refuse_unless_verified(self.directory, self._key)
+
+    def _anchor(self, *, force: bool = False) -> None:
+        self._announcer.announce(self.head, force=force)
 
     # --- retention ---------------------------------------------------------------------------------
 
     def _retention_locked(self) -> list[str]:
         if self.retention_days is None:
             return []
-        segments = store.list_segments(self.directory)
-        anchor = store.read_anchor(self.directory)
-        doomed = store.expired_prefix(self.directory, segments, anchor,
-                                      self._clock() - self.retention_days * 86400.0)
-        if not doomed:
-            return []
-        kept = segments[len(doomed)][1]
-        line = store.read_first_line(os.path.join(self.directory, kept))
-        if line is None:
-            return []
-        first = decode(line)
-        if anchor is None or anchor.seq != first["seq"]:
-            # The chain itself records the cut, so a forged anchor.json cannot hide deletions.
+
+        def write(body: dict[str, Any]) -> int:
             self._rotated = False
-            receipt = self._write_records([{
-                "ts": now_ts(self._clock()),
-                "agent": "agentobs-audit",
-                "action": RETENTION_ACTION,
-                "user": None,
-                "result": "ok",
-                "resource": self.directory,
-                "details": {"deleted": doomed, "kept_from_seq": first["seq"],
-                            "kept_from_prev": first["prev"], "retention_days": self.retention_days},
-            }])[0]
-            store.write_anchor(self.directory, store.Anchor(first["seq"], first["prev"], receipt.seq))
-        for name in doomed:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(os.path.join(self.directory, name))
-        store.fsync_dir(self.directory)
-        log.info("agentobs audit: retention deleted %d segment(s) from %s", len(doomed), self.directory)
-        return doomed
+            return self._write_records([body])[0].seq
+
+        return expire_segments(self.directory, self.retention_days, self._clock(), write)
 
     # --- file descriptors ------------------------------------------------------------------------
 

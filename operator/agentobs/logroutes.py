@@ -1,0 +1,212 @@
+"""Keeping the cluster's one log collector in step with the resources: its routes, and its objects.
+
+Every resource with `logging.enabled` gets a route: the namespaces it collects from (a namespace
+selector is resolved to names here, so a namespace labelled later is picked up at the next sync),
+the pod labels, its aggregator's Service, the CA that signs the aggregator's certificate (read
+from the resource's CA bundle ConfigMap) and the collector's client certificate for that stack
+(its Secret `<name>-log-collector-tls`); a resource whose first pass has not written them yet gets
+its route at the next sync. `render.collector` turns the routes into objects; this module applies
+them in the collector namespace and deletes the ones no longer wanted (all of them when no
+resource collects logs).
+
+A sync writes only when the rendered objects differ from what it last applied in this process, or
+when the DaemonSet, its ConfigMap or its Secret is missing or the DaemonSet carries another config hash
+(deleted or edited by hand), so a resync over an unchanged cluster costs a few reads. Paused
+resources keep their route: pausing leaves a stack as it is.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from agentobs.api.spec import AgentObservabilitySpec
+from agentobs.kube import Kube, KubeError
+from agentobs.prune import key_of
+from agentobs.render import collector, fluentd
+from agentobs.render.common import CONFIG_HASH_ANNOTATION, Owner, content_hash
+from agentobs.render.tls import CA_BUNDLE_KEY, ca_bundle_name, tls_secret_name
+
+log = logging.getLogger(__name__)
+
+PSA_ENFORCE = "pod-security.kubernetes.io/enforce"
+# Kinds the collector consists of, for finding what to delete.
+COLLECTOR_KINDS = [("v1", "ConfigMap"), ("v1", "Secret"), ("v1", "Service"), ("v1", "ServiceAccount"),
+                   ("apps/v1", "DaemonSet"), ("networking.k8s.io/v1", "NetworkPolicy"),
+                   ("rbac.authorization.k8s.io/v1", "ClusterRole"),
+                   ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding")]
+
+
+@dataclass
+class SyncResult:
+    routes: list[str] = field(default_factory=list)  # route ids in the applied config
+    waiting: list[str] = field(default_factory=list)  # "ns/name" whose CA bundle is not there yet
+    applied: bool = False
+    deleted: list[str] = field(default_factory=list)
+    problem: str = ""  # what keeps the collector from running, for the resources' events
+    error: str = ""  # an API failure, retried at the next sync
+
+
+# Re-read now and then: a CA changes only when its Secret is replaced, a client certificate when renewed
+# (long before it expires).
+MATERIAL_REFRESH_SECONDS = 600.0
+
+
+@dataclass
+class _State:
+    applied_hash: str = ""
+    waiting: set[str] = field(default_factory=set)
+    # uid -> (read at, (CA, client certificate, client key)), PEM
+    material: dict[str, tuple[float, tuple[str, str, str]]] = field(default_factory=dict)
+
+
+_state = _State()
+
+
+def waiting_for_material(namespace: str, name: str) -> bool:
+    """Whether the last sync left this resource out for want of its CA bundle or client certificate."""
+    return f"{namespace}/{name}" in _state.waiting
+
+
+def _material(kube: Kube, owner: Owner) -> tuple[str, str, str] | None:
+    """(CA, client certificate, client key) of a resource's route; None while not written yet."""
+    now = time.monotonic()
+    cached = _state.material.get(owner.uid)
+    if cached is not None and now - cached[0] < MATERIAL_REFRESH_SECONDS:
+        return cached[1]
+    bundle = kube.get("v1", "ConfigMap", owner.namespace, ca_bundle_name(owner))
+    ca = str(((bundle or {}).get("data") or {}).get(CA_BUNDLE_KEY, ""))
+    client = kube.get("v1", "Secret", owner.namespace, tls_secret_name(owner, fluentd.COLLECTOR_CLIENT))
+    data = (client or {}).get("data") or {}
+    if not ca or not data.get("tls.crt") or not data.get("tls.key"):
+        return None
+    found = (ca, base64.b64decode(data["tls.crt"]).decode(), base64.b64decode(data["tls.key"]).decode())
+    _state.material[owner.uid] = (now, found)
+    return found
+
+
+def _owner(body: dict[str, Any]) -> Owner | None:
+    meta = body.get("metadata") or {}
+    try:
+        spec = AgentObservabilitySpec.model_validate(body.get("spec") or {})
+    except ValidationError:
+        return None  # its status says why; an invalid spec keeps no route
+    return Owner(name=meta.get("name", ""), namespace=meta.get("namespace", ""), uid=meta.get("uid", ""), spec=spec)
+
+
+def _namespaces(kube: Kube, owner: Owner, cache: dict[str, list[str]]) -> list[str]:
+    names = fluentd.selected_namespaces(owner)
+    if names is not None:
+        return names
+    selector = ",".join(f"{k}={v}" for k, v in
+                        sorted(owner.spec.instrumentation.namespace_selector.match_labels.items()))
+    if selector not in cache:
+        cache[selector] = sorted(n["metadata"]["name"] for n in kube.list("v1", "Namespace", None, selector))
+    return cache[selector]
+
+
+def routes(kube: Kube, bodies: list[dict[str, Any]]) -> tuple[list[collector.Route], list[str]]:
+    """(routes ready to apply, "ns/name" of the resources still waiting for their CA bundle)."""
+    out: list[collector.Route] = []
+    waiting: list[str] = []
+    selector_cache: dict[str, list[str]] = {}
+    uids = {(b.get("metadata") or {}).get("uid") for b in bodies}
+    for uid in [u for u in _state.material if u not in uids]:
+        del _state.material[uid]
+    for body in bodies:
+        owner = _owner(body)
+        if owner is None or not fluentd.enabled(owner):
+            continue
+        material = _material(kube, owner)
+        if material is None:
+            waiting.append(f"{owner.namespace}/{owner.name}")
+            continue
+        ca, client_cert, client_key = material
+        namespaces = _namespaces(kube, owner, selector_cache)
+        if not namespaces:
+            continue
+        out.append(collector.Route(
+            owner_namespace=owner.namespace, owner_name=owner.name, namespaces=tuple(namespaces),
+            pod_labels=fluentd.selected_pod_labels(owner), host=fluentd.service_host(owner),
+            port=fluentd.FORWARD_PORT, ca_pem=ca, client_cert_pem=client_cert, client_key_pem=client_key))
+    return out, waiting
+
+
+def _collector_objects(kube: Kube, namespace: str) -> list[dict[str, Any]]:
+    selector = ",".join(f"{k}={v}" for k, v in sorted(collector.selector_labels().items()))
+    found: list[dict[str, Any]] = []
+    for api, kind in COLLECTOR_KINDS:
+        cluster_scoped = kind.startswith("Cluster")
+        items = kube.list(api, kind, None if cluster_scoped else namespace, selector)
+        if cluster_scoped:  # ours are named after the namespace; another operator's are not ours
+            items = [i for i in items if i["metadata"]["name"] == f"{collector.NAME}-{namespace}"]
+        found += items
+    return found
+
+
+def sync(kube: Kube, namespace: str, bodies: list[dict[str, Any]], image: str = collector.IMAGE) -> SyncResult:
+    """Apply the collector for `bodies` (every AgentObservability this operator serves)."""
+    result = SyncResult()
+    ns = kube.get("v1", "Namespace", None, namespace)
+    if ns is None:
+        result.problem = f"the log collector namespace {namespace} does not exist"
+        return result
+    enforce = ((ns.get("metadata") or {}).get("labels") or {}).get(PSA_ENFORCE, "privileged")
+    if enforce != "privileged":
+        # Its pods would be refused (hostPath); say so rather than leave a DaemonSet of no pods.
+        result.problem = (f"namespace {namespace} enforces Pod Security {enforce!r}; the log collector needs "
+                          f"{PSA_ENFORCE}=privileged there")
+        return result
+    found, result.waiting = routes(kube, bodies)
+    _state.waiting = set(result.waiting)
+    result.routes = sorted(r.id for r in found)
+    manifests = collector.render(namespace, found, image)
+    desired_hash = content_hash(manifests)
+    in_place = False
+    if manifests and _state.applied_hash == desired_hash:
+        daemonset = kube.get("apps/v1", "DaemonSet", namespace, collector.NAME)
+        in_place = (daemonset is not None
+                    and (daemonset["spec"]["template"]["metadata"].get("annotations") or {}).get(
+                        CONFIG_HASH_ANNOTATION) == _config_hash(manifests)
+                    and kube.get("v1", "ConfigMap", namespace, collector.NAME) is not None
+                    and kube.get("v1", "Secret", namespace, collector.CLIENTS_SECRET) is not None)
+    if manifests and not in_place:
+        for manifest in manifests:
+            kube.apply(manifest)
+        result.applied = True
+        _state.applied_hash = desired_hash
+    if result.applied or not manifests:
+        desired = {key_of(m) for m in manifests}
+        for obj in _collector_objects(kube, namespace):
+            if key_of(obj) not in desired:
+                meta = obj["metadata"]
+                kube.delete(obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"])
+                result.deleted.append(f"{obj['kind']} {meta['name']}")
+        if not manifests:
+            _state.applied_hash = ""
+    if result.applied or result.deleted:
+        log.info("log collector in %s: routes %s%s", namespace, ", ".join(result.routes) or "none",
+                 f"; deleted {', '.join(result.deleted)}" if result.deleted else "")
+    return result
+
+
+def _config_hash(manifests: list[dict[str, Any]]) -> str:
+    for m in manifests:
+        if m["kind"] == "DaemonSet":
+            return str(m["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH_ANNOTATION])
+    return ""
+
+
+def safe_sync(kube: Kube, namespace: str, bodies: list[dict[str, Any]], image: str) -> SyncResult:
+    """`sync` that reports an API failure instead of raising (the caller retries at the next wake)."""
+    try:
+        return sync(kube, namespace, bodies, image)
+    except KubeError as exc:
+        log.warning("log collector not synced: %s", exc.message)
+        _state.applied_hash = ""
+        return SyncResult(error=exc.message)

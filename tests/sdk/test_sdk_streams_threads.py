@@ -1,0 +1,232 @@
+"""Helpers on streams and in threads, errors counted once, and the SDK's on/off states:
+OTEL_SDK_DISABLED, after shutdown(), and a conflicting second configure()."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
+
+import agentobs_sdk
+from agentobs_sdk import config
+
+
+class Boom(Exception):
+    pass
+
+
+def _one(spans: InMemorySpanExporter, name: str) -> ReadableSpan:
+    found = [s for s in spans.get_finished_spans() if s.name == name]
+    assert len(found) == 1, [s.name for s in spans.get_finished_spans()]
+    return found[0]
+
+
+def _usage(sdk: agentobs_sdk.Handle, token_type: str) -> float | None:
+    return sdk.metrics.sample("gen_ai_client_token_usage_sum", {
+        "gen_ai_token_type": token_type, "gen_ai_operation_name": "chat", "gen_ai_provider_name": "fake",
+        "gen_ai_request_model": "m", "gen_ai_response_model": ""})
+
+
+# --- streaming -------------------------------------------------------------------------------------
+
+
+def test_sync_generator_span_lasts_for_the_stream_and_counts_usage(
+        sdk: agentobs_sdk.Handle, spans: InMemorySpanExporter) -> None:
+    @agentobs_sdk.llm_call("m", provider="fake")
+    def stream(n: int) -> Iterator[str]:
+        for i in range(n):
+            yield f"tok{i}"
+        agentobs_sdk.record_llm_usage(input_tokens=7, output_tokens=n)
+
+    with agentobs_sdk.agent_run("streamer"):
+        gen = stream(3)
+        assert next(gen) == "tok0"
+        # Mid-stream: the span is still open, and not current in the consumer's code.
+        assert not [s for s in spans.get_finished_spans() if s.name == "chat m"]
+        assert agentobs_sdk.current_operation() is not None  # the agent run, not the LLM call
+        assert not isinstance(agentobs_sdk.current_operation(), agentobs_sdk.LLMCall)
+        assert list(gen) == ["tok1", "tok2"]
+    llm = _one(spans, "chat m")
+    assert llm.attributes is not None and llm.attributes["gen_ai.usage.output_tokens"] == 3
+    assert llm.parent is not None and llm.parent.span_id == _one(spans, "invoke_agent streamer").context.span_id
+    assert _usage(sdk, "output") == 3
+    assert _usage(sdk, "input") == 7
+
+
+def test_sync_generator_closed_early_ends_span_without_error(
+        sdk: agentobs_sdk.Handle, spans: InMemorySpanExporter) -> None:
+    @agentobs_sdk.llm_call("m", provider="fake")
+    def stream() -> Iterator[int]:
+        agentobs_sdk.record_llm_usage(input_tokens=2)
+        yield from range(100)
+
+    gen = stream()
+    assert next(gen) == 0
+    assert not spans.get_finished_spans()
+    gen.close()
+    llm = _one(spans, "chat m")
+    assert llm.status.status_code == StatusCode.UNSET
+    assert _usage(sdk, "input") == 2
+
+
+def test_sync_generator_error_mid_stream_is_recorded(
+        sdk: agentobs_sdk.Handle, spans: InMemorySpanExporter) -> None:
+    @agentobs_sdk.tool_call("lines")
+    def lines() -> Iterator[int]:
+        yield 1
+        raise Boom("disk gone")
+
+    with pytest.raises(Boom):
+        list(lines())
+    tool = _one(spans, "execute_tool lines")
+    assert tool.status.status_code == StatusCode.ERROR
+    assert sdk.metrics.sample("agentobs_agent_tool_call_failures_total",
+                              {"agent": "agent-7", "tool": "lines", "error_type": "Boom"}) == 1
+
+
+def test_async_generator_gets_an_async_wrapper(sdk: agentobs_sdk.Handle, spans: InMemorySpanExporter) -> None:
+    @agentobs_sdk.llm_call("m", provider="fake")
+    async def stream(n: int) -> AsyncIterator[str]:
+        for i in range(n):
+            await asyncio.sleep(0.001)
+            yield f"tok{i}"
+        agentobs_sdk.record_llm_usage(input_tokens=5, output_tokens=n)
+
+    async def consume() -> list[str]:
+        async with agentobs_sdk.agent_run("async-streamer"):
+            got = []
+            async for item in stream(4):
+                # The consumer's code between items does not run inside the LLM span.
+                assert not isinstance(agentobs_sdk.current_operation(), agentobs_sdk.LLMCall)
+                got.append(item)
+            return got
+
+    assert asyncio.run(consume()) == ["tok0", "tok1", "tok2", "tok3"]
+    llm = _one(spans, "chat m")
+    assert llm.end_time is not None and llm.start_time is not None
+    assert (llm.end_time - llm.start_time) / 1e6 >= 3.0  # four sleeps of 1 ms happened inside it
+    assert llm.parent is not None
+    assert llm.parent.span_id == _one(spans, "invoke_agent async-streamer").context.span_id
+    assert _usage(sdk, "output") == 4
+
+
+def test_async_generator_closed_early(sdk: agentobs_sdk.Handle, spans: InMemorySpanExporter) -> None:
+    @agentobs_sdk.llm_call("m", provider="fake")
+    async def stream() -> AsyncIterator[int]:
+        agentobs_sdk.record_llm_usage(input_tokens=9)
+        i = 0
+        while True:
+            yield i
+            i += 1
+
+    async def take_two() -> list[int]:
+        gen = stream()
+        got = [await gen.__anext__(), await gen.__anext__()]
+        assert not spans.get_finished_spans()
+        await gen.aclose()
+        return got
+
+    assert asyncio.run(take_two()) == [0, 1]
+    assert _one(spans, "chat m").status.status_code == StatusCode.UNSET
+    assert _usage(sdk, "input") == 9
+
+
+# --- threads ---------------------------------------------------------------------------------------
+
+
+def test_context_follows_work_into_a_thread_pool(sdk: agentobs_sdk.Handle, spans: InMemorySpanExporter) -> None:
+    def work(i: int) -> int:
+        with agentobs_sdk.tool_call("fetch"):
+            return i * 2
+
+    with agentobs_sdk.agent_run("pooled"), concurrent.futures.ThreadPoolExecutor(4) as pool:
+        futures = [agentobs_sdk.submit(pool, work, i) for i in range(4)]
+        mapped = list(pool.map(agentobs_sdk.in_context(work), range(4, 8)))
+        assert [f.result() for f in futures] + mapped == [0, 2, 4, 6, 8, 10, 12, 14]
+    with agentobs_sdk.agent_run("pooled2"), agentobs_sdk.ContextThreadPoolExecutor(2) as own:
+        assert list(own.map(work, range(3))) == [0, 2, 4]
+
+    run = _one(spans, "invoke_agent pooled")
+    tools = [s for s in spans.get_finished_spans() if s.name == "execute_tool fetch"]
+    assert len(tools) == 11
+    in_first = [t for t in tools if t.context.trace_id == run.context.trace_id]
+    assert len(in_first) == 8
+    assert all(t.parent is not None and t.parent.span_id == run.context.span_id for t in in_first)
+    m = sdk.metrics
+    assert m.sample("agentobs_agent_tool_call_duration_seconds_count",
+                    {"agent": "pooled", "tool": "fetch", "status": "ok"}) == 8
+    assert m.sample("agentobs_agent_tool_call_duration_seconds_count",
+                    {"agent": "pooled2", "tool": "fetch", "status": "ok"}) == 3
+    assert m.sample("agentobs_agent_tool_call_duration_seconds_count",
+                    {"agent": "agent-7", "tool": "fetch", "status": "ok"}) is None
+
+
+# --- errors --------------------------------------------------------------------------------------
+
+
+def test_one_exception_is_counted_once_across_nested_helpers(sdk: agentobs_sdk.Handle) -> None:
+    for _ in range(10):
+        with pytest.raises(Boom), agentobs_sdk.agent_run("nested"), agentobs_sdk.reasoning_step("s"), \
+                agentobs_sdk.tool_call("t"):
+            raise Boom()
+    total = sum(sdk.metrics.sample("agentobs_agent_errors_total", {
+        "agent": "nested", "gen_ai_operation_name": op, "error_type": "Boom"}) or 0
+        for op in ("invoke_agent", "reasoning_step", "execute_tool"))
+    assert total == 10
+    assert sdk.metrics.sample("agentobs_agent_errors_total", {
+        "agent": "nested", "gen_ai_operation_name": "execute_tool", "error_type": "Boom"}) == 10
+
+
+# --- on / off -------------------------------------------------------------------------------------
+
+
+def test_otel_sdk_disabled_turns_off_spans_and_metrics() -> None:
+    exporter = InMemorySpanExporter()
+    handle = agentobs_sdk.configure({"OTEL_SDK_DISABLED": "TRUE", "AGENTOBS_METRICS_PORT": "0"},
+                                    json_logs=False, span_processors=[SimpleSpanProcessor(exporter)])
+    assert handle.metrics_port is None  # nothing served
+    with agentobs_sdk.agent_run("quiet"), agentobs_sdk.llm_call("m", provider="p") as call:
+        call.record_usage(3, 4)
+    assert exporter.get_finished_spans() == ()
+    assert b"agentobs_agent_run_duration_seconds_count{" not in handle.metrics.exposition()
+    assert handle.metrics.sample("agentobs_agent_run_duration_seconds_count",
+                                 {"agent": "quiet", "status": "ok"}) is None
+
+
+def test_helpers_are_no_ops_after_shutdown() -> None:
+    exporter = InMemorySpanExporter()
+    handle = agentobs_sdk.configure({}, json_logs=False, span_processors=[SimpleSpanProcessor(exporter)])
+    with agentobs_sdk.tool_call("before"):
+        pass
+    handle.shutdown()
+    with agentobs_sdk.tool_call("after") as tool:
+        assert not tool.span.is_recording()
+    assert [s.name for s in exporter.get_finished_spans()] == ["execute_tool before"]
+    assert config.was_shut_down()
+    fresh = InMemorySpanExporter()  # shutdown() also shut the first exporter down
+    again = agentobs_sdk.configure({}, json_logs=False, span_processors=[SimpleSpanProcessor(fresh)])
+    assert not config.was_shut_down()
+    with agentobs_sdk.tool_call("again"):
+        pass
+    assert [s.name for s in fresh.get_finished_spans()] == ["execute_tool again"]
+    again.shutdown()
+
+
+def test_second_configure_with_other_settings_raises(caplog: pytest.LogCaptureFixture) -> None:
+    first = agentobs_sdk.configure({"OTEL_SERVICE_NAME": "a"}, json_logs=False)
+    assert agentobs_sdk.configure({"OTEL_SERVICE_NAME": "a"}, json_logs=False) is first
+    with pytest.raises(agentobs_sdk.ConfigurationError, match="service_name") as info:
+        agentobs_sdk.configure({"OTEL_SERVICE_NAME": "b"}, json_logs=False)
+    assert "shutdown()" in str(info.value)
+    with pytest.raises(agentobs_sdk.ConfigurationError, match="json_logs"):
+        agentobs_sdk.configure({"OTEL_SERVICE_NAME": "a"}, json_logs=True)
+    assert agentobs_sdk.current_handle() is first
+    with caplog.at_level(logging.DEBUG):
+        first.shutdown()
