@@ -168,6 +168,21 @@ class Informer:
             self.store[key] = entry
         return before
 
+    def put_written(self, entry: Entry) -> Entry:
+        """Store what a write returned, unless the watch already brought a later version (a status
+        update by a controller can arrive before the writing thread gets here): a cache must never
+        go back in time. Versions are compared as etcd's integers; opaque ones are taken as newer."""
+        key = (entry.namespace, entry.name)
+        with self.lock:
+            current = self.store.get(key)
+            if (current is not None and current.version.isdigit() and entry.version.isdigit()
+                    and int(current.version) > int(entry.version)):
+                current.baseline, current.echo = entry.owned, entry.version
+                return current
+            self.store[key] = entry
+        entry.baseline, entry.echo = entry.owned, entry.version
+        return entry
+
     def _run(self) -> None:
         backoff = 1.0
         while not self.stopped:
@@ -321,7 +336,7 @@ class Cache:
         entry = Entry(written)
         informer = self._informer(key[0], key[1], key[2] or None)
         if informer is not None:
-            informer.put(entry)
+            return informer.put_written(entry)
         entry.baseline, entry.echo = entry.owned, entry.version
         return entry
 

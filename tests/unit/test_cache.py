@@ -97,3 +97,15 @@ def test_cached_lists_answer_only_what_the_cache_holds() -> None:
     assert cache.list("v1", "ConfigMap", "t-1", "team=x") is None, "not selected by the informer: ask the API"
     assert cache.list("v1", "ConfigMap", None, "agentobs.io/owner=r") is None, "other namespaces are not cached"
     assert cache.list("v1", "Secret", "t-1", "agentobs.io/owner=r") is None, "no informer for Secrets here"
+
+
+def test_a_write_never_takes_the_cache_back_in_time() -> None:
+    informer = Informer(None, "apps/v1", "StatefulSet", "n", "", lambda before, after: None)  # type: ignore[arg-type]
+    written = _sts({"f:spec": {"f:replicas": {}}}, {})  # resourceVersion 7, readyReplicas 2
+    newer = {**written, "metadata": {**written["metadata"], "resourceVersion": "9"}, "status": {"readyReplicas": 1}}
+    informer.put(Entry(newer))  # the controller's status update, seen by the watch first
+    kept = informer.put_written(Entry(written))
+    assert kept.version == "9" and kept.manifest()["status"] == {"readyReplicas": 1}
+    assert kept.baseline == Entry(written).owned and kept.echo == "7", "the write is still recorded"
+    later = {**written, "metadata": {**written["metadata"], "resourceVersion": "12"}}
+    assert informer.put_written(Entry(later)).version == "12"
