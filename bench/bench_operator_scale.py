@@ -10,7 +10,7 @@ The cluster is the project's (`hack/cluster.sh up`, reused when running). The be
 nodes of its own with room for every pod (deleted at the end), and stacks with `LIGHT_SPEC`: the
 smallest stack the API allows (Prometheus and Alertmanager one replica each, Jaeger's collector at
 its minimum of two, one query and one Grafana replica, an external Elasticsearch, logging off,
-requests of 1m CPU and 1Mi memory: 6 pods and 47 objects per stack), `AGENTOBS_BENCH_PER_NAMESPACE`
+requests of 1m CPU and 1Mi memory: 6 pods and 49 objects per stack), `AGENTOBS_BENCH_PER_NAMESPACE`
 (default 250) stacks per namespace. The operator runs with its defaults (4 workers, resync
 max(60 s, N / 2 per second)), limited to the benchmark's namespaces, as is the baseline.
 
