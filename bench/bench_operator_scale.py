@@ -5,7 +5,8 @@ the same resources, in the same run, rounds interleaved.
     AGENTOBS_BENCH_SIZES=200,1000 AGENTOBS_BENCH_WINDOW=60 AGENTOBS_BENCH_ROUNDS=2 \\
         python bench/bench_operator_scale.py
 
-Defaults (what `make bench` runs): sizes 50, a 30 s window, 2 rounds (about 5 minutes on 2 cores).
+Defaults (what `make bench` runs): size 50, a 30 s window, 2 rounds (about 7 minutes on 2 cores,
+and then the deletion of its namespace is waited for, so a second size starts on a quiet cluster).
 The cluster is the project's (`hack/cluster.sh up`, reused when running). The benchmark adds kwok
 nodes of its own with room for every pod (deleted at the end), and stacks with `LIGHT_SPEC`: the
 smallest stack the API allows (Prometheus and Alertmanager one replica each, Jaeger's collector at
@@ -269,6 +270,12 @@ def bench(kube: Kube, size: int, logs: Path) -> dict[str, Any]:
             kubectl("delete", "node", node, "--wait=false", check=False)
         kubectl("delete", "mutatingwebhookconfiguration", f"agentobs-webhook-{prefix}", "--ignore-not-found",
                 check=False)
+        # The namespace controller's deletes would swamp the next size's measurements.
+        deadline = time.monotonic() + float(os.environ.get("AGENTOBS_BENCH_CLEANUP_TIMEOUT", "1800"))
+        while time.monotonic() < deadline and any(
+                kubectl("get", "namespace", n, "--ignore-not-found", "-o", "name", check=False).strip()
+                for n in namespaces):
+            time.sleep(10.0)
     return result
 
 
