@@ -2,14 +2,16 @@
 
 Alert rules and Grafana dashboards elsewhere in the project query these names, so this module is
 the single place they are defined. `metrics.py` builds its collectors from `SERIES` and nothing
-else; `emitted_series()` lists every sample name a scrape of an SDK process can return; and
-`promql_metric_names()` / `unknown_series()` let a test fail when a rule or dashboard queries a
-series that nothing emits.
+else; `emitted_series(mode)` lists every sample name a scrape of an SDK process can return in a
+semantic-convention mode (`semconv.Mode`: the v1.41.0 names, the GenAI repository's latest names,
+or both); and `promql_metric_names()` / `unknown_series()` let a test fail when a rule or dashboard
+queries a series that nothing emits in the mode the webhook injects (`semconv.PROJECT_DEFAULT_MODE`).
 
-Naming follows the OpenTelemetry-to-Prometheus translation for the GenAI semantic conventions
-(`gen_ai.client.token.usage` with unit `{token}` becomes `gen_ai_client_token_usage`, the
-duration in seconds gains `_seconds`), and an `agentobs_agent_` prefix for the SDK's own agent
-metrics so they cannot be confused with the operator's `agentobs_*` series.
+Naming follows the OpenTelemetry-to-Prometheus translation of the GenAI semantic conventions
+(dots become underscores, `{token}` units are dropped, seconds gain `_seconds`, counters gain
+`_total`: `gen_ai.client.inference.usage.input_tokens` becomes
+`gen_ai_client_inference_usage_input_tokens_total`), and an `agentobs_agent_` prefix for the SDK's
+own agent metrics so they cannot be confused with the operator's `agentobs_*` series.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
+
+from .semconv import Mode
 
 Kind = Literal["counter", "histogram", "gauge"]
 
@@ -32,6 +36,10 @@ GENAI_DURATION_BUCKETS: tuple[float, ...] = (
 AGENT_RUN_BUCKETS: tuple[float, ...] = (
     0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800,
 )
+# gen_ai.invoke_agent.duration's ExplicitBucketBoundaries advice (GenAI repository).
+INVOKE_AGENT_BUCKETS: tuple[float, ...] = (
+    0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8, 25.6, 51.2, 102.4, 204.8, 409.6,
+)
 TOOL_CALL_BUCKETS: tuple[float, ...] = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
 )
@@ -44,6 +52,12 @@ L_PROVIDER = "gen_ai_provider_name"
 L_REQUEST_MODEL = "gen_ai_request_model"
 L_RESPONSE_MODEL = "gen_ai_response_model"
 L_ERROR_TYPE = "error_type"
+L_SERVER_ADDRESS = "server_address"
+L_SERVER_PORT = "server_port"
+L_TOKEN_MODALITY = "gen_ai_token_modality"
+L_AGENT_NAME = "gen_ai_agent_name"
+L_TOOL_NAME = "gen_ai_tool_name"
+L_TOOL_TYPE = "gen_ai_tool_type"
 L_AGENT = "agent"
 L_STATUS = "status"
 L_TOOL = "tool"
@@ -54,6 +68,10 @@ L_VERSION = "version"
 
 STATUS_OK = "ok"
 STATUS_ERROR = "error"
+
+ALL_MODES = frozenset(Mode)
+OLD_MODES = frozenset({Mode.OLD, Mode.DUP})
+LATEST_MODES = frozenset({Mode.LATEST, Mode.DUP})
 
 
 @dataclass(frozen=True)
@@ -67,6 +85,7 @@ class SeriesSpec:
     buckets: tuple[float, ...] = ()
     otel_name: str | None = None  # the semantic-convention instrument this family renders
     unit: str = ""
+    modes: frozenset[Mode] = ALL_MODES  # the semantic-convention modes that emit it
 
     def sample_names(self) -> frozenset[str]:
         """Names of the samples a scrape returns for this family (prometheus-client rendering)."""
@@ -77,23 +96,112 @@ class SeriesSpec:
         return frozenset({self.name})
 
 
+_MODEL = (L_OPERATION, L_PROVIDER, L_REQUEST_MODEL, L_RESPONSE_MODEL, L_SERVER_ADDRESS, L_SERVER_PORT)
+
+# --- model calls, v1.41.0 names ---------------------------------------------------------------------
+
 TOKEN_USAGE = SeriesSpec(
     name="gen_ai_client_token_usage",
     kind="histogram",
     help="Number of input and output tokens used per GenAI operation (gen_ai.client.token.usage)",
-    labels=(L_TOKEN_TYPE, L_OPERATION, L_PROVIDER, L_REQUEST_MODEL, L_RESPONSE_MODEL),
+    labels=(L_TOKEN_TYPE, *_MODEL),
     buckets=TOKEN_BUCKETS,
     otel_name="gen_ai.client.token.usage",
     unit="{token}",
+    modes=OLD_MODES,
 )
+# Every operation in the v1.41.0 names; only non-inference operations (embeddings) in the latest.
 OPERATION_DURATION = SeriesSpec(
     name="gen_ai_client_operation_duration_seconds",
     kind="histogram",
     help="Duration of GenAI client operations (gen_ai.client.operation.duration)",
-    labels=(L_OPERATION, L_PROVIDER, L_REQUEST_MODEL, L_RESPONSE_MODEL, L_ERROR_TYPE),
+    labels=(*_MODEL, L_ERROR_TYPE),
     buckets=GENAI_DURATION_BUCKETS,
     otel_name="gen_ai.client.operation.duration",
     unit="s",
+)
+OPERATION_TTFC = SeriesSpec(
+    name="gen_ai_client_operation_time_to_first_chunk_seconds",
+    kind="histogram",
+    help="Time to the first chunk of a streamed response (gen_ai.client.operation.time_to_first_chunk)",
+    labels=_MODEL,
+    buckets=GENAI_DURATION_BUCKETS,
+    otel_name="gen_ai.client.operation.time_to_first_chunk",
+    unit="s",
+    modes=OLD_MODES,
+)
+
+# --- model calls, latest names (semantic-conventions-genai) --------------------------------------
+
+INFERENCE_DURATION = SeriesSpec(
+    name="gen_ai_client_inference_duration_seconds",
+    kind="histogram",
+    help="Duration of GenAI inference operations (gen_ai.client.inference.duration)",
+    labels=(*_MODEL, L_ERROR_TYPE),
+    buckets=GENAI_DURATION_BUCKETS,
+    otel_name="gen_ai.client.inference.duration",
+    unit="s",
+    modes=LATEST_MODES,
+)
+INFERENCE_TTFC = SeriesSpec(
+    name="gen_ai_client_inference_time_to_first_chunk_seconds",
+    kind="histogram",
+    help="Time to the first chunk of a streamed response (gen_ai.client.inference.time_to_first_chunk)",
+    labels=_MODEL,
+    buckets=GENAI_DURATION_BUCKETS,
+    otel_name="gen_ai.client.inference.time_to_first_chunk",
+    unit="s",
+    modes=LATEST_MODES,
+)
+
+
+def _usage(direction: str, kind: str, what: str) -> SeriesSpec:
+    otel = f"gen_ai.client.inference.usage.{kind}{direction}_tokens"
+    return SeriesSpec(
+        name=otel.replace(".", "_"), kind="counter", help=f"{what} ({otel})",
+        labels=(*_MODEL, L_TOKEN_MODALITY), otel_name=otel, unit="{token}", modes=LATEST_MODES,
+    )
+
+
+USAGE_INPUT = _usage("input", "", "Input tokens used, cached ones included")
+USAGE_OUTPUT = _usage("output", "", "Output tokens used, reasoning ones included")
+USAGE_CACHE_READ = _usage("input", "cache_read.", "Input tokens served from a provider cache")
+USAGE_CACHE_WRITE = _usage("input", "cache_write.", "Input tokens written to a provider cache")
+USAGE_REASONING = _usage("output", "reasoning.", "Output tokens used for reasoning")
+
+
+def _per_operation(direction: str) -> SeriesSpec:
+    otel = f"gen_ai.client.inference.operation.{direction}_tokens"
+    return SeriesSpec(
+        name=otel.replace(".", "_"), kind="histogram", help=f"{direction.capitalize()} tokens per inference ({otel})",
+        labels=(*_MODEL, L_ERROR_TYPE), buckets=TOKEN_BUCKETS, otel_name=otel, unit="{token}", modes=LATEST_MODES,
+    )
+
+
+OPERATION_INPUT_TOKENS = _per_operation("input")
+OPERATION_OUTPUT_TOKENS = _per_operation("output")
+
+# --- agents and tools ---------------------------------------------------------------------------
+
+INVOKE_AGENT_DURATION = SeriesSpec(
+    name="gen_ai_invoke_agent_duration_seconds",
+    kind="histogram",
+    help="Duration of one agent invocation (gen_ai.invoke_agent.duration)",
+    labels=(L_AGENT_NAME, L_ERROR_TYPE),
+    buckets=INVOKE_AGENT_BUCKETS,
+    otel_name="gen_ai.invoke_agent.duration",
+    unit="s",
+    modes=LATEST_MODES,
+)
+EXECUTE_TOOL_DURATION = SeriesSpec(
+    name="gen_ai_execute_tool_duration_seconds",
+    kind="histogram",
+    help="Duration of one tool execution (gen_ai.execute_tool.duration)",
+    labels=(L_AGENT_NAME, L_TOOL_NAME, L_TOOL_TYPE, L_ERROR_TYPE),
+    buckets=GENAI_DURATION_BUCKETS,
+    otel_name="gen_ai.execute_tool.duration",
+    unit="s",
+    modes=LATEST_MODES,
 )
 AGENT_RUN_DURATION = SeriesSpec(
     name="agentobs_agent_run_duration_seconds",
@@ -102,6 +210,7 @@ AGENT_RUN_DURATION = SeriesSpec(
     labels=(L_AGENT, L_STATUS),
     buckets=AGENT_RUN_BUCKETS,
     unit="s",
+    modes=OLD_MODES,
 )
 TOOL_CALL_DURATION = SeriesSpec(
     name="agentobs_agent_tool_call_duration_seconds",
@@ -110,12 +219,14 @@ TOOL_CALL_DURATION = SeriesSpec(
     labels=(L_AGENT, L_TOOL, L_STATUS),
     buckets=TOOL_CALL_BUCKETS,
     unit="s",
+    modes=OLD_MODES,
 )
 TOOL_CALL_FAILURES = SeriesSpec(
     name="agentobs_agent_tool_call_failures",
     kind="counter",
     help="Tool executions that failed, by error type",
     labels=(L_AGENT, L_TOOL, L_ERROR_TYPE),
+    modes=OLD_MODES,
 )
 DECISIONS = SeriesSpec(
     name="agentobs_agent_decisions",
@@ -166,6 +277,18 @@ AUDIT_LAST_SEQ = SeriesSpec(
 SERIES: tuple[SeriesSpec, ...] = (
     TOKEN_USAGE,
     OPERATION_DURATION,
+    OPERATION_TTFC,
+    INFERENCE_DURATION,
+    INFERENCE_TTFC,
+    USAGE_INPUT,
+    USAGE_OUTPUT,
+    USAGE_CACHE_READ,
+    USAGE_CACHE_WRITE,
+    USAGE_REASONING,
+    OPERATION_INPUT_TOKENS,
+    OPERATION_OUTPUT_TOKENS,
+    INVOKE_AGENT_DURATION,
+    EXECUTE_TOOL_DURATION,
     AGENT_RUN_DURATION,
     TOOL_CALL_DURATION,
     TOOL_CALL_FAILURES,
@@ -183,10 +306,18 @@ SERIES: tuple[SeriesSpec, ...] = (
 SDK_PREFIXES: tuple[str, ...] = ("gen_ai_", "agentobs_agent_")
 
 
-def emitted_series() -> frozenset[str]:
-    """Every sample name an SDK process exposes, with `_bucket/_sum/_count/_total` forms."""
+def series_for(mode: Mode) -> tuple[SeriesSpec, ...]:
+    """The families an SDK process in `mode` exposes."""
+    return tuple(spec for spec in SERIES if mode in spec.modes)
+
+
+def emitted_series(mode: Mode | None = None) -> frozenset[str]:
+    """Every sample name an SDK process exposes in `mode` (default: the mode the webhook injects),
+    with `_bucket/_sum/_count/_total` forms."""
+    from .semconv import PROJECT_DEFAULT_MODE
+
     names: set[str] = set()
-    for spec in SERIES:
+    for spec in series_for(PROJECT_DEFAULT_MODE if mode is None else mode):
         names |= spec.sample_names()
     return frozenset(names)
 
@@ -324,16 +455,17 @@ def unknown_series(
     *,
     prefixes: tuple[str, ...] | None = SDK_PREFIXES,
     known: Iterable[str] = (),
+    mode: Mode | None = None,
 ) -> set[str]:
     """Series the expression(s) query that the SDK does not emit.
 
     Only names starting with one of `prefixes` are checked (the SDK's namespace); pass
     `prefixes=None` to check every name. `known` adds names emitted elsewhere (e.g. recording
-    rules) so they are not reported.
+    rules) so they are not reported. `mode` defaults to the one the webhook injects.
     """
     if isinstance(exprs, str):
         exprs = [exprs]
-    allowed = emitted_series() | frozenset(known)
+    allowed = emitted_series(mode) | frozenset(known)
     missing: set[str] = set()
     for expr in exprs:
         for name in promql_metric_names(expr):
