@@ -24,6 +24,7 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from . import logs, tracing
 from .audit import AuditTrail
 from .metrics import AgentMetrics
+from .options import GenAIOptions
 
 log = logging.getLogger("agentobs_sdk")
 
@@ -78,6 +79,7 @@ class Settings:
     audit_dir: str | None = None
     audit_retention_days: float | None = None
     agent_id: str | None = None
+    genai: GenAIOptions = field(default_factory=GenAIOptions)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -125,6 +127,7 @@ class Settings:
             audit_dir=_get(env, ENV_AUDIT_DIR),
             audit_retention_days=retention,
             agent_id=_get(env, ENV_AGENT_ID),
+            genai=GenAIOptions.from_env(env),
         )
 
     @property
@@ -144,6 +147,7 @@ class Handle:
     audit: AuditTrail | None = None
     exporting: bool = False
     log_handler: logging.Handler | None = None
+    instrumented_clients: tuple[str, ...] = ()
     _closed: bool = False
 
     def force_flush(self, timeout_millis: int = 10_000) -> bool:
@@ -166,6 +170,10 @@ class Handle:
                 self.audit.close()
             if self.log_handler is not None:
                 logging.getLogger().removeHandler(self.log_handler)
+            if self.instrumented_clients:
+                from .instrumentation import uninstrument_all
+
+                uninstrument_all()
 
 
 _lock = threading.Lock()
@@ -199,6 +207,11 @@ def configure(
         settings = Settings.from_env(os.environ if environ is None else environ)
         handle = _build(settings, metrics_addr, json_logs, span_processors, set_global_tracer_provider)
         _handle = handle
+    if settings.genai.instrument_clients:
+        # Outside the lock: importing a client library can take a while.
+        from .instrumentation import instrument_installed
+
+        handle.instrumented_clients = instrument_installed()
     _announce(handle)
     return handle
 
@@ -226,7 +239,7 @@ def _build(
         # handle's tracer, so a later configure() in the same process still works.
         trace.set_tracer_provider(provider)
 
-    metrics = AgentMetrics()
+    metrics = AgentMetrics(mode=settings.genai.mode)
     metrics.set_info(service=settings.service_name, agent_id=settings.effective_agent_id, version=version)
     port: int | None = None
     if settings.metrics_port is not None:

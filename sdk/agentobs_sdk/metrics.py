@@ -106,11 +106,11 @@ class AgentMetrics:
         v1.41.0: one gen_ai.client.token.usage observation. Latest: the per-direction counter
         (modality `unknown`: providers report totals) and, for inference, the per-operation histogram.
         """
-        model = (_label(operation), _label(provider), _label(request_model), response_model or "",
-                 server_address or "", _port(server_port))
+        old = (_label(operation), _label(provider), _label(request_model), response_model or "")
+        model = (*old, server_address or "", _port(server_port))
         hist = self._h(series.TOKEN_USAGE)
         if hist is not None:
-            hist.labels(_label(token_type), *model).observe(tokens)
+            hist.labels(_label(token_type), *old).observe(tokens)
         if not self.mode.latest:
             return
         counter = self._c(series.USAGE_INPUT if token_type == "input" else series.USAGE_OUTPUT)
@@ -157,17 +157,16 @@ class AgentMetrics:
     ) -> None:
         # Successful calls carry an empty error_type, which Prometheus treats as "label absent",
         # so `{error_type!=""}` selects exactly the failed operations.
-        labels = (_label(operation), _label(provider), _label(request_model), response_model or "",
-                  server_address or "", _port(server_port), error_type or "")
+        old = (_label(operation), _label(provider), _label(request_model), response_model or "")
         inference = semconv.is_inference(operation)
         # v1.41.0 puts every operation on gen_ai.client.operation.duration; the latest names keep
         # it for the others only. One observation per family, also in DUP mode.
         op_hist = self._h(series.OPERATION_DURATION)
         if op_hist is not None and (self.mode.old or not inference):
-            op_hist.labels(*labels).observe(seconds)
+            op_hist.labels(*old, error_type or "").observe(seconds)
         inf_hist = self._h(series.INFERENCE_DURATION)
         if inf_hist is not None and inference:
-            inf_hist.labels(*labels).observe(seconds)
+            inf_hist.labels(*old, server_address or "", _port(server_port), error_type or "").observe(seconds)
 
     def record_time_to_first_chunk(
         self,
@@ -180,12 +179,13 @@ class AgentMetrics:
         server_address: str | None = None,
         server_port: int | None = None,
     ) -> None:
-        labels = (_label(operation), _label(provider), _label(request_model), response_model or "",
-                  server_address or "", _port(server_port))
-        for spec in (series.OPERATION_TTFC, series.INFERENCE_TTFC):
-            hist = self._h(spec)
-            if hist is not None:
-                hist.labels(*labels).observe(seconds)
+        old = (_label(operation), _label(provider), _label(request_model), response_model or "")
+        hist = self._h(series.OPERATION_TTFC)
+        if hist is not None:
+            hist.labels(*old).observe(seconds)
+        hist = self._h(series.INFERENCE_TTFC)
+        if hist is not None:
+            hist.labels(*old, server_address or "", _port(server_port)).observe(seconds)
 
     # --- agent metrics -------------------------------------------------------------------------
 

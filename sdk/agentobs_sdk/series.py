@@ -96,7 +96,10 @@ class SeriesSpec:
         return frozenset({self.name})
 
 
-_MODEL = (L_OPERATION, L_PROVIDER, L_REQUEST_MODEL, L_RESPONSE_MODEL, L_SERVER_ADDRESS, L_SERVER_PORT)
+# The v1.41.0 families keep the labels this SDK always emitted (the transition plan asks for no
+# change without the opt-in); the latest ones add server.address / server.port.
+_MODEL_OLD = (L_OPERATION, L_PROVIDER, L_REQUEST_MODEL, L_RESPONSE_MODEL)
+_MODEL = (*_MODEL_OLD, L_SERVER_ADDRESS, L_SERVER_PORT)
 
 # --- model calls, v1.41.0 names ---------------------------------------------------------------------
 
@@ -104,18 +107,19 @@ TOKEN_USAGE = SeriesSpec(
     name="gen_ai_client_token_usage",
     kind="histogram",
     help="Number of input and output tokens used per GenAI operation (gen_ai.client.token.usage)",
-    labels=(L_TOKEN_TYPE, *_MODEL),
+    labels=(L_TOKEN_TYPE, *_MODEL_OLD),
     buckets=TOKEN_BUCKETS,
     otel_name="gen_ai.client.token.usage",
     unit="{token}",
     modes=OLD_MODES,
 )
-# Every operation in the v1.41.0 names; only non-inference operations (embeddings) in the latest.
+# Every operation in the v1.41.0 names; only non-inference operations (embeddings) in the latest
+# (which would add server labels: the family is shared, so it keeps the v1.41.0 labels).
 OPERATION_DURATION = SeriesSpec(
     name="gen_ai_client_operation_duration_seconds",
     kind="histogram",
     help="Duration of GenAI client operations (gen_ai.client.operation.duration)",
-    labels=(*_MODEL, L_ERROR_TYPE),
+    labels=(*_MODEL_OLD, L_ERROR_TYPE),
     buckets=GENAI_DURATION_BUCKETS,
     otel_name="gen_ai.client.operation.duration",
     unit="s",
@@ -124,7 +128,7 @@ OPERATION_TTFC = SeriesSpec(
     name="gen_ai_client_operation_time_to_first_chunk_seconds",
     kind="histogram",
     help="Time to the first chunk of a streamed response (gen_ai.client.operation.time_to_first_chunk)",
-    labels=_MODEL,
+    labels=_MODEL_OLD,
     buckets=GENAI_DURATION_BUCKETS,
     otel_name="gen_ai.client.operation.time_to_first_chunk",
     unit="s",
