@@ -5,7 +5,8 @@ the single place they are defined. `metrics.py` builds its collectors from `SERI
 else; `emitted_series(mode)` lists every sample name a scrape of an SDK process can return in a
 semantic-convention mode (`semconv.Mode`: the v1.41.0 names, the GenAI repository's latest names,
 or both); and `promql_metric_names()` / `unknown_series()` let a test fail when a rule or dashboard
-queries a series that nothing emits in the mode the webhook injects (`semconv.PROJECT_DEFAULT_MODE`).
+queries a series that nothing emits in the mode the webhook injects (`semconv.PROJECT_DEFAULT_MODE`,
+the latest names).
 
 Naming follows the OpenTelemetry-to-Prometheus translation of the GenAI semantic conventions
 (dots become underscores, `{token}` units are dropped, seconds gain `_seconds`, counters gain
@@ -315,13 +316,12 @@ def series_for(mode: Mode) -> tuple[SeriesSpec, ...]:
     return tuple(spec for spec in SERIES if mode in spec.modes)
 
 
-def emitted_series(mode: Mode | None = None) -> frozenset[str]:
-    """Every sample name an SDK process exposes in `mode` (default: the mode the webhook injects),
-    with `_bucket/_sum/_count/_total` forms."""
-    from .semconv import PROJECT_DEFAULT_MODE
-
+def emitted_series(mode: Mode = Mode.OLD) -> frozenset[str]:
+    """Every sample name an SDK process exposes in `mode` (default: what a process without
+    OTEL_SEMCONV_STABILITY_OPT_IN emits), with `_bucket/_sum/_count/_total` forms. The stack's
+    rules and dashboards are checked against `semconv.PROJECT_DEFAULT_MODE`, what the webhook injects."""
     names: set[str] = set()
-    for spec in series_for(PROJECT_DEFAULT_MODE if mode is None else mode):
+    for spec in series_for(mode):
         names |= spec.sample_names()
     return frozenset(names)
 
@@ -459,13 +459,13 @@ def unknown_series(
     *,
     prefixes: tuple[str, ...] | None = SDK_PREFIXES,
     known: Iterable[str] = (),
-    mode: Mode | None = None,
+    mode: Mode = Mode.OLD,
 ) -> set[str]:
     """Series the expression(s) query that the SDK does not emit.
 
     Only names starting with one of `prefixes` are checked (the SDK's namespace); pass
     `prefixes=None` to check every name. `known` adds names emitted elsewhere (e.g. recording
-    rules) so they are not reported. `mode` defaults to the one the webhook injects.
+    rules) so they are not reported. `mode` is the semantic-convention mode of the emitter.
     """
     if isinstance(exprs, str):
         exprs = [exprs]
