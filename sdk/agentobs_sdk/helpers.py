@@ -181,19 +181,22 @@ class LLMCall(Operation):
             return
         m = self._handle.metrics
         op, provider, model, response = self.operation_name, self.provider, self.model, self.response_model
-        server = {"server_address": self.server_address, "server_port": self.server_port}
+        sa, sp = self.server_address, self.server_port
         m.record_operation_duration(seconds, operation=op, provider=provider, request_model=model,
-                                    response_model=response, error_type=error_type, **server)
+                                    response_model=response, error_type=error_type,
+                                    server_address=sa, server_port=sp)
         if self.time_to_first_chunk is not None:
             m.record_time_to_first_chunk(self.time_to_first_chunk, operation=op, provider=provider,
-                                         request_model=model, response_model=response, **server)
+                                         request_model=model, response_model=response, server_address=sa,
+                                         server_port=sp)
         for token_type, count in (("input", self.input_tokens), ("output", self.output_tokens)):
             if count is not None:
                 m.record_token_usage(token_type, count, operation=op, provider=provider,
-                                     request_model=model, response_model=response, error_type=error_type, **server)
+                                     request_model=model, response_model=response, error_type=error_type,
+                                     server_address=sa, server_port=sp)
         m.record_token_details(cache_read=self.cache_read_tokens, cache_write=self.cache_write_tokens,
                                reasoning=self.reasoning_tokens, operation=op, provider=provider,
-                               request_model=model, response_model=response, **server)
+                               request_model=model, response_model=response, server_address=sa, server_port=sp)
         if self.cost_usd is None:
             # No cost from the caller: price the tokens from the configured table, if any.
             priced = pricing.cost_usd(self._handle.settings.genai.prices, response or model, self.input_tokens,

@@ -111,15 +111,15 @@ class AgentMetrics:
         hist = self._h(series.TOKEN_USAGE)
         if hist is not None:
             hist.labels(_label(token_type), *old).observe(tokens)
-        if not self.mode.latest:
+        direction = {"input": (series.USAGE_INPUT, series.OPERATION_INPUT_TOKENS),
+                     "output": (series.USAGE_OUTPUT, series.OPERATION_OUTPUT_TOKENS)}.get(token_type)
+        if not self.mode.latest or direction is None:
             return
-        counter = self._c(series.USAGE_INPUT if token_type == "input" else series.USAGE_OUTPUT)
-        if counter is not None and token_type in ("input", "output"):
+        counter, per_op = self._c(direction[0]), self._h(direction[1])
+        if counter is not None:
             counter.labels(*model, semconv.MODALITY_UNKNOWN).inc(tokens)
-        if semconv.is_inference(operation) and token_type in ("input", "output"):
-            per_op = self._h(series.OPERATION_INPUT_TOKENS if token_type == "input" else series.OPERATION_OUTPUT_TOKENS)
-            if per_op is not None:
-                per_op.labels(*model, error_type or "").observe(tokens)
+        if per_op is not None and semconv.is_inference(operation):
+            per_op.labels(*model, error_type or "").observe(tokens)
 
     def record_token_details(
         self,

@@ -96,8 +96,8 @@ AGENT_NAME = "gen_ai.agent.name"
 AGENT_ID = "gen_ai.agent.id"
 TOOL_NAME = "gen_ai.tool.name"
 TOOL_TYPE = "gen_ai.tool.type"
-TOKEN_TYPE = "gen_ai.token.type"  # v1.41.0
-TOKEN_MODALITY = "gen_ai.token.modality"  # latest
+TOKEN_TYPE = "gen_ai.token.type"  # noqa: S105 - an attribute key (v1.41.0)
+TOKEN_MODALITY = "gen_ai.token.modality"  # noqa: S105 - an attribute key (latest)
 # The event that carries inputs and outputs (the same name in both generations).
 EVENT_OPERATION_DETAILS = "gen_ai.client.inference.operation.details"
 

@@ -81,7 +81,7 @@ def _anthropic_events(model: str) -> Iterator[tuple[str, dict[str, Any]]]:
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def _json(self, status: int, body: dict[str, Any]) -> None:

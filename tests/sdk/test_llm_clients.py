@@ -85,7 +85,8 @@ def traced(jaeger: Jaeger) -> Iterator[tuple[agentobs_sdk.Handle, str]]:
     handle.shutdown()
 
 
-def _model_labels(provider: str, model: str, response: str, fake: fake_llm.FakeLLM, operation: str = "chat") -> dict[str, str]:
+def _model_labels(provider: str, model: str, response: str, fake: fake_llm.FakeLLM,
+                  operation: str = "chat") -> dict[str, str]:
     port = urllib.parse.urlsplit(fake.base_url).port
     return {"gen_ai_operation_name": operation, "gen_ai_provider_name": provider, "gen_ai_request_model": model,
             "gen_ai_response_model": response, "server_address": "127.0.0.1", "server_port": str(port)}
@@ -184,7 +185,8 @@ def test_openai_sync_async_streaming_embeddings_and_errors(traced: tuple[agentob
     assert m.sample("agentobs_agent_cost_usd_total", {"agent": "weather", "gen_ai_provider_name": "openai",
                                                       "gen_ai_request_model": "gpt-4o"}) == \
         pytest.approx(2 * (25 * 2.5 + 32 * 1.25 + 17 * 10) / 1e6)
-    assert m.sample("gen_ai_invoke_agent_duration_seconds_count", {"gen_ai_agent_name": "weather", "error_type": ""}) == 1
+    agent_labels = {"gen_ai_agent_name": "weather", "error_type": ""}
+    assert m.sample("gen_ai_invoke_agent_duration_seconds_count", agent_labels) == 1
 
 
 def test_anthropic_sync_async_streaming_and_errors(traced: tuple[agentobs_sdk.Handle, str], jaeger: Jaeger,

@@ -5,7 +5,8 @@ dict) for the rules ConfigMap that `render.prometheus` mounts. The built-in grou
 `spec.prometheus.alertRules`; `spec.prometheus.extraRules` go, as given, into a file of their own.
 
 Metric names are a contract, not a choice made here: the agent series are the SDK's
-(`agentobs_sdk.series`, in the semantic-convention mode the webhook injects), the others are listed in `STACK_SERIES` with who emits them, and
+(`agentobs_sdk.series`, in the semantic-convention mode the webhook injects), the others are
+listed in `STACK_SERIES` with who emits them, and
 `tests/unit/test_series_contract.py` fails when an expression queries anything else. Thresholds are
 module constants; a team that needs others turns `alertRules` off and brings its own in
 `extraRules`. Every alert links to its section in `docs/runbooks.md`.

@@ -60,7 +60,7 @@ class Messages:
         kind = get(event, "type")
         if kind == "message_start":
             message = get(event, "message")
-            state["model"], state["id"], state["usage"] = get(message, "model"), get(message, "id"), get(message, "usage")
+            state.update(model=get(message, "model"), id=get(message, "id"), usage=get(message, "usage"))
         elif kind == "content_block_delta" and get(event, "delta", "type") == "text_delta":
             state.setdefault("text", []).append(str(get(event, "delta", "text") or ""))
         elif kind == "message_delta":
@@ -74,7 +74,8 @@ class Messages:
             call.set(semconv.RESPONSE_ID, str(state["id"]))
         call.set_finish_reasons([str(state.get("reason") or "error")])
         _usage(call, state.get("usage"), state.get("output"))
-        call.capture_output([{"role": "assistant", "parts": [{"type": "text", "content": "".join(state.get("text", []))}],
+        text = "".join(state.get("text", []))
+        call.capture_output([{"role": "assistant", "parts": [{"type": "text", "content": text}],
                               "finish_reason": state.get("reason")}])
 
 

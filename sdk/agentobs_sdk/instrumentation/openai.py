@@ -118,7 +118,7 @@ def instrument() -> None:
     from openai.resources.embeddings import AsyncEmbeddings
     from openai.resources.embeddings import Embeddings as SyncEmbeddings
 
-    for cls in (Completions, AsyncCompletions):
-        wrap(cls, "create", Chat())
-    for cls in (SyncEmbeddings, AsyncEmbeddings):
-        wrap(cls, "create", Embeddings())
+    for chat in (Completions, AsyncCompletions):
+        wrap(chat, "create", Chat())
+    for embeddings in (SyncEmbeddings, AsyncEmbeddings):
+        wrap(embeddings, "create", Embeddings())
