@@ -229,7 +229,10 @@ def _build(
         exporter = tracing.build_exporter(settings.otlp_protocol, settings.otlp_endpoint,
                                           settings.otlp_certificate)
     provider = tracing.build_tracer_provider(
-        tracing.build_resource(settings.service_name, settings.resource_attributes, settings.agent_id),
+        tracing.build_resource(settings.service_name, settings.resource_attributes, settings.agent_id,
+                               # The latest GenAI names keep gen_ai.agent.id for a hosted agent's
+                               # stable id; an instance id is service.instance.id there.
+                               "gen_ai.agent.id" if settings.genai.mode.old else "service.instance.id"),
         tracing.build_sampler(settings.sampler, settings.sampler_arg),
         exporter,
         span_processors,

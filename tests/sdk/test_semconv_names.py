@@ -172,3 +172,12 @@ def test_the_vendored_file_names_its_sources() -> None:
 ])
 def test_opt_in_values(value: str | None, mode: Mode) -> None:
     assert semconv.parse_mode(value) is mode
+
+
+def test_the_instance_id_is_no_agent_id_in_the_latest_names(run: tuple[Mode, agentobs_sdk.Handle, Any]) -> None:
+    mode, _, spans = run
+    resource = dict(spans[0].resource.attributes)
+    if mode is Mode.LATEST:
+        assert "gen_ai.agent.id" not in resource and resource["service.instance.id"] == "names-0"
+    else:
+        assert resource["gen_ai.agent.id"] == "names-0"

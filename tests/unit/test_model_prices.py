@@ -53,7 +53,7 @@ def test_a_changed_table_changes_the_injection_digest() -> None:
 
 @pytest.mark.parametrize("price", [{"input": -1, "output": 1}, {"input": 1}, {"input": 1, "output": 1, "outptu": 2}])
 def test_the_model_refuses_a_bad_price(price: dict[str, Any]) -> None:
-    with pytest.raises(pydantic.ValidationError, match="modelPrices|model_prices"):
+    with pytest.raises(pydantic.ValidationError, match=r"modelPrices|model_prices"):
         AgentObservabilitySpec.model_validate({"instrumentation": {"modelPrices": {"gpt-4o": price}}})
 
 
