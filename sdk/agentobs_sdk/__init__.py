@@ -47,6 +47,14 @@ AGENTOBS_AGENT_ID
     Identity of this agent instance in logs, audit records, `gen_ai.agent.id` and the
     `agentobs_agent_sdk_info` series (else the service name).
 
+GenAI settings (module `options`; conventions, versions and deviations in
+docs/genai-conventions.md): OTEL_SEMCONV_STABILITY_OPT_IN (the webhook injects
+`gen_ai_latest_experimental`), OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT (content capture,
+off by default; redaction hook `content.set_redactor`), AGENTOBS_CONTENT_MAX_CHARS,
+AGENTOBS_PRICES / AGENTOBS_PRICES_FILE (price table for the cost metric, module `pricing`), and
+AGENTOBS_INSTRUMENT_CLIENTS (`false` leaves the `openai` and `anthropic` clients uninstrumented;
+`instrumentation`). Install the clients' extras with `pip install agentobs-sdk[openai,anthropic]`.
+
 Modules: `config` (configure, Handle), `tracing`, `metrics`, `series` (the Prometheus series
 contract), `logs` (JSON formatter), `helpers` (agent run, LLM call, tool call, reasoning step,
 decision; built on `instrument`), `audit` (trail writer, verify, query), `cli` (`agentobs-audit`).

@@ -382,10 +382,12 @@ def decision(name: str, *, choice: str | None = None, confidence: float | None =
 
 
 def record_llm_usage(input_tokens: int | None = None, output_tokens: int | None = None, *,
-                     response_model: str | None = None) -> None:
+                     response_model: str | None = None, cache_read_tokens: int | None = None,
+                     cache_write_tokens: int | None = None, reasoning_tokens: int | None = None) -> None:
     """Record token usage on the innermost active `llm_call` (handy inside a decorated function)."""
     op = innermost(LLMCall)
     if op is None:
         log.warning("agentobs: record_llm_usage() outside an llm_call; ignored")
         return
-    op.record_usage(input_tokens, output_tokens, response_model=response_model)
+    op.record_usage(input_tokens, output_tokens, response_model=response_model, cache_read_tokens=cache_read_tokens,
+                    cache_write_tokens=cache_write_tokens, reasoning_tokens=reasoning_tokens)
