@@ -20,4 +20,6 @@ INVALID_SPECS: list[tuple[str, dict[str, Any], str]] = [
     ("renew-after-expiry", {"tls": {"certificateLifetime": "24h", "renewBefore": "48h"}}, "spec.tls.renewBefore"),
     ("autoscaling-inverted", {"tracing": {"collector": {"autoscaling": {"minReplicas": 5, "maxReplicas": 2}}}},
      "spec.tracing.collector.autoscaling.maxReplicas"),
+    ("negative-model-price", {"instrumentation": {"modelPrices": {"gpt-4o": {"input": -1, "output": 1}}}},
+     "spec.instrumentation.modelPrices"),
 ]
