@@ -116,6 +116,7 @@ def test_openai_sync_async_streaming_embeddings_and_errors(traced: tuple[agentob
             await aclient.close()
 
         asyncio.run(concurrently())
+    client.close()
     assert handle.force_flush(30_000)
 
     spans = _jaeger_spans(jaeger, service, want=7)
@@ -209,6 +210,7 @@ def test_anthropic_sync_async_streaming_and_errors(traced: tuple[agentobs_sdk.Ha
         await aclient.close()
 
     asyncio.run(streamed())
+    client.close()
     assert handle.force_flush(30_000)
 
     spans = _jaeger_spans(jaeger, service, want=4)
