@@ -51,4 +51,6 @@ INVALID_SPECS: list[tuple[str, dict[str, Any], str]] = [
     ("rule-groups-same-name", {"prometheus": {"extraRules": [
         {"name": "team", "rules": [{"alert": "A", "expr": "up"}]},
         {"name": "team", "rules": [{"alert": "B", "expr": "up"}]}]}}, "spec.prometheus.extraRules"),
+    ("negative-model-price", {"instrumentation": {"modelPrices": {"gpt-4o": {"input": -1, "output": 1}}}},
+     "spec.instrumentation.modelPrices"),
 ]

@@ -8,6 +8,7 @@ has is left as it is, so a second pass changes nothing and users can override an
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,12 +83,18 @@ def make_config(owner: Owner) -> InjectionConfig | None:
         tracing = {"OTEL_TRACES_EXPORTER": "none"}
     env = {
         **tracing,
+        # The latest GenAI semantic conventions (agentobs_sdk.semconv.PROJECT_DEFAULT_OPT_IN): the
+        # names the stack's rules and dashboards query (tests/unit/test_series_contract.py).
         "OTEL_SEMCONV_STABILITY_OPT_IN": "gen_ai_latest_experimental",
         "AGENTOBS_METRICS_PORT": str(inst.metrics_port),
         "AGENTOBS_AUDIT_DIR": AUDIT_DIR,
         "AGENTOBS_AUDIT_RETENTION_DAYS": str(owner.spec.audit.retention_days),
         "AGENTOBS_AUDIT_KEY_FILE": f"{AUDIT_KEY_DIR}/{audit_key.KEY}",
     }
+    if inst.model_prices:
+        env["AGENTOBS_PRICES"] = json.dumps(
+            {model: price.model_dump(exclude_none=True) for model, price in sorted(inst.model_prices.items())},
+            separators=(",", ":"))
     config = InjectionConfig(
         namespace=owner.namespace,
         name=owner.name,

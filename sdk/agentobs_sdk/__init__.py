@@ -58,6 +58,14 @@ OTEL_SDK_DISABLED
 
 See sdk/README.md for the full guide (streams, threads, the audit trail and its verification).
 
+GenAI settings (module `options`; conventions, versions and deviations in
+docs/genai-conventions.md): OTEL_SEMCONV_STABILITY_OPT_IN (the webhook injects
+`gen_ai_latest_experimental`), OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT (content capture,
+off by default; redaction hook `content.set_redactor`), AGENTOBS_CONTENT_MAX_CHARS,
+AGENTOBS_PRICES / AGENTOBS_PRICES_FILE (price table for the cost metric, module `pricing`), and
+AGENTOBS_INSTRUMENT_CLIENTS (`false` leaves the `openai` and `anthropic` clients uninstrumented;
+`instrumentation`). Install the clients' extras with `pip install agentobs-sdk[openai,anthropic]`.
+
 Modules: `config` (configure, Handle), `tracing`, `metrics`, `series` (the Prometheus series
 contract), `logs` (JSON formatter), `helpers` (agent run, LLM call, tool call, reasoning step,
 decision; built on `instrument`), `threads` (carrying context into thread pools), `exposition`

@@ -29,6 +29,7 @@ from . import logs, tracing
 from .audit import AuditTrail
 from .audit.keys import key_for
 from .metrics import AgentMetrics, DisabledMetrics
+from .options import GenAIOptions
 
 log = logging.getLogger("agentobs_sdk")
 
@@ -98,6 +99,7 @@ class Settings:
     audit_key_file: str | None = None
     metrics_linger_seconds: float = DEFAULT_METRICS_LINGER_S
     log_level: str | None = None
+    genai: GenAIOptions = field(default_factory=GenAIOptions)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -167,6 +169,7 @@ class Settings:
             audit_key_file=_get(env, ENV_AUDIT_KEY_FILE),
             metrics_linger_seconds=linger,
             log_level=level.upper() if level else None,
+            genai=GenAIOptions.from_env(env),
         )
 
     @property
@@ -194,6 +197,7 @@ class Handle:
     log_handler: logging.Handler | None = None
     options: tuple[object, ...] = ()
     _restore: list[Callable[[], None]] = field(default_factory=list)
+    instrumented_clients: tuple[str, ...] = ()
     _closed: bool = False
 
     def force_flush(self, timeout_millis: int = 10_000) -> bool:
@@ -228,6 +232,10 @@ class Handle:
                 logging.getLogger().removeHandler(self.log_handler)
             for undo in reversed(self._restore):
                 undo()
+            if self.instrumented_clients:
+                from .instrumentation import uninstrument_all
+
+                uninstrument_all()
 
 
 _lock = threading.Lock()
@@ -275,6 +283,11 @@ def configure(
         handle.options = options
         _handle = handle
         _shut_down = False
+    if settings.genai.instrument_clients:
+        # Outside the lock: importing a client library can take a while.
+        from .instrumentation import instrument_installed
+
+        handle.instrumented_clients = instrument_installed()
     _announce(handle)
     return handle
 
@@ -306,7 +319,10 @@ def _build(
         exporter = tracing.build_exporter(settings.otlp_protocol, settings.otlp_endpoint,
                                           settings.otlp_certificate)
     provider = tracing.build_tracer_provider(
-        tracing.build_resource(settings.service_name, settings.resource_attributes, settings.agent_id),
+        tracing.build_resource(settings.service_name, settings.resource_attributes, settings.agent_id,
+                               # The latest GenAI names keep gen_ai.agent.id for a hosted agent's
+                               # stable id; an instance id is service.instance.id there.
+                               "gen_ai.agent.id" if settings.genai.mode.old else "service.instance.id"),
         tracing.build_sampler(settings.sampler, settings.sampler_arg),
         exporter,
         () if settings.sdk_disabled else span_processors,
@@ -319,7 +335,7 @@ def _build(
         # handle's tracer, so a later configure() in the same process still works.
         trace.set_tracer_provider(provider)
 
-    metrics = DisabledMetrics() if settings.sdk_disabled else AgentMetrics()
+    metrics = DisabledMetrics() if settings.sdk_disabled else AgentMetrics(mode=settings.genai.mode)
     metrics.set_info(service=settings.service_name, agent_id=settings.effective_agent_id, version=version)
     port: int | None = None
     if settings.metrics_port is not None and not settings.sdk_disabled:

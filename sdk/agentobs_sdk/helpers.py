@@ -16,13 +16,20 @@ are recorded.
 from __future__ import annotations
 
 import contextvars
+import time
 from collections.abc import Sequence
 
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 from opentelemetry.util.types import AttributeValue
 
+from . import content, pricing, semconv
 from .instrument import Instrument, Operation, enter_agent, innermost, leave_agent, log
+from .semconv import Mode
+
+
+def _mode(op: Operation) -> Mode:
+    return op._handle.metrics.mode if op._handle is not None else Mode.OLD
 
 # --- the operations ------------------------------------------------------------------------------
 
@@ -48,6 +55,10 @@ class AgentRun(Operation):
             agent_id = self._handle.settings.effective_agent_id
         attrs: dict[str, AttributeValue] = {"gen_ai.operation.name": "invoke_agent",
                                             "gen_ai.agent.name": self.name}
+        if not _mode(self).old and self.agent_id is None:
+            # The latest conventions dropped gen_ai.agent.id from in-process agent spans (it now
+            # names a hosted agent); the instance id stays on the resource.
+            agent_id = None
         for key, value in (("gen_ai.agent.id", agent_id), ("gen_ai.agent.description", self.description),
                            ("gen_ai.conversation.id", self.conversation_id)):
             if value is not None:
@@ -64,7 +75,7 @@ class AgentRun(Operation):
 
     def _on_end(self, seconds: float, error_type: str | None) -> None:
         if self._handle is not None:
-            self._handle.metrics.record_agent_run(self.name, seconds, ok=error_type is None)
+            self._handle.metrics.record_agent_run(self.name, seconds, ok=error_type is None, error_type=error_type)
 
 
 class LLMCall(Operation):
@@ -80,6 +91,13 @@ class LLMCall(Operation):
         self.input_tokens: int | None = None
         self.output_tokens: int | None = None
         self.cost_usd: float | None = None
+        # Recorded by the client instrumentation or the caller (see set_server, record_usage).
+        self.cache_read_tokens: int | None = None
+        self.cache_write_tokens: int | None = None
+        self.reasoning_tokens: int | None = None
+        self.server_address: str | None = None
+        self.server_port: int | None = None
+        self.time_to_first_chunk: float | None = None
 
     def span_name(self) -> str:
         return f"{self.operation_name} {self.model}"
@@ -93,9 +111,14 @@ class LLMCall(Operation):
         return attrs
 
     def record_usage(self, input_tokens: int | None = None, output_tokens: int | None = None,
-                     *, response_model: str | None = None) -> None:
-        """Token counts the provider reported (billable ones, per the semantic conventions)."""
-        for label, value in (("input", input_tokens), ("output", output_tokens)):
+                     *, response_model: str | None = None, cache_read_tokens: int | None = None,
+                     cache_write_tokens: int | None = None, reasoning_tokens: int | None = None) -> None:
+        """Token counts the provider reported (billable ones, per the semantic conventions).
+
+        Cache and reasoning tokens are subsets of the input and output counts.
+        """
+        for label, value in (("input", input_tokens), ("output", output_tokens), ("cache read", cache_read_tokens),
+                             ("cache write", cache_write_tokens), ("reasoning", reasoning_tokens)):
             if value is not None and value < 0:
                 raise ValueError(f"{label} token count must not be negative, got {value}")
         if input_tokens is not None:
@@ -106,6 +129,39 @@ class LLMCall(Operation):
             self.span.set_attribute("gen_ai.usage.output_tokens", output_tokens)
         if response_model is not None:
             self.set_response_model(response_model)
+        if cache_read_tokens is not None:
+            self.cache_read_tokens = cache_read_tokens
+            self.span.set_attribute(semconv.USAGE_CACHE_READ, cache_read_tokens)
+        if cache_write_tokens is not None:
+            self.cache_write_tokens = cache_write_tokens
+            for key in semconv.cache_write_attribute(_mode(self)):
+                self.span.set_attribute(key, cache_write_tokens)
+        if reasoning_tokens is not None:
+            self.reasoning_tokens = reasoning_tokens
+            self.span.set_attribute(semconv.USAGE_REASONING, reasoning_tokens)
+
+    def set_server(self, address: str | None, port: int | None) -> None:
+        """`server.address` / `server.port` of the model endpoint."""
+        if address:
+            self.server_address = address
+            self.span.set_attribute(semconv.SERVER_ADDRESS, address)
+        if port is not None:
+            self.server_port = port
+            self.span.set_attribute(semconv.SERVER_PORT, port)
+
+    def first_chunk(self) -> None:
+        """Mark the arrival of a stream's first chunk (time to first chunk, once per call)."""
+        if self.time_to_first_chunk is None:
+            self.time_to_first_chunk = time.perf_counter() - self._t0
+            self.span.set_attribute(semconv.TIME_TO_FIRST_CHUNK, self.time_to_first_chunk)
+
+    def capture_input(self, messages: object, system: object = None) -> None:
+        """Prompt messages, when content capture is on (redacted and capped; see `content`)."""
+        content.record_input(self.span, messages, system)
+
+    def capture_output(self, messages: object) -> None:
+        """Completion messages, when content capture is on."""
+        content.record_output(self.span, messages)
 
     def set_response_model(self, model: str) -> None:
         self.response_model = model
@@ -125,12 +181,28 @@ class LLMCall(Operation):
             return
         m = self._handle.metrics
         op, provider, model, response = self.operation_name, self.provider, self.model, self.response_model
+        sa, sp = self.server_address, self.server_port
         m.record_operation_duration(seconds, operation=op, provider=provider, request_model=model,
-                                    response_model=response, error_type=error_type)
+                                    response_model=response, error_type=error_type,
+                                    server_address=sa, server_port=sp)
+        if self.time_to_first_chunk is not None:
+            m.record_time_to_first_chunk(self.time_to_first_chunk, operation=op, provider=provider,
+                                         request_model=model, response_model=response, server_address=sa,
+                                         server_port=sp)
         for token_type, count in (("input", self.input_tokens), ("output", self.output_tokens)):
             if count is not None:
                 m.record_token_usage(token_type, count, operation=op, provider=provider,
-                                     request_model=model, response_model=response)
+                                     request_model=model, response_model=response, error_type=error_type,
+                                     server_address=sa, server_port=sp)
+        m.record_token_details(cache_read=self.cache_read_tokens, cache_write=self.cache_write_tokens,
+                               reasoning=self.reasoning_tokens, operation=op, provider=provider,
+                               request_model=model, response_model=response, server_address=sa, server_port=sp)
+        if self.cost_usd is None:
+            # No cost from the caller: price the tokens from the configured table, if any.
+            priced = pricing.cost_usd(self._handle.settings.genai.prices, response or model, self.input_tokens,
+                                      self.output_tokens, self.cache_read_tokens)
+            if priced is not None:
+                self.add_cost(priced)
         if self.cost_usd:
             m.add_cost(self.agent, self.cost_usd, provider=self.provider, model=self.model)
 
@@ -159,13 +231,22 @@ class ToolCall(Operation):
                 attrs[key] = value
         return attrs
 
+    def capture_arguments(self, arguments: object) -> None:
+        """The tool's arguments (gen_ai.tool.call.arguments), when content capture is on."""
+        content.record_attribute(self.span, semconv.TOOL_CALL_ARGUMENTS, arguments)
+
+    def capture_result(self, result: object) -> None:
+        """The tool's result (gen_ai.tool.call.result), when content capture is on."""
+        content.record_attribute(self.span, semconv.TOOL_CALL_RESULT, result)
+
     def fail(self, reason: str = "tool_error") -> None:
         """Mark the call failed without raising (a tool that returned an error result)."""
         self._failure = reason
 
     def _on_end(self, seconds: float, error_type: str | None) -> None:
         if self._handle is not None:
-            self._handle.metrics.record_tool_call(self.agent, self.tool, seconds, error_type=error_type)
+            self._handle.metrics.record_tool_call(self.agent, self.tool, seconds, error_type=error_type,
+                                                  tool_type=self.tool_type)
         if self.audit:
             self._audit("tool_call", user=self.user, result="error" if error_type else "ok",
                         resource=self.tool, details={"call_id": self.call_id, "error_type": error_type,
@@ -301,10 +382,12 @@ def decision(name: str, *, choice: str | None = None, confidence: float | None =
 
 
 def record_llm_usage(input_tokens: int | None = None, output_tokens: int | None = None, *,
-                     response_model: str | None = None) -> None:
+                     response_model: str | None = None, cache_read_tokens: int | None = None,
+                     cache_write_tokens: int | None = None, reasoning_tokens: int | None = None) -> None:
     """Record token usage on the innermost active `llm_call` (handy inside a decorated function)."""
     op = innermost(LLMCall)
     if op is None:
         log.warning("agentobs: record_llm_usage() outside an llm_call; ignored")
         return
-    op.record_usage(input_tokens, output_tokens, response_model=response_model)
+    op.record_usage(input_tokens, output_tokens, response_model=response_model, cache_read_tokens=cache_read_tokens,
+                    cache_write_tokens=cache_write_tokens, reasoning_tokens=reasoning_tokens)

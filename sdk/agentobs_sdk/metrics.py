@@ -1,8 +1,10 @@
 """Prometheus metrics of one configured SDK instance: collectors, recording API, exposition server.
 
-The collectors are built from `series.SERIES` only, registered in a private CollectorRegistry
-(so two configurations, or a test and the application, never share state), and served with
-prometheus-client's own HTTP server on the injected port.
+The collectors are built from `series.SERIES` only (the families of the configured
+semantic-convention mode, `semconv.Mode`), registered in a private CollectorRegistry (so two
+configurations, or a test and the application, never share state), and served with
+prometheus-client's own HTTP server on the injected port. The recording methods speak the
+agent's vocabulary and feed the v1.41.0 families, the latest ones, or both, as the mode says.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ from collections.abc import Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from . import series
+from . import semconv, series
 from .exposition import Exposition
+from .semconv import Mode
 from .series import SeriesSpec
 
 # Label values come from callers. Attributes the semantic conventions require (operation,
@@ -49,29 +52,37 @@ def _gauge(spec: SeriesSpec, registry: CollectorRegistry, built: set[str]) -> Ga
     return Gauge(spec.name, spec.help, spec.labels, registry=registry)
 
 
+def _port(value: int | None) -> str:
+    return str(value) if value is not None else ""
+
+
 class AgentMetrics:
     """The SDK's metric families in one registry, with methods in the agent's vocabulary."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, mode: Mode = Mode.OLD) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        self.mode = mode
         reg, built = self.registry, set[str]()
-        self._token_usage = _histogram(series.TOKEN_USAGE, reg, built)
-        self._op_duration = _histogram(series.OPERATION_DURATION, reg, built)
-        self._run_duration = _histogram(series.AGENT_RUN_DURATION, reg, built)
-        self._tool_duration = _histogram(series.TOOL_CALL_DURATION, reg, built)
-        self._tool_failures = _counter(series.TOOL_CALL_FAILURES, reg, built)
-        self._decisions = _counter(series.DECISIONS, reg, built)
-        self._confidence = _histogram(series.DECISION_CONFIDENCE, reg, built)
-        self._steps = _counter(series.REASONING_STEPS, reg, built)
-        self._errors = _counter(series.ERRORS, reg, built)
-        self._cost = _counter(series.COST, reg, built)
+        self._hist: dict[str, Histogram] = {}
+        self._count: dict[str, Counter] = {}
+        for spec in series.series_for(mode):
+            if spec.kind == "histogram":
+                self._hist[spec.name] = _histogram(spec, reg, built)
+            elif spec.kind == "counter":
+                self._count[spec.name] = _counter(spec, reg, built)
         self._info = _gauge(series.SDK_INFO, reg, built)
         self._audit_seq = _gauge(series.AUDIT_LAST_SEQ, reg, built)
         # A family added to the contract but not wired here would silently never be emitted.
-        unwired = {spec.name for spec in series.SERIES} - built
+        unwired = {spec.name for spec in series.series_for(mode)} - built
         if unwired:
             raise RuntimeError(f"series without a collector: {sorted(unwired)}")
         self._server: Exposition | None = None
+
+    def _h(self, spec: SeriesSpec) -> Histogram | None:
+        return self._hist.get(spec.name)
+
+    def _c(self, spec: SeriesSpec) -> Counter | None:
+        return self._count.get(spec.name)
 
     # --- GenAI semantic-convention metrics --------------------------------------------------
 
@@ -84,12 +95,51 @@ class AgentMetrics:
         provider: str | None,
         request_model: str | None,
         response_model: str | None,
+        server_address: str | None = None,
+        server_port: int | None = None,
+        error_type: str | None = None,
     ) -> None:
-        """One observation of gen_ai.client.token.usage (token_type is `input` or `output`)."""
-        self._token_usage.labels(
-            _label(token_type), _label(operation), _label(provider), _label(request_model),
-            response_model or "",
-        ).observe(tokens)
+        """Tokens of one operation; token_type is `input` or `output`.
+
+        v1.41.0: one gen_ai.client.token.usage observation. Latest: the per-direction counter
+        (modality `unknown`: providers report totals) and, for inference, the per-operation histogram.
+        """
+        old = (_label(operation), _label(provider), _label(request_model), response_model or "")
+        model = (*old, server_address or "", _port(server_port))
+        hist = self._h(series.TOKEN_USAGE)
+        if hist is not None:
+            hist.labels(_label(token_type), *old).observe(tokens)
+        direction = {"input": (series.USAGE_INPUT, series.OPERATION_INPUT_TOKENS),
+                     "output": (series.USAGE_OUTPUT, series.OPERATION_OUTPUT_TOKENS)}.get(token_type)
+        if not self.mode.latest or direction is None:
+            return
+        counter, per_op = self._c(direction[0]), self._h(direction[1])
+        if counter is not None:
+            counter.labels(*model, semconv.MODALITY_UNKNOWN).inc(tokens)
+        if per_op is not None and semconv.is_inference(operation):
+            per_op.labels(*model, error_type or "").observe(tokens)
+
+    def record_token_details(
+        self,
+        *,
+        cache_read: int | None,
+        cache_write: int | None,
+        reasoning: int | None,
+        operation: str,
+        provider: str | None,
+        request_model: str | None,
+        response_model: str | None,
+        server_address: str | None = None,
+        server_port: int | None = None,
+    ) -> None:
+        """Cache and reasoning tokens (subsets of input/output): latest counters only, v1.41.0 has none."""
+        model = (_label(operation), _label(provider), _label(request_model), response_model or "",
+                 server_address or "", _port(server_port))
+        for spec, value in ((series.USAGE_CACHE_READ, cache_read), (series.USAGE_CACHE_WRITE, cache_write),
+                            (series.USAGE_REASONING, reasoning)):
+            counter = self._c(spec)
+            if counter is not None and value is not None:
+                counter.labels(*model, semconv.MODALITY_UNKNOWN).inc(value)
 
     def record_operation_duration(
         self,
@@ -100,41 +150,80 @@ class AgentMetrics:
         request_model: str | None,
         response_model: str | None,
         error_type: str | None = None,
+        server_address: str | None = None,
+        server_port: int | None = None,
     ) -> None:
         # Successful calls carry an empty error_type, which Prometheus treats as "label absent",
         # so `{error_type!=""}` selects exactly the failed operations.
-        self._op_duration.labels(
-            _label(operation), _label(provider), _label(request_model), response_model or "",
-            error_type or "",
-        ).observe(seconds)
+        old = (_label(operation), _label(provider), _label(request_model), response_model or "")
+        inference = semconv.is_inference(operation)
+        # v1.41.0 puts every operation on gen_ai.client.operation.duration; the latest names keep
+        # it for the others only. One observation per family, also in DUP mode.
+        op_hist = self._h(series.OPERATION_DURATION)
+        if op_hist is not None and (self.mode.old or not inference):
+            op_hist.labels(*old, error_type or "").observe(seconds)
+        inf_hist = self._h(series.INFERENCE_DURATION)
+        if inf_hist is not None and inference:
+            inf_hist.labels(*old, server_address or "", _port(server_port), error_type or "").observe(seconds)
+
+    def record_time_to_first_chunk(
+        self,
+        seconds: float,
+        *,
+        operation: str,
+        provider: str | None,
+        request_model: str | None,
+        response_model: str | None,
+        server_address: str | None = None,
+        server_port: int | None = None,
+    ) -> None:
+        old = (_label(operation), _label(provider), _label(request_model), response_model or "")
+        hist = self._h(series.OPERATION_TTFC)
+        if hist is not None:
+            hist.labels(*old).observe(seconds)
+        hist = self._h(series.INFERENCE_TTFC)
+        if hist is not None:
+            hist.labels(*old, server_address or "", _port(server_port)).observe(seconds)
 
     # --- agent metrics -------------------------------------------------------------------------
 
-    def record_agent_run(self, agent: str, seconds: float, *, ok: bool) -> None:
-        status = series.STATUS_OK if ok else series.STATUS_ERROR
-        self._run_duration.labels(_label(agent), status).observe(seconds)
+    def record_agent_run(self, agent: str, seconds: float, *, ok: bool, error_type: str | None = None) -> None:
+        run = self._h(series.AGENT_RUN_DURATION)
+        if run is not None:
+            run.labels(_label(agent), series.STATUS_OK if ok else series.STATUS_ERROR).observe(seconds)
+        invoke = self._h(series.INVOKE_AGENT_DURATION)
+        if invoke is not None:
+            err = "" if ok else (error_type or "_OTHER")
+            invoke.labels(_label(agent), err).observe(seconds)
 
-    def record_tool_call(self, agent: str, tool: str, seconds: float, *, error_type: str | None) -> None:
-        status = series.STATUS_OK if error_type is None else series.STATUS_ERROR
-        self._tool_duration.labels(_label(agent), _label(tool), status).observe(seconds)
-        if error_type is not None:
-            self._tool_failures.labels(_label(agent), _label(tool), error_type).inc()
+    def record_tool_call(self, agent: str, tool: str, seconds: float, *, error_type: str | None,
+                         tool_type: str | None = None) -> None:
+        duration = self._h(series.TOOL_CALL_DURATION)
+        if duration is not None:
+            status = series.STATUS_OK if error_type is None else series.STATUS_ERROR
+            duration.labels(_label(agent), _label(tool), status).observe(seconds)
+        failures = self._c(series.TOOL_CALL_FAILURES)
+        if failures is not None and error_type is not None:
+            failures.labels(_label(agent), _label(tool), error_type).inc()
+        execute = self._h(series.EXECUTE_TOOL_DURATION)
+        if execute is not None:
+            execute.labels(_label(agent), _label(tool), tool_type or "", error_type or "").observe(seconds)
 
     def record_decision(self, agent: str, decision: str, confidence: float | None) -> None:
-        self._decisions.labels(_label(agent), _label(decision)).inc()
+        self._count[series.DECISIONS.name].labels(_label(agent), _label(decision)).inc()
         if confidence is not None:
-            self._confidence.labels(_label(agent), _label(decision)).observe(confidence)
+            self._hist[series.DECISION_CONFIDENCE.name].labels(_label(agent), _label(decision)).observe(confidence)
 
     def record_reasoning_step(self, agent: str) -> None:
-        self._steps.labels(_label(agent)).inc()
+        self._count[series.REASONING_STEPS.name].labels(_label(agent)).inc()
 
     def record_error(self, agent: str, operation: str, error_type: str) -> None:
-        self._errors.labels(_label(agent), _label(operation), _label(error_type)).inc()
+        self._count[series.ERRORS.name].labels(_label(agent), _label(operation), _label(error_type)).inc()
 
     def add_cost(self, agent: str, usd: float, *, provider: str | None, model: str | None) -> None:
         if usd < 0:
             raise ValueError(f"cost must not be negative, got {usd}")
-        self._cost.labels(_label(agent), _label(provider), _label(model)).inc(usd)
+        self._count[series.COST.name].labels(_label(agent), _label(provider), _label(model)).inc(usd)
 
     def set_info(self, *, service: str, agent_id: str, version: str) -> None:
         self._info.labels(_label(service), _label(agent_id), _label(version)).set(1)

@@ -2,22 +2,29 @@
 
 Alert rules and Grafana dashboards elsewhere in the project query these names, so this module is
 the single place they are defined. `metrics.py` builds its collectors from `SERIES` and nothing
-else; `emitted_series()` lists every sample name a scrape of an SDK process can return; and
-`promql_metric_names()` / `unknown_series()` let a test fail when a rule or dashboard queries a
-series that nothing emits.
+else; `emitted_series(mode)` lists every sample name a scrape of an SDK process can return in a
+semantic-convention mode (`semconv.Mode`: the v1.41.0 names, the GenAI repository's latest names,
+or both); and `promql_metric_names()` / `unknown_series()` let a test fail when a rule or dashboard
+queries a series that nothing emits in the mode the webhook injects (`semconv.PROJECT_DEFAULT_MODE`,
+the latest names).
 
-Naming follows the OpenTelemetry-to-Prometheus translation for the GenAI semantic conventions
-(`gen_ai.client.token.usage` with unit `{token}` becomes `gen_ai_client_token_usage`, the
-duration in seconds gains `_seconds`), and an `agentobs_agent_` prefix for the SDK's own agent
-metrics so they cannot be confused with the operator's `agentobs_*` series.
+Naming follows the OpenTelemetry-to-Prometheus translation of the GenAI semantic conventions
+(dots become underscores, `{token}` units are dropped, seconds gain `_seconds`, counters gain
+`_total`: `gen_ai.client.inference.usage.input_tokens` becomes
+`gen_ai_client_inference_usage_input_tokens_total`), and an `agentobs_agent_` prefix for the SDK's
+own agent metrics so they cannot be confused with the operator's `agentobs_*` series.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
+
+from .promql import promql_metric_names  # re-exported: part of the contract's API
+from .semconv import Mode
+
+__all__ = ["SERIES", "SeriesSpec", "emitted_series", "promql_metric_names", "series_for", "unknown_series"]
 
 Kind = Literal["counter", "histogram", "gauge"]
 
@@ -32,6 +39,10 @@ GENAI_DURATION_BUCKETS: tuple[float, ...] = (
 AGENT_RUN_BUCKETS: tuple[float, ...] = (
     0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800,
 )
+# gen_ai.invoke_agent.duration's ExplicitBucketBoundaries advice (GenAI repository).
+INVOKE_AGENT_BUCKETS: tuple[float, ...] = (
+    0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8, 25.6, 51.2, 102.4, 204.8, 409.6,
+)
 TOOL_CALL_BUCKETS: tuple[float, ...] = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
 )
@@ -44,6 +55,12 @@ L_PROVIDER = "gen_ai_provider_name"
 L_REQUEST_MODEL = "gen_ai_request_model"
 L_RESPONSE_MODEL = "gen_ai_response_model"
 L_ERROR_TYPE = "error_type"
+L_SERVER_ADDRESS = "server_address"
+L_SERVER_PORT = "server_port"
+L_TOKEN_MODALITY = "gen_ai_token_modality"  # noqa: S105 - a label name
+L_AGENT_NAME = "gen_ai_agent_name"
+L_TOOL_NAME = "gen_ai_tool_name"
+L_TOOL_TYPE = "gen_ai_tool_type"
 L_AGENT = "agent"
 L_STATUS = "status"
 L_TOOL = "tool"
@@ -54,6 +71,10 @@ L_VERSION = "version"
 
 STATUS_OK = "ok"
 STATUS_ERROR = "error"
+
+ALL_MODES = frozenset(Mode)
+OLD_MODES = frozenset({Mode.OLD, Mode.DUP})
+LATEST_MODES = frozenset({Mode.LATEST, Mode.DUP})
 
 
 @dataclass(frozen=True)
@@ -67,6 +88,7 @@ class SeriesSpec:
     buckets: tuple[float, ...] = ()
     otel_name: str | None = None  # the semantic-convention instrument this family renders
     unit: str = ""
+    modes: frozenset[Mode] = ALL_MODES  # the semantic-convention modes that emit it
 
     def sample_names(self) -> frozenset[str]:
         """Names of the samples a scrape returns for this family (prometheus-client rendering)."""
@@ -77,23 +99,116 @@ class SeriesSpec:
         return frozenset({self.name})
 
 
+# The v1.41.0 families keep the labels this SDK always emitted (the transition plan asks for no
+# change without the opt-in); the latest ones add server.address / server.port.
+_MODEL_OLD = (L_OPERATION, L_PROVIDER, L_REQUEST_MODEL, L_RESPONSE_MODEL)
+_MODEL = (*_MODEL_OLD, L_SERVER_ADDRESS, L_SERVER_PORT)
+
+# --- model calls, v1.41.0 names ---------------------------------------------------------------------
+
 TOKEN_USAGE = SeriesSpec(
     name="gen_ai_client_token_usage",
     kind="histogram",
     help="Number of input and output tokens used per GenAI operation (gen_ai.client.token.usage)",
-    labels=(L_TOKEN_TYPE, L_OPERATION, L_PROVIDER, L_REQUEST_MODEL, L_RESPONSE_MODEL),
+    labels=(L_TOKEN_TYPE, *_MODEL_OLD),
     buckets=TOKEN_BUCKETS,
     otel_name="gen_ai.client.token.usage",
     unit="{token}",
+    modes=OLD_MODES,
 )
+# Every operation in the v1.41.0 names; only non-inference operations (embeddings) in the latest
+# (which would add server labels: the family is shared, so it keeps the v1.41.0 labels).
 OPERATION_DURATION = SeriesSpec(
     name="gen_ai_client_operation_duration_seconds",
     kind="histogram",
     help="Duration of GenAI client operations (gen_ai.client.operation.duration)",
-    labels=(L_OPERATION, L_PROVIDER, L_REQUEST_MODEL, L_RESPONSE_MODEL, L_ERROR_TYPE),
+    labels=(*_MODEL_OLD, L_ERROR_TYPE),
     buckets=GENAI_DURATION_BUCKETS,
     otel_name="gen_ai.client.operation.duration",
     unit="s",
+)
+OPERATION_TTFC = SeriesSpec(
+    name="gen_ai_client_operation_time_to_first_chunk_seconds",
+    kind="histogram",
+    help="Time to the first chunk of a streamed response (gen_ai.client.operation.time_to_first_chunk)",
+    labels=_MODEL_OLD,
+    buckets=GENAI_DURATION_BUCKETS,
+    otel_name="gen_ai.client.operation.time_to_first_chunk",
+    unit="s",
+    modes=OLD_MODES,
+)
+
+# --- model calls, latest names (semantic-conventions-genai) --------------------------------------
+
+INFERENCE_DURATION = SeriesSpec(
+    name="gen_ai_client_inference_duration_seconds",
+    kind="histogram",
+    help="Duration of GenAI inference operations (gen_ai.client.inference.duration)",
+    labels=(*_MODEL, L_ERROR_TYPE),
+    buckets=GENAI_DURATION_BUCKETS,
+    otel_name="gen_ai.client.inference.duration",
+    unit="s",
+    modes=LATEST_MODES,
+)
+INFERENCE_TTFC = SeriesSpec(
+    name="gen_ai_client_inference_time_to_first_chunk_seconds",
+    kind="histogram",
+    help="Time to the first chunk of a streamed response (gen_ai.client.inference.time_to_first_chunk)",
+    labels=_MODEL,
+    buckets=GENAI_DURATION_BUCKETS,
+    otel_name="gen_ai.client.inference.time_to_first_chunk",
+    unit="s",
+    modes=LATEST_MODES,
+)
+
+
+def _usage(direction: str, kind: str, what: str) -> SeriesSpec:
+    otel = f"gen_ai.client.inference.usage.{kind}{direction}_tokens"
+    return SeriesSpec(
+        name=otel.replace(".", "_"), kind="counter", help=f"{what} ({otel})",
+        labels=(*_MODEL, L_TOKEN_MODALITY), otel_name=otel, unit="{token}", modes=LATEST_MODES,
+    )
+
+
+USAGE_INPUT = _usage("input", "", "Input tokens used, cached ones included")
+USAGE_OUTPUT = _usage("output", "", "Output tokens used, reasoning ones included")
+USAGE_CACHE_READ = _usage("input", "cache_read.", "Input tokens served from a provider cache")
+USAGE_CACHE_WRITE = _usage("input", "cache_write.", "Input tokens written to a provider cache")
+USAGE_REASONING = _usage("output", "reasoning.", "Output tokens used for reasoning")
+
+
+def _per_operation(direction: str) -> SeriesSpec:
+    otel = f"gen_ai.client.inference.operation.{direction}_tokens"
+    return SeriesSpec(
+        name=otel.replace(".", "_"), kind="histogram", help=f"{direction.capitalize()} tokens per inference ({otel})",
+        labels=(*_MODEL, L_ERROR_TYPE), buckets=TOKEN_BUCKETS, otel_name=otel, unit="{token}", modes=LATEST_MODES,
+    )
+
+
+OPERATION_INPUT_TOKENS = _per_operation("input")
+OPERATION_OUTPUT_TOKENS = _per_operation("output")
+
+# --- agents and tools ---------------------------------------------------------------------------
+
+INVOKE_AGENT_DURATION = SeriesSpec(
+    name="gen_ai_invoke_agent_duration_seconds",
+    kind="histogram",
+    help="Duration of one agent invocation (gen_ai.invoke_agent.duration)",
+    labels=(L_AGENT_NAME, L_ERROR_TYPE),
+    buckets=INVOKE_AGENT_BUCKETS,
+    otel_name="gen_ai.invoke_agent.duration",
+    unit="s",
+    modes=LATEST_MODES,
+)
+EXECUTE_TOOL_DURATION = SeriesSpec(
+    name="gen_ai_execute_tool_duration_seconds",
+    kind="histogram",
+    help="Duration of one tool execution (gen_ai.execute_tool.duration)",
+    labels=(L_AGENT_NAME, L_TOOL_NAME, L_TOOL_TYPE, L_ERROR_TYPE),
+    buckets=GENAI_DURATION_BUCKETS,
+    otel_name="gen_ai.execute_tool.duration",
+    unit="s",
+    modes=LATEST_MODES,
 )
 AGENT_RUN_DURATION = SeriesSpec(
     name="agentobs_agent_run_duration_seconds",
@@ -102,6 +217,7 @@ AGENT_RUN_DURATION = SeriesSpec(
     labels=(L_AGENT, L_STATUS),
     buckets=AGENT_RUN_BUCKETS,
     unit="s",
+    modes=OLD_MODES,
 )
 TOOL_CALL_DURATION = SeriesSpec(
     name="agentobs_agent_tool_call_duration_seconds",
@@ -110,12 +226,14 @@ TOOL_CALL_DURATION = SeriesSpec(
     labels=(L_AGENT, L_TOOL, L_STATUS),
     buckets=TOOL_CALL_BUCKETS,
     unit="s",
+    modes=OLD_MODES,
 )
 TOOL_CALL_FAILURES = SeriesSpec(
     name="agentobs_agent_tool_call_failures",
     kind="counter",
     help="Tool executions that failed, by error type",
     labels=(L_AGENT, L_TOOL, L_ERROR_TYPE),
+    modes=OLD_MODES,
 )
 DECISIONS = SeriesSpec(
     name="agentobs_agent_decisions",
@@ -166,6 +284,18 @@ AUDIT_LAST_SEQ = SeriesSpec(
 SERIES: tuple[SeriesSpec, ...] = (
     TOKEN_USAGE,
     OPERATION_DURATION,
+    OPERATION_TTFC,
+    INFERENCE_DURATION,
+    INFERENCE_TTFC,
+    USAGE_INPUT,
+    USAGE_OUTPUT,
+    USAGE_CACHE_READ,
+    USAGE_CACHE_WRITE,
+    USAGE_REASONING,
+    OPERATION_INPUT_TOKENS,
+    OPERATION_OUTPUT_TOKENS,
+    INVOKE_AGENT_DURATION,
+    EXECUTE_TOOL_DURATION,
     AGENT_RUN_DURATION,
     TOOL_CALL_DURATION,
     TOOL_CALL_FAILURES,
@@ -183,140 +313,19 @@ SERIES: tuple[SeriesSpec, ...] = (
 SDK_PREFIXES: tuple[str, ...] = ("gen_ai_", "agentobs_agent_")
 
 
-def emitted_series() -> frozenset[str]:
-    """Every sample name an SDK process exposes, with `_bucket/_sum/_count/_total` forms."""
+def series_for(mode: Mode) -> tuple[SeriesSpec, ...]:
+    """The families an SDK process in `mode` exposes."""
+    return tuple(spec for spec in SERIES if mode in spec.modes)
+
+
+def emitted_series(mode: Mode = Mode.OLD) -> frozenset[str]:
+    """Every sample name an SDK process exposes in `mode` (default: what a process without
+    OTEL_SEMCONV_STABILITY_OPT_IN emits), with `_bucket/_sum/_count/_total` forms. The stack's
+    rules and dashboards are checked against `semconv.PROJECT_DEFAULT_MODE`, what the webhook injects."""
     names: set[str] = set()
-    for spec in SERIES:
+    for spec in series_for(mode):
         names |= spec.sample_names()
     return frozenset(names)
-
-
-# --- PromQL name extraction -------------------------------------------------------------------
-
-_FUNCTIONS = frozenset((
-    "abs", "absent", "absent_over_time", "acos", "acosh", "asin", "asinh", "atan", "atanh",
-    "avg_over_time", "ceil", "changes", "clamp", "clamp_max", "clamp_min", "cos", "cosh",
-    "count_over_time", "day_of_month", "day_of_week", "day_of_year", "days_in_month", "deg", "delta",
-    "deriv", "end", "exp", "floor", "histogram_avg", "histogram_count", "histogram_fraction",
-    "histogram_quantile", "histogram_stddev", "histogram_stdvar", "histogram_sum", "holt_winters",
-    "double_exponential_smoothing", "hour", "idelta", "increase", "irate", "label_join",
-    "label_replace", "last_over_time", "ln", "log10", "log2", "mad_over_time", "max_over_time",
-    "min_over_time", "minute", "month", "pi", "predict_linear", "present_over_time",
-    "quantile_over_time", "rad", "rate", "resets", "round", "scalar", "sgn", "sin", "sinh", "sort",
-    "sort_desc", "sort_by_label", "sort_by_label_desc", "sqrt", "start", "stddev_over_time",
-    "stdvar_over_time", "sum_over_time", "tan", "tanh", "time", "timestamp", "vector", "year", "info",
-    "limitk", "limit_ratio",
-))
-_AGGREGATORS = frozenset((
-    "sum", "min", "max", "avg", "group", "stddev", "stdvar", "count", "count_values", "bottomk", "topk",
-    "quantile",
-))
-_KEYWORDS = frozenset((
-    "and", "or", "unless", "by", "without", "on", "ignoring", "group_left", "group_right", "bool",
-    "offset", "inf", "nan", "atan2",
-))
-# Keywords followed by a parenthesised list of label names, not expressions.
-_LABEL_LIST_KEYWORDS = frozenset({"by", "without", "on", "ignoring", "group_left", "group_right"})
-
-_IDENT = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]*")
-_NAME_MATCHER = re.compile(r"""__name__\s*=~?\s*(["'`])(.*?)\1""")
-# Grafana template syntax: $var, ${var}, ${var:fmt}, [[var]].
-_GRAFANA_VAR = re.compile(r"\$\{[^}]*\}|\$[A-Za-z_][A-Za-z0-9_]*|\[\[[^\]]*\]\]")
-
-
-def _skip_group(expr: str, i: int, open_ch: str, close_ch: str) -> int:
-    """Index just after the bracket group starting at expr[i] == open_ch, honouring strings."""
-    depth = 0
-    n = len(expr)
-    while i < n:
-        ch = expr[i]
-        if ch in "\"'`":
-            i = _skip_string(expr, i)
-            continue
-        if ch == open_ch:
-            depth += 1
-        elif ch == close_ch:
-            depth -= 1
-            if depth == 0:
-                return i + 1
-        i += 1
-    return n
-
-
-def _skip_string(expr: str, i: int) -> int:
-    quote = expr[i]
-    i += 1
-    while i < len(expr):
-        if expr[i] == "\\" and quote != "`":
-            i += 2
-            continue
-        if expr[i] == quote:
-            return i + 1
-        i += 1
-    return len(expr)
-
-
-def promql_metric_names(expr: str) -> set[str]:
-    """Metric names a PromQL expression selects (bare names and `{__name__="..."}` matchers).
-
-    A lexical scan, not a full parser: it skips strings, label matchers, range/subquery brackets,
-    grouping label lists, numbers and durations, and function/aggregator/keyword identifiers.
-    Grafana template variables are removed first so dashboard queries can be checked too.
-    Regex `__name__=~` matchers are returned verbatim (a caller may treat them as patterns).
-    """
-    expr = _GRAFANA_VAR.sub("1", expr)
-    names: set[str] = set()
-    i, n = 0, len(expr)
-    expect_label_list = False
-    while i < n:
-        ch = expr[i]
-        if ch == "#":  # comment to end of line
-            nl = expr.find("\n", i)
-            i = n if nl < 0 else nl + 1
-            continue
-        if ch in "\"'`":
-            i = _skip_string(expr, i)
-            continue
-        if ch == "{":
-            end = _skip_group(expr, i, "{", "}")
-            for m in _NAME_MATCHER.finditer(expr[i:end]):
-                names.add(m.group(2))
-            i = end
-            continue
-        if ch == "[":
-            i = _skip_group(expr, i, "[", "]")
-            continue
-        if ch == "(" and expect_label_list:
-            i = _skip_group(expr, i, "(", ")")
-            expect_label_list = False
-            continue
-        if ch.isdigit() or (ch == "." and i + 1 < n and expr[i + 1].isdigit()):
-            # Numbers, hex and durations (5m, 1h30m, 1e3) never name a series.
-            j = i
-            while j < n and (expr[j].isalnum() or expr[j] in "._"):
-                j += 1
-            i = j
-            continue
-        ident = _IDENT.match(expr, i)
-        if ident is None:
-            i += 1
-            continue
-        word = ident.group(0)
-        i = ident.end()
-        lower = word.lower()
-        if lower in _LABEL_LIST_KEYWORDS:
-            expect_label_list = True
-            continue
-        expect_label_list = False
-        if lower in _KEYWORDS:
-            continue
-        rest = expr[i:].lstrip()
-        if word in _FUNCTIONS and rest.startswith("("):
-            continue
-        if word in _AGGREGATORS and (rest.startswith("(") or re.match(r"(by|without)\b", rest)):
-            continue
-        names.add(word)
-    return names
 
 
 def unknown_series(
@@ -324,16 +333,17 @@ def unknown_series(
     *,
     prefixes: tuple[str, ...] | None = SDK_PREFIXES,
     known: Iterable[str] = (),
+    mode: Mode = Mode.OLD,
 ) -> set[str]:
     """Series the expression(s) query that the SDK does not emit.
 
     Only names starting with one of `prefixes` are checked (the SDK's namespace); pass
     `prefixes=None` to check every name. `known` adds names emitted elsewhere (e.g. recording
-    rules) so they are not reported.
+    rules) so they are not reported. `mode` is the semantic-convention mode of the emitter.
     """
     if isinstance(exprs, str):
         exprs = [exprs]
-    allowed = emitted_series() | frozenset(known)
+    allowed = emitted_series(mode) | frozenset(known)
     missing: set[str] = set()
     for expr in exprs:
         for name in promql_metric_names(expr):

@@ -49,7 +49,8 @@ def parse_resource_attributes(value: str) -> dict[str, str]:
     return attrs
 
 
-def build_resource(service_name: str, attributes: Mapping[str, str], agent_id: str | None) -> Resource:
+def build_resource(service_name: str, attributes: Mapping[str, str], agent_id: str | None,
+                   agent_id_key: str = "gen_ai.agent.id") -> Resource:
     try:
         sdk_version = metadata.version("opentelemetry-sdk")
     except metadata.PackageNotFoundError:  # pragma: no cover - installed as a dependency
@@ -63,7 +64,7 @@ def build_resource(service_name: str, attributes: Mapping[str, str], agent_id: s
     # OTEL_SERVICE_NAME wins over a service.name inside OTEL_RESOURCE_ATTRIBUTES (OTel spec).
     attrs["service.name"] = service_name
     if agent_id:
-        attrs.setdefault("gen_ai.agent.id", agent_id)
+        attrs.setdefault(agent_id_key, agent_id)
     # Resource(...) rather than Resource.create(...): create() would also read os.environ.
     return Resource(attrs)
 

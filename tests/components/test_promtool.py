@@ -105,6 +105,9 @@ def test_check_rules_counts_built_in_and_extra_rules(promtool: str, tmp_path: Pa
 # --- rule unit tests ----------------------------------------------------------------------------
 
 AGENT = f'namespace="{NS}",agent="planner"'
+# The GenAI agent and tool durations carry the agent's name in gen_ai_agent_name.
+GEN_AGENT = f'{AGENT},gen_ai_agent_name="planner"'
+TOOL = f'{GEN_AGENT},gen_ai_tool_name="search",gen_ai_tool_type="function"'
 LLM = f'namespace="{NS}",gen_ai_provider_name="openai",gen_ai_request_model="gpt-4o",gen_ai_operation_name="chat"'
 
 
@@ -122,41 +125,44 @@ def _series(selector: str, values: str) -> dict[str, str]:
 CASES: dict[str, tuple[str, list[dict[str, str]], dict[str, str], str, list[dict[str, str]]]] = {
     "AgentObsAgentLoopLatencyHigh": (
         "40m",
-        _buckets("agentobs_agent_run_duration_seconds", AGENT, {"60": 0, "120": 0, "300": 1, "+Inf": 1}),
-        {"namespace": NS, "agent": "planner"},
-        "The 95th percentile of agent planner runs in agents is 4m 51s over the last 10 minutes "
+        _buckets("gen_ai_invoke_agent_duration_seconds", GEN_AGENT,
+                 {"102.4": 0, "204.8": 0, "409.6": 1, "+Inf": 1}),
+        {"namespace": NS, "gen_ai_agent_name": "planner"},
+        "The 95th percentile of agent planner runs in agents is 6m 39s over the last 10 minutes "
         "(threshold 120s).",
-        _buckets("agentobs_agent_run_duration_seconds", AGENT, {"60": 1, "120": 1, "300": 1, "+Inf": 1}),
+        _buckets("gen_ai_invoke_agent_duration_seconds", GEN_AGENT,
+                 {"102.4": 1, "204.8": 1, "409.6": 1, "+Inf": 1}),
     ),
     "AgentObsAgentErrorRateHigh": (
         "30m",
-        [_series(f'agentobs_agent_run_duration_seconds_count{{{AGENT},status="error"}}', "0+1x40"),
-         _series(f'agentobs_agent_run_duration_seconds_count{{{AGENT},status="ok"}}', "0+9x40")],
-        {"namespace": NS, "agent": "planner"},
+        [_series(f'gen_ai_invoke_agent_duration_seconds_count{{{GEN_AGENT},error_type="TimeoutError"}}', "0+1x40"),
+         _series(f"gen_ai_invoke_agent_duration_seconds_count{{{GEN_AGENT}}}", "0+9x40")],
+        {"namespace": NS, "gen_ai_agent_name": "planner"},
         "10% of agent planner runs in agents ended in an error over the last 10 minutes (threshold 5%).",
-        [_series(f'agentobs_agent_run_duration_seconds_count{{{AGENT},status="error"}}', "0+0x40"),
-         _series(f'agentobs_agent_run_duration_seconds_count{{{AGENT},status="ok"}}', "0+9x40")],
+        [_series(f'gen_ai_invoke_agent_duration_seconds_count{{{GEN_AGENT},error_type="TimeoutError"}}', "0+0x40"),
+         _series(f"gen_ai_invoke_agent_duration_seconds_count{{{GEN_AGENT}}}", "0+9x40")],
     ),
     "AgentObsToolCallFailureRatioHigh": (
         "30m",
-        [_series(f'agentobs_agent_tool_call_failures_total{{{AGENT},tool="search",error_type="Timeout"}}', "0+1x40"),
-         _series(f'agentobs_agent_tool_call_duration_seconds_count{{{AGENT},tool="search",status="ok"}}', "0+2x40"),
-         _series(f'agentobs_agent_tool_call_duration_seconds_count{{{AGENT},tool="search",status="error"}}',
-                 "0+1x40")],
-        {"namespace": NS, "agent": "planner", "tool": "search"},
+        [_series(f'gen_ai_execute_tool_duration_seconds_count{{{TOOL},error_type="Timeout"}}', "0+1x40"),
+         _series(f"gen_ai_execute_tool_duration_seconds_count{{{TOOL}}}", "0+2x40")],
+        {"namespace": NS, "gen_ai_agent_name": "planner", "gen_ai_tool_name": "search"},
         "33.33% of calls of tool search by agent planner in agents failed over the last 10 minutes "
         "(threshold 10%).",
-        [_series(f'agentobs_agent_tool_call_failures_total{{{AGENT},tool="search",error_type="Timeout"}}', "0+0x40"),
-         _series(f'agentobs_agent_tool_call_duration_seconds_count{{{AGENT},tool="search",status="ok"}}', "0+3x40")],
+        [_series(f'gen_ai_execute_tool_duration_seconds_count{{{TOOL},error_type="Timeout"}}', "0+0x40"),
+         _series(f"gen_ai_execute_tool_duration_seconds_count{{{TOOL}}}", "0+3x40")],
     ),
+    # Input tokens only (an embeddings agent has no output series): the alert must still fire.
     "AgentObsTokenBurnHigh": (
         "100m",
-        [_series(f'gen_ai_client_token_usage_sum{{{LLM},agent="planner",gen_ai_token_type="input"}}',
-                 "0+20000x120")],
+        [_series(f'gen_ai_client_inference_usage_input_tokens_total{{{LLM},agent="planner",'
+                 'gen_ai_token_modality="unknown"}', "0+20000x120")],
         {"namespace": NS, "agent": "planner"},
         "Agent planner in agents used 1.2M tokens in the last hour (threshold 1,000,000).",
-        [_series(f'gen_ai_client_token_usage_sum{{{LLM},agent="planner",gen_ai_token_type="input"}}',
-                 "0+1000x120")],
+        [_series(f'gen_ai_client_inference_usage_input_tokens_total{{{LLM},agent="planner",'
+                 'gen_ai_token_modality="unknown"}', "0+1000x120"),
+         _series(f'gen_ai_client_inference_usage_output_tokens_total{{{LLM},agent="planner",'
+                 'gen_ai_token_modality="unknown"}', "0+1000x120")],
     ),
     "AgentObsCostBurnHigh": (
         "100m",
@@ -169,20 +175,20 @@ CASES: dict[str, tuple[str, list[dict[str, str]], dict[str, str], str, list[dict
     ),
     "AgentObsLLMLatencyHigh": (
         "40m",
-        _buckets("gen_ai_client_operation_duration_seconds", LLM, {"20.48": 0, "40.96": 0, "81.92": 1, "+Inf": 1}),
+        _buckets("gen_ai_client_inference_duration_seconds", LLM, {"20.48": 0, "40.96": 0, "81.92": 1, "+Inf": 1}),
         {"namespace": NS, "gen_ai_provider_name": "openai", "gen_ai_request_model": "gpt-4o"},
         "The 95th percentile of openai gpt-4o calls from agents is 1m 19s over the last 10 minutes "
         "(threshold 30s).",
-        _buckets("gen_ai_client_operation_duration_seconds", LLM, {"20.48": 1, "40.96": 1, "81.92": 1, "+Inf": 1}),
+        _buckets("gen_ai_client_inference_duration_seconds", LLM, {"20.48": 1, "40.96": 1, "81.92": 1, "+Inf": 1}),
     ),
     "AgentObsLLMErrorRateHigh": (
         "30m",
-        [_series(f'gen_ai_client_operation_duration_seconds_count{{{LLM},error_type="RateLimitError"}}', "0+1x40"),
-         _series(f"gen_ai_client_operation_duration_seconds_count{{{LLM}}}", "0+9x40")],
+        [_series(f'gen_ai_client_inference_duration_seconds_count{{{LLM},error_type="RateLimitError"}}', "0+1x40"),
+         _series(f"gen_ai_client_inference_duration_seconds_count{{{LLM}}}", "0+9x40")],
         {"namespace": NS, "gen_ai_provider_name": "openai", "gen_ai_request_model": "gpt-4o"},
         "10% of openai gpt-4o calls from agents failed over the last 10 minutes (threshold 5%).",
-        [_series(f'gen_ai_client_operation_duration_seconds_count{{{LLM},error_type="RateLimitError"}}', "0+0x40"),
-         _series(f"gen_ai_client_operation_duration_seconds_count{{{LLM}}}", "0+9x40")],
+        [_series(f'gen_ai_client_inference_duration_seconds_count{{{LLM},error_type="RateLimitError"}}', "0+0x40"),
+         _series(f"gen_ai_client_inference_duration_seconds_count{{{LLM}}}", "0+9x40")],
     ),
     "AgentObsPrometheusReplicaDown": (
         "10m",

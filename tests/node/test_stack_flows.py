@@ -156,17 +156,18 @@ def _all_ready(stack: Stack, component: str, count: int) -> list[dict[str, Any]]
     return pods if len(pods) == count and all(_ready(p) for p in pods) else None
 
 
-def _targets_up(stack: Stack, pod: dict[str, Any]) -> dict[str, float] | None:
+def _targets_up(stack: Stack, pod: dict[str, Any], peers: list[str]) -> dict[str, float] | None:
+    """`up` of every target of one replica, once the agent and every named peer are among them and
+    all are 1; None until then."""
     try:
         result = stack.query(pod, "up")
     except OSError:
         return None
     values = {f"{r['metric'].get('job')}/{r['metric'].get('instance')}": float(r["value"][1]) for r in result}
-    jobs = {key.split("/", 1)[0] for key in values}
-    agent = [k for k in values if "agent" in k.split("/", 1)[0]]
-    if not agent or len(jobs) < 3 or any(v != 1.0 for v in values.values()):
+    instances = " ".join(values)
+    if not any(key.startswith("agents/") for key in values) or any(f"/{p}." not in instances for p in peers):
         return None
-    return values
+    return values if all(v == 1.0 for v in values.values()) else None
 
 
 def test_prometheus_pair_scrapes_the_agent_each_other_and_alertmanager(stack: Stack) -> None:
@@ -174,16 +175,13 @@ def test_prometheus_pair_scrapes_the_agent_each_other_and_alertmanager(stack: St
                           lambda: _all_ready(stack, "prometheus", 2), timeout=300, interval=3)
     wait_for("all three Alertmanager peers ready", lambda: _all_ready(stack, "alertmanager", 3),
              timeout=300, interval=3)
+    # Stack peers are scraped by their stable DNS names, the agent by its pod address.
+    peers = [p["metadata"]["name"] for p in [*prometheus, *stack.pods("alertmanager")]]
     for pod in prometheus:
         assert pod["spec"]["nodeName"] == "agentobs-node"
-        up = wait_for(f"every target of {pod['metadata']['name']} up, the agent's among them",
-                      lambda p=pod: _targets_up(stack, p), timeout=240, interval=5)
-        instances = " ".join(up)
-        # Stack peers are scraped by their stable DNS names, the agent by its pod address.
-        for peer in [*prometheus, *stack.pods("alertmanager")]:
-            name = peer["metadata"]["name"]
-            assert f"/{name}." in instances, f"{pod['metadata']['name']} does not scrape {name}"
-        assert any(key.startswith("agents/") for key in up), up
+        up = wait_for(f"every target of {pod['metadata']['name']} up: the agent, both replicas, 3 Alertmanagers",
+                      lambda p=pod: _targets_up(stack, p, peers), timeout=240, interval=5)
+        assert len(up) >= len(peers) + 1, up
 
 
 def test_alertmanager_peers_form_one_cluster(stack: Stack) -> None:
@@ -219,6 +217,7 @@ def test_a_deleted_prometheus_pod_comes_back_with_its_targets(stack: Stack) -> N
                     lambda: (p := _all_ready(stack, "prometheus", 2))
                     and first["metadata"]["uid"] not in {x["metadata"]["uid"] for x in p} and p,
                     timeout=300, interval=3)
+    peers = [p["metadata"]["name"] for p in [*back, *stack.pods("alertmanager")]]
     for pod in back:
-        wait_for(f"every target of {pod['metadata']['name']} up again", lambda p=pod: _targets_up(stack, p),
+        wait_for(f"every target of {pod['metadata']['name']} up again", lambda p=pod: _targets_up(stack, p, peers),
                  timeout=240, interval=5)

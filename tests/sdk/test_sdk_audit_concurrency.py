@@ -4,7 +4,6 @@ batches fsyncs yet acknowledges only durable records, and SIGKILL loses no ackno
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import signal
 import subprocess
@@ -191,20 +190,29 @@ def test_sigkill_mid_writing_loses_no_acknowledged_record(tmp_path: Path, child_
 
 
 def test_forked_child_gets_its_own_lock(tmp_path: Path) -> None:
-    """A child forked from a process with an open trail (multiprocessing's default on Linux)."""
-    trail = AuditTrail(tmp_path, durability="fsync")
-    trail.append("before_fork")
+    """A child forked from a process with an open trail (multiprocessing's default on Linux).
 
-    def child() -> None:
-        for i in range(150):
-            trail.append("child", details={"i": i})
+    The fork happens in a fresh interpreter: forking the test runner itself, after other tests left
+    gRPC and HTTP-client threads behind, can deadlock the child in those libraries, not in ours."""
+    script = f"""
+import multiprocessing, sys
+from agentobs_sdk.audit import AuditTrail
+trail = AuditTrail({str(tmp_path)!r}, durability="fsync")
+trail.append("before_fork")
 
-    proc = multiprocessing.get_context("fork").Process(target=child)
-    proc.start()
+def child():
     for i in range(150):
-        trail.append("parent", details={"i": i})
-    proc.join(timeout=120)
-    assert proc.exitcode == 0
-    trail.close()
+        trail.append("child", details={{"i": i}})
+
+proc = multiprocessing.get_context("fork").Process(target=child)
+proc.start()
+for i in range(150):
+    trail.append("parent", details={{"i": i}})
+proc.join(timeout=120)
+trail.close()
+sys.exit(proc.exitcode)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr[-2000:]
     _assert_one_valid_chain(tmp_path, 301)
     assert Counter(r["action"] for r in query(tmp_path)) == {"before_fork": 1, "child": 150, "parent": 150}

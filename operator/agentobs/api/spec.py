@@ -143,6 +143,17 @@ class LabelSelector(SpecModel):
     )
 
 
+class ModelPrice(SpecModel):
+    """What one model costs, in US dollars per million tokens."""
+
+    input: float = Field(ge=0, le=1_000_000, description="US dollars per million input tokens.")
+    output: float = Field(ge=0, le=1_000_000, description="US dollars per million output tokens.")
+    cache_read: float | None = Field(
+        None, ge=0, le=1_000_000,
+        description="US dollars per million input tokens served from the provider's cache; default: the input price.",
+    )
+
+
 class InstrumentationSpec(SpecModel):
     """Which agent pods get instrumentation injected, and with what settings."""
 
@@ -171,6 +182,13 @@ class InstrumentationSpec(SpecModel):
         description="Restart the Deployments and StatefulSets whose pods lack the current injection.",
     )
     metrics_port: int = Field(9464, ge=1024, le=65535, description="Port the agent SDK serves metrics on.")
+    model_prices: dict[str, ModelPrice] = Field(
+        default_factory=dict,
+        max_length=200,
+        description="Price table the agent SDK computes model-call cost from (the cost metric the dashboards "
+                    "and the cost-burn alert use), keyed by model name; a name also prices the models it "
+                    "prefixes (gpt-4o prices gpt-4o-2024-08-06). Injected as AGENTOBS_PRICES.",
+    )
 
 
 class AlertmanagerSpec(SpecModel):

@@ -81,34 +81,43 @@ def _q(metric: str, matchers: str) -> str:
 
 def agent_monitoring() -> dict[str, Any]:
     sel = 'agent=~"$agent"'
-    runs = _q("agentobs_agent_run_duration_seconds_count", sel)
-    runs_failed = _q("agentobs_agent_run_duration_seconds_count", sel + ',status="error"')
-    tools = _q("agentobs_agent_tool_call_duration_seconds_count", sel)
-    tool_failures = _q("agentobs_agent_tool_call_failures_total", sel)
-    run_buckets = _q("agentobs_agent_run_duration_seconds_bucket", sel)
+    # The GenAI agent and tool durations name the agent in gen_ai_agent_name; the SDK's own
+    # agentobs_agent_* series in agent.
+    gsel = 'gen_ai_agent_name=~"$agent"'
+    runs = _q("gen_ai_invoke_agent_duration_seconds_count", gsel)
+    runs_failed = _q("gen_ai_invoke_agent_duration_seconds_count", gsel + ',error_type!=""')
+    tools = _q("gen_ai_execute_tool_duration_seconds_count", gsel)
+    tool_failures = _q("gen_ai_execute_tool_duration_seconds_count", gsel + ',error_type!=""')
+    run_buckets = _q("gen_ai_invoke_agent_duration_seconds_bucket", gsel)
+    runs_by_agent = f'label_replace(rate({runs}[5m]), "agent", "$1", "gen_ai_agent_name", "(.*)")'
     return dashboard("agentobs-agent-monitoring", "Agent monitoring",
                      "What the agents are doing: runs, errors, tools, reasoning, and whether they are scraped.",
-                     [variable("agent", "Agent", "agentobs_agent_run_duration_seconds_count", "agent")], [
+                     [variable("agent", "Agent", "gen_ai_invoke_agent_duration_seconds_count", "gen_ai_agent_name")], [
         stat("Agent pods scraped", 'sum(up{job="agents"})', description="Agent pods answering scrapes now."),
         stat("Runs per minute", f"sum(rate({runs}[5m])) * 60"),
         stat("Run error ratio", f"sum(rate({runs_failed}[5m])) / sum(rate({runs}[5m]))", "percentunit"),
         stat("Tool failure ratio", f"sum(rate({tool_failures}[5m])) / sum(rate({tools}[5m]))", "percentunit"),
-        series("Agent runs by outcome", [(f"sum by (agent, status) (rate({runs}[5m]))", "{{agent}} {{status}}")],
-               "ops"),
+        series("Agent runs by outcome", [(f"sum by (gen_ai_agent_name, error_type) (rate({runs}[5m]))",
+                                          "{{gen_ai_agent_name}} {{error_type}}")], "ops",
+               description="error_type is empty for runs that succeeded."),
         series("Agent run duration", [
-            (f"histogram_quantile(0.5, sum by (agent, le) (rate({run_buckets}[5m])))", "{{agent}} p50"),
-            (f"histogram_quantile(0.95, sum by (agent, le) (rate({run_buckets}[5m])))", "{{agent}} p95"),
+            (f"histogram_quantile(0.5, sum by (gen_ai_agent_name, le) (rate({run_buckets}[5m])))",
+             "{{gen_ai_agent_name}} p50"),
+            (f"histogram_quantile(0.95, sum by (gen_ai_agent_name, le) (rate({run_buckets}[5m])))",
+             "{{gen_ai_agent_name}} p95"),
         ], "s"),
         series("Errors by operation and type", [
             (f"sum by (agent, gen_ai_operation_name, error_type) (rate({_q('agentobs_agent_errors_total', sel)}"
              "[5m]))", "{{agent}} {{gen_ai_operation_name}} {{error_type}}")], "ops"),
         series("Tool calls by tool and outcome",
-               [(f"sum by (tool, status) (rate({tools}[5m]))", "{{tool}} {{status}}")], "ops"),
+               [(f"sum by (gen_ai_tool_name, error_type) (rate({tools}[5m]))", "{{gen_ai_tool_name}} {{error_type}}")],
+               "ops"),
         series("Tool failures by error type",
-               [(f"sum by (tool, error_type) (rate({tool_failures}[5m]))", "{{tool}} {{error_type}}")], "ops"),
+               [(f"sum by (gen_ai_tool_name, error_type) (rate({tool_failures}[5m]))",
+                 "{{gen_ai_tool_name}} {{error_type}}")], "ops"),
         series("Reasoning steps per run", [
             (f"sum by (agent) (rate({_q('agentobs_agent_reasoning_steps_total', sel)}[5m]))"
-             f" / sum by (agent) (rate({runs}[5m]))", "{{agent}}")]),
+             f" / on (agent) sum by (agent) ({runs_by_agent})", "{{agent}}")]),
         table("Instrumented agent processes", "agentobs_agent_sdk_info",
               "One row per process running the agentobs SDK."),
         series("Agent scrape health", [('up{job="agents"}', "{{pod}}")], width=FULL_WIDTH,
@@ -118,11 +127,16 @@ def agent_monitoring() -> dict[str, Any]:
 
 def llm_performance() -> dict[str, Any]:
     sel = 'gen_ai_provider_name=~"$provider",gen_ai_request_model=~"$model"'
-    calls = _q("gen_ai_client_operation_duration_seconds_count", sel)
-    failed = _q("gen_ai_client_operation_duration_seconds_count", sel + ',error_type!=""')
-    latency = _q("gen_ai_client_operation_duration_seconds_bucket", sel)
-    tokens = _q("gen_ai_client_token_usage_sum", sel)
-    token_buckets = _q("gen_ai_client_token_usage_bucket", sel)
+    calls = _q("gen_ai_client_inference_duration_seconds_count", sel)
+    failed = _q("gen_ai_client_inference_duration_seconds_count", sel + ',error_type!=""')
+    latency = _q("gen_ai_client_inference_duration_seconds_bucket", sel)
+    first_chunk = _q("gen_ai_client_inference_time_to_first_chunk_seconds_bucket", sel)
+    tokens_in = _q("gen_ai_client_inference_usage_input_tokens_total", sel)
+    tokens_out = _q("gen_ai_client_inference_usage_output_tokens_total", sel)
+    cached = _q("gen_ai_client_inference_usage_cache_read_input_tokens_total", sel)
+    reasoning = _q("gen_ai_client_inference_usage_reasoning_output_tokens_total", sel)
+    per_call_in = _q("gen_ai_client_inference_operation_input_tokens_bucket", sel)
+    per_call_out = _q("gen_ai_client_inference_operation_output_tokens_bucket", sel)
     cost = _q("agentobs_agent_cost_usd_total", sel)
 
     def llm_quantile(q: str, name: str) -> tuple[str, str]:
@@ -131,39 +145,45 @@ def llm_performance() -> dict[str, Any]:
 
     return dashboard("agentobs-llm-performance", "LLM and agent performance",
                      "Model calls (GenAI semantic conventions), tokens, spend, and agent and tool latency.", [
-        variable("provider", "Provider", "gen_ai_client_operation_duration_seconds_count", "gen_ai_provider_name"),
-        variable("model", "Model", "gen_ai_client_operation_duration_seconds_count", "gen_ai_request_model"),
+        variable("provider", "Provider", "gen_ai_client_inference_duration_seconds_count", "gen_ai_provider_name"),
+        variable("model", "Model", "gen_ai_client_inference_duration_seconds_count", "gen_ai_request_model"),
     ], [
         stat("Model calls per minute", f"sum(rate({calls}[5m])) * 60"),
         stat("Model call error ratio", f"sum(rate({failed}[5m])) / sum(rate({calls}[5m]))", "percentunit"),
-        stat("Tokens per minute", f"sum(rate({tokens}[5m])) * 60"),
+        stat("Tokens per minute",
+             f"((sum(rate({tokens_in}[5m])) or vector(0)) + (sum(rate({tokens_out}[5m])) or vector(0))) * 60"),
         stat("Spend, last 24 hours", f"sum(increase({cost}[24h]))", "currencyUSD"),
         series("Model call latency", [llm_quantile("0.5", "p50"), llm_quantile("0.95", "p95"),
                                        llm_quantile("0.99", "p99")], "s"),
+        series("Time to first chunk of streamed calls (p95)", [
+            (f"histogram_quantile(0.95, sum by (gen_ai_request_model, le) (rate({first_chunk}[5m])))",
+             "{{gen_ai_request_model}}")], "s"),
         series("Model calls by provider and model", [
             (f"sum by (gen_ai_provider_name, gen_ai_request_model) (rate({calls}[5m]))",
              "{{gen_ai_provider_name}} {{gen_ai_request_model}}")], "ops"),
         series("Model call errors by type", [
             (f"sum by (gen_ai_request_model, error_type) (rate({failed}[5m]))",
              "{{gen_ai_request_model}} {{error_type}}")], "ops"),
-        series("Tokens per second by type",
-               [(f"sum by (gen_ai_token_type) (rate({tokens}[5m]))", "{{gen_ai_token_type}}")]),
-        series("Tokens per second by model",
-               [(f"sum by (gen_ai_request_model) (rate({tokens}[5m]))", "{{gen_ai_request_model}}")]),
+        series("Tokens per second by type", [
+            (f"sum(rate({tokens_in}[5m]))", "input"), (f"sum(rate({tokens_out}[5m]))", "output"),
+            (f"sum(rate({cached}[5m]))", "input from cache"), (f"sum(rate({reasoning}[5m]))", "reasoning")]),
+        series("Tokens per second by model", [
+            (f"sum by (gen_ai_request_model) (rate({tokens_in}[5m]))", "{{gen_ai_request_model}} input"),
+            (f"sum by (gen_ai_request_model) (rate({tokens_out}[5m]))", "{{gen_ai_request_model}} output")]),
         series("Tokens per call (p95)", [
-            (f"histogram_quantile(0.95, sum by (gen_ai_token_type, le) (rate({token_buckets}[5m])))",
-             "{{gen_ai_token_type}}")]),
+            (f"histogram_quantile(0.95, sum by (le) (rate({per_call_in}[5m])))", "input"),
+            (f"histogram_quantile(0.95, sum by (le) (rate({per_call_out}[5m])))", "output")]),
         series("Spend per hour by agent", [(f"sum by (agent) (rate({cost}[1h])) * 3600", "{{agent}}")],
                "currencyUSD"),
         series("Spend per hour by model", [
             (f"sum by (gen_ai_request_model) (rate({cost}[1h])) * 3600", "{{gen_ai_request_model}}")],
                "currencyUSD"),
         series("Agent run duration (p95)", [
-            ("histogram_quantile(0.95, sum by (agent, le) "
-             "(rate(agentobs_agent_run_duration_seconds_bucket[5m])))", "{{agent}}")], "s"),
+            ("histogram_quantile(0.95, sum by (gen_ai_agent_name, le) "
+             "(rate(gen_ai_invoke_agent_duration_seconds_bucket[5m])))", "{{gen_ai_agent_name}}")], "s"),
         series("Tool call duration (p95)", [
-            ("histogram_quantile(0.95, sum by (tool, le) "
-             "(rate(agentobs_agent_tool_call_duration_seconds_bucket[5m])))", "{{tool}}")], "s"),
+            ("histogram_quantile(0.95, sum by (gen_ai_tool_name, le) "
+             "(rate(gen_ai_execute_tool_duration_seconds_bucket[5m])))", "{{gen_ai_tool_name}}")], "s"),
     ])
 
 
@@ -197,8 +217,9 @@ def audit_compliance() -> dict[str, Any]:
             (f"sum by (agent, decision) (rate({low}[1h])) / sum by (agent, decision) (rate({judged}[1h]))",
              "{{agent}} {{decision}}")], "percentunit"),
         series("Failed tool calls by tool and error", [
-            (f"sum by (agent, tool, error_type) (increase({_q('agentobs_agent_tool_call_failures_total', sel)}"
-             "[1h]))", "{{agent}} {{tool}} {{error_type}}")]),
+            ("sum by (gen_ai_agent_name, gen_ai_tool_name, error_type) (increase("
+             + _q("gen_ai_execute_tool_duration_seconds_count", 'gen_ai_agent_name=~"$agent",error_type!=""')
+             + "[1h]))", "{{gen_ai_agent_name}} {{gen_ai_tool_name}} {{error_type}}")]),
         series("Alerting pipeline", [
             ("sum(increase(prometheus_notifications_dropped_total[1h]))", "notifications dropped"),
             ("sum(increase(prometheus_rule_evaluation_failures_total[1h]))", "rule evaluations failed"),

@@ -5,7 +5,8 @@ dict) for the rules ConfigMap that `render.prometheus` mounts. The built-in grou
 `spec.prometheus.alertRules`; `spec.prometheus.extraRules` go, as given, into a file of their own.
 
 Metric names are a contract, not a choice made here: the agent series are the SDK's
-(`agentobs_sdk.series`), the others are listed in `STACK_SERIES` with who emits them, and
+(`agentobs_sdk.series`, in the semantic-convention mode the webhook injects), the others are
+listed in `STACK_SERIES` with who emits them, and
 `tests/unit/test_series_contract.py` fails when an expression queries anything else. Thresholds are
 module constants; a team that needs others turns `alertRules` off and brings its own in
 `extraRules`. Every alert links to its section in `docs/runbooks.md`.
@@ -87,39 +88,43 @@ def _ratio(numerator: str, denominator: str, by: str, window: str) -> str:
 
 
 def agent_rules() -> dict[str, Any]:
-    """SLOs of the agents, on the series the SDK emits."""
-    p95_run = ("histogram_quantile(0.95, sum by (namespace, agent, le) "
-               "(rate(agentobs_agent_run_duration_seconds_bucket[10m])))")
+    """SLOs of the agents, on the series the SDK emits with the latest GenAI names (the webhook
+    injects OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental)."""
+    p95_run = ("histogram_quantile(0.95, sum by (namespace, gen_ai_agent_name, le) "
+               "(rate(gen_ai_invoke_agent_duration_seconds_bucket[10m])))")
     p95_llm = ("histogram_quantile(0.95, sum by (namespace, gen_ai_provider_name, gen_ai_request_model, le) "
-               "(rate(gen_ai_client_operation_duration_seconds_bucket[10m])))")
+               "(rate(gen_ai_client_inference_duration_seconds_bucket[10m])))")
     llm_by = "namespace, gen_ai_provider_name, gen_ai_request_model"
+    tokens_in = "sum by (namespace, agent) (increase(gen_ai_client_inference_usage_input_tokens_total[1h]))"
+    tokens_out = "sum by (namespace, agent) (increase(gen_ai_client_inference_usage_output_tokens_total[1h]))"
+    # An agent with input tokens only (embeddings) has no output series; `+` alone would drop it.
+    tokens = f"{tokens_in} + ({tokens_out} or {tokens_in} * 0)"
     return {
         "name": "agentobs-agents",
         "rules": [
             _alert("AgentObsAgentLoopLatencyHigh", f"{p95_run} > {AGENT_RUN_P95_SECONDS}", "15m", "warning",
                    "Agent runs are slow",
-                   "The 95th percentile of agent {{ $labels.agent }} runs in {{ $labels.namespace }} is "
-                   "{{ $value | humanizeDuration }} over the last 10 minutes "
+                   "The 95th percentile of agent {{ $labels.gen_ai_agent_name }} runs in {{ $labels.namespace }} "
+                   "is {{ $value | humanizeDuration }} over the last 10 minutes "
                    f"(threshold {AGENT_RUN_P95_SECONDS}s)."),
             _alert("AgentObsAgentErrorRateHigh",
-                   _ratio('agentobs_agent_run_duration_seconds_count{status="error"}',
-                          "agentobs_agent_run_duration_seconds_count", "namespace, agent", "10m")
+                   _ratio('gen_ai_invoke_agent_duration_seconds_count{error_type!=""}',
+                          "gen_ai_invoke_agent_duration_seconds_count", "namespace, gen_ai_agent_name", "10m")
                    + f" > {AGENT_RUN_ERROR_RATIO}",
                    "10m", "critical", "Agent runs are failing",
-                   "{{ $value | humanizePercentage }} of agent {{ $labels.agent }} runs in "
+                   "{{ $value | humanizePercentage }} of agent {{ $labels.gen_ai_agent_name }} runs in "
                    "{{ $labels.namespace }} ended in an error over the last 10 minutes "
                    f"(threshold {AGENT_RUN_ERROR_RATIO:.0%})."),
             _alert("AgentObsToolCallFailureRatioHigh",
-                   _ratio("agentobs_agent_tool_call_failures_total",
-                          "agentobs_agent_tool_call_duration_seconds_count", "namespace, agent, tool", "10m")
+                   _ratio('gen_ai_execute_tool_duration_seconds_count{error_type!=""}',
+                          "gen_ai_execute_tool_duration_seconds_count",
+                          "namespace, gen_ai_agent_name, gen_ai_tool_name", "10m")
                    + f" > {TOOL_CALL_FAILURE_RATIO}",
                    "10m", "warning", "A tool keeps failing",
-                   "{{ $value | humanizePercentage }} of calls of tool {{ $labels.tool }} by agent "
-                   "{{ $labels.agent }} in {{ $labels.namespace }} failed over the last 10 minutes "
+                   "{{ $value | humanizePercentage }} of calls of tool {{ $labels.gen_ai_tool_name }} by agent "
+                   "{{ $labels.gen_ai_agent_name }} in {{ $labels.namespace }} failed over the last 10 minutes "
                    f"(threshold {TOOL_CALL_FAILURE_RATIO:.0%})."),
-            _alert("AgentObsTokenBurnHigh",
-                   "sum by (namespace, agent) (increase(gen_ai_client_token_usage_sum[1h]))"
-                   f" > {TOKENS_PER_HOUR}",
+            _alert("AgentObsTokenBurnHigh", f"({tokens}) > {TOKENS_PER_HOUR}",
                    "15m", "warning", "An agent is burning tokens fast",
                    "Agent {{ $labels.agent }} in {{ $labels.namespace }} used {{ $value | humanize }} "
                    f"tokens in the last hour (threshold {TOKENS_PER_HOUR:,})."),
@@ -136,8 +141,8 @@ def agent_rules() -> dict[str, Any]:
                    "{{ $value | humanizeDuration }} over the last 10 minutes "
                    f"(threshold {LLM_P95_SECONDS}s)."),
             _alert("AgentObsLLMErrorRateHigh",
-                   _ratio('gen_ai_client_operation_duration_seconds_count{error_type!=""}',
-                          "gen_ai_client_operation_duration_seconds_count", llm_by, "10m")
+                   _ratio('gen_ai_client_inference_duration_seconds_count{error_type!=""}',
+                          "gen_ai_client_inference_duration_seconds_count", llm_by, "10m")
                    + f" > {LLM_ERROR_RATIO}",
                    "10m", "warning", "Model calls are failing",
                    "{{ $value | humanizePercentage }} of {{ $labels.gen_ai_provider_name }} "

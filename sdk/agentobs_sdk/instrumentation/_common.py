@@ -1,0 +1,253 @@
+"""What the client instrumentations share: method wrapping, the call lifecycle, stream proxies.
+
+A wrapped method opens an `LLMCall` (helpers.py) around the original. A plain call ends when the
+method returns or raises. A streamed call (`stream=True`) returns a proxy around the library's
+stream: its span ends when the stream is exhausted, closed, fails, or is garbage collected, and
+the first chunk marks the time to first chunk. A streamed call's span is not left current after
+`create()` returns, so spans the caller starts while consuming the stream are its siblings.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import urllib.parse
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any, Protocol
+
+from ..helpers import LLMCall
+from ..instrument import Operation
+
+log = logging.getLogger("agentobs_sdk")
+
+_wrapped: list[tuple[type[Any], str, Any]] = []
+_MARK = "__agentobs_original__"
+
+
+class Extractor(Protocol):
+    """What a client module supplies for one kind of call."""
+
+    provider: str
+    operation: str
+
+    def request(self, call: LLMCall, kwargs: dict[str, Any]) -> None: ...
+    def response(self, call: LLMCall, result: Any) -> None: ...
+    def chunk(self, call: LLMCall, state: dict[str, Any], chunk: Any) -> None: ...
+    def stream_end(self, call: LLMCall, state: dict[str, Any]) -> None: ...
+
+
+def wrap(cls: type[Any], name: str, extractor: Extractor) -> None:
+    original = cls.__dict__.get(name)
+    if original is None or hasattr(original, _MARK):
+        return
+    # Some clients decorate their async methods, hiding the coroutine function from inspect.
+    is_async = inspect.iscoroutinefunction(original) or cls.__name__.startswith("Async")
+    replacement = _async_wrapper(original, extractor) if is_async else _sync_wrapper(original, extractor)
+    setattr(replacement, _MARK, original)
+    setattr(cls, name, replacement)
+    _wrapped.append((cls, name, original))
+
+
+def unwrap_all() -> None:
+    while _wrapped:
+        cls, name, original = _wrapped.pop()
+        setattr(cls, name, original)
+
+
+def server_of(resource: Any) -> tuple[str | None, int | None]:
+    """server.address / server.port from the client's base URL."""
+    client = getattr(resource, "_client", None)
+    base = getattr(client, "base_url", None)
+    if base is None:
+        return None, None
+    parsed = urllib.parse.urlsplit(str(base))
+    port = parsed.port or {"https": 443, "http": 80}.get(parsed.scheme)
+    return parsed.hostname, port
+
+
+def _begin(resource: Any, extractor: Extractor, kwargs: dict[str, Any]) -> LLMCall:
+    model = str(kwargs.get("model") or "unknown")
+    call = LLMCall(model, extractor.provider, extractor.operation, None, None)
+    call._start()
+    try:
+        call.set_server(*server_of(resource))
+        extractor.request(call, kwargs)
+    except Exception:
+        log.exception("agentobs: recording the %s request failed", extractor.provider)
+    return call
+
+
+def _detach(call: Operation) -> None:
+    """Stop the call's span being current while keeping it open (for a stream)."""
+    from opentelemetry import context as otel_context
+
+    from ..instrument import _current_op
+
+    if call._tokens is not None:
+        ctx_token, op_token = call._tokens
+        _current_op.reset(op_token)
+        if ctx_token is not None:
+            otel_context.detach(ctx_token)
+        call._tokens = None
+
+
+def _safe(what: str, fn: Callable[[], None]) -> None:
+    try:
+        fn()
+    except Exception:
+        log.exception("agentobs: %s failed", what)
+
+
+def _sync_wrapper(original: Callable[..., Any], extractor: Extractor) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        call = _begin(self, extractor, kwargs)
+        try:
+            result = original(self, *args, **kwargs)
+        except BaseException as exc:
+            call._finish(exc)
+            raise
+        if kwargs.get("stream") is True:
+            _detach(call)
+            return SyncStreamProxy(result, call, extractor)
+        _safe("recording the response", lambda: extractor.response(call, result))
+        call._finish(None)
+        return result
+
+    return wrapper
+
+
+def _async_wrapper(original: Callable[..., Any], extractor: Extractor) -> Callable[..., Any]:
+    @functools.wraps(original)
+    async def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        call = _begin(self, extractor, kwargs)
+        try:
+            result = await original(self, *args, **kwargs)
+        except BaseException as exc:
+            call._finish(exc)
+            raise
+        if kwargs.get("stream") is True:
+            _detach(call)
+            return AsyncStreamProxy(result, call, extractor)
+        _safe("recording the response", lambda: extractor.response(call, result))
+        call._finish(None)
+        return result
+
+    return wrapper
+
+
+class _StreamState:
+    def __init__(self, stream: Any, call: LLMCall, extractor: Extractor) -> None:
+        self._stream = stream
+        self._call = call
+        self._extractor = extractor
+        self._state: dict[str, Any] = {}
+        self._done = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+    def _on_chunk(self, chunk: Any) -> None:
+        self._call.first_chunk()
+        _safe("recording a stream chunk", lambda: self._extractor.chunk(self._call, self._state, chunk))
+
+    def _end(self, exc: BaseException | None) -> None:
+        if self._done:
+            return
+        self._done = True
+        if exc is None:
+            _safe("recording the stream end", lambda: self._extractor.stream_end(self._call, self._state))
+        self._call._finish(exc)
+
+    def __del__(self) -> None:
+        # A stream abandoned half-way still ends its span (without the outcome it never had).
+        if not getattr(self, "_done", True):
+            self._end(None)
+
+
+class SyncStreamProxy(_StreamState):
+    def __iter__(self) -> Iterator[Any]:
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            chunk = next(self._stream)
+        except StopIteration:
+            self._end(None)
+            raise
+        except BaseException as exc:
+            self._end(exc)
+            raise
+        self._on_chunk(chunk)
+        return chunk
+
+    def __enter__(self) -> SyncStreamProxy:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        try:
+            self._stream.close()
+        finally:
+            self._end(None)
+
+
+class AsyncStreamProxy(_StreamState):
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            chunk = await self._stream.__anext__()
+        except StopAsyncIteration:
+            self._end(None)
+            raise
+        except BaseException as exc:
+            self._end(exc)
+            raise
+        self._on_chunk(chunk)
+        return chunk
+
+    async def __aenter__(self) -> AsyncStreamProxy:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        try:
+            await self._stream.close()
+        finally:
+            self._end(None)
+
+
+def get(obj: Any, *path: str) -> Any:
+    """obj.a.b... tolerating None and dicts (responses are pydantic models, requests dicts)."""
+    for key in path:
+        if obj is None:
+            return None
+        obj = obj.get(key) if isinstance(obj, dict) else getattr(obj, key, None)
+    return obj
+
+
+def as_int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def text_parts(content: Any) -> list[dict[str, Any]]:
+    """A message's content as the conventions' parts (text parts; other parts as given)."""
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [{"type": "text", "content": content}]
+    parts: list[dict[str, Any]] = []
+    for part in content if isinstance(content, list) else [content]:
+        kind = get(part, "type")
+        if kind == "text":
+            parts.append({"type": "text", "content": get(part, "text")})
+        else:
+            parts.append({"type": str(kind or "unknown"), "content": part})
+    return parts
