@@ -36,7 +36,8 @@ node_ip=10.201.0.2
 pod_cidr=10.201.1.0/24
 service_cidr=10.0.0.0/24
 dns_ip=10.0.0.10
-cgroups=(agentobs-node agentobs-node-daemons)
+# Daemons first: a containerd or kubelet still alive would start containers while pods are killed.
+cgroups=(agentobs-node-daemons agentobs-node)
 dns_ns=agentobs-node-system
 
 say() { echo "node: $*" >&2; }
@@ -80,19 +81,20 @@ cgroup_procs() {  # every process in the cgroup $1 or below it, in any hierarchy
   cat /sys/fs/cgroup/*/"$1"/cgroup.procs 2>/dev/null || true
 }
 
-cgroup_empty_and_remove() {
+cgroup_empty_and_remove() {  # kill and remove until gone: a runc init may appear after a round
   local name=$1 h pids
-  for _ in 1 2 3 4 5 6 7 8 9 10; do
+  for _ in $(seq 1 40); do
     pids=$(cgroup_procs "$name" | sort -u)
-    [ -z "$pids" ] && break
     # shellcheck disable=SC2086
-    kill -9 $pids 2>/dev/null || true
+    [ -n "$pids" ] && { kill -9 $pids 2>/dev/null || true; sleep 0.3; }
+    for h in /sys/fs/cgroup/*/; do
+      [ -d "$h$name" ] || continue
+      find "$h$name" -depth -type d -exec rmdir {} + 2>/dev/null || true
+    done
+    compgen -G "/sys/fs/cgroup/*/$name" >/dev/null || return 0
     sleep 0.5
   done
-  for h in /sys/fs/cgroup/*/; do
-    [ -d "$h$name" ] || continue
-    find "$h$name" -depth -type d -exec rmdir {} + 2>/dev/null || true
-  done
+  say "cgroups $name still hold: $(cgroup_procs "$name" | sort -u | tr '\n' ' ')"
 }
 
 # -- network -----------------------------------------------------------------------------------
