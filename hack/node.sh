@@ -398,6 +398,10 @@ down_quiet() {
   local c
   for c in "${cgroups[@]}"; do cgroup_empty_and_remove "$c"; done
   net_down
+  # `ip netns add` makes /run/netns a bind mount of itself; with no namespace left in it, undo that.
+  if grep -q " /run/netns " /proc/self/mounts && [ -z "$(ls -A /run/netns 2>/dev/null)" ]; then
+    umount /run/netns 2>/dev/null || true
+  fi
   # The mount points run.sh made private (empty on the host; removed only if we made them).
   local d
   for d in /run/containerd /run/netns; do
@@ -424,6 +428,7 @@ leftovers() {  # what of the node is still on this machine; exit 1 when anything
   iptables-save 2>/dev/null | grep -q "KUBE-" && found+=("KUBE- iptables rules on the host")
   ip link show aobs0 >/dev/null 2>&1 && found+=("bridge aobs0 on the host")
   [ -e "$state" ] && found+=("$state")
+  grep -q " /run/netns " /proc/self/mounts && [ -z "$(ls -A /run/netns 2>/dev/null)" ] && found+=("the /run/netns mount")
   if [ ${#found[@]} -gt 0 ]; then printf '%s\n' "${found[@]}"; return 1; fi
   return 0
 }
