@@ -12,9 +12,11 @@ the node and let it tolerate the node's taint, so the product's own manifests ar
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,6 +28,9 @@ from cluster_support import ROOT, start_cluster, tool_dir
 
 NODE = "agentobs-node"
 TOOLS = ("kubernetes", "helm", "prometheus", "alertmanager", "jaeger", "coredns")
+# One real node per machine: a second test run (another clone, a benchmark) waits for the first.
+NODE_LOCK = Path("/run/lock/agentobs-node.lock")
+NODE_LOCK_WAIT = 3600.0
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -46,6 +51,18 @@ def real_node() -> Iterator[str]:
         pytest.skip(f"needs a real node on this machine, which cannot run one: {check.stdout.strip()}")
     for tool in TOOLS:
         tool_dir(tool)
+    NODE_LOCK.parent.mkdir(parents=True, exist_ok=True)
+    lock = NODE_LOCK.open("w")
+    deadline = time.monotonic() + NODE_LOCK_WAIT
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                lock.close()
+                pytest.skip(f"needs the machine's one real node, held by another run for over {NODE_LOCK_WAIT:.0f} s")
+            time.sleep(5)
     kubeconfig = start_cluster()
     up = subprocess.run([str(ROOT / "hack" / "node.sh"), "up"], capture_output=True, text=True)
     try:
@@ -57,6 +74,7 @@ def real_node() -> Iterator[str]:
             subprocess.run([str(ROOT / "hack" / "node.sh"), "down"], capture_output=True, text=True)
             left = subprocess.run([str(ROOT / "hack" / "node.sh"), "leftovers"], capture_output=True, text=True)
             assert left.returncode == 0, f"the node left things behind on this machine:\n{left.stdout}"
+        lock.close()
 
 
 @pytest.fixture(scope="session")
