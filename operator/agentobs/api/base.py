@@ -35,6 +35,11 @@ class SpecModel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
 
+
+def with_cel(*rules: tuple[str, str, str | None]) -> ConfigDict:
+    """`SpecModel`'s configuration, with these CEL rules (see `cel`) on the model's schema."""
+    return SpecModel.model_config | ConfigDict(json_schema_extra=cel(*rules))
+
 class SecretKeyRef(SpecModel):
     """A key in a Secret of the resource's namespace."""
 

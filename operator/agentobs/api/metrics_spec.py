@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from agentobs.api.base import ResourceRequirements, SecretKeyRef, SpecModel, StorageSpec, cel, resources_field
+from agentobs.api.base import ResourceRequirements, SecretKeyRef, SpecModel, StorageSpec, cel, resources_field, with_cel
 from agentobs.api.formats import METRIC_NAME_PATTERN, PROM_LABEL_PATTERN, RETENTION_PATTERN
 
 
@@ -82,19 +82,11 @@ class RuleGroup(BaseModel):
 class PrometheusSpec(SpecModel):
     """The HA Prometheus pair that scrapes agents and evaluates the alert rules."""
 
-    model_config = SpecModel.model_config | ConfigDict(
-        json_schema_extra=cel(
-            (
-                "!self.highAvailability || self.replicas >= 2",
-                "prometheus.replicas must be at least 2 when prometheus.highAvailability is true",
-                ".replicas",
-            ),
-            (
-                "!has(self.extraRules) || self.extraRules.all(g, self.extraRules.exists_one(h, h.name == g.name))",
-                "prometheus.extraRules group names must be unique",
-                ".extraRules",
-            ),
-        )
+    model_config = with_cel(
+        ("!self.highAvailability || self.replicas >= 2",
+         "prometheus.replicas must be at least 2 when prometheus.highAvailability is true", ".replicas"),
+        ("!has(self.extraRules) || self.extraRules.all(g, self.extraRules.exists_one(h, h.name == g.name))",
+         "prometheus.extraRules group names must be unique", ".extraRules"),
     )
 
     enabled: bool = Field(

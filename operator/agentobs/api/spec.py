@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from agentobs.api.base import (
     Image,
@@ -28,6 +28,7 @@ from agentobs.api.base import (
     StorageSpec,
     cel,
     resources_field,
+    with_cel,
 )
 from agentobs.api.formats import (
     ATTRIBUTE_KEY_PATTERN,
@@ -165,14 +166,9 @@ class IssuerRef(SpecModel):
 class TLSSpec(SpecModel):
     """Certificates for every endpoint of the stack."""
 
-    model_config = SpecModel.model_config | ConfigDict(
-        json_schema_extra=cel(
-            (
-                "duration(self.renewBefore) < duration(self.certificateLifetime)",
-                "tls.renewBefore must be shorter than tls.certificateLifetime",
-                ".renewBefore",
-            )
-        )
+    model_config = with_cel(
+        ("duration(self.renewBefore) < duration(self.certificateLifetime)",
+         "tls.renewBefore must be shorter than tls.certificateLifetime", ".renewBefore"),
     )
 
     issuer_ref: IssuerRef | None = Field(

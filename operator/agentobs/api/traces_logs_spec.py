@@ -6,23 +6,26 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-from agentobs.api.base import LabelKey, LabelValue, ResourceRequirements, SpecModel, StorageSpec, cel, resources_field
+from agentobs.api.base import (
+    LabelKey,
+    LabelValue,
+    ResourceRequirements,
+    SpecModel,
+    StorageSpec,
+    resources_field,
+    with_cel,
+)
 from agentobs.api.formats import DNS_LABEL_PATTERN, heap_bytes, parse_quantity
 
 
 class AutoscalingSpec(SpecModel):
     """Horizontal autoscaling of the trace collector on CPU."""
 
-    model_config = SpecModel.model_config | ConfigDict(
-        json_schema_extra=cel(
-            (
-                "self.maxReplicas >= self.minReplicas",
-                "tracing.collector.autoscaling.maxReplicas must be at least minReplicas",
-                ".maxReplicas",
-            )
-        )
+    model_config = with_cel(
+        ("self.maxReplicas >= self.minReplicas",
+         "tracing.collector.autoscaling.maxReplicas must be at least minReplicas", ".maxReplicas"),
     )
 
     enabled: bool = Field(False, description="Scale the collector between minReplicas and maxReplicas.")
@@ -80,22 +83,14 @@ class ExternalElasticsearch(SpecModel):
 class ElasticsearchSpec(SpecModel):
     """Where traces, logs and audit records are stored."""
 
-    model_config = SpecModel.model_config | ConfigDict(
-        json_schema_extra=cel(
-            (
-                "has(self.external) || (self.nodes >= 3 && self.nodes % 2 == 1)",
-                "elasticsearch.nodes must be an odd number of at least 3 unless elasticsearch.external is set",
-                ".nodes",
-            ),
-            (
-                "has(self.external) || !has(self.resources.limits) || !('memory' in self.resources.limits) || "
-                "double(int(self.heap.substring(0, size(self.heap) - 1)) * (self.heap.endsWith('g') ? 1073741824 "
-                ": 1048576)) < quantity(self.resources.limits['memory']).asApproximateFloat()",
-                "elasticsearch.heap must be smaller than elasticsearch.resources.limits.memory "
-                "(the JVM needs memory beyond its heap; half the limit is usual)",
-                ".heap",
-            ),
-        )
+    model_config = with_cel(
+        ("has(self.external) || (self.nodes >= 3 && self.nodes % 2 == 1)",
+         "elasticsearch.nodes must be an odd number of at least 3 unless elasticsearch.external is set", ".nodes"),
+        ("has(self.external) || !has(self.resources.limits) || !('memory' in self.resources.limits) || "
+         "double(int(self.heap.substring(0, size(self.heap) - 1)) * (self.heap.endsWith('g') ? 1073741824 "
+         ": 1048576)) < quantity(self.resources.limits['memory']).asApproximateFloat()",
+         "elasticsearch.heap must be smaller than elasticsearch.resources.limits.memory "
+         "(the JVM needs memory beyond its heap; half the limit is usual)", ".heap"),
     )
 
     nodes: int = Field(3, ge=1, le=99, description="Elasticsearch nodes (master and data); odd, at least 3.")
