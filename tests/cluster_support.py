@@ -4,6 +4,7 @@ cluster, and the operator run as a process."""
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -48,6 +49,19 @@ def tool_dir(tool: str) -> str:
         pytest.fail(f"tools/ensure.sh {tool} failed:\n{result.stderr[-3000:]}")
     return result.stdout.strip()
 
+
+
+def pinned_program(tool: str, program: str, env: str) -> str:
+    """A program of a pinned tool: `$env` when set (it must be executable), else the build that
+    `tools/ensure.sh` keeps; without Go to build it, the test is skipped, saying so."""
+    explicit = os.environ.get(env)
+    if explicit:
+        if not os.access(explicit, os.X_OK):
+            pytest.fail(f"{env}={explicit} is not an executable")
+        return explicit
+    if shutil.which("go") is None:
+        pytest.skip(f"needs the {tool} build: set {env} or install Go for `tools/ensure.sh {tool}`")
+    return str(Path(tool_dir(tool)) / program)
 
 def start_cluster() -> str:
     """Start (or reuse) the local cluster; returns its kubeconfig and exports it as KUBECONFIG."""

@@ -1,19 +1,16 @@
-"""The chart without a cluster: lint, rendering under several value sets, the values schema, the
-image's entrypoint, RBAC against what the operator does, and generated files being current.
+"""The chart without a cluster: lint, rendering under several value sets, and RBAC against what the
+operator does.
 
-Server-side validation of the rendered documents and install/upgrade/uninstall are in
-test_chart_cluster.py.
+The values schema, the generated files and the image are in test_chart_files.py; server-side
+validation of the rendered documents and install/upgrade/uninstall in test_chart_cluster.py.
 """
 
 from __future__ import annotations
 
-import json
 import re
-import tomllib
 from typing import Any
 
 import pytest
-import yaml
 
 from agentobs.kube import KINDS
 from agentobs.render import collector
@@ -27,7 +24,7 @@ from chart_rbac import (
     permissions_of,
     stack_roles,
 )
-from chart_support import CHART, SERVICE_MONITOR_API, VALUE_SETS, Render, Run, set_args
+from chart_support import CHART, SERVICE_MONITOR_API, VALUE_SETS, Render, Run, container, env_of, kind_of, one, set_args
 from cluster_support import ROOT
 
 # Variables the operator reads that the chart leaves unset, and why.
@@ -36,26 +33,6 @@ ENV_NOT_SET_BY_CHART = {
     "KUBECONFIG": "out of cluster only; in a pod the client uses the ServiceAccount",
 }
 LEASE = NAMED["Lease"]
-
-
-def kind_of(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
-    return [d for d in docs if d["kind"] == kind]
-
-
-def one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
-    found = kind_of(docs, kind)
-    assert len(found) == 1, f"expected one {kind}, got {[d['metadata']['name'] for d in found]}"
-    return found[0]
-
-
-def container(docs: list[dict[str, Any]]) -> dict[str, Any]:
-    containers = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
-    assert len(containers) == 1
-    return dict(containers[0])
-
-
-def env_of(docs: list[dict[str, Any]]) -> dict[str, Any]:
-    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container(docs)["env"]}
 
 
 # ---- lint and rendering ----------------------------------------------------------------------
@@ -241,130 +218,6 @@ def test_service_monitor_only_where_the_api_exists(render: Render) -> None:
     assert monitor["spec"]["endpoints"][0]["port"] == metrics[0]["spec"]["ports"][0]["name"] == "metrics"
     assert not kind_of(render({"metrics.serviceMonitor.enabled": False}, api_versions=(SERVICE_MONITOR_API,)),
                        "ServiceMonitor")
-
-
-# ---- values schema ---------------------------------------------------------------------------
-
-REFUSED: list[tuple[str, dict[str, Any], str]] = [
-    ("spec-field-type", {"stack.spec.prometheus.replicas": "two"}, "/stack/spec/prometheus/replicas"),
-    ("spec-unknown-field", {"stack.spec.prometheus.replica": 3}, "/stack/spec/prometheus"),
-    ("spec-below-minimum", {"stack.spec.prometheus.replicas": 0}, "/stack/spec/prometheus/replicas"),
-    ("negative-replicas", {"operator.replicas": -1}, "/operator/replicas"),
-    ("unknown-value", {"operator.replica": 2}, "/operator"),
-    ("log-level", {"operator.logLevel": "LOUD"}, "/operator/logLevel"),
-    ("plain-http-webhook", {"webhook.url": "http://127.0.0.1:9443/mutate-pods"}, "/webhook/url"),
-    ("port-range", {"operator.ports.webhook": 70000}, "/operator/ports/webhook"),
-    ("pull-policy", {"operator.image.pullPolicy": "Sometimes"}, "/operator/image/pullPolicy"),
-    ("watch-namespace-type", {"operator.watchNamespaces": "team-a"}, "/operator/watchNamespaces"),
-]
-
-
-@pytest.mark.parametrize(("case", "values", "path"), REFUSED, ids=[c[0] for c in REFUSED])
-def test_schema_refuses_bad_values_naming_them(helm: Run, case: str, values: dict[str, Any], path: str) -> None:
-    result = helm("template", "agentobs", str(CHART), *set_args(values), check=False)
-    assert result.returncode != 0, f"{case}: accepted"
-    assert "values don't meet the specifications of the schema" in result.stderr, result.stderr
-    assert f"at '{path}'" in result.stderr, result.stderr
-
-
-def test_schema_accepts_documented_non_defaults(render: Render) -> None:
-    """The refusals above come from the values, not from a schema refusing everything."""
-    digest = "sha256:" + "a" * 64
-    docs = render({"operator.replicas": 3, "operator.logLevel": "DEBUG", "operator.watchNamespaces": ["a", "b"],
-                   "operator.resources.limits": {"cpu": 2, "memory": "1Gi"}, "operator.image.digest": digest,
-                   "stack.enabled": True, "stack.spec": {"prometheus": {"replicas": 2}, "paused": True},
-                   "webhook.url": "https://10.0.0.1:9443/mutate-pods", "metrics.serviceMonitor.interval": "1m30s"})
-    assert container(docs)["image"] == f"ghcr.io/agentobs/agentobs-operator@{digest}"
-
-
-def _leaves(schema: dict[str, Any], path: str = "") -> list[tuple[str, dict[str, Any]]]:
-    out = [(path, schema)]
-    for name, sub in (schema.get("properties") or {}).items():
-        out += _leaves(sub, f"{path}.{name}".lstrip("."))
-    return out
-
-
-def test_every_value_is_described_in_the_schema() -> None:
-    schema = json.loads((CHART / "values.schema.json").read_text())
-    values = yaml.safe_load((CHART / "values.yaml").read_text())
-    assert set(schema["properties"]) - {"global"} == set(values)
-    undescribed = [p for p, s in _leaves(schema) if p and not s.get("description")]
-    assert not undescribed, undescribed
-    spec = schema["properties"]["stack"]["properties"]["spec"]
-    assert spec["properties"]["prometheus"]["additionalProperties"] is False, "typos in stack.spec are refused"
-
-
-# ---- generated files -------------------------------------------------------------------------
-
-def _generator() -> Any:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("agentobs_generate", ROOT / "hack" / "generate.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_generated_chart_files_are_current() -> None:
-    stale = [str(p.relative_to(ROOT)) for p, text in _generator().generated().items()
-             if CHART in p.parents and (not p.exists() or p.read_text() != text)]
-    assert not stale, f"run `make generate`: {stale}"
-
-
-def test_descriptions_come_from_the_comment_right_above_each_value() -> None:
-    text = ("# file header\n\n# The operator.\noperator:\n  # How many.\n  # Really.\n  replicas: 2\n"
-            "  #\n  # not this one\n  image: x\n  # Summary.\n  #\n  #   example: 1\n  tag: ''\nbare: 1\n")
-    assert _generator().value_descriptions(text) == {
-        "operator": "The operator.", "operator.replicas": "How many. Really.", "operator.tag": "Summary."}
-
-
-def test_chart_crds_are_the_top_level_crds() -> None:
-    top = {p.name: p.read_bytes() for p in (ROOT / "crds").glob("*.yaml")}
-    chart = {p.name: p.read_bytes() for p in (CHART / "crds").glob("*.yaml")}
-    assert top and set(chart) == set(top)
-    for name, data in top.items():
-        assert chart[name] == data, f"charts/agentobs/crds/{name} differs from crds/{name}: run `make generate`"
-
-
-# ---- the image -------------------------------------------------------------------------------
-
-def _final_stage(dockerfile: str) -> list[str]:
-    lines = [ln.strip() for ln in dockerfile.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
-    starts = [i for i, ln in enumerate(lines) if ln.upper().startswith("FROM ")]
-    assert len(starts) >= 2, "a multi-stage build: build the wheel, then install it"
-    return lines[starts[-1]:]
-
-
-def test_image_entrypoint_is_the_console_script_the_chart_runs(render: Render) -> None:
-    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    scripts = pyproject["project"]["scripts"]
-    assert scripts == {"agentobs-operator": "agentobs.main:main"}
-    final = _final_stage((ROOT / "Dockerfile").read_text())
-    [entrypoint] = [json.loads(ln.split(None, 1)[1]) for ln in final if ln.upper().startswith("ENTRYPOINT ")]
-    assert entrypoint == list(scripts), "ENTRYPOINT is the console script"
-    assert not [ln for ln in final if ln.upper().startswith("CMD ")], "no CMD: the operator takes no arguments"
-    [user] = [ln.split(None, 1)[1] for ln in final if ln.upper().startswith("USER ")]
-    uid = user.split(":")[0]
-    assert uid.isdigit() and uid != "0", "numeric non-root user, so runAsNonRoot can be verified"
-
-    docs = render({})
-    c = container(docs)
-    assert c["command"] == entrypoint and "args" not in c, "the chart runs the image's program, unchanged"
-    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
-    assert chart["appVersion"] == pyproject["project"]["version"]
-    assert c["image"].endswith(f":{chart['appVersion']}")
-    assert one(docs, "Deployment")["spec"]["template"]["spec"]["securityContext"]["runAsUser"] == int(uid)
-
-    import agentobs.main
-
-    assert callable(agentobs.main.main)
-
-
-def test_base_image_is_pinned() -> None:
-    text = (ROOT / "Dockerfile").read_text()
-    [image] = re.findall(r"^ARG PYTHON_IMAGE=(\S+)$", text, re.MULTILINE)
-    assert re.fullmatch(r"python:3\.11\.\d+-slim-\w+", image), image
 
 
 # ---- RBAC ------------------------------------------------------------------------------------

@@ -8,15 +8,11 @@ the certificates are real and carry the headless Service name the gossip client 
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import json
 import shutil
-import ssl
 import subprocess
-import time
 import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +23,7 @@ from agentobs.api.spec import AgentObservabilitySpec
 from agentobs.render import Owner, make_stack
 
 from cluster_support import free_port
+from local_programs import LocalPrograms
 from rendered_files import lay_out_mounts, real_material, rewrite_paths
 
 NOW = dt.datetime.now(dt.UTC)  # real processes check certificate validity against the real clock
@@ -36,7 +33,7 @@ pytestmark = pytest.mark.skipif(ALERTMANAGER is None or AMTOOL is None,
                                 reason="needs alertmanager: apt-get install prometheus-alertmanager")
 
 
-class Peers:
+class Peers(LocalPrograms):
     """The rendered stack, its Alertmanager files on disk, and a way to call a peer's API."""
 
     def __init__(self, root: Path, replicas: int) -> None:
@@ -48,11 +45,7 @@ class Peers:
         sts = next(o for o in objects if o["kind"] == "StatefulSet" and o["metadata"]["name"] == "demo-alertmanager")
         self.args: list[str] = sts["spec"]["template"]["spec"]["containers"][0]["args"]
         self.password = material.credentials["alertmanager-web-auth"]["password"]
-        self.context = ssl.create_default_context(cadata=material.ca.cert_pem.decode())
-        # The serving certificate names the Services, not 127.0.0.1.
-        self.context.check_hostname = False
-        self.root = root
-        self.processes: list[subprocess.Popen[bytes]] = []
+        super().__init__(root, material.ca.cert_pem)
         for flag in ("web.config.file", "cluster.tls-config"):  # files that name other files
             path = self.rendered_file(flag)
             path.write_text(rewrite_paths(path.read_text(), self.mounts))
@@ -71,30 +64,11 @@ class Peers:
             args += [f"--web.listen-address=127.0.0.1:{web}", f"--cluster.listen-address=127.0.0.1:{gossip}",
                      f"--cluster.advertise-address=127.0.0.1:{gossip}", f"--storage.path={data}",
                      *(f"--cluster.peer=127.0.0.1:{p}" for p in cluster_ports)]
-            log = (self.root / f"peer-{i}.log").open("wb")
             assert ALERTMANAGER is not None
-            self.processes.append(subprocess.Popen([ALERTMANAGER, *args], stdout=log, stderr=subprocess.STDOUT))
-
-    def stop(self) -> None:
-        for process in self.processes:
-            process.terminate()
-        for process in self.processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-    def logs(self) -> str:
-        return "\n".join(p.read_text(errors="replace")[-3000:] for p in sorted(self.root.glob("peer-*.log")))
+            self.spawn(f"peer-{i}", [ALERTMANAGER, *args])
 
     def call(self, port: int, path: str, body: Any = None, password: str | None = None) -> Any:
-        auth = base64.b64encode(f"agentobs:{password or self.password}".encode()).decode()
-        request = urllib.request.Request(
-            f"https://127.0.0.1:{port}{path}", data=None if body is None else json.dumps(body).encode(),
-            headers={"Authorization": f"Basic {auth}", "Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=5, context=self.context) as response:
-            return json.loads(response.read() or b"null")
+        return json.loads(self.https(port, path, password or self.password, body) or b"null")
 
 
 @pytest.fixture
@@ -102,22 +76,6 @@ def peers(tmp_path: Path) -> Iterator[Peers]:
     running = Peers(tmp_path, replicas=2)
     yield running
     running.stop()
-
-
-def _poll(what: str, check: Any, peers: Peers, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        if any(p.poll() is not None for p in peers.processes):
-            pytest.fail(f"an Alertmanager peer exited while waiting for {what}\n{peers.logs()}")
-        try:
-            last = check()
-        except (urllib.error.URLError, ConnectionError, TimeoutError, ssl.SSLError) as exc:
-            last = exc
-        if last and not isinstance(last, Exception):
-            return last
-        time.sleep(0.5)
-    pytest.fail(f"timed out waiting for {what}; last: {last!r}\n{peers.logs()}")
 
 
 def test_amtool_accepts_the_default_config(peers: Peers) -> None:
@@ -136,14 +94,14 @@ def test_peers_form_a_cluster_over_mutual_tls_and_replicate_silences(peers: Peer
         return status if status["cluster"]["status"] == "ready" and len(status["cluster"]["peers"]) == 2 else None
 
     for port in web:
-        _poll(f"the peer on {port} to see both members", lambda port=port: clustered(port), peers)
+        peers.poll(f"the peer on {port} to see both members", lambda port=port: clustered(port))
 
     silence = {"matchers": [{"name": "alertname", "value": "Test", "isRegex": False}],
                "startsAt": NOW.isoformat(), "endsAt": (NOW + dt.timedelta(hours=1)).isoformat(),
                "createdBy": "test", "comment": "gossip check"}
     created = peers.call(web[0], "/api/v2/silences", silence)["silenceID"]
-    _poll("the silence to reach the other peer",
-          lambda: any(s["id"] == created for s in peers.call(web[1], "/api/v2/silences")), peers)
+    peers.poll("the silence to reach the other peer",
+               lambda: any(s["id"] == created for s in peers.call(web[1], "/api/v2/silences")))
 
     with pytest.raises(urllib.error.HTTPError) as refused:
         peers.call(web[0], "/api/v2/status", password="wrong")

@@ -30,7 +30,8 @@ from agentobs import pki
 from agentobs.api.spec import AgentObservabilitySpec
 from agentobs.render import Owner, jaeger
 
-ROOT = Path(__file__).resolve().parents[2]
+from cluster_support import pinned_program
+
 FIRST_GA_MODULE = (1, 63, 0)  # github.com/jaegertracing/jaeger v1.63.0 is Jaeger 2.0.0
 EXTERNAL = {"url": "https://es.example.org:9243", "credentialsSecret": "team-es", "caSecret": "team-es-ca"}
 SPECS: dict[str, dict[str, Any]] = {
@@ -55,18 +56,7 @@ def _module_version(binary: str) -> tuple[int, ...] | None:
 
 @pytest.fixture(scope="module")
 def jaeger_binary() -> str:
-    binary = os.environ.get("AGENTOBS_JAEGER")
-    if binary:
-        if not os.access(binary, os.X_OK):
-            pytest.fail(f"AGENTOBS_JAEGER={binary} is not an executable")
-    else:
-        if shutil.which("go") is None:
-            pytest.skip("needs the Jaeger v2 binary: set AGENTOBS_JAEGER or install Go for `tools/ensure.sh jaeger`")
-        out = subprocess.run([str(ROOT / "tools" / "ensure.sh"), "jaeger"], capture_output=True, text=True,
-                             timeout=3600, check=False)
-        if out.returncode != 0:
-            pytest.fail(f"tools/ensure.sh jaeger failed:\n{out.stderr[-3000:]}")
-        binary = str(Path(out.stdout.strip()) / "jaeger")
+    binary = pinned_program("jaeger", "jaeger", "AGENTOBS_JAEGER")
     version = _module_version(binary)
     if version is not None and version < FIRST_GA_MODULE:
         pytest.skip(f"{binary} is built from github.com/jaegertracing/jaeger v{'.'.join(map(str, version))}, a "

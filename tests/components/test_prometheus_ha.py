@@ -18,16 +18,11 @@ the pinned `promtool` (Debian's has no `check ready`) and Debian's `amtool`.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import json
 import os
 import shutil
-import ssl
 import subprocess
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -39,6 +34,7 @@ from agentobs.api.spec import AgentObservabilitySpec
 from agentobs.render import Owner, make_stack
 
 from cluster_support import ROOT, free_port
+from local_programs import LocalPrograms
 from rendered_files import lay_out_mounts, real_material, rewrite_paths
 
 NOW = dt.datetime.now(dt.UTC)  # real processes check certificate validity against the real clock
@@ -64,18 +60,15 @@ pytestmark = pytest.mark.skipif(PROMETHEUS is None or ALERTMANAGER is None,
                                 reason="needs prometheus and alertmanager: make debs")
 
 
-class Stack:
+class Stack(LocalPrograms):
     """The rendered files on disk, and the processes started from them."""
 
     def __init__(self, root: Path, spec: dict[str, Any]) -> None:
         self.owner = Owner(name="demo", namespace="agents", uid="u", spec=AgentObservabilitySpec.model_validate(spec))
         material = real_material(self.owner, NOW)
         self.objects = make_stack(self.owner, material)
-        self.root = root
-        self.context = ssl.create_default_context(cadata=material.ca.cert_pem.decode())
-        self.context.check_hostname = False  # the certificates name the Services, not 127.0.0.1
+        super().__init__(root, material.ca.cert_pem)
         self.passwords = {c: material.credentials[f"{c}-web-auth"]["password"] for c in ("prometheus", "alertmanager")}
-        self.processes: list[subprocess.Popen[bytes]] = []
         self.am_port, self.prom_ports = free_port(), [free_port(), free_port()]
 
     def _layout(self, component: str) -> tuple[dict[str, str], list[str]]:
@@ -87,18 +80,13 @@ class Stack:
             path.write_text(rewrite_paths(path.read_text(), mounts))
         return mounts, args
 
-    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
-        log = (self.root / f"{name}.log").open("wb")
-        self.processes.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                               env={**os.environ, **(env or {})}))
-
     def start_alertmanager(self) -> None:
         self.am_mounts, args = self._layout("alertmanager")
         keep = [a for a in args if a.startswith(("--config.file", "--web.config.file"))]
         data = self.root / "am-data"
         data.mkdir()
         assert ALERTMANAGER is not None
-        self._spawn("alertmanager", [ALERTMANAGER, *keep, f"--storage.path={data}",
+        self.spawn("alertmanager", [ALERTMANAGER, *keep, f"--storage.path={data}",
                                      f"--web.listen-address=127.0.0.1:{self.am_port}", "--cluster.listen-address="])
 
     def prometheus_config(self, relabel_alerts: bool) -> Path:
@@ -128,47 +116,15 @@ class Stack:
         for i, port in enumerate(self.prom_ports):
             data = self.root / f"prom-data-{i}"
             data.mkdir()
-            self._spawn(f"prometheus-{i}", [
+            self.spawn(f"prometheus-{i}", [
                 PROMETHEUS, f"--config.file={config}", f"--web.config.file={web}", f"--storage.tsdb.path={data}",
                 f"--web.listen-address=127.0.0.1:{port}", "--rules.alert.resend-delay=1s",
                 *(["--enable-feature=expand-external-labels"] if v2 else [])],
                 env={"POD_NAME": f"demo-prometheus-{i}"})
 
-    def stop(self) -> None:
-        for process in self.processes:
-            process.terminate()
-        for process in self.processes:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-    def logs(self) -> str:
-        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-2500:]}"
-                         for p in sorted(self.root.glob("*.log")))
-
     def get(self, component: str, port: int, path: str) -> Any:
-        auth = base64.b64encode(f"agentobs:{self.passwords[component]}".encode()).decode()
-        request = urllib.request.Request(f"https://127.0.0.1:{port}{path}", headers={"Authorization": f"Basic {auth}"})
-        with urllib.request.urlopen(request, timeout=5, context=self.context) as response:
-            body = response.read()
+        body = self.https(port, path, self.passwords[component])
         return json.loads(body) if body.startswith((b"{", b"[")) else body.decode()
-
-    def poll(self, what: str, check: Any, timeout: float = 60.0) -> Any:
-        deadline = time.monotonic() + timeout
-        last: Any = None
-        while time.monotonic() < deadline:
-            if any(p.poll() is not None for p in self.processes):
-                pytest.fail(f"a process exited while waiting for {what}\n{self.logs()}")
-            try:
-                last = check()
-            except (urllib.error.URLError, ConnectionError, TimeoutError, ssl.SSLError) as exc:
-                last = exc
-            if last and not isinstance(last, Exception):
-                return last
-            time.sleep(0.5)
-        pytest.fail(f"timed out waiting for {what}; last: {last!r}\n{self.logs()}")
 
 
 @pytest.fixture

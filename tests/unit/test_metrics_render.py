@@ -122,14 +122,14 @@ def test_prometheus_loads_the_rules_and_alerts_every_alertmanager_peer_over_tls(
 
 
 def test_operator_scrape_job_only_when_its_address_is_known() -> None:
-    from agentobs.render import prometheus
+    from agentobs.render import prometheus_config
 
     def jobs(extra: dict[str, Any]) -> list[str]:
         owner = Owner(name="demo", namespace="agents", uid="u", spec=AgentObservabilitySpec(), extra=extra)
-        return [j["job_name"] for j in prometheus.make_prometheus_config(owner)["scrape_configs"]]
+        return [j["job_name"] for j in prometheus_config.make_prometheus_config(owner)["scrape_configs"]]
 
     assert "agentobs-operator" not in jobs({})
-    assert "agentobs-operator" in jobs({prometheus.OPERATOR_METRICS_TARGET: "op.system.svc:8080"})
+    assert "agentobs-operator" in jobs({prometheus_config.OPERATOR_METRICS_TARGET: "op.system.svc:8080"})
 
 
 # --- Alertmanager ---------------------------------------------------------------------------------

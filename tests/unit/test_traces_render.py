@@ -324,7 +324,8 @@ def test_logging_disabled_renders_no_fluentd() -> None:
     assert fluentd.render(owner_of({"logging": {"enabled": False}}), material_for(owner_of({}))) == []
 
 
-# The collector, the aggregator's pipeline and their Pod Security: tests/unit/test_logging_render.py.
+# The collector, the aggregator's pipeline and their Pod Security: tests/unit/test_log_collector_render.py
+# and tests/unit/test_log_aggregator_render.py.
 
 
 def test_each_module_renders_nothing_it_does_not_own() -> None:

@@ -1,0 +1,91 @@
+"""Building blocks of the spec models: the `SpecModel` base (camelCase, unknown fields refused),
+`cel()` for cross-field rules the API server evaluates, and the small objects several components
+share (a Secret key, container resources, a storage claim, a label selector).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from agentobs.api.formats import IMAGE_PATTERN, LABEL_KEY_PATTERN, LABEL_VALUE_PATTERN, QUANTITY_PATTERN
+
+
+def cel(*rules: tuple[str, str, str | None]) -> dict[str, Any]:
+    """Attach CEL rules `(expression, message, fieldPath)` to a model's generated schema."""
+    validations = []
+    for rule, message, field_path in rules:
+        entry = {"rule": rule, "message": message}
+        if field_path:
+            entry["fieldPath"] = field_path
+        validations.append(entry)
+    return {"x-kubernetes-validations": validations}
+
+
+LabelKey = Annotated[str, Field(pattern=LABEL_KEY_PATTERN, max_length=317)]
+LabelValue = Annotated[str, Field(pattern=LABEL_VALUE_PATTERN, max_length=63)]
+Image = Annotated[str, Field(pattern=IMAGE_PATTERN, max_length=512)]
+
+
+class SpecModel(BaseModel):
+    """Base of every spec object: camelCase on the wire, unknown fields refused."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+
+def with_cel(*rules: tuple[str, str, str | None]) -> ConfigDict:
+    """`SpecModel`'s configuration, with these CEL rules (see `cel`) on the model's schema."""
+    return SpecModel.model_config | ConfigDict(json_schema_extra=cel(*rules))
+
+class SecretKeyRef(SpecModel):
+    """A key in a Secret of the resource's namespace."""
+
+    name: Annotated[str, Field(min_length=1, max_length=253, description="Name of the Secret.")]
+    key: Annotated[str, Field(min_length=1, max_length=253, description="Key within the Secret.")]
+
+
+class ResourceRequirements(SpecModel):
+    """CPU and memory for one container, as Kubernetes quantities."""
+
+    requests: dict[str, Annotated[str, Field(pattern=QUANTITY_PATTERN)]] = Field(
+        default_factory=dict, description="Minimum resources reserved, e.g. {cpu: 250m, memory: 1Gi}."
+    )
+    limits: dict[str, Annotated[str, Field(pattern=QUANTITY_PATTERN)]] = Field(
+        default_factory=dict, description="Maximum resources allowed, e.g. {memory: 2Gi}."
+    )
+
+
+def resources_field(description: str, *, cpu: str, memory: str, memory_limit: str) -> Any:
+    """A `ResourceRequirements` field defaulting to these CPU and memory requests and memory limit."""
+    return Field(
+        default_factory=lambda: ResourceRequirements(
+            requests={"cpu": cpu, "memory": memory}, limits={"memory": memory_limit}
+        ),
+        description=description,
+    )
+
+
+class StorageSpec(SpecModel):
+    """A persistent volume claim template for a stateful component."""
+
+    size: str = Field("10Gi", pattern=QUANTITY_PATTERN, description="Requested volume size.")
+    storage_class_name: str | None = Field(
+        None, max_length=253, description="StorageClass of the claim; the cluster default when unset."
+    )
+    keep_on_delete: bool = Field(
+        True,
+        description="Keep the data volumes when the AgentObservability is deleted "
+        "(they hold user data; delete them by hand when they are no longer needed).",
+    )
+
+
+class LabelSelector(SpecModel):
+    """A Kubernetes label selector (matchLabels only; every label must match)."""
+
+    match_labels: dict[LabelKey, LabelValue] = Field(
+        default_factory=dict, max_length=32,
+        description="Labels an object must carry, all of them, to be selected.",
+    )

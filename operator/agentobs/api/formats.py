@@ -1,0 +1,74 @@
+"""The value formats of the spec: the patterns that both the CRD (the API server) and pydantic
+enforce, and the parsers the operator reads such values with.
+
+Patterns are written in the regex subset RE2 (the API server's CEL and OpenAPI) and Python share.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+# Durations in the Prometheus/Go style that CEL's duration() and Prometheus both accept.
+RETENTION_PATTERN = r"^[0-9]+(ms|s|m|h|d|w|y)$"
+GO_DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$"
+QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei)?$"
+DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+# RFC 1123 subdomain (what Kubernetes accepts as a host name in an Ingress rule).
+HOSTNAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+# A Kubernetes label key: an optional DNS-subdomain prefix and `/`, then a name of at most 63
+# characters; and a label value. Written in the regex subset RE2 (the API server's CEL) and
+# Python share.
+LABEL_KEY_PATTERN = (r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+                     r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$"
+# An OpenTelemetry resource-attribute key as OTEL_RESOURCE_ATTRIBUTES can carry it, and a value
+# without the `,` that separates its entries.
+ATTRIBUTE_KEY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,254}$"
+ATTRIBUTE_VALUE_PATTERN = r"^[^,]*$"
+# An OCI image reference: [registry[:port]/]path[:tag][@sha256:digest].
+IMAGE_PATTERN = (r"^([a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?(\.[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?)*(:[0-9]+)?/)?"
+                 r"[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*"
+                 r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$")
+# Prometheus names: metrics (recording rules) and labels.
+METRIC_NAME_PATTERN = r"^[a-zA-Z_:][a-zA-Z0-9_:]*$"
+PROM_LABEL_PATTERN = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
+_QUANTITY_FACTORS = {"": 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
+                     "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+
+
+def parse_quantity(text: str) -> float:
+    """A Kubernetes quantity of QUANTITY_PATTERN's form as a number (bytes for memory)."""
+    match = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)([a-zA-Z]*)", text)
+    if not match or match.group(2) not in _QUANTITY_FACTORS:
+        raise ValueError(f"invalid quantity {text!r}")
+    return float(match.group(1)) * _QUANTITY_FACTORS[match.group(2)]
+
+
+def heap_bytes(heap: str) -> int:
+    """The JVM heap setting (`1g`, `512m`) in bytes."""
+    return int(heap[:-1]) * (2**30 if heap.endswith("g") else 2**20)
+
+
+def parse_go_duration(text: str) -> dt.timedelta:
+    """Parse a Go duration such as `2160h` or `1h30m` (the spec's format for TLS lifetimes)."""
+    if not text:
+        raise ValueError("invalid duration ''")
+    units = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+    seconds, number = 0.0, ""
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch.isdigit() or ch == ".":
+            number += ch
+            i += 1
+            continue
+        unit = text[i:i + 2] if text[i:i + 2] in units else ch
+        if unit not in units or not number:
+            raise ValueError(f"invalid duration {text!r}")
+        seconds += float(number) * units[unit]
+        number = ""
+        i += len(unit)
+    if number:
+        raise ValueError(f"invalid duration {text!r}: missing unit")
+    return dt.timedelta(seconds=seconds)
