@@ -36,7 +36,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict, Unpack
 
 from . import store
 from .anchor import AnchoredHead, Announcer, stderr_sink
@@ -54,6 +54,19 @@ Durability = Literal["fsync", "group"]
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 DEFAULT_ROTATE_SECONDS = 86400.0
 DEFAULT_ANCHOR_SECONDS = 60.0
+
+
+class AuditFields(TypedDict, total=False):
+    """What a caller says in an audit record besides its action (all optional)."""
+
+    agent: str | None  # the agent_run name; default: the trail's default agent
+    user: str | None
+    result: str | None
+    resource: str | None
+    details: Mapping[str, Any] | None
+
+
+AUDIT_FIELDS = frozenset(AuditFields.__optional_keys__)
 
 
 @dataclass(frozen=True)
@@ -134,29 +147,17 @@ class AuditTrail:
     def last_seq(self) -> int:
         return self._end.last_seq
 
-    def append(
-        self,
-        action: str,
-        *,
-        agent: str | None = None,
-        user: str | None = None,
-        result: str | None = None,
-        resource: str | None = None,
-        details: Mapping[str, Any] | None = None,
-    ) -> AuditReceipt:
+    def append(self, action: str, **fields: Unpack[AuditFields]) -> AuditReceipt:
         """Add one record; returns once it is durable (per the trail's durability mode)."""
-        return self._submit(lambda: [self._draft(action, agent, user, result, resource, details)])[0]
+        return self._submit(lambda: [self._draft(action, fields)])[0]
 
     def append_many(self, entries: Iterable[Mapping[str, Any]]) -> list[AuditReceipt]:
         """Add several records (each a mapping of `append` keyword arguments) with one fsync."""
         items = list(entries)
         if not items:
             return []
-        return self._submit(lambda: [
-            self._draft(e["action"], e.get("agent"), e.get("user"), e.get("result"), e.get("resource"),
-                        e.get("details"))
-            for e in items
-        ])
+        return self._submit(lambda: [self._draft(e["action"], {k: v for k, v in e.items() if k != "action"})
+                                     for e in items])
 
     def apply_retention(self) -> list[str]:
         """Delete segments older than the retention period now; returns the deleted names."""
@@ -191,26 +192,22 @@ class AuditTrail:
 
     # --- building and committing records -------------------------------------------------------
 
-    def _draft(
-        self,
-        action: str,
-        agent: str | None,
-        user: str | None,
-        result: str | None,
-        resource: str | None,
-        details: Mapping[str, Any] | None,
-    ) -> Draft:
+    def _draft(self, action: str, fields: Mapping[str, Any]) -> Draft:
         if not isinstance(action, str) or not action:
             raise ValueError("an audit record needs a non-empty action")
+        unknown = fields.keys() - AUDIT_FIELDS
+        if unknown:
+            raise TypeError(f"unknown audit record fields {sorted(unknown)}; allowed: {sorted(AUDIT_FIELDS)}")
+        agent = fields.get("agent")
         # No timestamp yet: it is taken under the lock, when the record gets its seq.
         return Draft({
             "agent": agent if agent is not None else self.default_agent,
             "agent_id": self.agent_id,
             "action": action,
-            "user": user,
-            "result": result,
-            "resource": resource,
-            "details": normalise_details(details),
+            "user": fields.get("user"),
+            "result": fields.get("result"),
+            "resource": fields.get("resource"),
+            "details": normalise_details(fields.get("details")),
         }, keyed=self._key is not None)
 
     def _submit(self, prepare: Callable[[], list[Draft]]) -> list[AuditReceipt]:
