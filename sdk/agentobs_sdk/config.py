@@ -1,8 +1,8 @@
 """`configure()`: turn the environment the agentobs webhook injects into a running SDK.
 
 This module owns the process-wide SDK state: from the injected variables, parsed into `Settings`
-(settings.py, which also lists them), it builds tracing, metrics, JSON logging and
-the audit trail from them, and keeps the one active `Handle`. A second `configure()` with the same
+(settings.py, which also lists them), it builds tracing, metrics, JSON logging and the audit
+trail, and keeps the one active `Handle`. A second `configure()` with the same
 settings returns the same handle; with different settings it raises `ConfigurationError` (a
 silently ignored configuration is a bug that shows up only in production). `Handle.shutdown()`
 waits for a final scrape of the metrics (bounded), flushes and releases everything, and turns the

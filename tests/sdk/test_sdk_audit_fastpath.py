@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from audit_support import run_threads
 
 from agentobs_sdk.audit import AuditTrail, group, query, store, verify
 from agentobs_sdk.audit.chain import digester, encode, normalise_details, now_ts, record_hash, seal
@@ -112,47 +113,46 @@ def _wait_until(condition: Any) -> None:
     raise AssertionError("condition not reached")
 
 
+class BlockedPreparer:
+    """A committer, and a thread inside submit() whose record is being prepared until `go`."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+        self.committer: GroupCommitter[int, int] = GroupCommitter(lambda items: self.batches.append(items) or items)
+        self.go = threading.Event()
+        started = threading.Event()
+
+        def prepare() -> list[int]:
+            started.set()
+            self.go.wait()
+            return [2]
+
+        self.thread = threading.Thread(target=self.committer.submit, args=(prepare,))
+        self.thread.start()
+        started.wait()
+
+    def release(self) -> list[list[int]]:
+        self.go.set()
+        self.thread.join()
+        return self.batches
+
+
 def test_leader_waits_for_a_record_being_prepared(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(group, "GATHER_SECONDS", 60.0)
-    batches: list[list[int]] = []
-    committer: GroupCommitter[int, int] = GroupCommitter(lambda items: batches.append(items) or items)
-    started, go = threading.Event(), threading.Event()
-
-    def slow_prepare() -> list[int]:
-        started.set()
-        go.wait()
-        return [2]
-
-    preparer = threading.Thread(target=committer.submit, args=(slow_prepare,))
-    preparer.start()
-    started.wait()
-    leader = threading.Thread(target=committer.submit, args=(lambda: [1],))
+    blocked = BlockedPreparer()
+    leader = threading.Thread(target=blocked.committer.submit, args=(lambda: [1],))
     leader.start()
-    _wait_until(lambda: committer._leader)  # the leader holds its batch open for the preparer
-    go.set()
+    _wait_until(lambda: blocked.committer._leader)  # the leader holds its batch open for the preparer
+    batches = blocked.release()
     leader.join()
-    preparer.join()
     assert batches == [[1, 2]]
 
 
 def test_leader_waits_a_bounded_time(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(group, "GATHER_SECONDS", 0.01)
-    batches: list[list[int]] = []
-    committer: GroupCommitter[int, int] = GroupCommitter(lambda items: batches.append(items) or items)
-    started, go = threading.Event(), threading.Event()
-
-    def stuck_prepare() -> list[int]:
-        started.set()
-        go.wait()
-        return [2]
-
-    preparer = threading.Thread(target=committer.submit, args=(stuck_prepare,))
-    preparer.start()
-    started.wait()
-    assert committer.submit(lambda: [1]) == [1]  # committed alone once the wait ran out
-    go.set()
-    preparer.join()
-    assert batches == [[1], [2]]
+    blocked = BlockedPreparer()
+    assert blocked.committer.submit(lambda: [1]) == [1]  # committed alone once the wait ran out
+    assert blocked.release() == [[1], [2]]
 
 
 def test_failed_preparation_is_not_waited_for(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -180,18 +180,12 @@ def test_group_commit_batches_every_waiting_thread(tmp_path: Path, monkeypatch: 
         return real(drafts)
 
     trail._write_records = counting  # type: ignore[method-assign]
-    start = threading.Barrier(8)
 
-    def work() -> None:
-        start.wait()
+    def work(_: int) -> None:
         for i in range(30):
             trail.append("write", details={"i": i})
 
-    threads = [threading.Thread(target=work) for _ in range(8)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join(timeout=120)
+    run_threads(work, 8)
     trail.close()
     assert sum(sizes) == 240 and verify(tmp_path).ok
     # Without the gather the mean is 4: batches of 1 and 7 in turn.
