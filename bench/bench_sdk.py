@@ -11,12 +11,17 @@ baseline, ...) so drift on a shared machine hits both alike:
           `AgentMetrics.record_token_usage`
 - log:    a json.dumps formatter emitting the same fields (ISO time, level, logger, message,
           trace and span ids, agent id, service, extras) -> `JsonFormatter`
-- audit:  os.write + fdatasync of a line of the same size (the sync call the trail uses) ->
-          `AuditTrail.append` in fsync mode, one record per sync, one thread
+- audit:  os.write + fdatasync of the very line the trail writes (a keyed record, taken from a
+          scratch trail; fdatasync is the sync call the trail uses) -> `AuditTrail.append` in
+          fsync mode, one record per sync, one thread; the CPU time of both sides is printed too
 - group:  8 threads appending to one `AuditTrail` in group-commit mode (throughput, records/s)
-          against two baselines at 8 threads: each thread doing os.write + fdatasync per record on
-          one shared file (raw; note that ext4's journal already merges concurrent fdatasyncs), and
-          the trail's own fsync mode (one sync per record, serialised by the trail's lock)
+          against "single fsyncs at 8 threads": 8 threads each writing that line with its own
+          fdatasync, under a lock around write+fdatasync, because records of one chain are
+          ordered (each links to the one before, so none can be written before the previous one
+          is placed). For information only: the same without the lock (ext4's journal then
+          merges concurrent fdatasyncs by itself, so this is the kernel's group commit, not an
+          ordered chain) and the trail's own fsync mode at 8 threads. Each round times a few
+          runs from a common start (thread creation not timed).
 
 Fast cases are timed in batches (per-operation time = batch time / batch size, one sample per
 batch) because a timer call costs about as much as a metric observation; audit appends are timed
@@ -185,6 +190,8 @@ def log_case(batches: int) -> Case:
 # --- audit ---------------------------------------------------------------------------------------
 
 AUDIT_KEY = b"bench-audit-key-0123456789abcdef"  # keyed, as the webhook configures a trail
+# CPU time (thread time) of each side of the fsync-mode case: what the SDK adds to the disk wait.
+AUDIT_CPU: dict[str, list[float]] = {"raw": [], "sdk": []}
 
 
 def _open_trail(root: str, durability: Durability) -> AuditTrail:
@@ -218,14 +225,16 @@ def audit_case(root: str, per_round: int) -> Case:
         try:
             for i in range(per_round):
                 for side in ((0, 1) if i % 2 == 0 else (1, 0)):
-                    t0 = time.perf_counter()
+                    c0, t0 = time.thread_time(), time.perf_counter()
                     if side == 0:
                         os.write(fd, line)
                         sync_data(fd)
                         samples.values.append((time.perf_counter() - t0) * 1e6)
+                        AUDIT_CPU["raw"].append((time.thread_time() - c0) * 1e6)
                     else:
                         _append(trail)
                         pending.append((time.perf_counter() - t0) * 1e6)
+                        AUDIT_CPU["sdk"].append((time.thread_time() - c0) * 1e6)
         finally:
             os.close(fd)
             trail.close()
@@ -351,8 +360,13 @@ def report(cases: list[Case], rounds: int, elapsed: float) -> bool:
             verdicts.append(f"{stat} {sign} {limit}x {'met' if met else 'MISSED'}")
         print(f"{c.name:<34} {c.baseline_name:<36} {trio(c.base) + ' ' + unit:>24} {trio(c.ours) + ' ' + unit:>24}  "
               f"{'/'.join(f'{ratios[s]:.2f}' for s in ('p50', 'p99', 'mean')):>20}  {', '.join(verdicts) or '-'}")
+    if AUDIT_CPU["raw"] and AUDIT_CPU["sdk"]:
+        raw, sdk = (Samples(AUDIT_CPU[side]) for side in ("raw", "sdk"))
+        print(f"audit fsync mode, CPU (thread time) per operation p50/mean: raw {raw.pct(0.5):.1f}/{raw.mean:.1f} us, "
+              f"SDK {sdk.pct(0.5):.1f}/{sdk.mean:.1f} us; the rest of each is waiting for the disk (and for a CPU)")
+    load = os.getloadavg()[0]
     print(f"({rounds} interleaved rounds; group commit: throughput, ratio = SDK / baseline; total {elapsed:.1f}s; "
-          f"python {sys.version.split()[0]})")
+          f"python {sys.version.split()[0]}; load average at the end {load:.1f} on {os.cpu_count()} CPUs)")
     return all_met
 
 
