@@ -68,8 +68,9 @@ class ModelCall(TypedDict, total=False):
     server_port: int | None
 
 
-_CALL_REQUIRED = frozenset(ModelCall.__required_keys__)
-_CALL_KEYS = _CALL_REQUIRED | ModelCall.__optional_keys__
+# Spelled out: with postponed annotations, TypedDict cannot see Required[] at class creation.
+_CALL_REQUIRED = frozenset({"operation", "provider", "request_model", "response_model"})
+_CALL_KEYS = frozenset(ModelCall.__annotations__)
 
 
 def _model_labels(call: ModelCall) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -206,3 +206,13 @@ def test_head_is_written_as_json_and_read_back(tmp_path: Path, head: store.Head)
         obj.update(mac=head.mac, kid=head.kid)
     assert path.read_bytes().rstrip() == json.dumps(obj, separators=(",", ":")).encode()
     assert store.read_head(str(tmp_path)) == head
+
+
+def test_unknown_record_fields_are_refused(tmp_path: Path) -> None:
+    with AuditTrail(tmp_path, durability="group", anchor_sink=None) as trail:
+        with pytest.raises(TypeError, match="usr"):
+            trail.append("login", usr="alice")  # type: ignore[call-arg]
+        with pytest.raises(TypeError, match="usr"):
+            trail.append_many([{"action": "login", "usr": "alice"}])
+        assert trail.append("login", user="alice").seq == 1  # nothing was written by the refusals
+    assert [r["user"] for r in query(tmp_path)] == ["alice"]
