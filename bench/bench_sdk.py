@@ -11,12 +11,17 @@ baseline, ...) so drift on a shared machine hits both alike:
           `AgentMetrics.record_token_usage`
 - log:    a json.dumps formatter emitting the same fields (ISO time, level, logger, message,
           trace and span ids, agent id, service, extras) -> `JsonFormatter`
-- audit:  os.write + fdatasync of a line of the same size (the sync call the trail uses) ->
-          `AuditTrail.append` in fsync mode, one record per sync, one thread
+- audit:  os.write + fdatasync of the very line the trail writes (a keyed record, taken from a
+          scratch trail; fdatasync is the sync call the trail uses) -> `AuditTrail.append` in
+          fsync mode, one record per sync, one thread; the CPU time of both sides is printed too
 - group:  8 threads appending to one `AuditTrail` in group-commit mode (throughput, records/s)
-          against two baselines at 8 threads: each thread doing os.write + fdatasync per record on
-          one shared file (raw; note that ext4's journal already merges concurrent fdatasyncs), and
-          the trail's own fsync mode (one sync per record, serialised by the trail's lock)
+          against "single fsyncs at 8 threads": 8 threads each writing that line with its own
+          fdatasync, under a lock around write+fdatasync, because records of one chain are
+          ordered (each links to the one before, so none can be written before the previous one
+          is placed). For information only: the same without the lock (ext4's journal then
+          merges concurrent fdatasyncs by itself, so this is the kernel's group commit, not an
+          ordered chain) and the trail's own fsync mode at 8 threads. Each round times a few
+          runs from a common start (thread creation not timed).
 
 Fast cases are timed in batches (per-operation time = batch time / batch size, one sample per
 batch) because a timer call costs about as much as a metric observation; audit appends are timed
@@ -27,6 +32,7 @@ the targets of issue 15.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -48,7 +54,7 @@ from prometheus_client import CollectorRegistry, Histogram
 
 import agentobs_sdk
 from agentobs_sdk import series
-from agentobs_sdk.audit import AuditTrail, Durability
+from agentobs_sdk.audit import AuditReceipt, AuditTrail, Durability
 from agentobs_sdk.audit.store import sync_data
 from agentobs_sdk.logs import JsonFormatter
 
@@ -183,36 +189,52 @@ def log_case(batches: int) -> Case:
 
 # --- audit ---------------------------------------------------------------------------------------
 
+AUDIT_KEY = b"bench-audit-key-0123456789abcdef"  # keyed, as the webhook configures a trail
+# CPU time (thread time) of each side of the fsync-mode case: what the SDK adds to the disk wait.
+AUDIT_CPU: dict[str, list[float]] = {"raw": [], "sdk": []}
 
-def _line_like_a_record() -> bytes:
-    sample = {"ts": "2025-01-01T00:00:00.000000Z", "agent": "bench", "agent_id": "bench-agent", "action": "tool_call",
-              "user": "u", "result": "ok", "resource": "search", "details": {"i": 100}, "seq": 100,
-              "prev": "0" * 64, "hash": "f" * 64}
-    return (json.dumps(sample, sort_keys=True, separators=(",", ":")) + "\n").encode()
+
+def _open_trail(root: str, durability: Durability) -> AuditTrail:
+    return AuditTrail(tempfile.mkdtemp(dir=root), durability=durability, anchor_sink=None,
+                      agent_id="bench-agent", key=AUDIT_KEY)
+
+
+def _append(trail: AuditTrail) -> AuditReceipt:
+    return trail.append("tool_call", agent="bench", user="u", result="ok", resource="search",
+                 details={"call_id": "c-0001"})
+
+
+def _record_line(root: str) -> bytes:
+    """A line exactly as the trail writes it (same fields, same MAC length), for the raw side."""
+    with _open_trail(root, "fsync") as trail:
+        segment = os.path.join(trail.directory, _append(trail).file)
+    with open(segment, "rb") as fh:
+        return fh.read().splitlines(keepends=True)[-1]
 
 
 def audit_case(root: str, per_round: int) -> Case:
     """Per-operation interleaving: each iteration times one raw write+sync and one append (order
     alternating), on the same filesystem, so a slow moment of the shared disk hits both alike."""
-    line = _line_like_a_record()
+    line = _record_line(root)
     pending: list[float] = []  # the SDK's samples of the round the baseline just ran
 
     def raw(samples: Samples) -> None:
         path = tempfile.mkdtemp(dir=root)
         fd = os.open(os.path.join(path, "raw.jsonl"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
-        trail = AuditTrail(tempfile.mkdtemp(dir=root), durability="fsync", anchor_sink=None, agent_id="bench-agent")
+        trail = _open_trail(root, "fsync")
         try:
             for i in range(per_round):
                 for side in ((0, 1) if i % 2 == 0 else (1, 0)):
-                    t0 = time.perf_counter()
+                    c0, t0 = time.thread_time(), time.perf_counter()
                     if side == 0:
                         os.write(fd, line)
                         sync_data(fd)
                         samples.values.append((time.perf_counter() - t0) * 1e6)
+                        AUDIT_CPU["raw"].append((time.thread_time() - c0) * 1e6)
                     else:
-                        trail.append("tool_call", agent="bench", user="u", result="ok", resource="search",
-                                     details={"i": i})
+                        _append(trail)
                         pending.append((time.perf_counter() - t0) * 1e6)
+                        AUDIT_CPU["sdk"].append((time.thread_time() - c0) * 1e6)
         finally:
             os.close(fd)
             trail.close()
@@ -221,35 +243,42 @@ def audit_case(root: str, per_round: int) -> Case:
         samples.values.extend(pending)  # measured side by side with the baseline, above
         pending.clear()
 
-    return Case("audit: append, fsync mode", "raw write+fdatasync", raw, sdk, {"p50": 1.1, "p99": 1.1})
+    return Case("audit: append, fsync mode", "raw write+fdatasync, same line", raw, sdk,
+                {"p50": 1.1, "p99": 1.1})
 
 
 def _threaded(work: Callable[[int], None], per_thread: int) -> float:
-    """Records per second of THREADS threads each running work(per_thread)."""
-    workers = [threading.Thread(target=work, args=(per_thread,)) for _ in range(THREADS)]
-    t0 = time.perf_counter()
+    """Records per second of THREADS threads each running work(per_thread), timed from a common
+    start (thread creation is not timed)."""
+    start = threading.Barrier(THREADS + 1)
+
+    def run() -> None:
+        start.wait()
+        work(per_thread)
+
+    workers = [threading.Thread(target=run) for _ in range(THREADS)]
     for w in workers:
         w.start()
+    start.wait()
+    t0 = time.perf_counter()
     for w in workers:
         w.join()
     return THREADS * per_thread / (time.perf_counter() - t0)
 
 
-def _trail_work(trail: AuditTrail) -> Callable[[int], None]:
-    def work(count: int) -> None:
-        for i in range(count):
-            trail.append("tool_call", agent="bench", user="u", result="ok", resource="search", details={"i": i})
-    return work
-
-
-def _raw_threaded(root: str, per_thread: int, line: bytes) -> float:
+def _raw_threaded(root: str, per_thread: int, line: bytes, *, ordered: bool) -> float:
+    """THREADS threads writing `line` with one fdatasync each to one file; `ordered`: under a
+    lock around write+sync, as records of one chain must be (each is linked to the one before,
+    so the next cannot be written before the previous is placed)."""
     path = tempfile.mkdtemp(dir=root)
     fd = os.open(os.path.join(path, "raw.jsonl"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+    lock = threading.Lock() if ordered else contextlib.nullcontext()
 
     def work(count: int) -> None:
         for _ in range(count):
-            os.write(fd, line)
-            sync_data(fd)
+            with lock:
+                os.write(fd, line)
+                sync_data(fd)
 
     try:
         return _threaded(work, per_thread)
@@ -258,24 +287,35 @@ def _raw_threaded(root: str, per_thread: int, line: bytes) -> float:
 
 
 def _trail_threaded(root: str, per_thread: int, durability: Durability) -> float:
-    with AuditTrail(tempfile.mkdtemp(dir=root), durability=durability, anchor_sink=None,
-                    agent_id="bench-agent") as trail:
-        return _threaded(_trail_work(trail), per_thread)
+    with _open_trail(root, durability) as trail:
+        def work(count: int) -> None:
+            for _ in range(count):
+                _append(trail)
+        return _threaded(work, per_thread)
 
 
-def group_cases(root: str, per_thread: int) -> list[Case]:
-    line = _line_like_a_record()
+def group_cases(root: str, per_thread: int, repeats: int) -> list[Case]:
+    """Throughput of group commit at THREADS threads against the same threads syncing each
+    record: the target's baseline orders the records (a lock around write+fdatasync, as a chain
+    needs); the unlocked raw figure and the trail's own fsync mode are shown for information."""
+    line = _record_line(root)
 
-    def group(samples: Samples) -> None:
-        samples.values.append(_trail_threaded(root, per_thread, "group"))
+    def sampler(run: Callable[[], float]) -> Callable[[Samples], None]:
+        def sample(samples: Samples) -> None:
+            samples.values.extend(run() for _ in range(repeats))
+        return sample
 
+    group = sampler(lambda: _trail_threaded(root, per_thread, "group"))
+    name = f"audit: group commit, {THREADS} threads"
     return [
-        Case(f"audit: group commit, {THREADS} threads", f"raw write+fdatasync, {THREADS} threads",
-             lambda s: s.values.append(_raw_threaded(root, per_thread, line)), group, {"mean": 5.0},
+        Case(name, f"write+fdatasync, locked, {THREADS} thr.",
+             sampler(lambda: _raw_threaded(root, per_thread, line, ordered=True)), group,
+             {"p50": 5.0, "mean": 5.0}, throughput=True),
+        Case(name, f"(info) same, unlocked, {THREADS} thr.",
+             sampler(lambda: _raw_threaded(root, per_thread, line, ordered=False)), group,
              throughput=True),
-        Case(f"audit: group commit, {THREADS} threads", f"fsync mode (1 sync/record), {THREADS} thr.",
-             lambda s: s.values.append(_trail_threaded(root, per_thread, "fsync")), group, {"mean": 5.0},
-             throughput=True),
+        Case(name, f"(info) fsync mode, {THREADS} thr.",
+             sampler(lambda: _trail_threaded(root, per_thread, "fsync")), group, throughput=True),
     ]
 
 
@@ -320,8 +360,13 @@ def report(cases: list[Case], rounds: int, elapsed: float) -> bool:
             verdicts.append(f"{stat} {sign} {limit}x {'met' if met else 'MISSED'}")
         print(f"{c.name:<34} {c.baseline_name:<36} {trio(c.base) + ' ' + unit:>24} {trio(c.ours) + ' ' + unit:>24}  "
               f"{'/'.join(f'{ratios[s]:.2f}' for s in ('p50', 'p99', 'mean')):>20}  {', '.join(verdicts) or '-'}")
+    if AUDIT_CPU["raw"] and AUDIT_CPU["sdk"]:
+        raw, sdk = (Samples(AUDIT_CPU[side]) for side in ("raw", "sdk"))
+        print(f"audit fsync mode, CPU (thread time) per operation p50/mean: raw {raw.pct(0.5):.1f}/{raw.mean:.1f} us, "
+              f"SDK {sdk.pct(0.5):.1f}/{sdk.mean:.1f} us; the rest of each is waiting for the disk (and for a CPU)")
+    load = os.getloadavg()[0]
     print(f"({rounds} interleaved rounds; group commit: throughput, ratio = SDK / baseline; total {elapsed:.1f}s; "
-          f"python {sys.version.split()[0]})")
+          f"python {sys.version.split()[0]}; load average at the end {load:.1f} on {os.cpu_count()} CPUs)")
     return all_met
 
 
@@ -341,7 +386,7 @@ def main() -> int:
     root = tempfile.mkdtemp(prefix="agentobs-bench-", dir=args.dir)
     try:
         cases = [span_case(handle, 25), metric_case(handle, 60), log_case(15),
-                 audit_case(root, 60), *group_cases(root, 40)]
+                 audit_case(root, 60), *group_cases(root, 40, 4)]
         run_interleaved(cases, args.rounds)
     finally:
         handle.shutdown()

@@ -72,10 +72,10 @@ decision; built on `instrument`), `threads` (carrying context into thread pools)
 (the /metrics endpoint), `audit` (trail writer, verify, query), `cli` (`agentobs-audit`).
 """
 
-from collections.abc import Mapping
-from typing import Any
+from typing import Unpack
 
 from .audit import AuditReceipt, AuditTrail, query, verify
+from .audit.writer import AuditFields
 from .config import ENV_VARS, ConfigurationError, Handle, Settings, configure, current_handle
 from .helpers import (
     AgentRun,
@@ -130,18 +130,11 @@ __all__ = [
 ]
 
 
-def audit_event(
-    action: str,
-    *,
-    agent: str | None = None,
-    user: str | None = None,
-    result: str | None = None,
-    resource: str | None = None,
-    details: Mapping[str, Any] | None = None,
-) -> AuditReceipt | None:
-    """Append to the configured audit trail (None when `AGENTOBS_AUDIT_DIR` was not injected)."""
+def audit_event(action: str, **fields: Unpack[AuditFields]) -> AuditReceipt | None:
+    """Append to the configured audit trail (None when `AGENTOBS_AUDIT_DIR` was not injected).
+
+    Fields as `AuditTrail.append`: agent, user, result, resource, details."""
     handle = current_handle()
     if handle is None or handle.audit is None:
         return None
-    return handle.audit.append(action, agent=agent, user=user, result=result, resource=resource,
-                               details=details)
+    return handle.audit.append(action, **fields)

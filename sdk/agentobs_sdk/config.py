@@ -1,8 +1,8 @@
 """`configure()`: turn the environment the agentobs webhook injects into a running SDK.
 
-This module owns the process-wide SDK state: it parses the injected variables (and only those,
-see the package docstring for the list) into `Settings`, builds tracing, metrics, JSON logging and
-the audit trail from them, and keeps the one active `Handle`. A second `configure()` with the same
+This module owns the process-wide SDK state: from the injected variables, parsed into `Settings`
+(settings.py, which also lists them), it builds tracing, metrics, JSON logging and the audit
+trail, and keeps the one active `Handle`. A second `configure()` with the same
 settings returns the same handle; with different settings it raises `ConfigurationError` (a
 silently ignored configuration is a bug that shows up only in production). `Handle.shutdown()`
 waits for a final scrape of the metrics (bounded), flushes and releases everything, and turns the
@@ -29,36 +29,13 @@ from . import logs, tracing
 from .audit import AuditTrail
 from .audit.keys import key_for
 from .metrics import AgentMetrics, DisabledMetrics
-from .options import GenAIOptions
+from .settings import DEFAULT_METRICS_LINGER_S as DEFAULT_METRICS_LINGER_S  # re-exported
+from .settings import DEFAULT_SERVICE_NAME as DEFAULT_SERVICE_NAME
+from .settings import ENV_AUDIT_DIR, ENV_AUDIT_KEY_FILE, ENV_ENDPOINT, ENV_METRICS_PORT, ENV_SDK_DISABLED
+from .settings import ENV_VARS as ENV_VARS
+from .settings import Settings as Settings
 
 log = logging.getLogger("agentobs_sdk")
-
-ENV_SERVICE_NAME = "OTEL_SERVICE_NAME"
-ENV_ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT"
-ENV_PROTOCOL = "OTEL_EXPORTER_OTLP_PROTOCOL"
-ENV_CERTIFICATE = "OTEL_EXPORTER_OTLP_CERTIFICATE"
-ENV_RESOURCE_ATTRIBUTES = "OTEL_RESOURCE_ATTRIBUTES"
-ENV_SAMPLER = "OTEL_TRACES_SAMPLER"
-ENV_SAMPLER_ARG = "OTEL_TRACES_SAMPLER_ARG"
-ENV_METRICS_PORT = "AGENTOBS_METRICS_PORT"
-ENV_AUDIT_DIR = "AGENTOBS_AUDIT_DIR"
-ENV_AUDIT_RETENTION_DAYS = "AGENTOBS_AUDIT_RETENTION_DAYS"
-ENV_AGENT_ID = "AGENTOBS_AGENT_ID"
-ENV_SDK_DISABLED = "OTEL_SDK_DISABLED"
-ENV_AUDIT_KEY_FILE = "AGENTOBS_AUDIT_KEY_FILE"
-ENV_METRICS_LINGER = "AGENTOBS_METRICS_LINGER_SECONDS"
-ENV_LOG_LEVEL = "AGENTOBS_LOG_LEVEL"
-
-ENV_VARS: tuple[str, ...] = (
-    ENV_SERVICE_NAME, ENV_ENDPOINT, ENV_PROTOCOL, ENV_CERTIFICATE, ENV_RESOURCE_ATTRIBUTES,
-    ENV_SAMPLER, ENV_SAMPLER_ARG, ENV_METRICS_PORT, ENV_AUDIT_DIR, ENV_AUDIT_RETENTION_DAYS,
-    ENV_AGENT_ID, ENV_SDK_DISABLED, ENV_AUDIT_KEY_FILE, ENV_METRICS_LINGER, ENV_LOG_LEVEL,
-)
-
-DEFAULT_SERVICE_NAME = "unknown_service:python"
-# How long shutdown() waits for Prometheus to scrape the final values when metrics are served:
-# below Kubernetes' default 30 s termination grace period, so the pod is not killed mid-wait.
-DEFAULT_METRICS_LINGER_S = 25.0
 
 
 class ConfigurationError(RuntimeError):
@@ -70,117 +47,6 @@ def sdk_version() -> str:
         return metadata.version("agentobs-sdk")
     except metadata.PackageNotFoundError:  # running from a source tree
         return "0+unknown"
-
-
-def _get(env: Mapping[str, str], name: str) -> str | None:
-    value = env.get(name)
-    if value is None:
-        return None
-    value = value.strip()
-    return value or None
-
-
-@dataclass(frozen=True)
-class Settings:
-    """The injected configuration, parsed and validated; None means "not injected"."""
-
-    service_name: str = DEFAULT_SERVICE_NAME
-    otlp_endpoint: str | None = None
-    otlp_protocol: str = tracing.PROTOCOL_GRPC
-    otlp_certificate: str | None = None
-    resource_attributes: Mapping[str, str] = field(default_factory=dict)
-    sampler: str | None = None
-    sampler_arg: str | None = None
-    metrics_port: int | None = None
-    audit_dir: str | None = None
-    audit_retention_days: float | None = None
-    agent_id: str | None = None
-    sdk_disabled: bool = False
-    audit_key_file: str | None = None
-    metrics_linger_seconds: float = DEFAULT_METRICS_LINGER_S
-    log_level: str | None = None
-    genai: GenAIOptions = field(default_factory=GenAIOptions)
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> Settings:
-        attrs = tracing.parse_resource_attributes(_get(env, ENV_RESOURCE_ATTRIBUTES) or "")
-        service = _get(env, ENV_SERVICE_NAME) or attrs.get("service.name") or DEFAULT_SERVICE_NAME
-
-        protocol = (_get(env, ENV_PROTOCOL) or tracing.PROTOCOL_GRPC).lower()
-        if protocol not in (tracing.PROTOCOL_GRPC, tracing.PROTOCOL_HTTP):
-            log.warning("agentobs: %s=%r is not supported (grpc, http/protobuf); using grpc",
-                        ENV_PROTOCOL, protocol)
-            protocol = tracing.PROTOCOL_GRPC
-
-        port: int | None = None
-        raw_port = _get(env, ENV_METRICS_PORT)
-        if raw_port is not None:
-            try:
-                port = int(raw_port)
-                if not 0 <= port <= 65535:
-                    raise ValueError(raw_port)
-            except ValueError:
-                log.warning("agentobs: %s=%r is not a port; metrics are not served", ENV_METRICS_PORT, raw_port)
-                port = None
-
-        retention: float | None = None
-        raw_retention = _get(env, ENV_AUDIT_RETENTION_DAYS)
-        if raw_retention is not None:
-            try:
-                retention = float(raw_retention)
-                if retention <= 0:
-                    raise ValueError(raw_retention)
-            except ValueError:
-                log.warning("agentobs: %s=%r is not a positive number of days; audit files are kept",
-                            ENV_AUDIT_RETENTION_DAYS, raw_retention)
-                retention = None
-
-        linger = DEFAULT_METRICS_LINGER_S
-        raw_linger = _get(env, ENV_METRICS_LINGER)
-        if raw_linger is not None:
-            try:
-                linger = float(raw_linger)
-                if not 0 <= linger < 3600:
-                    raise ValueError(raw_linger)
-            except ValueError:
-                log.warning("agentobs: %s=%r is not a number of seconds in [0, 3600); using %s",
-                            ENV_METRICS_LINGER, raw_linger, DEFAULT_METRICS_LINGER_S)
-                linger = DEFAULT_METRICS_LINGER_S
-
-        level = _get(env, ENV_LOG_LEVEL)
-        if level is not None and not isinstance(logging.getLevelName(level.upper()), int):
-            log.warning("agentobs: %s=%r is not a logging level; ignored", ENV_LOG_LEVEL, level)
-            level = None
-
-        return cls(
-            service_name=service,
-            otlp_endpoint=_get(env, ENV_ENDPOINT),
-            otlp_protocol=protocol,
-            otlp_certificate=_get(env, ENV_CERTIFICATE),
-            resource_attributes=attrs,
-            sampler=_get(env, ENV_SAMPLER),
-            sampler_arg=_get(env, ENV_SAMPLER_ARG),
-            metrics_port=port,
-            audit_dir=_get(env, ENV_AUDIT_DIR),
-            audit_retention_days=retention,
-            agent_id=_get(env, ENV_AGENT_ID),
-            # The OpenTelemetry spec: only "true" (case-insensitive) disables the SDK.
-            sdk_disabled=(_get(env, ENV_SDK_DISABLED) or "").lower() == "true",
-            audit_key_file=_get(env, ENV_AUDIT_KEY_FILE),
-            metrics_linger_seconds=linger,
-            log_level=level.upper() if level else None,
-            genai=GenAIOptions.from_env(env),
-        )
-
-    @property
-    def effective_agent_id(self) -> str:
-        return self.agent_id or self.service_name
-
-    @property
-    def instance_id(self) -> str:
-        """This agent instance in audit records and logs: AGENTOBS_AGENT_ID, else the pod name
-        the webhook puts in the resource attributes (so two pods differ), else the service."""
-        return self.agent_id or self.resource_attributes.get("k8s.pod.name") or self.service_name
 
 
 @dataclass

@@ -25,6 +25,7 @@ from opentelemetry.util.types import AttributeValue
 
 from . import content, pricing, semconv
 from .instrument import Instrument, Operation, enter_agent, innermost, leave_agent, log
+from .metrics import ModelCall
 from .semconv import Mode
 
 
@@ -180,27 +181,21 @@ class LLMCall(Operation):
         if self._handle is None:
             return
         m = self._handle.metrics
-        op, provider, model, response = self.operation_name, self.provider, self.model, self.response_model
-        sa, sp = self.server_address, self.server_port
-        m.record_operation_duration(seconds, operation=op, provider=provider, request_model=model,
-                                    response_model=response, error_type=error_type,
-                                    server_address=sa, server_port=sp)
+        call: ModelCall = {"operation": self.operation_name, "provider": self.provider, "request_model": self.model,
+                           "response_model": self.response_model, "server_address": self.server_address,
+                           "server_port": self.server_port}
+        m.record_operation_duration(seconds, error_type=error_type, **call)
         if self.time_to_first_chunk is not None:
-            m.record_time_to_first_chunk(self.time_to_first_chunk, operation=op, provider=provider,
-                                         request_model=model, response_model=response, server_address=sa,
-                                         server_port=sp)
+            m.record_time_to_first_chunk(self.time_to_first_chunk, **call)
         for token_type, count in (("input", self.input_tokens), ("output", self.output_tokens)):
             if count is not None:
-                m.record_token_usage(token_type, count, operation=op, provider=provider,
-                                     request_model=model, response_model=response, error_type=error_type,
-                                     server_address=sa, server_port=sp)
+                m.record_token_usage(token_type, count, error_type=error_type, **call)
         m.record_token_details(cache_read=self.cache_read_tokens, cache_write=self.cache_write_tokens,
-                               reasoning=self.reasoning_tokens, operation=op, provider=provider,
-                               request_model=model, response_model=response, server_address=sa, server_port=sp)
+                               reasoning=self.reasoning_tokens, **call)
         if self.cost_usd is None:
             # No cost from the caller: price the tokens from the configured table, if any.
-            priced = pricing.cost_usd(self._handle.settings.genai.prices, response or model, self.input_tokens,
-                                      self.output_tokens, self.cache_read_tokens)
+            priced = pricing.cost_usd(self._handle.settings.genai.prices, self.response_model or self.model,
+                                      self.input_tokens, self.output_tokens, self.cache_read_tokens)
             if priced is not None:
                 self.add_cost(priced)
         if self.cost_usd:

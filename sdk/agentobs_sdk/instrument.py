@@ -227,30 +227,39 @@ class _MustRaise(Exception):
         self.error = error
 
 
+class _Running:
+    """`with _Running(op):` makes `op` current for the block (a generator body's resumption)."""
+
+    __slots__ = ("_op",)
+
+    def __init__(self, op: Operation) -> None:
+        self._op = op
+
+    def __enter__(self) -> None:
+        self._op._activate()
+
+    def __exit__(self, *exc: object) -> None:
+        self._op._deactivate()
+
+
 def _drive(op: Operation, gen: Generator[Any, Any, R]) -> Generator[Any, Any, R]:
     """Run `gen` item by item with `op` current only while the generator body runs."""
     to_send: Any = None
     to_throw: BaseException | None = None
     while True:
-        op._activate()
         try:
-            item = gen.throw(to_throw) if to_throw is not None else gen.send(to_send)
+            with _Running(op):
+                item = gen.throw(to_throw) if to_throw is not None else gen.send(to_send)
         except StopIteration as stop:
             return cast(R, stop.value)
-        finally:
-            op._deactivate()
-        to_send, to_throw = None, None
         try:
-            to_send = yield item
+            to_send, to_throw = (yield item), None
         except GeneratorExit:
-            op._activate()
-            try:
+            with _Running(op):
                 gen.close()
-            finally:
-                op._deactivate()
             raise
         except BaseException as exc:  # thrown in by the consumer: pass it to the generator
-            to_throw = exc
+            to_send, to_throw = None, exc
 
 
 def _stream_wrapper(factory: Callable[[], Operation], fn: Callable[..., Generator[Any, Any, Any]]
@@ -281,25 +290,19 @@ def _async_stream_wrapper(factory: Callable[[], Operation], fn: Callable[..., As
         to_throw: BaseException | None = None
         try:
             while True:
-                op._activate()
                 try:
-                    item = await (agen.athrow(to_throw) if to_throw is not None else agen.asend(to_send))
+                    with _Running(op):
+                        item = await (agen.athrow(to_throw) if to_throw is not None else agen.asend(to_send))
                 except StopAsyncIteration:
                     break
-                finally:
-                    op._deactivate()
-                to_send, to_throw = None, None
                 try:
-                    to_send = yield item
+                    to_send, to_throw = (yield item), None
                 except GeneratorExit:
-                    op._activate()
-                    try:
+                    with _Running(op):
                         await agen.aclose()
-                    finally:
-                        op._deactivate()
                     raise
                 except BaseException as exc:
-                    to_throw = exc
+                    to_send, to_throw = None, exc
         except BaseException as exc:
             op._end(exc)
             raise

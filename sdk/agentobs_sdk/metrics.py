@@ -10,6 +10,7 @@ agent's vocabulary and feed the v1.41.0 families, the latest ones, or both, as t
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Required, TypedDict, Unpack
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -56,6 +57,32 @@ def _port(value: int | None) -> str:
     return str(value) if value is not None else ""
 
 
+class ModelCall(TypedDict, total=False):
+    """The model call a recording is about, as the `record_*` methods take it (by keyword)."""
+
+    operation: Required[str]
+    provider: Required[str | None]
+    request_model: Required[str | None]
+    response_model: Required[str | None]
+    server_address: str | None
+    server_port: int | None
+
+
+# Spelled out: with postponed annotations, TypedDict cannot see Required[] at class creation.
+_CALL_REQUIRED = frozenset({"operation", "provider", "request_model", "response_model"})
+_CALL_KEYS = frozenset(ModelCall.__annotations__)
+
+
+def _model_labels(call: ModelCall) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(v1.41.0 label values, latest label values) of a model call."""
+    if not _CALL_REQUIRED <= call.keys() <= _CALL_KEYS:
+        missing, unknown = sorted(_CALL_REQUIRED - call.keys()), sorted(call.keys() - _CALL_KEYS)
+        raise TypeError(f"model call labels: missing {missing}, unknown {unknown}")
+    old = (_label(call["operation"]), _label(call["provider"]), _label(call["request_model"]),
+           call["response_model"] or "")
+    return old, (*old, call.get("server_address") or "", _port(call.get("server_port")))
+
+
 class AgentMetrics:
     """The SDK's metric families in one registry, with methods in the agent's vocabulary."""
 
@@ -86,26 +113,14 @@ class AgentMetrics:
 
     # --- GenAI semantic-convention metrics --------------------------------------------------
 
-    def record_token_usage(
-        self,
-        token_type: str,
-        tokens: int,
-        *,
-        operation: str,
-        provider: str | None,
-        request_model: str | None,
-        response_model: str | None,
-        server_address: str | None = None,
-        server_port: int | None = None,
-        error_type: str | None = None,
-    ) -> None:
+    def record_token_usage(self, token_type: str, tokens: int, *, error_type: str | None = None,
+                           **call: Unpack[ModelCall]) -> None:
         """Tokens of one operation; token_type is `input` or `output`.
 
         v1.41.0: one gen_ai.client.token.usage observation. Latest: the per-direction counter
         (modality `unknown`: providers report totals) and, for inference, the per-operation histogram.
         """
-        old = (_label(operation), _label(provider), _label(request_model), response_model or "")
-        model = (*old, server_address or "", _port(server_port))
+        old, model = _model_labels(call)
         hist = self._h(series.TOKEN_USAGE)
         if hist is not None:
             hist.labels(_label(token_type), *old).observe(tokens)
@@ -116,47 +131,25 @@ class AgentMetrics:
         counter, per_op = self._c(direction[0]), self._h(direction[1])
         if counter is not None:
             counter.labels(*model, semconv.MODALITY_UNKNOWN).inc(tokens)
-        if per_op is not None and semconv.is_inference(operation):
+        if per_op is not None and semconv.is_inference(call["operation"]):
             per_op.labels(*model, error_type or "").observe(tokens)
 
-    def record_token_details(
-        self,
-        *,
-        cache_read: int | None,
-        cache_write: int | None,
-        reasoning: int | None,
-        operation: str,
-        provider: str | None,
-        request_model: str | None,
-        response_model: str | None,
-        server_address: str | None = None,
-        server_port: int | None = None,
-    ) -> None:
+    def record_token_details(self, *, cache_read: int | None, cache_write: int | None, reasoning: int | None,
+                             **call: Unpack[ModelCall]) -> None:
         """Cache and reasoning tokens (subsets of input/output): latest counters only, v1.41.0 has none."""
-        model = (_label(operation), _label(provider), _label(request_model), response_model or "",
-                 server_address or "", _port(server_port))
+        _, model = _model_labels(call)
         for spec, value in ((series.USAGE_CACHE_READ, cache_read), (series.USAGE_CACHE_WRITE, cache_write),
                             (series.USAGE_REASONING, reasoning)):
             counter = self._c(spec)
             if counter is not None and value is not None:
                 counter.labels(*model, semconv.MODALITY_UNKNOWN).inc(value)
 
-    def record_operation_duration(
-        self,
-        seconds: float,
-        *,
-        operation: str,
-        provider: str | None,
-        request_model: str | None,
-        response_model: str | None,
-        error_type: str | None = None,
-        server_address: str | None = None,
-        server_port: int | None = None,
-    ) -> None:
+    def record_operation_duration(self, seconds: float, *, error_type: str | None = None,
+                                  **call: Unpack[ModelCall]) -> None:
         # Successful calls carry an empty error_type, which Prometheus treats as "label absent",
         # so `{error_type!=""}` selects exactly the failed operations.
-        old = (_label(operation), _label(provider), _label(request_model), response_model or "")
-        inference = semconv.is_inference(operation)
+        old, model = _model_labels(call)
+        inference = semconv.is_inference(call["operation"])
         # v1.41.0 puts every operation on gen_ai.client.operation.duration; the latest names keep
         # it for the others only. One observation per family, also in DUP mode.
         op_hist = self._h(series.OPERATION_DURATION)
@@ -164,26 +157,16 @@ class AgentMetrics:
             op_hist.labels(*old, error_type or "").observe(seconds)
         inf_hist = self._h(series.INFERENCE_DURATION)
         if inf_hist is not None and inference:
-            inf_hist.labels(*old, server_address or "", _port(server_port), error_type or "").observe(seconds)
+            inf_hist.labels(*model, error_type or "").observe(seconds)
 
-    def record_time_to_first_chunk(
-        self,
-        seconds: float,
-        *,
-        operation: str,
-        provider: str | None,
-        request_model: str | None,
-        response_model: str | None,
-        server_address: str | None = None,
-        server_port: int | None = None,
-    ) -> None:
-        old = (_label(operation), _label(provider), _label(request_model), response_model or "")
+    def record_time_to_first_chunk(self, seconds: float, **call: Unpack[ModelCall]) -> None:
+        old, model = _model_labels(call)
         hist = self._h(series.OPERATION_TTFC)
         if hist is not None:
             hist.labels(*old).observe(seconds)
         hist = self._h(series.INFERENCE_TTFC)
         if hist is not None:
-            hist.labels(*old, server_address or "", _port(server_port)).observe(seconds)
+            hist.labels(*model).observe(seconds)
 
     # --- agent metrics -------------------------------------------------------------------------
 

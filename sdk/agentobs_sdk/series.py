@@ -99,6 +99,19 @@ class SeriesSpec:
         return frozenset({self.name})
 
 
+def _genai(otel: str, kind: Kind, what: str, labels: tuple[str, ...], *, buckets: tuple[float, ...] = (),
+           unit: str = "", modes: frozenset[Mode] = ALL_MODES) -> SeriesSpec:
+    """A GenAI semantic-convention family, named by the OTel-to-Prometheus translation of `otel`."""
+    name = otel.replace(".", "_") + ("_seconds" if unit == "s" else "")
+    return SeriesSpec(name, kind, f"{what} ({otel})", labels, buckets, otel, unit, modes)
+
+
+def _agent(name: str, kind: Kind, what: str, labels: tuple[str, ...], *, buckets: tuple[float, ...] = (),
+           unit: str = "", modes: frozenset[Mode] = ALL_MODES) -> SeriesSpec:
+    """One of the SDK's own agent families (`agentobs_agent_` + `name`)."""
+    return SeriesSpec(f"agentobs_agent_{name}", kind, what, labels, buckets, None, unit, modes)
+
+
 # The v1.41.0 families keep the labels this SDK always emitted (the transition plan asks for no
 # change without the opt-in); the latest ones add server.address / server.port.
 _MODEL_OLD = (L_OPERATION, L_PROVIDER, L_REQUEST_MODEL, L_RESPONSE_MODEL)
@@ -106,68 +119,29 @@ _MODEL = (*_MODEL_OLD, L_SERVER_ADDRESS, L_SERVER_PORT)
 
 # --- model calls, v1.41.0 names ---------------------------------------------------------------------
 
-TOKEN_USAGE = SeriesSpec(
-    name="gen_ai_client_token_usage",
-    kind="histogram",
-    help="Number of input and output tokens used per GenAI operation (gen_ai.client.token.usage)",
-    labels=(L_TOKEN_TYPE, *_MODEL_OLD),
-    buckets=TOKEN_BUCKETS,
-    otel_name="gen_ai.client.token.usage",
-    unit="{token}",
-    modes=OLD_MODES,
-)
+TOKEN_USAGE = _genai("gen_ai.client.token.usage", "histogram",
+                     "Number of input and output tokens used per GenAI operation", (L_TOKEN_TYPE, *_MODEL_OLD),
+                     buckets=TOKEN_BUCKETS, unit="{token}", modes=OLD_MODES)
 # Every operation in the v1.41.0 names; only non-inference operations (embeddings) in the latest
 # (which would add server labels: the family is shared, so it keeps the v1.41.0 labels).
-OPERATION_DURATION = SeriesSpec(
-    name="gen_ai_client_operation_duration_seconds",
-    kind="histogram",
-    help="Duration of GenAI client operations (gen_ai.client.operation.duration)",
-    labels=(*_MODEL_OLD, L_ERROR_TYPE),
-    buckets=GENAI_DURATION_BUCKETS,
-    otel_name="gen_ai.client.operation.duration",
-    unit="s",
-)
-OPERATION_TTFC = SeriesSpec(
-    name="gen_ai_client_operation_time_to_first_chunk_seconds",
-    kind="histogram",
-    help="Time to the first chunk of a streamed response (gen_ai.client.operation.time_to_first_chunk)",
-    labels=_MODEL_OLD,
-    buckets=GENAI_DURATION_BUCKETS,
-    otel_name="gen_ai.client.operation.time_to_first_chunk",
-    unit="s",
-    modes=OLD_MODES,
-)
+OPERATION_DURATION = _genai("gen_ai.client.operation.duration", "histogram", "Duration of GenAI client operations",
+                            (*_MODEL_OLD, L_ERROR_TYPE), buckets=GENAI_DURATION_BUCKETS, unit="s")
+OPERATION_TTFC = _genai("gen_ai.client.operation.time_to_first_chunk", "histogram",
+                        "Time to the first chunk of a streamed response", _MODEL_OLD,
+                        buckets=GENAI_DURATION_BUCKETS, unit="s", modes=OLD_MODES)
 
 # --- model calls, latest names (semantic-conventions-genai) --------------------------------------
 
-INFERENCE_DURATION = SeriesSpec(
-    name="gen_ai_client_inference_duration_seconds",
-    kind="histogram",
-    help="Duration of GenAI inference operations (gen_ai.client.inference.duration)",
-    labels=(*_MODEL, L_ERROR_TYPE),
-    buckets=GENAI_DURATION_BUCKETS,
-    otel_name="gen_ai.client.inference.duration",
-    unit="s",
-    modes=LATEST_MODES,
-)
-INFERENCE_TTFC = SeriesSpec(
-    name="gen_ai_client_inference_time_to_first_chunk_seconds",
-    kind="histogram",
-    help="Time to the first chunk of a streamed response (gen_ai.client.inference.time_to_first_chunk)",
-    labels=_MODEL,
-    buckets=GENAI_DURATION_BUCKETS,
-    otel_name="gen_ai.client.inference.time_to_first_chunk",
-    unit="s",
-    modes=LATEST_MODES,
-)
+INFERENCE_DURATION = _genai("gen_ai.client.inference.duration", "histogram", "Duration of GenAI inference operations",
+                            (*_MODEL, L_ERROR_TYPE), buckets=GENAI_DURATION_BUCKETS, unit="s", modes=LATEST_MODES)
+INFERENCE_TTFC = _genai("gen_ai.client.inference.time_to_first_chunk", "histogram",
+                        "Time to the first chunk of a streamed response", _MODEL,
+                        buckets=GENAI_DURATION_BUCKETS, unit="s", modes=LATEST_MODES)
 
 
 def _usage(direction: str, kind: str, what: str) -> SeriesSpec:
-    otel = f"gen_ai.client.inference.usage.{kind}{direction}_tokens"
-    return SeriesSpec(
-        name=otel.replace(".", "_"), kind="counter", help=f"{what} ({otel})",
-        labels=(*_MODEL, L_TOKEN_MODALITY), otel_name=otel, unit="{token}", modes=LATEST_MODES,
-    )
+    return _genai(f"gen_ai.client.inference.usage.{kind}{direction}_tokens", "counter", what,
+                  (*_MODEL, L_TOKEN_MODALITY), unit="{token}", modes=LATEST_MODES)
 
 
 USAGE_INPUT = _usage("input", "", "Input tokens used, cached ones included")
@@ -178,11 +152,9 @@ USAGE_REASONING = _usage("output", "reasoning.", "Output tokens used for reasoni
 
 
 def _per_operation(direction: str) -> SeriesSpec:
-    otel = f"gen_ai.client.inference.operation.{direction}_tokens"
-    return SeriesSpec(
-        name=otel.replace(".", "_"), kind="histogram", help=f"{direction.capitalize()} tokens per inference ({otel})",
-        labels=(*_MODEL, L_ERROR_TYPE), buckets=TOKEN_BUCKETS, otel_name=otel, unit="{token}", modes=LATEST_MODES,
-    )
+    return _genai(f"gen_ai.client.inference.operation.{direction}_tokens", "histogram",
+                  f"{direction.capitalize()} tokens per inference", (*_MODEL, L_ERROR_TYPE),
+                  buckets=TOKEN_BUCKETS, unit="{token}", modes=LATEST_MODES)
 
 
 OPERATION_INPUT_TOKENS = _per_operation("input")
@@ -190,96 +162,34 @@ OPERATION_OUTPUT_TOKENS = _per_operation("output")
 
 # --- agents and tools ---------------------------------------------------------------------------
 
-INVOKE_AGENT_DURATION = SeriesSpec(
-    name="gen_ai_invoke_agent_duration_seconds",
-    kind="histogram",
-    help="Duration of one agent invocation (gen_ai.invoke_agent.duration)",
-    labels=(L_AGENT_NAME, L_ERROR_TYPE),
-    buckets=INVOKE_AGENT_BUCKETS,
-    otel_name="gen_ai.invoke_agent.duration",
-    unit="s",
-    modes=LATEST_MODES,
-)
-EXECUTE_TOOL_DURATION = SeriesSpec(
-    name="gen_ai_execute_tool_duration_seconds",
-    kind="histogram",
-    help="Duration of one tool execution (gen_ai.execute_tool.duration)",
-    labels=(L_AGENT_NAME, L_TOOL_NAME, L_TOOL_TYPE, L_ERROR_TYPE),
-    buckets=GENAI_DURATION_BUCKETS,
-    otel_name="gen_ai.execute_tool.duration",
-    unit="s",
-    modes=LATEST_MODES,
-)
-AGENT_RUN_DURATION = SeriesSpec(
-    name="agentobs_agent_run_duration_seconds",
-    kind="histogram",
-    help="Duration of one agent run (invoke_agent), by outcome",
-    labels=(L_AGENT, L_STATUS),
-    buckets=AGENT_RUN_BUCKETS,
-    unit="s",
-    modes=OLD_MODES,
-)
-TOOL_CALL_DURATION = SeriesSpec(
-    name="agentobs_agent_tool_call_duration_seconds",
-    kind="histogram",
-    help="Duration of tool executions (execute_tool), by outcome",
-    labels=(L_AGENT, L_TOOL, L_STATUS),
-    buckets=TOOL_CALL_BUCKETS,
-    unit="s",
-    modes=OLD_MODES,
-)
-TOOL_CALL_FAILURES = SeriesSpec(
-    name="agentobs_agent_tool_call_failures",
-    kind="counter",
-    help="Tool executions that failed, by error type",
-    labels=(L_AGENT, L_TOOL, L_ERROR_TYPE),
-    modes=OLD_MODES,
-)
-DECISIONS = SeriesSpec(
-    name="agentobs_agent_decisions",
-    kind="counter",
-    help="Decisions the agent took, by decision point",
-    labels=(L_AGENT, L_DECISION),
-)
-DECISION_CONFIDENCE = SeriesSpec(
-    name="agentobs_agent_decision_confidence",
-    kind="histogram",
-    help="Confidence (0..1) the agent reported for its decisions",
-    labels=(L_AGENT, L_DECISION),
-    buckets=CONFIDENCE_BUCKETS,
-    unit="1",
-)
-REASONING_STEPS = SeriesSpec(
-    name="agentobs_agent_reasoning_steps",
-    kind="counter",
-    help="Reasoning steps the agent went through",
-    labels=(L_AGENT,),
-)
-ERRORS = SeriesSpec(
-    name="agentobs_agent_errors",
-    kind="counter",
-    help="Exceptions raised inside instrumented agent operations, by operation and error type",
-    labels=(L_AGENT, L_OPERATION, L_ERROR_TYPE),
-)
-COST = SeriesSpec(
-    name="agentobs_agent_cost_usd",
-    kind="counter",
-    help="Money spent on model calls, in US dollars",
-    labels=(L_AGENT, L_PROVIDER, L_REQUEST_MODEL),
-    unit="USD",
-)
-SDK_INFO = SeriesSpec(
-    name="agentobs_agent_sdk_info",
-    kind="gauge",
-    help="Always 1; labels identify the instrumented agent process",
-    labels=(L_SERVICE, L_AGENT_ID, L_VERSION),
-)
-AUDIT_LAST_SEQ = SeriesSpec(
-    name="agentobs_agent_audit_last_seq",
-    kind="gauge",
-    help="Sequence number of the newest durable audit record (an external witness against truncation)",
-    labels=(L_AGENT_ID,),
-)
+INVOKE_AGENT_DURATION = _genai("gen_ai.invoke_agent.duration", "histogram", "Duration of one agent invocation",
+                               (L_AGENT_NAME, L_ERROR_TYPE), buckets=INVOKE_AGENT_BUCKETS, unit="s",
+                               modes=LATEST_MODES)
+EXECUTE_TOOL_DURATION = _genai("gen_ai.execute_tool.duration", "histogram", "Duration of one tool execution",
+                               (L_AGENT_NAME, L_TOOL_NAME, L_TOOL_TYPE, L_ERROR_TYPE),
+                               buckets=GENAI_DURATION_BUCKETS, unit="s", modes=LATEST_MODES)
+AGENT_RUN_DURATION = _agent("run_duration_seconds", "histogram", "Duration of one agent run (invoke_agent), by outcome",
+                            (L_AGENT, L_STATUS), buckets=AGENT_RUN_BUCKETS, unit="s", modes=OLD_MODES)
+TOOL_CALL_DURATION = _agent("tool_call_duration_seconds", "histogram",
+                            "Duration of tool executions (execute_tool), by outcome", (L_AGENT, L_TOOL, L_STATUS),
+                            buckets=TOOL_CALL_BUCKETS, unit="s", modes=OLD_MODES)
+TOOL_CALL_FAILURES = _agent("tool_call_failures", "counter", "Tool executions that failed, by error type",
+                            (L_AGENT, L_TOOL, L_ERROR_TYPE), modes=OLD_MODES)
+DECISIONS = _agent("decisions", "counter", "Decisions the agent took, by decision point", (L_AGENT, L_DECISION))
+DECISION_CONFIDENCE = _agent("decision_confidence", "histogram",
+                             "Confidence (0..1) the agent reported for its decisions", (L_AGENT, L_DECISION),
+                             buckets=CONFIDENCE_BUCKETS, unit="1")
+REASONING_STEPS = _agent("reasoning_steps", "counter", "Reasoning steps the agent went through", (L_AGENT,))
+ERRORS = _agent("errors", "counter",
+                "Exceptions raised inside instrumented agent operations, by operation and error type",
+                (L_AGENT, L_OPERATION, L_ERROR_TYPE))
+COST = _agent("cost_usd", "counter", "Money spent on model calls, in US dollars",
+              (L_AGENT, L_PROVIDER, L_REQUEST_MODEL), unit="USD")
+SDK_INFO = _agent("sdk_info", "gauge", "Always 1; labels identify the instrumented agent process",
+                  (L_SERVICE, L_AGENT_ID, L_VERSION))
+AUDIT_LAST_SEQ = _agent("audit_last_seq", "gauge",
+                        "Sequence number of the newest durable audit record (an external witness against truncation)",
+                        (L_AGENT_ID,))
 
 SERIES: tuple[SeriesSpec, ...] = (
     TOKEN_USAGE,

@@ -7,7 +7,6 @@ stop the process they started.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from sdk_servers import (
     STARTUP_TIMEOUT_S,
     Jaeger,
     TLSFiles,
+    explicit_binary,
     free_port,
     http_ok,
     jaeger_binary,
@@ -94,12 +94,7 @@ def jaeger(tmp_path_factory: pytest.TempPathFactory, tls: TLSFiles) -> Iterator[
 
 @pytest.fixture(scope="session")
 def prometheus_binary() -> str:
-    explicit = os.environ.get("AGENTOBS_PROMETHEUS")
-    if explicit:
-        if not os.access(explicit, os.X_OK):
-            pytest.fail(f"AGENTOBS_PROMETHEUS={explicit} is not an executable")
-        return explicit
-    found = shutil.which("prometheus")
+    found = explicit_binary("AGENTOBS_PROMETHEUS") or shutil.which("prometheus")
     if found is None:
         pytest.skip("needs prometheus: run make tools (Debian package `prometheus`) or set AGENTOBS_PROMETHEUS")
     return found

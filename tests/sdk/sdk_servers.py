@@ -128,11 +128,17 @@ def make_tls(directory: Path) -> TLSFiles:
 # --- Jaeger v2 --------------------------------------------------------------------------------------
 
 
+def explicit_binary(variable: str) -> str | None:
+    """The program the environment variable names (the test fails if it is not executable)."""
+    explicit = os.environ.get(variable)
+    if explicit and not os.access(explicit, os.X_OK):
+        pytest.fail(f"{variable}={explicit} is not an executable")
+    return explicit or None
+
+
 def jaeger_binary() -> str:
-    explicit = os.environ.get("AGENTOBS_JAEGER")
+    explicit = explicit_binary("AGENTOBS_JAEGER")
     if explicit:
-        if not os.access(explicit, os.X_OK):
-            pytest.fail(f"AGENTOBS_JAEGER={explicit} is not an executable")
         return explicit
     if shutil.which("go") is None:
         pytest.skip("needs the Jaeger v2 binary: set AGENTOBS_JAEGER or install Go and run `tools/ensure.sh jaeger`")

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 
 from agentobs_sdk import cli
-from agentobs_sdk.audit import GENESIS, AuditError, AuditTrail, query, record_hash, verify
+from agentobs_sdk.audit import GENESIS, AuditError, AuditTrail, Problem, query, record_hash, verify
 from agentobs_sdk.audit.chain import canonical
 
 
@@ -48,6 +49,16 @@ def kinds(directory: Path) -> list[str]:
     return [p.kind for p in verify(directory).errors]
 
 
+def tampered(directory: Path, edit: Callable[[list[bytes]], object]) -> list[Problem]:
+    """Write 8 records, apply `edit` to the segment's lines in place, return verify's errors."""
+    fill(directory, 8)
+    seg = segments(directory)[0]
+    lines = lines_of(seg)
+    edit(lines)
+    seg.write_bytes(b"".join(lines))
+    return verify(directory).errors
+
+
 def test_chain_links_every_record(tmp_path: Path) -> None:
     assert fill(tmp_path, 10) == list(range(1, 11))
     records = [json.loads(line) for line in lines_of(segments(tmp_path)[0])]
@@ -71,49 +82,32 @@ def test_hash_covers_canonical_json_including_prev() -> None:
 
 
 def test_edit_is_detected_with_file_line_and_seq(tmp_path: Path) -> None:
-    fill(tmp_path, 8)
-    seg = segments(tmp_path)[0]
-    lines = lines_of(seg)
-    rec = json.loads(lines[4])
-    rec["result"] = "ok-forged"
-    lines[4] = json.dumps(rec).encode() + b"\n"
-    seg.write_bytes(b"".join(lines))
-    errors = verify(tmp_path).errors
-    assert [(p.kind, p.file, p.line, p.seq) for p in errors] == [("edited", seg.name, 5, 5)]
+    def forge(lines: list[bytes]) -> None:
+        lines[4] = json.dumps({**json.loads(lines[4]), "result": "ok-forged"}).encode() + b"\n"
+
+    errors = tampered(tmp_path, forge)
+    assert [(p.kind, p.file, p.line, p.seq) for p in errors] == [("edited", segments(tmp_path)[0].name, 5, 5)]
 
 
 def test_edit_with_recomputed_hash_breaks_the_next_link(tmp_path: Path) -> None:
-    fill(tmp_path, 8)
+    def forge(lines: list[bytes]) -> None:
+        rec = {**json.loads(lines[2]), "user": "mallory"}
+        lines[2] = canonical({**rec, "hash": record_hash(rec)}) + b"\n"
+
+    errors = tampered(tmp_path, forge)
     seg = segments(tmp_path)[0]
-    lines = lines_of(seg)
-    rec = json.loads(lines[2])
-    rec["user"] = "mallory"
-    rec["hash"] = record_hash(rec)
-    lines[2] = canonical(rec) + b"\n"
-    seg.write_bytes(b"".join(lines))
-    errors = verify(tmp_path).errors
     assert [(p.kind, p.line, p.seq) for p in errors] == [("relinked", 4, 4)]
     assert "seq 3" in errors[0].message and f"{seg.name}:3" in errors[0].message
 
 
 def test_deleted_record_is_detected(tmp_path: Path) -> None:
-    fill(tmp_path, 8)
-    seg = segments(tmp_path)[0]
-    lines = lines_of(seg)
-    del lines[3]  # seq 4
-    seg.write_bytes(b"".join(lines))
-    errors = verify(tmp_path).errors
+    errors = tampered(tmp_path, lambda lines: lines.pop(3))  # seq 4
     assert [(p.kind, p.line, p.seq) for p in errors] == [("removed", 4, 5)]
     assert "seq 4 missing" in errors[0].message
 
 
 def test_reordered_records_are_detected(tmp_path: Path) -> None:
-    fill(tmp_path, 8)
-    seg = segments(tmp_path)[0]
-    lines = lines_of(seg)
-    lines[5], lines[6] = lines[6], lines[5]  # seq 6 and 7 swap places
-    seg.write_bytes(b"".join(lines))
-    errors = verify(tmp_path).errors
+    errors = tampered(tmp_path, lambda lines: lines.insert(5, lines.pop(6)))  # seq 6 and 7 swap places
     assert [(p.kind, p.line, p.seq) for p in errors] == [("reordered", 7, 6)]
     assert "after seq 7" in errors[0].message
 

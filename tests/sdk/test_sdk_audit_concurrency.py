@@ -14,6 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from audit_support import run_threads
 
 from agentobs_sdk.audit import AuditTrail, query, store, verify
 
@@ -69,11 +70,7 @@ def test_threads_share_one_chain(tmp_path: Path, mode: str) -> None:
             with lock:
                 seqs.append(seq)
 
-    threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join(timeout=120)
+    run_threads(work, 8)
     trail.close()
     assert sorted(seqs) == list(range(1, 321))
     _assert_one_valid_chain(tmp_path, 320)
@@ -107,11 +104,7 @@ def test_group_commit_batches_fsyncs_and_acks_only_durable_records(tmp_path: Pat
             with guard:
                 acked.append((receipt.seq, path, synced.get(path, 0)))
 
-    threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join(timeout=120)
+    run_threads(work, 8)
     trail.close()
     _assert_one_valid_chain(tmp_path, 120)
     assert calls < 120, "group commit should need fewer fsyncs than records"

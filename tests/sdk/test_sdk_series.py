@@ -102,3 +102,20 @@ def test_unknown_series_reports_only_what_nothing_emits() -> None:
     assert agentobs_sdk.unknown_series(bad) == {"agentobs_agent_tool_calls_total", "gen_ai_client_token_usage"}
     assert agentobs_sdk.unknown_series("up + foo", prefixes=None) == {"up", "foo"}
     assert agentobs_sdk.unknown_series("agentobs_agent_custom_total", known=["agentobs_agent_custom_total"]) == set()
+
+
+def test_model_call_labels_are_checked() -> None:
+    from agentobs_sdk.metrics import AgentMetrics
+
+    metrics = AgentMetrics()
+    with pytest.raises(TypeError, match="request_model"):
+        metrics.record_time_to_first_chunk(0.1, operation="chat", provider="openai",  # type: ignore[call-arg]
+                                           response_model=None)
+    with pytest.raises(TypeError, match="server"):
+        metrics.record_time_to_first_chunk(0.1, operation="chat", provider="openai", request_model="m",
+                                           response_model=None, server="x")  # type: ignore[call-arg]
+    metrics.record_time_to_first_chunk(0.1, operation="chat", provider="openai", request_model="m",
+                                       response_model=None)
+    assert metrics.sample("gen_ai_client_operation_time_to_first_chunk_seconds_count",
+                          {"gen_ai_operation_name": "chat", "gen_ai_provider_name": "openai",
+                           "gen_ai_request_model": "m", "gen_ai_response_model": ""}) == 1

@@ -13,7 +13,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Mapping
+import math
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,6 +39,23 @@ def record_hash(record: Mapping[str, Any], key: bytes | None = None) -> str:
     if key is None:
         return hashlib.sha256(canonical(body)).hexdigest()
     return hmac.new(key, canonical(body), hashlib.sha256).hexdigest()
+
+
+def digester(key: bytes | None) -> Callable[[bytes], str]:
+    """`record_hash` over bytes that are already canonical (a writer's hot path).
+
+    Keyed, each MAC starts from a copy of one keyed HMAC, so the key schedule is paid once.
+    """
+    if key is None:
+        return lambda data: hashlib.sha256(data).hexdigest()
+    base = hmac.new(key, digestmod=hashlib.sha256)
+
+    def mac(data: bytes) -> str:
+        h = base.copy()
+        h.update(data)
+        return h.hexdigest()
+
+    return mac
 
 
 def seal(body: dict[str, Any], *, seq: int, prev: str, key: bytes | None = None) -> dict[str, Any]:
@@ -74,8 +92,28 @@ def decode(line: bytes) -> dict[str, Any]:
     return obj
 
 
+_second_prefix: tuple[int, str] = (-1, "")
+
+
 def now_ts(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    """`epoch` as RFC 3339 UTC with microseconds, exactly as datetime formats it.
+
+    Appends take one timestamp each under the writer's lock: the date and time of day are
+    formatted once per second, the microseconds (rounded half-even, as datetime does) per call.
+    """
+    global _second_prefix
+    frac, whole = math.modf(epoch)
+    micros = round(frac * 1e6)
+    second = int(whole)
+    if micros >= 1_000_000:
+        second, micros = second + 1, micros - 1_000_000
+    if micros < 0 or second < 0:  # before 1970: not worth a fast path
+        return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    cached = _second_prefix
+    if cached[0] != second:
+        cached = (second, datetime.fromtimestamp(second, UTC).isoformat(timespec="seconds")[:-6])
+        _second_prefix = cached
+    return f"{cached[1]}.{micros:06d}Z"
 
 
 def parse_ts(value: str) -> datetime:
@@ -85,24 +123,23 @@ def parse_ts(value: str) -> datetime:
 
 
 def normalise_details(details: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """A JSON round-trip of `details`: what is hashed must be exactly what is read back later.
+    """`details` as plain JSON values: what is hashed must be exactly what is read back later.
 
     Values JSON cannot express are stored as their repr; non-finite floats are refused because a
-    reader could not reproduce them.
+    reader could not reproduce them. The result holds only dicts with str keys, lists, str, int,
+    finite float, bool and None, so its canonical JSON reads back as an equal value.
     """
     if details is None:
         return None
-    try:
-        text = json.dumps(_plain(details), allow_nan=False, ensure_ascii=False)
-    except ValueError as exc:
-        raise ValueError(f"audit details must be finite JSON: {exc}") from None
-    result = json.loads(text)
-    if not isinstance(result, dict):
+    if not isinstance(details, Mapping):
         raise ValueError("audit details must be a mapping")
+    result: dict[str, Any] = _plain(details)
     return result
 
 
 def _plain(value: Any, depth: int = 0) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"audit details must be finite JSON: {value!r} is not")
     if value is None or isinstance(value, bool | int | float | str):
         return value
     if depth > 32:

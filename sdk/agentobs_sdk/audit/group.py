@@ -4,16 +4,25 @@ A thread that finds no commit in progress becomes the leader, takes everything q
 items included), runs the commit function outside the queue lock, and hands each waiter its
 results; threads that queued meanwhile form the next batch. No timer and no background thread:
 a lone writer pays one fsync per append, and batching grows by itself with contention.
+
+Before it takes the queue, a leader waits (at most `GATHER_SECONDS`) for the threads it knows
+are about to queue: those preparing a record right now, and those the previous commit just
+released, which are on their way out and often straight back in. Without that wait the thread
+that led the last commit returns first, finds nobody leading and commits its next record alone,
+and the batches alternate between one record and all the others.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+GATHER_SECONDS = 0.001  # how long a leader waits for announced records; far below one fsync
 
 
 class _Waiter(Generic[T, R]):
@@ -31,33 +40,64 @@ class GroupCommitter(Generic[T, R]):
 
     def __init__(self, commit: Callable[[list[T]], list[R]]) -> None:
         self._commit = commit
-        self._cv = threading.Condition()
+        lock = threading.Lock()
+        self._followers = threading.Condition(lock)  # waiters for their batch, or to lead
+        self._gather = threading.Condition(lock)  # a leader waiting for announced records
         self._queue: list[_Waiter[T, R]] = []
         self._leader = False
+        self._preparing = 0  # threads inside submit() still preparing their items
+        self._finishing = 0  # threads released by the last commit that have not left submit()
 
-    def submit(self, items: list[T]) -> list[R]:
-        """Block until `items` are committed; returns their results or raises the batch's error."""
+    def submit(self, prepare: Callable[[], list[T]]) -> list[R]:
+        """Prepare items (a leader waits for them) and block until they are committed; returns
+        their results or raises the batch's error."""
+        with self._followers:
+            self._preparing += 1
+        try:
+            items = prepare()
+        except BaseException:
+            with self._followers:
+                self._preparing -= 1
+                self._gather.notify()
+            raise
         waiter: _Waiter[T, R] = _Waiter(items)
-        with self._cv:
+        with self._followers:
+            self._preparing -= 1
             self._queue.append(waiter)
+            self._gather.notify()
+            led = False
             while not waiter.done:
                 if self._leader:
-                    self._cv.wait()
+                    self._followers.wait()
                     continue
-                self._leader = True
-                batch, self._queue = self._queue, []
-                self._cv.release()
-                try:
-                    self._run(batch)
-                finally:
-                    self._cv.acquire()
-                    for w in batch:
-                        w.done = True
-                    self._leader = False
-                    self._cv.notify_all()
+                led = True
+                self._lead()
+            if not led:
+                self._finishing -= 1
+                self._gather.notify()
         if waiter.error is not None:
             raise waiter.error
         return waiter.results
+
+    def _lead(self) -> None:
+        """Commit the queue as one batch (called and returns with the lock held)."""
+        self._leader = True
+        deadline = time.monotonic() + GATHER_SECONDS
+        while self._preparing or self._finishing:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not self._gather.wait(remaining):
+                break
+        batch, self._queue = self._queue, []
+        self._followers.release()
+        try:
+            self._run(batch)
+        finally:
+            self._followers.acquire()
+            for w in batch:
+                w.done = True
+            self._finishing += len(batch) - 1  # all but the leader's own
+            self._leader = False
+            self._followers.notify_all()
 
     def _run(self, batch: list[_Waiter[T, R]]) -> None:
         flat = [item for w in batch for item in w.items]

@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import logging
 import os
+from collections.abc import Callable
 
 from .chain import AuditError
 
@@ -40,8 +41,20 @@ def key_id(key: bytes) -> str:
 
 def head_mac(key: bytes, trail: str, seq: int, record_hash: str) -> str:
     """The MAC HEAD carries: binds the trail, the newest durable seq and that record's hash."""
-    message = f"agentobs-audit-head\x00{trail}\x00{seq}\x00{record_hash}".encode()
-    return hmac.new(key, message, hashlib.sha256).hexdigest()
+    return head_signer(key, trail)(seq, record_hash)
+
+
+def head_signer(key: bytes, trail: str) -> Callable[[int, str], str]:
+    """`head_mac` for one key and trail; a writer signs HEAD on every commit, so each MAC starts
+    from a copy of one HMAC already keyed and fed the fixed prefix."""
+    base = hmac.new(key, f"agentobs-audit-head\x00{trail}\x00".encode(), hashlib.sha256)
+
+    def sign(seq: int, record_hash: str) -> str:
+        h = base.copy()
+        h.update(f"{seq}\x00{record_hash}".encode())
+        return h.hexdigest()
+
+    return sign
 
 
 def key_for(path: str | None, directory: str, variable: str) -> bytes | None:

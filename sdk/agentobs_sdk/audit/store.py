@@ -4,7 +4,8 @@
     DIR/HEAD                                 seq + hash of the newest durable record (+ MAC)
     DIR/TRAIL                                the trail's random id, named in anchored heads
     DIR/anchor.json                          where the chain starts after retention deleted files
-    DIR/.lock                                flock'd by writers (exclusive) and verify (shared)
+    DIR/.lock                                flock'd by writers (exclusive) and verify (shared);
+                                             its first 8 bytes count the segments writers started
     DIR/quarantine/                          torn tails cut off after a crash, kept as evidence
 
 Naming a segment by its first sequence number lets a writer notice that another process rotated
@@ -32,6 +33,7 @@ LOCK_NAME = ".lock"
 QUARANTINE_DIR = "quarantine"
 # HEAD is rewritten in place with one pwrite of a fixed size, so it never has stale bytes.
 _HEAD_SIZE = 256
+_json_str = json.encoder.encode_basestring_ascii
 _CHUNK = 65536
 
 
@@ -75,12 +77,11 @@ class Head:
 
 
 def write_head(fd: int, head: Head) -> None:
-    obj: dict[str, object] = {"seq": head.seq, "hash": head.hash}
+    # Formatted by hand (it is written on every commit): the same JSON json.dumps would give.
+    text = f'{{"seq":{head.seq:d},"hash":{_json_str(head.hash)}'
     if head.mac is not None:
-        obj.update(mac=head.mac, kid=head.kid)
-    text = json.dumps(obj, separators=(",", ":"))
-    data = text.encode().ljust(_HEAD_SIZE - 1) + b"\n"
-    os.pwrite(fd, data, 0)
+        text += f',"mac":{_json_str(head.mac)},"kid":{json.dumps(head.kid)}'
+    os.pwrite(fd, (text + "}").encode().ljust(_HEAD_SIZE - 1) + b"\n", 0)
 
 
 def ensure_trail_id(directory: str) -> str:
@@ -178,6 +179,20 @@ def expired_prefix(directory: str, segments: list[tuple[int, str]], anchor: Anch
         else:
             break
     return doomed
+
+
+def read_generation(lock_fd: int) -> int:
+    """The segment counter in DIR/.lock (0 in a lock file no writer has counted in yet).
+
+    A writer bumps it (flock held) whenever it starts a segment, so another writer learns that
+    the chain moved on to a file it does not hold with one pread of an open descriptor, not a
+    stat() of a path, per append. Appends to the segment it holds show in that file's size.
+    """
+    return int.from_bytes(os.pread(lock_fd, 8, 0).ljust(8, b"\0"), "little")
+
+
+def write_generation(lock_fd: int, value: int) -> None:
+    os.pwrite(lock_fd, (value % (1 << 64)).to_bytes(8, "little"), 0)
 
 
 @contextlib.contextmanager

@@ -8,13 +8,15 @@ record's), so sequence order and time order agree across threads and processes. 
 announced outside the pod (anchor.py) at open, periodically and at close.
 
 Concurrency: every commit holds an in-process lock and an exclusive flock on DIR/.lock, then
-re-reads the chain tail if anyone else (another process, or a crash) touched the newest segment
-since this writer last wrote, so threads and processes all extend one chain.
+re-reads the chain tail if anyone else (another process, or a crash) touched it since this
+writer last wrote (segment.py), so threads and processes all extend one chain. A record is
+encoded before the locks (draft.py); under them it only gets its seq, time, link and MAC.
 
 Durability: `append()` returns only after its record is on disk. In `fsync` mode each record
 gets its own fdatasync; in `group` mode concurrent appenders queue, one of them writes the whole
-queue with a single write and a single fdatasync, and all of them return once that is done.
-HEAD is updated after the data is durable, so it never claims a record the disk lacks.
+queue with a single write and a single fdatasync, and all of them return once that is done
+(group.py). HEAD is updated once per commit, after the data is durable, so it never claims a
+record the disk lacks.
 
 A forked child gets its own lock descriptor, since flock cannot tell apart two processes that
 share one open file.
@@ -26,6 +28,7 @@ previous one. Retention (retention.py) deletes whole old segments, recording the
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import threading
@@ -33,25 +36,17 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict, Unpack
 
 from . import store
 from .anchor import AnchoredHead, Announcer, stderr_sink
-from .chain import (
-    GENESIS,
-    AuditError,
-    decode,
-    encode,
-    normalise_details,
-    now_ts,
-    parse_ts,
-    seal,
-)
+from .chain import AuditError, digester, normalise_details, now_ts
+from .draft import Draft
 from .group import GroupCommitter
 from .integrity import check_tail_record, refuse_unless_verified
-from .keys import head_mac, key_id
+from .keys import head_signer, key_id
 from .retention import expire_segments
-from .tail import locate_tail
+from .segment import SegmentEnd
 
 log = logging.getLogger("agentobs_sdk.audit")
 
@@ -59,6 +54,19 @@ Durability = Literal["fsync", "group"]
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 DEFAULT_ROTATE_SECONDS = 86400.0
 DEFAULT_ANCHOR_SECONDS = 60.0
+
+
+class AuditFields(TypedDict, total=False):
+    """What a caller says in an audit record besides its action (all optional)."""
+
+    agent: str | None  # the agent_run name; default: the trail's default agent
+    user: str | None
+    result: str | None
+    resource: str | None
+    details: Mapping[str, Any] | None
+
+
+AUDIT_FIELDS = frozenset(AuditFields.__optional_keys__)
 
 
 @dataclass(frozen=True)
@@ -94,13 +102,13 @@ class AuditTrail:
             raise ValueError(f"durability must be 'fsync' or 'group', not {durability!r}")
         self.directory = os.path.abspath(os.fspath(directory))
         self.durability: Durability = durability
-        self.max_bytes = max_bytes
-        self.rotate_seconds = rotate_seconds
         self.retention_days = retention_days
         self.default_agent = default_agent
         self.agent_id = agent_id if agent_id is not None else default_agent
         self._key = key
         self._kid = key_id(key) if key is not None else None
+        self._digest = digester(key)
+        self._sign_head: Callable[[int, str], str] | None = None
         self._announcer = Announcer(anchor_sink, anchor_seconds)
         self.trail_id = ""
         self._clock = clock
@@ -111,24 +119,18 @@ class AuditTrail:
         self._lock_fd = os.open(os.path.join(self.directory, store.LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o640)
         self._head_fd = os.open(os.path.join(self.directory, store.HEAD_NAME), os.O_RDWR | os.O_CREAT, 0o640)
         self._io = threading.Lock()
-        self._group: GroupCommitter[dict[str, Any], AuditReceipt] = GroupCommitter(self._commit)
+        self._group: GroupCommitter[Draft, AuditReceipt] = GroupCommitter(self._commit)
         self._closed = False
-        self._rotated = False
-        # The newest segment and the chain tail, valid while the flock is held.
-        self._fd: int | None = None
-        self._name = ""
-        self._size = 0
-        self._created = 0.0
-        self._last_seq = 0
-        self._last_hash = GENESIS
-        self._last_ts = 0.0
+        self._end = SegmentEnd(self.directory, self._lock_fd, clock, max_bytes, rotate_seconds)
 
         try:
             with self._io, store.dir_lock(self._lock_fd):
                 self.trail_id = store.ensure_trail_id(self.directory)
+                if key is not None:
+                    self._sign_head = head_signer(key, self.trail_id)
                 self._scan()
                 self._check_head()
-                self._refuse_unless_verified()
+                refuse_unless_verified(self.directory, self._key)
                 self._retention_locked()
         except BaseException:
             self._close_fds()
@@ -143,35 +145,25 @@ class AuditTrail:
 
     @property
     def last_seq(self) -> int:
-        return self._last_seq
+        return self._end.last_seq
 
-    def append(
-        self,
-        action: str,
-        *,
-        agent: str | None = None,
-        user: str | None = None,
-        result: str | None = None,
-        resource: str | None = None,
-        details: Mapping[str, Any] | None = None,
-    ) -> AuditReceipt:
+    def append(self, action: str, **fields: Unpack[AuditFields]) -> AuditReceipt:
         """Add one record; returns once it is durable (per the trail's durability mode)."""
-        return self._submit([self._body(action, agent, user, result, resource, details)])[0]
+        return self._submit(lambda: [self._draft(action, fields)])[0]
 
     def append_many(self, entries: Iterable[Mapping[str, Any]]) -> list[AuditReceipt]:
         """Add several records (each a mapping of `append` keyword arguments) with one fsync."""
-        bodies = [
-            self._body(e["action"], e.get("agent"), e.get("user"), e.get("result"), e.get("resource"),
-                       e.get("details"))
-            for e in entries
-        ]
-        return self._submit(bodies) if bodies else []
+        items = list(entries)
+        if not items:
+            return []
+        return self._submit(lambda: [self._draft(e["action"], {k: v for k, v in e.items() if k != "action"})
+                                     for e in items])
 
     def apply_retention(self) -> list[str]:
         """Delete segments older than the retention period now; returns the deleted names."""
         with self._io, store.dir_lock(self._lock_fd):
             self._ensure_open()
-            if not self._tail_is_current():
+            if not self._end.is_current():
                 self._scan()
             return self._retention_locked()
 
@@ -181,7 +173,7 @@ class AuditTrail:
 
     def head(self) -> AnchoredHead:
         """The newest record this writer knows of, as it is anchored outside the pod."""
-        return AnchoredHead(self.trail_id, self._last_seq, self._last_hash, self.agent_id,
+        return AnchoredHead(self.trail_id, self._end.last_seq, self._end.last_hash, self.agent_id,
                             now_ts(self._clock()))
 
     def close(self) -> None:
@@ -200,153 +192,87 @@ class AuditTrail:
 
     # --- building and committing records -------------------------------------------------------
 
-    def _body(
-        self,
-        action: str,
-        agent: str | None,
-        user: str | None,
-        result: str | None,
-        resource: str | None,
-        details: Mapping[str, Any] | None,
-    ) -> dict[str, Any]:
+    def _draft(self, action: str, fields: Mapping[str, Any]) -> Draft:
         if not isinstance(action, str) or not action:
             raise ValueError("an audit record needs a non-empty action")
+        unknown = fields.keys() - AUDIT_FIELDS
+        if unknown:
+            raise TypeError(f"unknown audit record fields {sorted(unknown)}; allowed: {sorted(AUDIT_FIELDS)}")
+        agent = fields.get("agent")
         # No timestamp yet: it is taken under the lock, when the record gets its seq.
-        return {
+        return Draft({
             "agent": agent if agent is not None else self.default_agent,
             "agent_id": self.agent_id,
             "action": action,
-            "user": user,
-            "result": result,
-            "resource": resource,
-            "details": normalise_details(details),
-        }
+            "user": fields.get("user"),
+            "result": fields.get("result"),
+            "resource": fields.get("resource"),
+            "details": normalise_details(fields.get("details")),
+        }, keyed=self._key is not None)
 
-    def _submit(self, bodies: list[dict[str, Any]]) -> list[AuditReceipt]:
+    def _submit(self, prepare: Callable[[], list[Draft]]) -> list[AuditReceipt]:
+        # Records are encoded by the appending thread, before any lock (draft.py).
         if self.durability == "fsync":
-            return self._commit(bodies)
-        return self._group.submit(bodies)
+            return self._commit(prepare())
+        return self._group.submit(prepare)
 
-    def _commit(self, bodies: list[dict[str, Any]]) -> list[AuditReceipt]:
+    def _commit(self, drafts: list[Draft]) -> list[AuditReceipt]:
         with self._io:
             self._ensure_open()
-            with store.dir_lock(self._lock_fd):
-                if not self._tail_is_current():
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)  # store.dir_lock, without a generator per commit
+            try:
+                if not self._end.is_current():
                     self._scan()
-                self._rotated = False
-                receipts = self._write_records(bodies)
-                if self._rotated and self.retention_days is not None:
+                self._end.rotated = False
+                receipts = self._write_records(drafts)
+                if self._end.rotated and self.retention_days is not None:
                     try:
                         self._retention_locked()
                     except OSError as exc:  # the appends are durable; retention retries next time
                         log.error("agentobs audit: retention in %s failed: %s", self.directory, exc)
+            finally:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
         self._anchor()
         return receipts
 
-    def _write_records(self, bodies: list[dict[str, Any]]) -> list[AuditReceipt]:
+    def _write_records(self, drafts: list[Draft]) -> list[AuditReceipt]:
+        end = self._end
         receipts: list[AuditReceipt] = []
         buf = bytearray()
         try:
-            for body in bodies:
-                if self._fd is None:
-                    self._new_segment()
-                elif self._needs_rotation(len(buf)):
-                    self._flush(buf)
+            for draft in drafts:
+                if end.fd is None:
+                    end.new_segment()
+                elif end.needs_rotation(len(buf)):
+                    end.write(buf)
                     buf.clear()
-                    self._new_segment()
+                    end.new_segment()
                 # Never before the previous record, even if the wall clock stepped back.
-                self._last_ts = max(self._clock(), self._last_ts)
-                record = seal({**body, "ts": now_ts(self._last_ts)}, seq=self._last_seq + 1,
-                              prev=self._last_hash, key=self._key)
-                buf += encode(record)
-                self._last_seq, self._last_hash = record["seq"], record["hash"]
-                receipts.append(AuditReceipt(record["seq"], record["hash"], self._name, record["ts"]))
-            self._flush(buf)
+                end.last_ts = max(self._clock(), end.last_ts)
+                ts = now_ts(end.last_ts)
+                seq = end.last_seq + 1
+                line, digest = draft.seal(seq, ts, end.last_hash, self._digest)
+                buf += line
+                end.last_seq, end.last_hash = seq, digest
+                receipts.append(AuditReceipt(seq, digest, end.name, ts))
+            end.write(buf)
         except BaseException:
             # Forget the in-memory tail: the next commit re-reads what really reached the disk.
-            self._drop_segment()
+            end.drop()
             raise
         self._write_head()
         if self._on_durable is not None:
             try:
-                self._on_durable(self._last_seq)
+                self._on_durable(end.last_seq)
             except Exception:  # a metrics hiccup must not turn a durable append into an error
                 log.exception("agentobs audit: on_durable callback failed")
         return receipts
 
-    def _flush(self, buf: bytearray) -> None:
-        if not buf or self._fd is None:
-            return
-        before = self._size
-        try:
-            view = memoryview(buf)
-            while view:
-                written = os.write(self._fd, view)
-                view = view[written:]
-            store.sync_data(self._fd)
-        except BaseException:
-            # Never leave a half-written record behind for the next append to follow.
-            with contextlib.suppress(OSError):
-                os.ftruncate(self._fd, before)
-            raise
-        self._size = before + len(buf)
-
-    def _needs_rotation(self, pending: int) -> bool:
-        size = self._size + pending
-        if size == 0:
-            return False
-        if self.max_bytes is not None and size >= self.max_bytes:
-            return True
-        return self.rotate_seconds is not None and self._clock() - self._created >= self.rotate_seconds
-
-    def _new_segment(self) -> None:
-        name = store.segment_name(self._last_seq + 1)
-        fd = os.open(os.path.join(self.directory, name), os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
-        store.fsync_dir(self.directory)
-        self._drop_segment()
-        self._fd, self._name = fd, name
-        self._size = os.fstat(fd).st_size
-        self._created = self._clock()
-        self._rotated = True
-
-    # --- reading the tail ------------------------------------------------------------------------
-
-    def _tail_is_current(self) -> bool:
-        """True when nobody touched the chain since this writer's last commit (flock held)."""
-        if self._fd is None:
-            return False
-        st = os.fstat(self._fd)
-        if st.st_size != self._size or st.st_nlink == 0:
-            return False
-        nxt = store.segment_name(self._last_seq + 1)
-        return nxt == self._name or not os.path.exists(os.path.join(self.directory, nxt))
+    # --- the chain tail and HEAD -------------------------------------------------------------------
 
     def _scan(self) -> None:
         """Re-read the chain tail and reopen the newest segment (flock held)."""
-        self._drop_segment()
-        tail = locate_tail(self.directory)
-        for torn in tail.repairs:
-            self.repairs.append(torn)
-            log.warning("agentobs audit: %s; earlier records are intact", torn.describe())
-        if tail.record is not None:
-            self._check_tail_record(tail.record)
-            with contextlib.suppress(ValueError, TypeError):
-                self._last_ts = max(self._last_ts, parse_ts(str(tail.record["ts"])).timestamp())
-        self._last_seq, self._last_hash = tail.seq, tail.hash
-        if tail.segment is not None:
-            self._fd = os.open(os.path.join(self.directory, tail.segment), os.O_RDWR | os.O_APPEND)
-            self._name = tail.segment
-            self._size = os.fstat(self._fd).st_size
-            self._created = self._segment_created(tail.segment)
-
-    def _segment_created(self, name: str) -> float:
-        line = store.read_first_line(os.path.join(self.directory, name))
-        if line is not None:
-            try:
-                return parse_ts(decode(line)["ts"]).timestamp()
-            except (ValueError, TypeError):
-                pass
-        return self._clock()
+        self.repairs.extend(self._end.scan(lambda record: check_tail_record(self.directory, record, self._key)))
 
     def _check_head(self) -> None:
         """Refuse to write over a trail that lost records HEAD says were durable."""
@@ -354,30 +280,22 @@ class AuditTrail:
             head = store.read_head(self.directory)
         except ValueError:
             head = None
-        if head is not None and head.seq > self._last_seq:
+        last_seq = self._end.last_seq
+        if head is not None and head.seq > last_seq:
             raise AuditError(
-                f"audit trail in {self.directory} ends at seq {self._last_seq} but HEAD says seq "
+                f"audit trail in {self.directory} ends at seq {last_seq} but HEAD says seq "
                 f"{head.seq} was durable: records were removed; run `agentobs-audit verify`"
             )
-        if head is None or head.seq < self._last_seq:
-            if head is None and self._last_seq > 0:
+        if head is None or head.seq < last_seq:
+            if head is None and last_seq > 0:
                 log.warning("agentobs audit: HEAD in %s was missing; recreated from the chain tail",
                             self.directory)
             self._write_head()
 
-    # --- integrity ---------------------------------------------------------------------------------
-
     def _write_head(self) -> None:
-        mac = None
-        if self._key is not None:
-            mac = head_mac(self._key, self.trail_id, self._last_seq, self._last_hash)
-        store.write_head(self._head_fd, store.Head(self._last_seq, self._last_hash, mac, self._kid))
-
-    def _check_tail_record(self, record: dict[str, Any]) -> None:
-        check_tail_record(self.directory, record, self._key)
-
-    def _refuse_unless_verified(self) -> None:
-        refuse_unless_verified(self.directory, self._key)
+        seq, digest = self._end.last_seq, self._end.last_hash
+        mac = self._sign_head(seq, digest) if self._sign_head is not None else None
+        store.write_head(self._head_fd, store.Head(seq, digest, mac, self._kid))
 
     def _anchor(self, *, force: bool = False) -> None:
         self._announcer.announce(self.head, force=force)
@@ -389,8 +307,8 @@ class AuditTrail:
             return []
 
         def write(body: dict[str, Any]) -> int:
-            self._rotated = False
-            return self._write_records([body])[0].seq
+            self._end.rotated = False
+            return self._write_records([Draft(body, keyed=self._key is not None)])[0].seq
 
         return expire_segments(self.directory, self.retention_days, self._clock(), write)
 
@@ -403,21 +321,17 @@ class AuditTrail:
         self._group = GroupCommitter(self._commit)
         if self._closed:
             return
-        self._drop_segment()
+        self._end.drop()
         self._lock_fd = os.open(os.path.join(self.directory, store.LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o640)
         self._head_fd = os.open(os.path.join(self.directory, store.HEAD_NAME), os.O_RDWR | os.O_CREAT, 0o640)
+        self._end.lock_fd = self._lock_fd
 
     def _ensure_open(self) -> None:
         if self._closed:
             raise AuditError(f"audit trail {self.directory} is closed")
 
-    def _drop_segment(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-        self._fd, self._name, self._size = None, "", 0
-
     def _close_fds(self) -> None:
-        self._drop_segment()
+        self._end.drop()
         for fd in (self._lock_fd, self._head_fd):
             with contextlib.suppress(OSError):
                 os.close(fd)

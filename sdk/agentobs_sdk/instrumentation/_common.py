@@ -99,6 +99,18 @@ def _safe(what: str, fn: Callable[[], None]) -> None:
         log.exception("agentobs: %s failed", what)
 
 
+def _returned(call: LLMCall, extractor: Extractor, kwargs: dict[str, Any], result: Any,
+              proxy: type[_StreamState]) -> Any:
+    """What a wrapped client method returns: a stream wrapped to end the call when it ends, or
+    the response, recorded, with the call ended."""
+    if kwargs.get("stream") is True:
+        _detach(call)
+        return proxy(result, call, extractor)
+    _safe("recording the response", lambda: extractor.response(call, result))
+    call._finish(None)
+    return result
+
+
 def _sync_wrapper(original: Callable[..., Any], extractor: Extractor) -> Callable[..., Any]:
     @functools.wraps(original)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -108,12 +120,7 @@ def _sync_wrapper(original: Callable[..., Any], extractor: Extractor) -> Callabl
         except BaseException as exc:
             call._finish(exc)
             raise
-        if kwargs.get("stream") is True:
-            _detach(call)
-            return SyncStreamProxy(result, call, extractor)
-        _safe("recording the response", lambda: extractor.response(call, result))
-        call._finish(None)
-        return result
+        return _returned(call, extractor, kwargs, result, SyncStreamProxy)
 
     return wrapper
 
@@ -127,12 +134,7 @@ def _async_wrapper(original: Callable[..., Any], extractor: Extractor) -> Callab
         except BaseException as exc:
             call._finish(exc)
             raise
-        if kwargs.get("stream") is True:
-            _detach(call)
-            return AsyncStreamProxy(result, call, extractor)
-        _safe("recording the response", lambda: extractor.response(call, result))
-        call._finish(None)
-        return result
+        return _returned(call, extractor, kwargs, result, AsyncStreamProxy)
 
     return wrapper
 
@@ -148,9 +150,14 @@ class _StreamState:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
 
-    def _on_chunk(self, chunk: Any) -> None:
+    def _on_chunk(self, chunk: Any) -> Any:
         self._call.first_chunk()
         _safe("recording a stream chunk", lambda: self._extractor.chunk(self._call, self._state, chunk))
+        return chunk
+
+    def _stopped(self, exc: BaseException) -> None:
+        """The stream raised `exc` for the next chunk: the end of it, or its failure."""
+        self._end(None if isinstance(exc, StopIteration | StopAsyncIteration) else exc)
 
     def _end(self, exc: BaseException | None) -> None:
         if self._done:
@@ -173,14 +180,10 @@ class SyncStreamProxy(_StreamState):
     def __next__(self) -> Any:
         try:
             chunk = next(self._stream)
-        except StopIteration:
-            self._end(None)
-            raise
         except BaseException as exc:
-            self._end(exc)
+            self._stopped(exc)
             raise
-        self._on_chunk(chunk)
-        return chunk
+        return self._on_chunk(chunk)
 
     def __enter__(self) -> SyncStreamProxy:
         return self
@@ -202,14 +205,10 @@ class AsyncStreamProxy(_StreamState):
     async def __anext__(self) -> Any:
         try:
             chunk = await self._stream.__anext__()
-        except StopAsyncIteration:
-            self._end(None)
-            raise
         except BaseException as exc:
-            self._end(exc)
+            self._stopped(exc)
             raise
-        self._on_chunk(chunk)
-        return chunk
+        return self._on_chunk(chunk)
 
     async def __aenter__(self) -> AsyncStreamProxy:
         return self
