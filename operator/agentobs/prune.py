@@ -57,7 +57,7 @@ def prune(kube: Kube, owner: Owner, desired: set[Key], force: bool = False) -> l
             kube.delete(api, kind, meta.get("namespace"), meta["name"])
             deleted.append(f"{kind} {meta.get('namespace', '')}/{meta['name']}".replace(" /", " "))
     if deleted:
-        log.info("%s/%s: deleted %s", owner.namespace, owner.name, ", ".join(deleted))
+        log.debug("%s/%s: deleted %s", owner.namespace, owner.name, ", ".join(deleted))  # the pass's line says it
     _pruned_for[owner.uid] = frozen
     return deleted
 
