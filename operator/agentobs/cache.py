@@ -263,6 +263,8 @@ class Cache:
         self.kinds = kinds
         self.patterns = namespaces  # empty: cluster-wide
         self.wake = wake
+        # Called when a child that belongs to no one resource (the node log collector) changes.
+        self.wake_unowned: Callable[[], None] | None = None
         self.informers: dict[tuple[str, str, str | None], Informer] = {}
         self._lock = threading.Lock()
 
@@ -343,7 +345,8 @@ class Cache:
     @staticmethod
     def in_place(desired: Manifest, live: Entry | None) -> bool:
         """The live child carries the desired hash and the fields the operator's last apply owned."""
-        if live is None or live.applied_hash != applied_hash(desired) or not live.owned:
+        wanted = applied_hash(desired)
+        if live is None or wanted is None or live.applied_hash != wanted or not live.owned:
             return False
         if live.baseline is None:  # first sight after a restart: the baseline from now on
             live.baseline = live.owned
@@ -351,10 +354,14 @@ class Cache:
 
     def _changed(self, before: Entry | None, after: Entry | None) -> None:
         entry = after or before
-        if entry is None or (entry.api_version, entry.kind) in UNSELECTED or OWNER_LABEL not in entry.labels:
+        if entry is None or (entry.api_version, entry.kind) in UNSELECTED:
             return
         if after is not None and after.echo == after.version:
             return  # the echo of our own write
+        if OWNER_LABEL not in entry.labels:
+            if self.wake_unowned is not None:
+                self.wake_unowned()
+            return
         self.wake(entry.labels.get(OWNER_NAMESPACE_LABEL, ""), entry.labels[OWNER_LABEL])
 
 
@@ -373,6 +380,17 @@ class PassClient(Kube):
         self._cache = cache
         self.written: list[str] = []
         self.skipped = 0
+
+    def read(self, api_version: str, kind: str, namespace: str | None, name: str) -> Manifest | None:
+        """The whole object from the API server (the caches keep only part of it)."""
+        return super().get(api_version, kind, namespace, name)
+
+    def cached_version(self, api_version: str, kind: str, namespace: str, name: str) -> str | None:
+        """The object's resourceVersion in the caches; None when they do not hold it."""
+        if self._cache is None:
+            return None
+        _, cached = self._cache.peek(api_version, kind, namespace, name)
+        return cached.version if cached is not None else None
 
     def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> Manifest | None:
         if self._cache is not None:

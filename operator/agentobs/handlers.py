@@ -100,6 +100,10 @@ class Scheduler:
             loop.call_soon_threadsafe(self.wake, (namespace, name))
 
         self.cache = Cache(Kube(pool_size=64), PRUNABLE, WATCHED, wake)
+        def wake_collector() -> None:  # from an informer's thread too
+            loop.call_soon_threadsafe(self.collector_wakeup.set)
+
+        self.cache.wake_unowned = wake_collector
         self.cache.start()
 
     async def run_forever(self) -> None:
@@ -168,6 +172,8 @@ class Scheduler:
     async def collect_forever(self) -> None:
         """Keep the node collector's routes in step with the resources (see agentobs.logroutes)."""
         problem = ""
+        if self.cache is not None:  # its objects are read from the caches too
+            self.cache.ensure_namespace(COLLECTOR_NAMESPACE)
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.collector_wakeup.wait(), timeout=RESYNC_SECONDS)

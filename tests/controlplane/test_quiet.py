@@ -1,8 +1,9 @@
 """An unchanged stack costs the API server nothing, and drift is still repaired at once.
 
-Each test runs its own operator, scoped to namespaces of its own, so the requests it counts (the
-operator's `agentobs_api_requests_total`, by verb) are those of that process alone. Objects
-rendered with SSA twice keep their generation and resourceVersion.
+Each test runs its own operator, scoped to namespaces of its own and with a node log collector
+in a namespace of its own, so the requests it counts (the operator's `agentobs_api_requests_total`,
+by verb) are those of that process alone, the collector's syncs included. Objects rendered with SSA
+twice keep their generation and resourceVersion.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from test_rendered_objects import SPECS
 from agentobs.api.spec import AgentObservabilitySpec
 from agentobs.desired import stamp
 from agentobs.kube import WRITE_VERBS, Kube, is_namespaced
-from agentobs.render import Owner, make_stack
+from agentobs.render import Owner, collector, make_stack
 
 from cluster_support import OperatorProcess, free_port
 from conftest import API, KIND, SESSION_PREFIX, make_resource, wait_for, wait_ready
@@ -39,7 +40,9 @@ class QuietOperator(OperatorProcess):
     def __init__(self, prefix: str, resync: float, log_path: Path) -> None:
         self.metrics_port = free_port()
         self.webhook_configuration = f"agentobs-webhook-{prefix}"
+        self.collector_namespace = f"{prefix}-logging"
         super().__init__({
+            "AGENTOBS_LOG_COLLECTOR_NAMESPACE": self.collector_namespace,
             "AGENTOBS_BIND_ADDRESS": "127.0.0.1", "AGENTOBS_RESYNC_SECONDS": str(resync),
             "AGENTOBS_NAMESPACES": f"{prefix}-*", "AGENTOBS_WEBHOOK_PORT": str(free_port()),
             "AGENTOBS_WEBHOOK_CONFIGURATION": self.webhook_configuration,
@@ -68,6 +71,8 @@ def quiet_operator(request: pytest.FixtureRequest, kube: Kube, kubectl: Callable
     namespace = f"{prefix}-{uuid.uuid4().hex[:6]}"
     kubectl("create", "namespace", namespace)
     op = QuietOperator(prefix, resync, tmp_path / "operator.log")
+    kubectl("create", "namespace", op.collector_namespace)
+    kubectl("label", "namespace", op.collector_namespace, "pod-security.kubernetes.io/enforce=privileged")
     op.start()
     try:
         def serving() -> bool:
@@ -83,6 +88,16 @@ def quiet_operator(request: pytest.FixtureRequest, kube: Kube, kubectl: Callable
         kube.delete("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration", None,
                     op.webhook_configuration)
         kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+        kubectl("delete", "namespace", op.collector_namespace, "--wait=false", check=False)
+        for kind in ("clusterrole", "clusterrolebinding"):
+            kubectl("delete", kind, f"{collector.NAME}-{op.collector_namespace}", "--ignore-not-found", check=False)
+
+
+def _collector_versions(kube: Kube, namespace: str) -> dict[tuple[str, str], str]:
+    """(kind, name) -> resourceVersion of the node log collector's objects in its namespace."""
+    selector = ",".join(f"{k}={v}" for k, v in sorted(collector.selector_labels().items()))
+    return {(kind, obj["metadata"]["name"]): obj["metadata"]["resourceVersion"]
+            for api, kind in CHILD_KINDS for obj in kube.list(api, kind, namespace, selector)}
 
 
 def _versions(kube: Kube, namespace: str, name: str) -> dict[tuple[str, str], tuple[str, int]]:
@@ -123,6 +138,12 @@ def test_ready_stack_sends_no_request_over_two_resyncs(kube: Kube, quiet_operato
         return done
 
     wait_for("the stack to settle", settled, interval=3.0)
+    # Its logs go through the collector: its route is in the collector's ConfigMap.
+    wait_for("the stack's route in the log collector", lambda: f'id = "{namespace}_still"' in (
+        (kube.get("v1", "ConfigMap", op.collector_namespace, collector.NAME) or {}).get("data") or {}).get(
+        "routes.lua", ""))
+    collector_before = _collector_versions(kube, op.collector_namespace)
+    assert ("DaemonSet", collector.NAME) in collector_before
     before, passes_before = op.requests(), op.passes()
     time.sleep(2 * 2.0 * 1.1 + 1.0)  # two resync periods (with their 10 % spread), and a margin
     after, passes_after = op.requests(), op.passes()
@@ -131,6 +152,7 @@ def test_ready_stack_sends_no_request_over_two_resyncs(kube: Kube, quiet_operato
     assert _writes(after) - _writes(before) == 0, {k: after[k] - before.get(k, 0) for k in after}
     assert _reads(after) - _reads(before) == 0, "children and pods are read from the watch caches"
     assert _versions(kube, namespace, "still") == previous, "no child's resourceVersion or generation moved"
+    assert _collector_versions(kube, op.collector_namespace) == collector_before, "the collector is left alone"
     lines = [line for line in op.log().splitlines() if f"{namespace}/still:" in line and " INFO " in line]
     assert lines, "passes that changed something say so"
     assert len(lines) < passes_after, "one line per pass that changed something, not one per pass"
@@ -140,9 +162,16 @@ def test_ready_stack_sends_no_request_over_two_resyncs(kube: Kube, quiet_operato
 @pytest.mark.parametrize("quiet_operator", [600.0], indirect=True)
 def test_drift_is_repaired_by_the_watch_not_the_resync(kube: Kube, quiet_operator: tuple[QuietOperator, str]
                                                        ) -> None:
-    _, namespace = quiet_operator
+    op, namespace = quiet_operator
     kube.apply(make_resource("mend", namespace, {}))
     wait_ready(kube, namespace, "mend", generation=1)
+    # The node log collector too (its own resync is 600 s here): the watch brings its deletion.
+    daemonset = wait_for("the log collector", lambda: kube.get("apps/v1", "DaemonSet", op.collector_namespace,
+                                                               collector.NAME))
+    kube.delete("apps/v1", "DaemonSet", op.collector_namespace, collector.NAME)
+    wait_for("the deleted collector to come back", lambda: (kube.get(
+        "apps/v1", "DaemonSet", op.collector_namespace, collector.NAME) or daemonset)["metadata"]["uid"]
+        != daemonset["metadata"]["uid"], timeout=30)
     policy = kube.get("networking.k8s.io/v1", "NetworkPolicy", namespace, "mend-prometheus")
     sts = kube.get("apps/v1", "StatefulSet", namespace, "mend-prometheus")
     assert policy is not None and sts is not None
