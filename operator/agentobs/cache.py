@@ -5,8 +5,9 @@ One `Informer` per kind (cluster-wide, or per namespace when the operator is lim
 lists once, then follows a watch from that version, with bookmarks, re-listing only when the
 version expired. Children are selected on the server by the `managed-by` label. Each object is kept
 as a compact `Entry`: name, version, the labels and annotations the operator reads (all of a
-pod's), a digest of the fields the operator owns (instead of `managedFields`), plus the data of a
-Secret, the replica count and status of a workload, and a pod's owners and status. Events other
+pod's labels), a digest of the fields the operator owns (instead of `managedFields`), plus the data
+of a Secret, the replica count and status of a workload, and of a pod its controller, phase, unmet
+conditions and waiting containers. Events other
 than the echo of the operator's own write wake the owning resource.
 
 `PassClient` is what a reconcile pass gets: reads come from the caches when they cover the
@@ -22,6 +23,7 @@ import random
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -46,10 +48,32 @@ Wake = Callable[[str, str], None]  # (namespace, name) of the resource to wake
 _intern = sys.intern  # label keys and values repeat across thousands of objects
 
 
+class _Labels(dict[str, str]):
+    """A label set shared by the entries that carry it (weakly referenced by `_LABEL_SETS`)."""
+
+    __slots__ = ("__weakref__",)
+
+
+# Label sets in use, each kept once while an entry uses it: a stack's children share a few (one per
+# component), and the caches hold tens of thousands of children. Never mutated.
+_LABEL_SETS: weakref.WeakValueDictionary[tuple[tuple[str, str], ...], _Labels] = weakref.WeakValueDictionary()
+_LABEL_SETS_LOCK = threading.Lock()
+
+
+def _shared(labels: dict[str, str]) -> dict[str, str]:
+    key = tuple(sorted(labels.items()))
+    with _LABEL_SETS_LOCK:  # informer threads fill it at once
+        found = _LABEL_SETS.get(key)
+        if found is None:
+            found = _Labels({_intern(k): _intern(v) for k, v in key})
+            _LABEL_SETS[key] = found
+    return found
+
+
 class Entry:
     """One cached object: a few hundred bytes where the parsed manifest takes tens of kilobytes."""
 
-    __slots__ = ("annotations", "api_version", "baseline", "echo", "extra", "generation", "kind", "labels",
+    __slots__ = ("annotations", "api_version", "baseline", "echo", "extra", "generation", "hash", "kind", "labels",
                  "name", "namespace", "owned", "version")
 
     def __init__(self, obj: Manifest) -> None:
@@ -62,11 +86,15 @@ class Entry:
         self.generation: int = int(meta.get("generation") or 0)
         pod = self.kind == "Pod"
         every_label = pod or self.kind == "Namespace"
-        self.labels: dict[str, str] = {_intern(k): _intern(v) for k, v in (meta.get("labels") or {}).items()
-                                       if every_label or k in CHILD_LABELS}
+        labels = meta.get("labels") or {}
+        # Pods' label sets are their own (a StatefulSet pod's name, a Job's uid): not worth sharing.
+        self.labels: dict[str, str] = ({_intern(k): _intern(v) for k, v in labels.items()} if every_label else
+                                       _shared({k: v for k, v in labels.items() if k in CHILD_LABELS}))
+        annotations = meta.get("annotations") or {}
+        self.hash: str | None = annotations.get(HASH_ANNOTATION)  # apart: a dict for it alone costs more
         self.annotations: dict[str, str] | None = {
-            _intern(k): v for k, v in (meta.get("annotations") or {}).items()
-            if pod or k.startswith(CHILD_ANNOTATIONS)} or None
+            _intern(k): _intern(v) if pod else v for k, v in annotations.items()
+            if k.startswith(CHILD_ANNOTATIONS) and k != HASH_ANNOTATION} or None
         owned = owned_fields(obj, FIELD_MANAGER)
         self.owned: str | None = owned[:32] if owned else None
         self.baseline: str | None = None  # `owned` as the operator's last apply left it
@@ -78,14 +106,17 @@ class Entry:
             self.extra = {"spec": {"replicas": (obj.get("spec") or {}).get("replicas", 1)},
                           "status": obj.get("status") or {}}
         elif pod:
-            self.extra = {"status": obj.get("status") or {}}
-            for key in ("ownerReferences", "deletionTimestamp"):
-                if meta.get(key):
-                    self.extra[key] = meta[key]
+            self.extra = {"status": _pod_status(obj.get("status") or {})}
+            owners = [{"kind": _intern(str(r.get("kind", ""))), "name": str(r.get("name", "")), "controller": True}
+                      for r in meta.get("ownerReferences") or [] if r.get("controller")]
+            if owners:
+                self.extra["ownerReferences"] = owners
+            if meta.get("deletionTimestamp"):
+                self.extra["deletionTimestamp"] = meta["deletionTimestamp"]
 
     @property
     def applied_hash(self) -> str | None:
-        return (self.annotations or {}).get(HASH_ANNOTATION)
+        return self.hash
 
     def manifest(self) -> Manifest:
         """The object as a (partial) manifest, for code that reads manifests."""
@@ -94,12 +125,30 @@ class Entry:
             meta["namespace"] = self.namespace
         if self.generation:
             meta["generation"] = self.generation
-        if self.annotations:
-            meta["annotations"] = dict(self.annotations)
+        if self.annotations or self.hash:
+            meta["annotations"] = {**(self.annotations or {}), **({HASH_ANNOTATION: self.hash} if self.hash else {})}
         out: Manifest = {"apiVersion": self.api_version, "kind": self.kind, "metadata": meta}
         for key, value in (self.extra or {}).items():
             (meta if key in ("ownerReferences", "deletionTimestamp") else out)[key] = value
         return out
+
+
+def _pod_status(status: Manifest) -> Manifest:
+    """What the operator reads of a pod's status (`coverage`, `status.pod_cause`): its phase, the
+    conditions that are not met, and why a container waits."""
+    out: Manifest = {}
+    if status.get("phase"):
+        out["phase"] = _intern(str(status["phase"]))
+    unmet = [{k: c[k] for k in ("type", "status", "reason", "message") if c.get(k)}
+             for c in status.get("conditions") or [] if c.get("status") != "True"]
+    if unmet:
+        out["conditions"] = unmet
+    for key in ("initContainerStatuses", "containerStatuses"):
+        waiting = [{"name": c.get("name"), "state": {"waiting": c["state"]["waiting"]}}
+                   for c in status.get(key) or [] if (c.get("state") or {}).get("waiting")]
+        if waiting:
+            out[key] = waiting
+    return out
 
 
 def _selector_terms(selector: str) -> set[str]:

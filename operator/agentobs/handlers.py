@@ -27,7 +27,7 @@ from typing import Any
 import kopf
 
 from agentobs import admission, logroutes, metrics
-from agentobs.api import GROUP, PLURAL, VERSION
+from agentobs.api import GROUP, KIND, PLURAL, VERSION
 from agentobs.api.crd import make_crd
 from agentobs.api.spec import AgentObservabilitySpec
 from agentobs.cache import Cache, PassClient
@@ -281,7 +281,7 @@ async def resource_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> Non
         return
     generation = body.metadata.get("generation", 0)
     new = key not in scheduler.bodies
-    scheduler.bodies[key] = dict(body)
+    scheduler.bodies[key] = _slim(body)
     admission.track(scheduler.bodies[key])
     metrics.MANAGED_RESOURCES.set(len(scheduler.bodies))
     if new:  # its first routine resync comes a period after its first pass
@@ -290,6 +290,16 @@ async def resource_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> Non
         scheduler.generations[key] = generation
         scheduler.wake(key, Priority.NEW)
         scheduler.collector_wakeup.set()  # its route may change
+
+
+def _slim(body: kopf.Body) -> dict[str, Any]:
+    """What passes, events and the collector's routes read of a resource: its managedFields and
+    annotations (kubectl's last-applied copy of the spec among them) are left out."""
+    meta = body.metadata
+    return {"apiVersion": body.get("apiVersion", f"{GROUP}/{VERSION}"), "kind": body.get("kind", KIND),
+            "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "generation", "resourceVersion")
+                         if k in meta},
+            "spec": body.get("spec") or {}, "status": body.get("status") or {}}
 
 
 async def _clean_up(key: Key, uid: str) -> None:

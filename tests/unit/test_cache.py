@@ -35,12 +35,33 @@ def test_entry_keeps_what_a_pass_reads() -> None:
     assert secret["metadata"]["annotations"] == {"cert-manager.io/issuer-name": "ca"}
     config = Entry({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}, "data": {"k": "v" * 9999}})
     assert "data" not in config.manifest(), "ConfigMap contents are compared by hash, not kept"
-    pod = Entry({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "labels": {"any": "label"},
-                                                                 "ownerReferences": [{"kind": "ReplicaSet"}]},
-                 "spec": {"containers": []}, "status": {"phase": "Running"}}).manifest()
-    assert pod["metadata"]["labels"] == {"any": "label"} and pod["status"]["phase"] == "Running"
-    assert pod["metadata"]["ownerReferences"] == [{"kind": "ReplicaSet"}] and "spec" not in pod
+    waiting = {"reason": "ImagePullBackOff", "message": "no such image"}
+    pod = Entry({"apiVersion": "v1", "kind": "Pod", "metadata": {
+        "name": "p", "labels": {"any": "label"},
+        "annotations": {"agentobs.io/injected": "n/r", "kubectl.kubernetes.io/last-applied-configuration": "x" * 999},
+        "ownerReferences": [{"kind": "ReplicaSet", "name": "d-1", "controller": True, "uid": "u"},
+                            {"kind": "Other", "name": "o"}]},
+        "spec": {"containers": []},
+        "status": {"phase": "Pending", "podIP": "10.0.0.9",
+                   "conditions": [{"type": "Ready", "status": "True", "lastProbeTime": None},
+                                  {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                                   "message": "0/3 nodes", "lastTransitionTime": "t"}],
+                   "containerStatuses": [{"name": "a", "state": {"waiting": waiting}, "image": "i"},
+                                         {"name": "b", "state": {"running": {}}, "ready": True}]}}).manifest()
+    assert pod["metadata"]["labels"] == {"any": "label"} and "spec" not in pod
+    assert pod["metadata"]["annotations"] == {"agentobs.io/injected": "n/r"}, "only the operator's own"
+    assert pod["metadata"]["ownerReferences"] == [{"kind": "ReplicaSet", "name": "d-1", "controller": True}]
+    assert pod["status"] == {"phase": "Pending",
+                             "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                                             "message": "0/3 nodes"}],
+                             "containerStatuses": [{"name": "a", "state": {"waiting": waiting}}]}
     assert sys.getsizeof(entry) < 200
+
+
+def test_children_share_their_label_sets() -> None:
+    first, second = Entry(_sts({}, {})), Entry(_sts({}, {}))
+    assert first.labels is second.labels
+    assert Entry(_sts({}, {})).labels == {"agentobs.io/owner": "r", "agentobs.io/owner-namespace": "n"}
 
 
 def test_label_selectors() -> None:
