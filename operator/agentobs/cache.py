@@ -45,6 +45,11 @@ CHILD_ANNOTATIONS = ("agentobs.io/", "cert-manager.io/")
 UNSELECTED = (("v1", "Pod"), ("v1", "Namespace"))
 Key = tuple[str, str, str, str]  # apiVersion, kind, namespace ("" when cluster-scoped), name
 Wake = Callable[[str, str], None]  # (namespace, name) of the resource to wake
+# Lists come in pages of LIST_PAGE objects, and at most two pages are parsed at once in the whole
+# process: at start-up every informer lists at the same time, and whole pages of full objects (with
+# their managedFields) are what sets the operator's peak memory, which the process keeps after.
+LIST_PAGE = 100
+_PAGES = threading.BoundedSemaphore(2)
 _intern = sys.intern  # label keys and values repeat across thousands of objects
 
 
@@ -259,12 +264,14 @@ class Informer:
         fresh: dict[tuple[str, str], Entry] = {}
         token, version = "", ""
         while True:
-            items, list_version, token = self.kube.list_page(self.api_version, self.kind, self.namespace,
-                                                             self.selector, continue_=token)
+            with _PAGES:  # a parsed page is tens of times the entries made of it: few at once
+                items, list_version, token = self.kube.list_page(self.api_version, self.kind, self.namespace,
+                                                                 self.selector, limit=LIST_PAGE, continue_=token)
+                for obj in items:
+                    entry = Entry(obj)
+                    fresh[(entry.namespace, entry.name)] = entry
+                del items
             version = version or list_version
-            for obj in items:
-                entry = Entry(obj)
-                fresh[(entry.namespace, entry.name)] = entry
             if not token:
                 break
         with self.lock:
