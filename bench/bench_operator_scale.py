@@ -38,7 +38,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from agentobs.kube import Kube
+from agentobs.kube import Kube, KubeError
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -177,6 +177,18 @@ def make_nodes(prefix: str, stacks: int) -> list[str]:
 
 
 def count_ready(kube: Kube, namespaces: list[str]) -> int:
+    """Resources Ready; -1 when the API server cannot answer for a moment (429 while a CRD's
+    storage is re-initialised, a 5xx, no connection): the caller looks again."""
+    try:
+        return _count_ready(kube, namespaces)
+    except KubeError as exc:
+        if exc.status in (0, 429) or exc.status >= 500:
+            print(f"  (Ready not counted: {exc.status} {exc.message})", flush=True)
+            return -1
+        raise
+
+
+def _count_ready(kube: Kube, namespaces: list[str]) -> int:
     ready = 0
     for namespace in namespaces:
         for res in kube.list("agentobs.io/v1alpha1", "AgentObservability", namespace):
