@@ -333,11 +333,12 @@ class Cache:
             self._start("v1", "Pod", None)
         self._start("v1", "Namespace", None)
 
-    def ensure_namespace(self, namespace: str) -> None:
-        """Per-namespace informers, when the operator is limited to some namespaces."""
+    def ensure_namespace(self, namespace: str, kinds: list[tuple[str, str]] | None = None) -> None:
+        """Per-namespace informers, when the operator is limited to some namespaces: of `kinds`
+        (default: every kind of child, and pods)."""
         if not self.patterns:
             return
-        for api, kind in [*self.kinds, ("v1", "Pod")]:
+        for api, kind in kinds if kinds is not None else [*self.kinds, ("v1", "Pod")]:
             if KINDS[(api, kind)].namespaced:
                 self._start(api, kind, namespace)
 

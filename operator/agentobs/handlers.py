@@ -172,8 +172,9 @@ class Scheduler:
     async def collect_forever(self) -> None:
         """Keep the node collector's routes in step with the resources (see agentobs.logroutes)."""
         problem = ""
-        if self.cache is not None:  # its objects are read from the caches too
-            self.cache.ensure_namespace(COLLECTOR_NAMESPACE)
+        if self.cache is not None:  # its objects are read from the caches too (only its kinds: the
+            # chart grants no more in the operator's namespace)
+            self.cache.ensure_namespace(COLLECTOR_NAMESPACE, logroutes.COLLECTOR_KINDS)
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.collector_wakeup.wait(), timeout=RESYNC_SECONDS)
