@@ -199,9 +199,10 @@ def sync(kube: Kube, namespace: str, bodies: list[dict[str, Any]], image: str = 
         for manifest in manifests:
             kube.apply(manifest)
         result.applied = True
-    if manifests and _state.applied_hash != desired_hash:
-        _state.clean = False  # the objects of other routes may be left over now
-    _state.applied_hash = desired_hash if manifests else ""
+    applied = desired_hash if manifests else ""
+    if applied != _state.applied_hash:
+        _state.clean = False  # objects no longer rendered (all of them, with no route left) may remain
+    _state.applied_hash = applied
     if not _state.clean:
         desired = {key_of(m) for m in manifests}
         for obj in _collector_objects(kube, namespace):
