@@ -87,9 +87,10 @@ chart-test: $(STAMP) tools ## helm lint, template + schema, install/upgrade/unin
 test-node: $(STAMP) tools debs ## The real-node tier: operator, webhook and agents as real containers (starts and stops the node)
 	$(PY) -m pytest tests/node -q
 
-bench: $(STAMP) tools debs ## Benchmarks: SDK helpers and webhook latency, as ratios to baselines in the same run
+bench: $(STAMP) tools debs ## Benchmarks: SDK helpers, webhook latency, operator scale (AGENTOBS_BENCH_SIZES), as ratios to baselines in the same run
 	$(PY) bench/bench_sdk.py
 	$(PY) bench/bench_webhook.py
+	$(PY) bench/bench_operator_scale.py
 
 e2e: $(STAMP) ## The suite against a kind cluster (needs Docker and kind; not on this machine)
 	hack/e2e-kind.sh

@@ -4,6 +4,11 @@
 # kwokctl's binary runtime on loopback. kwok's simulated nodes get pods scheduled and Running, and
 # pods a Job owns Succeeded (kwokctl's default stages, kustomize/stage/pod/fast of kwok v0.8.0:
 # pod-ready, pod-complete, pod-delete), so the Job controller completes the operator's Jobs.
+# Room for 1,000 stacks (bench/bench_operator_scale.py): 65,536 Service IPs (10.0.0.0/16, so the
+# `kubernetes` Service keeps 10.0.0.1) instead of kwokctl's 254, and no client rate limits on the
+# controller manager, scheduler and kwok (their default 20 to 50 requests/s would make creating the
+# pods of 1,000 stacks take most of an hour). kwokctl v0.8.0 indexes --extra-args patches by where
+# a component's first one stands: a component other than the first may have only one, or it panics.
 #
 #   hack/cluster.sh up       start (or reuse) the cluster; the last line is `export KUBECONFIG=...`
 #   hack/cluster.sh down     stop it and remove its state
@@ -76,13 +81,14 @@ WRAP
       --extra-args "kube-apiserver=kubelet-client-certificate=$pki/admin.crt" \
       --extra-args "kube-apiserver=kubelet-client-key=$pki/admin.key" \
       --extra-args kube-apiserver=enable-admission-plugins=NodeRestriction,PodNodeSelector,PodTolerationRestriction \
+      --extra-args kube-apiserver=service-cluster-ip-range=10.0.0.0/16 \
       --kube-apiserver-binary "$K8S/kube-apiserver" \
       --kube-controller-manager-binary "$K8S/kube-controller-manager" \
       --kube-scheduler-binary "$K8S/kube-scheduler" \
       --kwok-controller-binary "$state/kwok-controller" \
       --etcd-binary "$ETCD/etcd" \
       --kube-authorization --kube-admission --secure-port \
-      --extra-args kube-controller-manager=enable-hostpath-provisioner=true \
+      --extra-args kube-controller-manager=enable-hostpath-provisioner=true --disable-qps-limits \
       --kubeconfig "$kubeconfig" --wait 3m --quiet-pull >&2
     "$KWOK/kwokctl" scale node --name "$name" --replicas "$nodes" >&2
     # What a real cluster has and kwok does not: a default StorageClass whose claims get volumes

@@ -34,7 +34,7 @@ host_if=aobs-node0
 host_ip=10.201.0.1
 node_ip=10.201.0.2
 pod_cidr=10.201.1.0/24
-service_cidr=10.0.0.0/24
+service_cidr=10.0.0.0/16
 dns_ip=10.0.0.10
 # Daemons first: a containerd or kubelet still alive would start containers while pods are killed.
 cgroups=(agentobs-node-daemons agentobs-node)

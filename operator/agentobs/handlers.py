@@ -1,10 +1,13 @@
-"""The kopf wiring: watch events feed a scheduler that runs reconcile passes.
+"""The kopf wiring: watch events feed a work queue that a bounded pool of workers drains.
 
-kopf watches the resources and their children and serves the webhook; it keeps no state on the
-resources (no finalizer, no progress annotations), so deleting a resource never waits for the
-operator. A pass runs when a resource is new or its spec changes, when one of its watched children
-changes (at once), and every `AGENTOBS_RESYNC_SECONDS` (repairing children deleted or edited by
-hand). Passes for one resource never overlap. With leader election on, only the leader runs them.
+kopf watches the resources and serves the webhook; it keeps no state on the resources (no
+finalizer, no progress annotations), so deleting a resource never waits for the operator. The
+children are watched by the informers of `agentobs.cache`, which wake their resource when one
+changes. A pass is queued when a resource is new or its spec changes (first), when a child changes
+or goes away (next), and at every routine resync (last; the period grows with the number of
+resources, see `agentobs.workqueue`). `AGENTOBS_WORKERS` passes run at once, each in the pool's
+own thread, and passes for one resource never overlap. With leader election on, only the leader
+runs them.
 """
 
 from __future__ import annotations
@@ -15,29 +18,36 @@ import datetime as dt
 import fnmatch
 import logging
 import os
+import random
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
 
 from agentobs import admission, logroutes, metrics
-from agentobs.api import GROUP, PLURAL, VERSION
+from agentobs.api import GROUP, KIND, PLURAL, VERSION
 from agentobs.api.crd import make_crd
 from agentobs.api.spec import AgentObservabilitySpec
+from agentobs.cache import Cache, PassClient
 from agentobs.kube import Kube, KubeError, shared
 from agentobs.leader import Elector
-from agentobs.prune import forget, prune, sweep_orphans
+from agentobs.prune import PRUNABLE, forget, prune, sweep_orphans
 from agentobs.reconcile import reconcile
 from agentobs.render import collector
-from agentobs.render.common import MANAGED_BY, OWNER_LABEL, OWNER_NAMESPACE_LABEL, Owner
+from agentobs.render.common import Owner
 from agentobs.render.prometheus import OPERATOR_METRICS_TARGET
+from agentobs.workqueue import Priority, WorkQueue, resync_period
 
 log = logging.getLogger(__name__)
 
 RESYNC_SECONDS = float(os.environ.get("AGENTOBS_RESYNC_SECONDS", "60"))
+RESYNC_RATE = float(os.environ.get("AGENTOBS_RESYNC_RATE", "2"))
+WORKERS = max(1, int(os.environ.get("AGENTOBS_WORKERS", "4")))
 RETRY_SECONDS = 10.0
 SWEEP_SECONDS = 600.0
+CACHE_SYNC_SECONDS = 60.0
 # Where each stack's Prometheus scrapes the operator's own metrics (certificate expiry), if known.
 OWNER_EXTRA = ({OPERATOR_METRICS_TARGET: os.environ["AGENTOBS_METRICS_TARGET"]}
                if os.environ.get("AGENTOBS_METRICS_TARGET") else {})
@@ -55,66 +65,103 @@ def watched_namespace(namespace: str) -> bool:
     return not WATCHED or any(fnmatch.fnmatchcase(namespace, pattern) for pattern in WATCHED)
 
 
-CHILD_SELECTOR: dict[str, Any] = {"app.kubernetes.io/managed-by": MANAGED_BY, OWNER_LABEL: kopf.PRESENT}
-
 Key = tuple[str, str]
 
 
 class Scheduler:
-    """Which resources exist (from watch events), when each is due, and one pass at a time each."""
+    """Which resources exist (from watch events), when each is due, and the workers."""
 
     def __init__(self) -> None:
         self.bodies: dict[Key, dict[str, Any]] = {}
         self.generations: dict[Key, int] = {}
-        self.due: dict[Key, float] = {}
-        self.running: set[Key] = set()
-        self.tasks: set[asyncio.Task[None]] = set()
-        self.wakeup = asyncio.Event()
+        self.due: dict[Key, float] = {}  # next routine resync
+        self.queue: WorkQueue[Key] = WorkQueue()
         self.collector_wakeup = asyncio.Event()
         self.elector = Elector(None, "", "", "")
+        self.cache: Cache | None = None
+        self.executor = ThreadPoolExecutor(WORKERS, thread_name_prefix="reconcile")
 
     def client(self) -> Kube:
         return shared()
 
-    def wake(self, key: Key, delay: float = 0.0) -> None:
-        if key in self.bodies:
-            self.due[key] = min(self.due.get(key, float("inf")), time.monotonic() + delay)
-            self.wakeup.set()
+    def period(self) -> float:
+        return resync_period(RESYNC_SECONDS, len(self.bodies), RESYNC_RATE)
+
+    def wake(self, key: Key, priority: Priority = Priority.CHILD, delay: float = 0.0) -> None:
+        if key not in self.bodies:
+            return
+        if delay > 0:
+            asyncio.get_running_loop().call_later(delay, self.wake, key, priority)
+            return
+        self.queue.add(key, priority)
+
+    def start_cache(self, loop: asyncio.AbstractEventLoop) -> None:
+        def wake(namespace: str, name: str) -> None:  # called from an informer's thread
+            loop.call_soon_threadsafe(self.wake, (namespace, name))
+
+        self.cache = Cache(Kube(pool_size=64), PRUNABLE, WATCHED, wake)
+        def wake_collector() -> None:  # from an informer's thread too
+            loop.call_soon_threadsafe(self.collector_wakeup.set)
+
+        self.cache.wake_unowned = wake_collector
+        self.cache.start()
 
     async def run_forever(self) -> None:
+        """Queue routine resyncs as they come due; the workers do the passes."""
+        workers = [asyncio.create_task(self._work()) for _ in range(WORKERS)]
+        try:
+            while True:
+                now = time.monotonic()
+                for key in [k for k, t in self.due.items() if t <= now]:
+                    self.due[key] = now + self.period() * random.uniform(0.9, 1.1)  # noqa: S311 (spread)
+                    self.queue.add(key, Priority.RESYNC)
+                for priority, count in self.queue.depth().items():
+                    metrics.QUEUE_DEPTH.labels(priority=priority.name.lower()).set(count)
+                metrics.RESYNC_PERIOD.set(self.period())
+                await asyncio.sleep(max(0.05, min(min(self.due.values(), default=now + 1.0) - now, 1.0)))
+        finally:
+            for worker in workers:
+                worker.cancel()
+
+    async def _work(self) -> None:
         while True:
-            now = time.monotonic()
-            for key in [k for k, t in self.due.items() if t <= now and k not in self.running]:
-                self.due[key] = now + RESYNC_SECONDS
-                if self.elector.is_leader:
-                    self.running.add(key)
-                    task = asyncio.create_task(self._pass(key))
-                    self.tasks.add(task)
-                    task.add_done_callback(self.tasks.discard)
-            timeout = max(0.05, min(self.due.values(), default=now + RESYNC_SECONDS) - now)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wakeup.wait(), timeout=timeout)
-            self.wakeup.clear()
+            key = await self.queue.get()
+            try:
+                if self.elector.is_leader and key in self.bodies:
+                    await self._pass(key)
+            finally:
+                self.queue.done(key)
+
+    async def _wait_for_cache(self, namespace: str) -> None:
+        """A pass reads its children from the caches: give them a moment to fill first (a miss
+        would only cost an API read, but thousands of them at start-up are worth avoiding)."""
+        if self.cache is None:
+            return
+        self.cache.ensure_namespace(namespace)
+        await asyncio.to_thread(self.cache.wait_synced, namespace, CACHE_SYNC_SECONDS)
 
     async def _pass(self, key: Key) -> None:
         body = self.bodies.get(key)
         try:
             if body is None:
                 return
-            outcome = await asyncio.to_thread(reconcile, self.client(), body, _now, OWNER_EXTRA)
+            await self._wait_for_cache(key[0])
+            client = PassClient(self.client(), self.cache)
+            loop = asyncio.get_running_loop()
+            outcome = await loop.run_in_executor(self.executor, reconcile, client, body, _now, OWNER_EXTRA)
             for type_, reason, message in outcome.transitions:
                 warning = type_ == "Degraded" or reason in ("InvalidSpec", "ApplyFailed")
-                await asyncio.to_thread(_post_event, self.client(), body, warning, reason, message)
+                await loop.run_in_executor(self.executor, _post_event, self.client(), body, warning, reason,
+                                           message)
         except KubeError as exc:
             metrics.RECONCILE_FAILURES.inc()
             log.warning("%s/%s: pass postponed, API server: %s", *key, exc.message)
-            self.wake(key, RETRY_SECONDS)
+            self.wake(key, Priority.RESYNC, RETRY_SECONDS)
         except Exception:  # a bug must not stop the other resources' passes
             metrics.RECONCILE_FAILURES.inc()
             log.exception("%s/%s: pass failed", *key)
-            self.wake(key, RETRY_SECONDS)
+            self.wake(key, Priority.RESYNC, RETRY_SECONDS)
         finally:
-            self.running.discard(key)
             if body is not None and key not in self.bodies and self.elector.is_leader:
                 # Deleted while this pass ran: what it applied after the clean-up of the DELETED
                 # event (cluster-scoped objects, no owner reference) would otherwise stay behind.
@@ -125,6 +172,9 @@ class Scheduler:
     async def collect_forever(self) -> None:
         """Keep the node collector's routes in step with the resources (see agentobs.logroutes)."""
         problem = ""
+        if self.cache is not None:  # its objects are read from the caches too (only its kinds: the
+            # chart grants no more in the operator's namespace)
+            self.cache.ensure_namespace(COLLECTOR_NAMESPACE, logroutes.COLLECTOR_KINDS)
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.collector_wakeup.wait(), timeout=RESYNC_SECONDS)
@@ -132,9 +182,9 @@ class Scheduler:
             self.collector_wakeup.clear()
             if not self.elector.is_leader:
                 continue
-            try:
-                result = await asyncio.to_thread(logroutes.safe_sync, self.client(), COLLECTOR_NAMESPACE,
-                                                 list(self.bodies.values()), COLLECTOR_IMAGE)
+            try:  # reads through the caches too
+                result = await asyncio.to_thread(logroutes.safe_sync, PassClient(self.client(), self.cache),
+                                                 COLLECTOR_NAMESPACE, list(self.bodies.values()), COLLECTOR_IMAGE)
             except Exception:  # a bug must not stop the syncs to come
                 log.exception("log collector: sync failed")
                 continue
@@ -154,7 +204,7 @@ class Scheduler:
             await asyncio.to_thread(self.elector.step, _now())
             if self.elector.is_leader and not was:
                 for key in self.bodies:
-                    self.wake(key)
+                    self.wake(key, Priority.RESYNC)
             if self.elector.is_leader and time.monotonic() - swept > SWEEP_SECONDS:
                 swept = time.monotonic()
                 try:
@@ -194,6 +244,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.L
         identity = os.environ.get("POD_ID") or socket.gethostname()
         lease = os.environ.get("AGENTOBS_LEADER_LEASE", "agentobs-operator-leader")
         scheduler.elector = Elector(scheduler.client(), namespace, lease, identity)
+    scheduler.start_cache(asyncio.get_running_loop())
     memo["scheduler_tasks"] = [asyncio.create_task(scheduler.run_forever()),
                                asyncio.create_task(scheduler.elect_forever())]
     if COLLECTOR_NAMESPACE:
@@ -223,19 +274,33 @@ async def resource_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> Non
         admission.untrack(*key)
         scheduler.bodies.pop(key, None)
         scheduler.due.pop(key, None)
+        scheduler.queue.discard(key)
         metrics.MANAGED_RESOURCES.set(len(scheduler.bodies))
         scheduler.collector_wakeup.set()  # its route goes
         if scheduler.elector.is_leader:
             await _clean_up(key, body.metadata.uid or "")
         return
     generation = body.metadata.get("generation", 0)
-    scheduler.bodies[key] = dict(body)
+    new = key not in scheduler.bodies
+    scheduler.bodies[key] = _slim(body)
     admission.track(scheduler.bodies[key])
     metrics.MANAGED_RESOURCES.set(len(scheduler.bodies))
+    if new:  # its first routine resync comes a period after its first pass
+        scheduler.due[key] = time.monotonic() + scheduler.period() * random.uniform(0.9, 1.1)  # noqa: S311
     if scheduler.generations.get(key) != generation:  # new, or the spec changed; not our status writes
         scheduler.generations[key] = generation
-        scheduler.wake(key)
+        scheduler.wake(key, Priority.NEW)
         scheduler.collector_wakeup.set()  # its route may change
+
+
+def _slim(body: kopf.Body) -> dict[str, Any]:
+    """What passes, events and the collector's routes read of a resource: its managedFields and
+    annotations (kubectl's last-applied copy of the spec among them) are left out."""
+    meta = body.metadata
+    return {"apiVersion": body.get("apiVersion", f"{GROUP}/{VERSION}"), "kind": body.get("kind", KIND),
+            "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "generation", "resourceVersion")
+                         if k in meta},
+            "spec": body.get("spec") or {}, "status": body.get("status") or {}}
 
 
 async def _clean_up(key: Key, uid: str) -> None:
@@ -248,14 +313,3 @@ async def _clean_up(key: Key, uid: str) -> None:
     finally:
         forget(uid)
         scheduler.generations.pop(key, None)
-
-
-# Children whose change should be noticed at once; the others are repaired by the resync.
-@kopf.on.event("apps", "v1", "statefulsets", labels=CHILD_SELECTOR)
-@kopf.on.event("apps", "v1", "deployments", labels=CHILD_SELECTOR)
-@kopf.on.event("apps", "v1", "daemonsets", labels=CHILD_SELECTOR)
-@kopf.on.event("", "v1", "services", labels=CHILD_SELECTOR)
-@kopf.on.event("", "v1", "configmaps", labels=CHILD_SELECTOR)
-async def child_event(labels: kopf.Labels, **_: Any) -> None:
-    owner_namespace = labels.get(OWNER_NAMESPACE_LABEL, "")
-    scheduler.wake((owner_namespace, labels.get(OWNER_LABEL, "")))

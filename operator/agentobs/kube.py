@@ -10,10 +10,12 @@ into a log, an event or a status condition through an exception.
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 import json
 import os
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +23,8 @@ import kubernetes.client
 import kubernetes.config
 import urllib3
 from kubernetes.client.exceptions import ApiException
+
+from agentobs import metrics
 
 FIELD_MANAGER = "agentobs-operator"
 
@@ -112,12 +116,32 @@ def _kube_error(status: int, http_reason: str | None, body: Any, kind: str) -> K
     return KubeError(status, reason, message)
 
 
+def _verb_and_resource(method: str, path: str, query: list[tuple[str, str]], content_type: str) -> tuple[str, str]:
+    """The Kubernetes verb and resource (with subresource) of a request, for the request metric."""
+    segments = path.strip("/").split("/")
+    rest = segments[2:] if segments[0] == "api" else segments[3:]
+    if len(rest) >= 3 and rest[0] == "namespaces":
+        rest = rest[2:]
+    resource = "/".join([rest[0], *rest[2:3]]) if rest else ""
+    named = len(rest) > 1
+    if method == "GET":
+        verb = "watch" if ("watch", "true") in query else ("get" if named else "list")
+    elif method == "PATCH":
+        verb = "apply" if content_type == "application/apply-patch+yaml" else "patch"
+    else:
+        verb = {"POST": "create", "PUT": "update", "DELETE": "delete"}.get(method, method.lower())
+    return verb, resource
+
+
+WRITE_VERBS = frozenset({"create", "update", "patch", "apply", "delete"})
+
+
 class Kube:
     """A synchronous client; the reconciler calls it from a worker thread."""
 
     _config_lock = threading.Lock()
 
-    def __init__(self, api_client: kubernetes.client.ApiClient | None = None) -> None:
+    def __init__(self, api_client: kubernetes.client.ApiClient | None = None, pool_size: int = 0) -> None:
         if api_client is None:
             with self._config_lock:
                 try:
@@ -127,12 +151,17 @@ class Kube:
                     kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
                         config_file=os.environ.get("KUBECONFIG") or None
                     )
-            api_client = kubernetes.client.ApiClient()
+            configuration = kubernetes.client.Configuration.get_default_copy()
+            if pool_size:  # watches hold a connection each for as long as they run
+                configuration.connection_pool_maxsize = pool_size
+            api_client = kubernetes.client.ApiClient(configuration)
+            api_client.user_agent = FIELD_MANAGER  # so audit logs name the operator's requests
         self._api = api_client
 
     def _call(self, method: str, path: str, kind: str, body: Any = None, *,
               query: list[tuple[str, str]] | None = None, content_type: str = "application/json") -> Any:
         headers = {"Content-Type": content_type, "Accept": "application/json"}
+        metrics.API_REQUESTS.labels(*_verb_and_resource(method, path, query or [], content_type)).inc()
         try:
             _, url, headers, body, _ = self._api.param_serialize(
                 method=method, resource_path=path, query_params=query or [], header_params=headers,
@@ -194,6 +223,57 @@ class Kube:
             item.setdefault("apiVersion", api_version)
             item.setdefault("kind", kind)
         return items
+
+    def list_page(self, api_version: str, kind: str, namespace: str | None, label_selector: str = "",
+                  limit: int = 500, continue_: str = "") -> tuple[builtins.list[Manifest], str, str]:
+        """One page of a list: (items, the list's resourceVersion, the continue token or "")."""
+        query = [("limit", str(limit))] + ([("labelSelector", label_selector)] if label_selector else [])
+        query += [("continue", continue_)] if continue_ else []
+        result = self._call("GET", _path(api_version, kind, namespace), kind, query=query)
+        items: list[Manifest] = result.get("items", [])
+        for item in items:
+            item.setdefault("apiVersion", api_version)
+            item.setdefault("kind", kind)
+        meta = result.get("metadata") or {}
+        return items, str(meta.get("resourceVersion", "")), str(meta.get("continue") or "")
+
+    def watch(self, api_version: str, kind: str, namespace: str | None, label_selector: str,
+              resource_version: str, timeout_seconds: int) -> Iterator[tuple[str, Manifest]]:
+        """Watch events (type, object) from `resource_version`, with bookmarks, until the server
+        ends the stream after `timeout_seconds`. An expired version yields ("ERROR", Status 410)."""
+        path = _path(api_version, kind, namespace)
+        query = [("watch", "true"), ("allowWatchBookmarks", "true"), ("resourceVersion", resource_version),
+                 ("timeoutSeconds", str(timeout_seconds))]
+        query += [("labelSelector", label_selector)] if label_selector else []
+        metrics.API_REQUESTS.labels(*_verb_and_resource("GET", path, query, "")).inc()
+        try:
+            _, url, headers, _, _ = self._api.param_serialize(
+                method="GET", resource_path=path, query_params=query,
+                header_params={"Accept": "application/json"}, auth_settings=["BearerToken"],
+            )
+            response = self._api.call_api("GET", url, header_params=headers,
+                                          _request_timeout=(10, timeout_seconds + 30))
+        except ApiException as exc:
+            raise _kube_error(int(exc.status or 0), exc.reason, exc.body, kind) from None
+        except (OSError, urllib3.exceptions.HTTPError) as exc:
+            raise KubeError(0, "Unreachable", type(exc).__name__) from None
+        raw = response.response
+        try:
+            if response.status >= 400:
+                raise _kube_error(response.status, response.reason, raw.read(), kind)
+            pending = b""
+            for chunk in raw.stream(65536, decode_content=True):
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        event = json.loads(line)
+                        yield str(event.get("type", "")), event.get("object") or {}
+        except (OSError, urllib3.exceptions.HTTPError) as exc:
+            raise KubeError(0, "Unreachable", type(exc).__name__) from None
+        finally:  # a stream left early cannot go back to the pool half read
+            raw.close()
+            raw.release_conn()
 
     def delete(self, api_version: str, kind: str, namespace: str | None, name: str) -> None:
         try:

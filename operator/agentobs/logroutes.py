@@ -9,10 +9,13 @@ its route at the next sync. `render.collector` turns the routes into objects; th
 them in the collector namespace and deletes the ones no longer wanted (all of them when no
 resource collects logs).
 
-A sync writes only when the rendered objects differ from what it last applied in this process, or
-when the DaemonSet, its ConfigMap or its Secret is missing or the DaemonSet carries another config hash
-(deleted or edited by hand), so a resync over an unchanged cluster costs a few reads. Paused
-resources keep their route: pausing leaves a stack as it is.
+Every object is stamped with its applied hash (`agentobs.desired`). Given the operator's
+`PassClient`, a sync sends only the objects the watch-fed caches do not hold as rendered (changed
+routes, or deleted or edited by hand), and reads a route's CA and client certificate from the API
+server only when the cache shows a new version of them, so a sync over an unchanged cluster sends
+no request. Given a plain client (tests), it writes when the rendered objects differ from what it
+last applied in this process or one of them is gone. Paused resources keep their route: pausing
+leaves a stack as it is.
 """
 
 from __future__ import annotations
@@ -26,10 +29,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from agentobs.api.spec import AgentObservabilitySpec
+from agentobs.cache import PassClient
+from agentobs.desired import applied_hash, stamp
 from agentobs.kube import Kube, KubeError
 from agentobs.prune import key_of
 from agentobs.render import collector, fluentd
-from agentobs.render.common import CONFIG_HASH_ANNOTATION, Owner, content_hash
+from agentobs.render.common import Owner, content_hash
 from agentobs.render.tls import CA_BUNDLE_KEY, ca_bundle_name, tls_secret_name
 
 log = logging.getLogger(__name__)
@@ -52,17 +57,18 @@ class SyncResult:
     error: str = ""  # an API failure, retried at the next sync
 
 
-# Re-read now and then: a CA changes only when its Secret is replaced, a client certificate when renewed
-# (long before it expires).
+# Without caches, re-read now and then: a CA changes only when its Secret is replaced, a client
+# certificate when renewed (long before it expires). With them, re-read when their version changes.
 MATERIAL_REFRESH_SECONDS = 600.0
 
 
 @dataclass
 class _State:
     applied_hash: str = ""
+    clean: bool = False  # no collector object left to delete, as the last look found
     waiting: set[str] = field(default_factory=set)
-    # uid -> (read at, (CA, client certificate, client key)), PEM
-    material: dict[str, tuple[float, tuple[str, str, str]]] = field(default_factory=dict)
+    # uid -> (read at, cached versions of the two objects or None, (CA, client certificate, client key) PEM)
+    material: dict[str, tuple[float, tuple[str, str] | None, tuple[str, str, str]]] = field(default_factory=dict)
 
 
 _state = _State()
@@ -73,20 +79,37 @@ def waiting_for_material(namespace: str, name: str) -> bool:
     return f"{namespace}/{name}" in _state.waiting
 
 
+def _versions(kube: Kube, owner: Owner) -> tuple[str, str] | None:
+    """The cached versions of the CA bundle and the client certificate Secret; None without caches
+    for them (or while one is not there)."""
+    if not isinstance(kube, PassClient):
+        return None
+    bundle = kube.cached_version("v1", "ConfigMap", owner.namespace, ca_bundle_name(owner))
+    client = kube.cached_version("v1", "Secret", owner.namespace, tls_secret_name(owner, fluentd.COLLECTOR_CLIENT))
+    return (bundle, client) if bundle and client else None
+
+
 def _material(kube: Kube, owner: Owner) -> tuple[str, str, str] | None:
     """(CA, client certificate, client key) of a resource's route; None while not written yet."""
     now = time.monotonic()
+    versions = _versions(kube, owner)
     cached = _state.material.get(owner.uid)
-    if cached is not None and now - cached[0] < MATERIAL_REFRESH_SECONDS:
-        return cached[1]
-    bundle = kube.get("v1", "ConfigMap", owner.namespace, ca_bundle_name(owner))
+    if cached is not None and (cached[1] == versions if versions is not None
+                               else now - cached[0] < MATERIAL_REFRESH_SECONDS):
+        return cached[2]
+    # The caches keep no ConfigMap contents (and may keep no Secret data): read the objects themselves.
+    read = kube.read if isinstance(kube, PassClient) else kube.get
+    bundle = read("v1", "ConfigMap", owner.namespace, ca_bundle_name(owner))
     ca = str(((bundle or {}).get("data") or {}).get(CA_BUNDLE_KEY, ""))
-    client = kube.get("v1", "Secret", owner.namespace, tls_secret_name(owner, fluentd.COLLECTOR_CLIENT))
+    client = read("v1", "Secret", owner.namespace, tls_secret_name(owner, fluentd.COLLECTOR_CLIENT))
     data = (client or {}).get("data") or {}
     if not ca or not data.get("tls.crt") or not data.get("tls.key"):
         return None
     found = (ca, base64.b64decode(data["tls.crt"]).decode(), base64.b64decode(data["tls.key"]).decode())
-    _state.material[owner.uid] = (now, found)
+    if versions is not None:  # the versions of what was just read, so the next sync reuses it
+        versions = (str(bundle["metadata"].get("resourceVersion", "")),  # type: ignore[index]
+                    str(client["metadata"].get("resourceVersion", "")))  # type: ignore[index]
+    _state.material[owner.uid] = (now, versions, found)
     return found
 
 
@@ -165,41 +188,43 @@ def sync(kube: Kube, namespace: str, bodies: list[dict[str, Any]], image: str = 
     found, result.waiting = routes(kube, bodies)
     _state.waiting = set(result.waiting)
     result.routes = sorted(r.id for r in found)
-    manifests = collector.render(namespace, found, image)
+    manifests = [stamp(m) for m in collector.render(namespace, found, image)]
     desired_hash = content_hash(manifests)
-    in_place = False
-    if manifests and _state.applied_hash == desired_hash:
-        daemonset = kube.get("apps/v1", "DaemonSet", namespace, collector.NAME)
-        in_place = (daemonset is not None
-                    and (daemonset["spec"]["template"]["metadata"].get("annotations") or {}).get(
-                        CONFIG_HASH_ANNOTATION) == _config_hash(manifests)
-                    and kube.get("v1", "ConfigMap", namespace, collector.NAME) is not None
-                    and kube.get("v1", "Secret", namespace, collector.CLIENTS_SECRET) is not None)
-    if manifests and not in_place:
+    if isinstance(kube, PassClient):  # sends only what the caches do not hold as rendered
+        before = len(kube.written)
+        for manifest in manifests:
+            kube.apply(manifest)
+        result.applied = len(kube.written) > before
+    elif manifests and not (_state.applied_hash == desired_hash and _all_there(kube, manifests)):
         for manifest in manifests:
             kube.apply(manifest)
         result.applied = True
-        _state.applied_hash = desired_hash
-    if result.applied or not manifests:
+    applied = desired_hash if manifests else ""
+    if applied != _state.applied_hash:
+        _state.clean = False  # objects no longer rendered (all of them, with no route left) may remain
+    _state.applied_hash = applied
+    if not _state.clean:
         desired = {key_of(m) for m in manifests}
         for obj in _collector_objects(kube, namespace):
             if key_of(obj) not in desired:
                 meta = obj["metadata"]
                 kube.delete(obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"])
                 result.deleted.append(f"{obj['kind']} {meta['name']}")
-        if not manifests:
-            _state.applied_hash = ""
+        _state.clean = True
     if result.applied or result.deleted:
         log.info("log collector in %s: routes %s%s", namespace, ", ".join(result.routes) or "none",
                  f"; deleted {', '.join(result.deleted)}" if result.deleted else "")
     return result
 
 
-def _config_hash(manifests: list[dict[str, Any]]) -> str:
+def _all_there(kube: Kube, manifests: list[dict[str, Any]]) -> bool:
+    """Every object is there with the hash it was rendered with (none deleted or replaced by hand)."""
     for m in manifests:
-        if m["kind"] == "DaemonSet":
-            return str(m["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH_ANNOTATION])
-    return ""
+        meta = m["metadata"]
+        live = kube.get(m["apiVersion"], m["kind"], meta.get("namespace"), meta["name"])
+        if live is None or applied_hash(live) != applied_hash(m):
+            return False
+    return True
 
 
 def safe_sync(kube: Kube, namespace: str, bodies: list[dict[str, Any]], image: str) -> SyncResult:
@@ -209,4 +234,5 @@ def safe_sync(kube: Kube, namespace: str, bodies: list[dict[str, Any]], image: s
     except KubeError as exc:
         log.warning("log collector not synced: %s", exc.message)
         _state.applied_hash = ""
+        _state.clean = False
         return SyncResult(error=exc.message)

@@ -54,3 +54,22 @@ CERTIFICATE_EXPIRY = Gauge(
     "the AgentObsCertificateNearExpiry alert watches it.",
     ["namespace", "resource", "component"],
 )
+API_REQUESTS = Counter(
+    "agentobs_api_requests_total",
+    "Requests the operator sent to the API server, by verb (get, list, watch, create, update, patch, apply, "
+    "delete) and resource (with its subresource, e.g. agentobservabilities/status).",
+    ["verb", "resource"],
+)
+SKIPPED_APPLIES = Counter(
+    "agentobs_apply_skipped_total",
+    "Children not re-applied because the watch cache showed them in place, by kind.", ["kind"],
+)
+QUEUE_DEPTH = Gauge(
+    "agentobs_queue_depth", "Resources waiting for a pass, by priority (new, child, resync).", ["priority"]
+)
+RESYNC_PERIOD = Gauge(
+    "agentobs_resync_period_seconds", "The routine resync period in use (grows with the number of resources)."
+)
+CACHE_OBJECTS = Gauge(
+    "agentobs_cache_objects", "Objects held by the watch-fed caches, by kind.", ["kind"]
+)

@@ -8,6 +8,7 @@ Children are found by the owner labels every rendered object carries. Generated 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable
 
@@ -25,7 +26,12 @@ NOT_PRUNED = {"Pod", "PersistentVolumeClaim", "Namespace", "Event", "ReplicaSet"
 CROSS_NAMESPACE = {"ConfigMap", "Role", "RoleBinding"}
 PRUNABLE = [(api, kind) for (api, kind) in KINDS if kind not in NOT_PRUNED]
 
-_pruned_for: dict[str, frozenset[Key]] = {}
+# uid -> digest of the keys its last prune kept (a digest: the keys themselves cost kilobytes a resource).
+_pruned_for: dict[str, bytes] = {}
+
+
+def _digest(keys: set[Key]) -> bytes:
+    return hashlib.sha256("\n".join(sorted("/".join(k) for k in keys)).encode()).digest()
 
 
 def key_of(manifest: dict[str, object]) -> Key:
@@ -37,7 +43,7 @@ def key_of(manifest: dict[str, object]) -> Key:
 def prune(kube: Kube, owner: Owner, desired: set[Key], force: bool = False) -> list[str]:
     """Delete labelled children not in `desired`. Skipped when `desired` is what it was at the last
     prune of this resource (in this process), unless `force`."""
-    frozen = frozenset(desired)
+    frozen = _digest(desired)
     if not force and _pruned_for.get(owner.uid) == frozen:
         return []
     selector = f"{OWNER_LABEL}={owner.name},{OWNER_NAMESPACE_LABEL}={owner.namespace}"
@@ -57,7 +63,7 @@ def prune(kube: Kube, owner: Owner, desired: set[Key], force: bool = False) -> l
             kube.delete(api, kind, meta.get("namespace"), meta["name"])
             deleted.append(f"{kind} {meta.get('namespace', '')}/{meta['name']}".replace(" /", " "))
     if deleted:
-        log.info("%s/%s: deleted %s", owner.namespace, owner.name, ", ".join(deleted))
+        log.debug("%s/%s: deleted %s", owner.namespace, owner.name, ", ".join(deleted))  # the pass's line says it
     _pruned_for[owner.uid] = frozen
     return deleted
 

@@ -2,8 +2,10 @@
 
 Level-based and idempotent: every pass renders the whole desired state from the spec and applies
 it with server-side apply, so a child deleted or edited by hand is put back, and a pass over an
-unchanged cluster changes nothing. What cannot be done is reported in status conditions (and
-returned, for events); only an unreachable API server raises, and kopf retries that.
+unchanged cluster changes nothing. Given a `PassClient`, it writes nothing either: children already
+in place (by their applied hash, see `agentobs.desired`) are not sent, and the status is patched
+only with what differs. What cannot be done is reported in status conditions (and returned, for
+events); only an unreachable API server raises, and the scheduler retries that.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from agentobs import metrics
 from agentobs.api import API_VERSION, KIND
 from agentobs.api.spec import AgentObservabilitySpec
 from agentobs.api.status import AgentObservabilityStatus, Endpoints, InjectionStatus
+from agentobs.cache import PassClient
 from agentobs.coverage import observe
+from agentobs.desired import merge_patch, stamp
 from agentobs.injection import make_config
 from agentobs.kube import Kube, KubeError, Manifest
 from agentobs.material import gather
@@ -73,16 +77,6 @@ def _endpoints(owner: Owner) -> Endpoints:
     return Endpoints.model_validate(endpoints(owner))
 
 
-def _with_removals(status: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
-    """A merge patch keeps keys it does not name: name, as null, the endpoints and component counts
-    of components that are gone (switched off), so status stops showing them."""
-    for key in ("endpoints", "components"):
-        gone = set(before.get(key) or {}) - set(status.get(key) or {})
-        if gone:
-            status[key] = {**(status.get(key) or {}), **dict.fromkeys(sorted(gone))}
-    return status
-
-
 def _transitions(before: list[dict[str, Any]], after: AgentObservabilityStatus) -> list[tuple[str, str, str]]:
     old = {c.get("type"): c.get("status") for c in before}
     return [(c.type, c.reason, c.message) for c in after.conditions
@@ -118,13 +112,15 @@ def reconcile(kube: Kube, body: dict[str, Any], now: Callable[[], dt.datetime],
         _apply_stack(kube, owner, obs, now())
 
     status = make_status(obs, previous, now())
-    kube.patch_status(API_VERSION, KIND, meta["namespace"], meta["name"],
-                      _with_removals(status.model_dump(by_alias=True, exclude_none=True, mode="json"),
-                                     body.get("status") or {}))
+    # Only what differs from the status the watch last delivered; nothing when nothing changed.
+    patch = merge_patch(body.get("status") or {}, status.model_dump(by_alias=True, exclude_none=True, mode="json"))
+    if patch:
+        kube.patch_status(API_VERSION, KIND, meta["namespace"], meta["name"], patch)
     result = "error" if obs.apply_errors or obs.invalid_spec else "ok"
     metrics.RECONCILES.labels(result=result).inc()
     metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
     transitions = _transitions(previous, status)
+    _log_pass(kube, meta, status, sorted(patch) if patch else [], obs)
     if obs.issued:
         transitions.append(("Issued", "Issued", "generated " + ", ".join(obs.issued)))
     if obs.restarted:
@@ -132,6 +128,25 @@ def reconcile(kube: Kube, body: dict[str, Any], now: Callable[[], dt.datetime],
     if obs.pruned:
         transitions.append(("Pruned", "Pruned", "deleted " + ", ".join(obs.pruned)))
     return Outcome(status=status, transitions=transitions)
+
+
+def _log_pass(kube: Kube, meta: dict[str, Any], status: AgentObservabilityStatus, changed: list[str],
+              obs: Observation) -> None:
+    """One line per pass that changed something; a pass that wrote nothing says nothing."""
+    written = kube.written if isinstance(kube, PassClient) else []
+    if not (written or changed or obs.pruned or obs.restarted):
+        return
+    ready = next((c for c in status.conditions if c.type == "Ready"), None)
+    parts = [f"applied {len(written)}" + (f" ({', '.join(written[:8])}{', ...' if len(written) > 8 else ''})"
+                                         if written else "")]
+    for verb, what in (("issued", obs.issued), ("pruned", obs.pruned), ("restarted", obs.restarted)):
+        if what:
+            parts.append(f"{verb} {', '.join(what)}")
+    if changed:
+        parts.append("status " + ",".join(changed))
+    if ready is not None:
+        parts.append(f"Ready={ready.status} ({ready.reason})")
+    log.info("%s/%s: %s", meta["namespace"], meta["name"], "; ".join(parts))
 
 
 def _apply_stack(kube: Kube, owner: Owner, obs: Observation, now: dt.datetime) -> None:
@@ -171,7 +186,7 @@ def _apply_stack(kube: Kube, owner: Owner, obs: Observation, now: dt.datetime) -
             owner = dataclasses.replace(owner, extra={**owner.extra, AGENT_NAMESPACES: coverage.namespaces})
     manifests = make_stack(owner, gathered.material) + manifests
 
-    for manifest in manifests:
+    for manifest in map(stamp, manifests):
         component = _component(manifest)
         try:
             applied = kube.apply(manifest)

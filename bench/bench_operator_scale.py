@@ -1,0 +1,337 @@
+"""Operator scale benchmark on the local control plane: N stacks, time until all are Ready, and
+the steady state (requests per second, CPU, RSS) against a do-nothing kopf operator that watches
+the same resources, in the same run, rounds interleaved.
+
+    AGENTOBS_BENCH_SIZES=200,1000 AGENTOBS_BENCH_WINDOW=60 AGENTOBS_BENCH_ROUNDS=2 \\
+        python bench/bench_operator_scale.py
+
+Defaults (what `make bench` runs): size 50, a 30 s window, 2 rounds (about 7 minutes on 2 cores,
+and then the deletion of its namespace is waited for, so a second size starts on a quiet cluster).
+The cluster is the project's (`hack/cluster.sh up`, reused when running). The benchmark adds kwok
+nodes of its own with room for every pod (deleted at the end), and stacks with `LIGHT_SPEC`: the
+smallest stack the API allows (Prometheus and Alertmanager one replica each, Jaeger's collector at
+its minimum of two, one query and one Grafana replica, an external Elasticsearch, logging off,
+requests of 1m CPU and 1Mi memory: 6 pods and 49 objects per stack), `AGENTOBS_BENCH_PER_NAMESPACE`
+(default 250) stacks per namespace. The operator runs with its defaults (4 workers, resync
+max(60 s, N / 2 per second)), limited to the benchmark's namespaces, as is the baseline.
+
+Requests come from the API server's `apiserver_request_total` (all clients: the controller
+manager, scheduler and kwok make the same background in both phases, so the ratio is that of the
+totals), sampled every 5 s over each window (mean, p50, p99 of the 5 s rates), and, for the
+operator alone, from its own `agentobs_api_requests_total`. CPU is user+system time of the process
+over the window; RSS is the process's peak (VmHWM) and its RSS at the end of the window.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from agentobs.kube import Kube, KubeError
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+from cluster_support import free_port, start_cluster, tool_dir  # noqa: E402
+
+SIZES = [int(s) for s in os.environ.get("AGENTOBS_BENCH_SIZES", "50").split(",") if s]
+WINDOW = float(os.environ.get("AGENTOBS_BENCH_WINDOW", "30"))
+ROUNDS = int(os.environ.get("AGENTOBS_BENCH_ROUNDS", "2"))
+PER_NAMESPACE = int(os.environ.get("AGENTOBS_BENCH_PER_NAMESPACE", "250"))
+SAMPLE = 5.0
+NODE_CAPACITY = {"cpu": "1000", "memory": "4Ti", "pods": "1000"}  # room for every pod of the stacks
+TINY = {"requests": {"cpu": "1m", "memory": "1Mi"}, "limits": {"memory": "16Mi"}}
+LIGHT_SPEC: dict[str, Any] = {
+    "prometheus": {"highAvailability": False, "replicas": 1, "resources": TINY,
+                   "storage": {"size": "1Mi"}, "alertmanager": {"replicas": 1, "resources": TINY}},
+    "tracing": {"collector": {"replicas": 2, "resources": TINY}, "queryResources": TINY},
+    "elasticsearch": {"external": {"url": "https://es.bench.invalid:9200", "credentialsSecret": "es"}},
+    "logging": {"enabled": False},
+    "grafana": {"resources": TINY},
+}
+WRITES = {"POST", "PUT", "PATCH", "APPLY", "DELETE", "DELETECOLLECTION"}
+READS = {"GET", "LIST"}
+SAMPLE_LINE = re.compile(r'^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>\S+)$')
+
+
+class Process:
+    """A child process with its CPU time and memory read from /proc."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+        self.log = log
+        with log.open("ab") as out:
+            self.popen = subprocess.Popen(args, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.popen.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def memory_mib(self, field: str) -> float:
+        for line in Path(f"/proc/{self.popen.pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+        return math.nan
+
+    def stop(self) -> None:
+        self.popen.terminate()
+        try:
+            self.popen.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait()
+
+
+def kubectl(*args: str, check: bool = True) -> str:
+    result = subprocess.run([tool_dir("kubernetes") + "/kubectl", *args], capture_output=True, text=True,
+                            check=False)
+    if check and result.returncode != 0:
+        raise RuntimeError(f"kubectl {' '.join(args)}: {result.stderr}")
+    return result.stdout
+
+
+def apiserver_requests() -> Counter[str]:
+    """Requests so far by class (write, read, watch), lease traffic apart, the scrape itself left out."""
+    totals: Counter[str] = Counter()
+    for line in kubectl("get", "--raw", "/metrics").splitlines():
+        match = SAMPLE_LINE.match(line)
+        if not match:
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', match["labels"]))
+        verb, resource = labels.get("verb", ""), labels.get("resource", "")
+        if not resource:
+            continue
+        cls = "write" if verb in WRITES else "read" if verb in READS else "watch" if verb == "WATCH" else ""
+        if cls:
+            totals[cls + ("-lease" if resource == "leases" else "")] += int(float(match["value"]))
+    return totals
+
+
+def operator_requests(port: int) -> Counter[str]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    out: Counter[str] = Counter()
+    for line in text.splitlines():
+        if line.startswith(("agentobs_api_requests_total{", "agentobs_queue_depth{")):
+            name, value = line.rsplit(" ", 1)
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', name))
+            if name.startswith("agentobs_queue_depth"):  # routine resyncs come and go at steady state
+                out["queued"] += int(float(value)) if labels["priority"] != "resync" else 0
+            elif labels["resource"] != "leases":
+                verb = labels["verb"]
+                out["write" if verb in ("create", "update", "patch", "apply", "delete") else verb] += int(float(value))
+    return out
+
+
+def start_operator(prefix: str, log: Path) -> tuple[Process, int]:
+    port = free_port()
+    env = {"AGENTOBS_BIND_ADDRESS": "127.0.0.1", "AGENTOBS_NAMESPACES": f"{prefix}-*",
+           "AGENTOBS_METRICS_PORT": str(port), "AGENTOBS_HEALTH_PORT": str(free_port()),
+           "AGENTOBS_WEBHOOK_PORT": str(free_port()), "AGENTOBS_WEBHOOK_CONFIGURATION": f"agentobs-webhook-{prefix}"}
+    proc = Process([sys.executable, "-m", "agentobs.main"], env, log)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            operator_requests(port)
+            return proc, port
+        except OSError:
+            time.sleep(0.5)
+    raise RuntimeError(f"the operator did not start; see {log}")
+
+
+def wait_quiet(port: int, quiet: float = 10.0, timeout: float = 1800.0) -> float:
+    """Until no new resource or changed child waits in the operator's queue and it has written
+    nothing for `quiet` seconds (routine resyncs keep coming: they are the steady state)."""
+    started = time.monotonic()
+    last, since = operator_requests(port), time.monotonic()
+    while time.monotonic() - started < timeout:
+        time.sleep(1.0)
+        now = operator_requests(port)
+        if now["write"] != last["write"] or now["queued"]:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return time.monotonic() - started
+    raise RuntimeError("the operator did not settle")
+
+
+def make_nodes(prefix: str, stacks: int) -> list[str]:
+    names = [f"{prefix}-node-{i}" for i in range(max(1, math.ceil(stacks * 6 / 900)))]
+    for name in names:
+        manifest = json.dumps({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "labels": {"type": "kwok", "kubernetes.io/hostname": name},
+                         "annotations": {"kwok.x-k8s.io/node": "fake"}},
+            "status": {"allocatable": NODE_CAPACITY, "capacity": NODE_CAPACITY}})
+        subprocess.run([tool_dir("kubernetes") + "/kubectl", "apply", "-f", "-"], input=manifest, text=True,
+                       capture_output=True, check=True)
+    return names
+
+
+def count_ready(kube: Kube, namespaces: list[str]) -> int:
+    """Resources Ready; -1 when the API server cannot answer for a moment (429 while a CRD's
+    storage is re-initialised, a 5xx, no connection): the caller looks again."""
+    try:
+        return _count_ready(kube, namespaces)
+    except KubeError as exc:
+        if exc.status in (0, 429) or exc.status >= 500:
+            print(f"  (Ready not counted: {exc.status} {exc.message})", flush=True)
+            return -1
+        raise
+
+
+def _count_ready(kube: Kube, namespaces: list[str]) -> int:
+    ready = 0
+    for namespace in namespaces:
+        for res in kube.list("agentobs.io/v1alpha1", "AgentObservability", namespace):
+            conditions = (res.get("status") or {}).get("conditions") or []
+            ready += any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+    return ready
+
+
+def window(proc: Process, port: int | None) -> dict[str, Any]:
+    """Sample the API server every SAMPLE seconds for WINDOW seconds while `proc` runs."""
+    rates: dict[str, list[float]] = {"write": [], "read": [], "write-nolease": []}
+    cpu0, ops0 = proc.cpu_seconds(), operator_requests(port) if port else Counter()
+    prev, t_prev = apiserver_requests(), time.monotonic()
+    first, t_first = prev, t_prev
+    while time.monotonic() - t_first < WINDOW:
+        time.sleep(SAMPLE)
+        now, t_now = apiserver_requests(), time.monotonic()
+        span = t_now - t_prev
+        rates["write"].append((now["write"] + now["write-lease"] - prev["write"] - prev["write-lease"]) / span)
+        rates["write-nolease"].append((now["write"] - prev["write"]) / span)
+        rates["read"].append((now["read"] + now["read-lease"] - prev["read"] - prev["read-lease"]) / span)
+        prev, t_prev = now, t_now
+    span = t_prev - t_first
+    ops = (operator_requests(port) - ops0) if port else Counter()
+    return {"rates": rates, "cpu": (proc.cpu_seconds() - cpu0) / span, "rss": proc.memory_mib("VmRSS"),
+            "hwm": proc.memory_mib("VmHWM"), "watch": (prev["watch"] - first["watch"]) / span,
+            "own": {k: v / span for k, v in ops.items() if k != "queued"}}
+
+
+def summary(values: list[float]) -> str:
+    ordered = sorted(values)
+    p50, p99 = (ordered[min(len(ordered) - 1, int(q * len(ordered)))] for q in (0.5, 0.99))
+    return f"mean {statistics.fmean(values):7.2f}  p50 {p50:7.2f}  p99 {p99:7.2f}"
+
+
+def bench(kube: Kube, size: int, logs: Path) -> dict[str, Any]:
+    prefix = f"bench{uuid.uuid4().hex[:5]}"
+    namespaces = [f"{prefix}-{i}" for i in range(max(1, math.ceil(size / PER_NAMESPACE)))]
+    nodes = make_nodes(prefix, size)
+    for namespace in namespaces:
+        kubectl("create", "namespace", namespace)
+    operator: Process | None
+    operator, port = start_operator(prefix, logs / f"operator-{size}-0.log")
+    result: dict[str, Any] = {"size": size, "namespaces": len(namespaces), "nodes": len(nodes)}
+    try:
+        started = time.monotonic()
+        for i in range(size):
+            kube.apply({"apiVersion": "agentobs.io/v1alpha1", "kind": "AgentObservability",
+                        "metadata": {"name": f"s{i}", "namespace": namespaces[i % len(namespaces)]},
+                        "spec": LIGHT_SPEC})
+        result["create_seconds"] = time.monotonic() - started
+        last_report = 0.0
+        while (ready := count_ready(kube, namespaces)) < size:
+            elapsed = time.monotonic() - started
+            if elapsed > float(os.environ.get("AGENTOBS_BENCH_READY_TIMEOUT", "3600")):
+                raise RuntimeError(f"only {ready}/{size} Ready after {elapsed:.0f} s")
+            if elapsed - last_report >= 60:  # progress, for runs that take long
+                last_report = elapsed
+                print(f"  {elapsed:5.0f} s: {ready}/{size} Ready, operator RSS {operator.memory_mib('VmRSS'):.0f} MiB "
+                      f"(peak {operator.memory_mib('VmHWM'):.0f}), CPU {operator.cpu_seconds():.0f} s", flush=True)
+            time.sleep(5.0)
+        result["ready_seconds"] = time.monotonic() - started
+        result["startup_hwm"] = operator.memory_mib("VmHWM")
+        result["settle_seconds"] = wait_quiet(port)
+        rounds: dict[str, list[dict[str, Any]]] = {"operator": [], "baseline": []}
+        for r in range(ROUNDS):
+            for who in (("operator", "baseline") if r % 2 == 0 else ("baseline", "operator")):
+                if who == "operator":
+                    if operator is None:
+                        operator, port = start_operator(prefix, logs / f"operator-{size}-{r}.log")
+                        result.setdefault("restart_settle_seconds", []).append(wait_quiet(port))
+                    rounds["operator"].append(window(operator, port))
+                else:
+                    if operator is not None:
+                        operator.stop()
+                        operator = None
+                    noop = Process([sys.executable, str(ROOT / "bench" / "noop_operator.py"), f"{prefix}-*"], {},
+                                   logs / f"noop-{size}-{r}.log")
+                    time.sleep(15.0)  # its initial listing
+                    try:
+                        rounds["baseline"].append(window(noop, None))
+                    finally:
+                        noop.stop()
+        result["rounds"] = rounds
+    finally:
+        if operator is not None:
+            operator.stop()
+        for namespace in namespaces:
+            kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+        for node in nodes:
+            kubectl("delete", "node", node, "--wait=false", check=False)
+        kubectl("delete", "mutatingwebhookconfiguration", f"agentobs-webhook-{prefix}", "--ignore-not-found",
+                check=False)
+        # The namespace controller's deletes would swamp the next size's measurements.
+        deadline = time.monotonic() + float(os.environ.get("AGENTOBS_BENCH_CLEANUP_TIMEOUT", "1800"))
+        while time.monotonic() < deadline and any(
+                kubectl("get", "namespace", n, "--ignore-not-found", "-o", "name", check=False).strip()
+                for n in namespaces):
+            time.sleep(10.0)
+    return result
+
+
+def report(result: dict[str, Any]) -> None:
+    size, rounds = result["size"], result["rounds"]
+    print(f"\n== {size} stacks ({result['namespaces']} namespaces, {result['nodes']} extra kwok nodes) ==")
+    print(f"created in {result['create_seconds']:.1f} s; all Ready after {result['ready_seconds']:.1f} s "
+          f"({result['ready_seconds'] / size * 1000:.0f} ms per stack); settled (no writes, empty queue) "
+          f"{result['settle_seconds']:.1f} s later; operator peak RSS until then {result['startup_hwm']:.0f} MiB")
+    if result.get("restart_settle_seconds"):
+        print("after a restart the operator settled in " +
+              ", ".join(f"{s:.1f} s" for s in result["restart_settle_seconds"]))
+    for metric, label in (("write", "API writes/s (all clients)"), ("write-nolease", "  of which not Leases"),
+                          ("read", "API reads/s (all clients)")):
+        op = [v for w in rounds["operator"] for v in w["rates"][metric]]
+        base = [v for w in rounds["baseline"] for v in w["rates"][metric]]
+        ratio = statistics.fmean(op) / statistics.fmean(base) if statistics.fmean(base) else math.nan
+        print(f"{label:28} operator {summary(op)} | baseline {summary(base)} | ratio {ratio:.2f}")
+    for key, label in (("cpu", "CPU (cores)"), ("rss", "RSS at window end (MiB)"), ("hwm", "peak RSS (MiB)"),
+                       ("watch", "watch requests/s")):
+        op = [w[key] for w in rounds["operator"]]
+        base = [w[key] for w in rounds["baseline"]]
+        print(f"{label:28} operator {statistics.fmean(op):8.3f} | baseline {statistics.fmean(base):8.3f} | "
+              f"ratio {statistics.fmean(op) / statistics.fmean(base) if statistics.fmean(base) else math.nan:.2f}")
+    own: Counter[str] = Counter()
+    for w in rounds["operator"]:
+        own.update(w["own"])
+    print("operator's own requests/s over its windows: " +
+          (", ".join(f"{k} {v / len(rounds['operator']):.3f}" for k, v in sorted(own.items())) or "none"))
+
+
+def main() -> None:
+    start_cluster()
+    subprocess.run([tool_dir("kubernetes") + "/kubectl", "apply", "--server-side", "--force-conflicts", "-f",
+                    str(ROOT / "crds")], check=True, capture_output=True)
+    kube = Kube()
+    logs = Path(os.environ.get("AGENTOBS_BENCH_LOGS", "/tmp/agentobs-bench"))
+    logs.mkdir(parents=True, exist_ok=True)
+    print(f"operator scale: sizes {SIZES}, {ROUNDS} rounds of {WINDOW:.0f} s each, logs in {logs}")
+    started = time.monotonic()
+    for size in SIZES:
+        report(bench(kube, size, logs))
+    print(f"\ntotal {time.monotonic() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

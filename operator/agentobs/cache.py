@@ -1,0 +1,478 @@
+"""Watch-fed caches of the operator's children (and of pods, for injection coverage), and the
+per-pass client that reads from them and writes only what differs.
+
+One `Informer` per kind (cluster-wide, or per namespace when the operator is limited to some)
+lists once, then follows a watch from that version, with bookmarks, re-listing only when the
+version expired. Children are selected on the server by the `managed-by` label. Each object is kept
+as a compact `Entry`: name, version, the labels and annotations the operator reads (all of a
+pod's labels), a digest of the fields the operator owns (instead of `managedFields`), plus the data
+of a Secret, the replica count and status of a workload, and of a pod its controller, phase, unmet
+conditions and waiting containers. Events other
+than the echo of the operator's own write wake the owning resource.
+
+`PassClient` is what a reconcile pass gets: reads come from the caches when they cover the
+object (a miss falls back to one API read, so a cache still filling is never taken for absence),
+and `apply` of a child whose hash and owned fields are in place returns the cached object without
+a request. All requests still go through `agentobs.kube`.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from agentobs import metrics
+from agentobs.desired import HASH_ANNOTATION, applied_hash, owned_fields
+from agentobs.kube import FIELD_MANAGER, KINDS, Kube, KubeError, Manifest
+from agentobs.render.common import MANAGED_BY, OWNER_LABEL, OWNER_NAMESPACE_LABEL
+
+log = logging.getLogger(__name__)
+
+CHILD_SELECTOR = f"app.kubernetes.io/managed-by={MANAGED_BY}"
+WORKLOADS = ("StatefulSet", "Deployment", "DaemonSet")
+# What a cached child keeps of its labels and annotations: enough to find its resource, to serve the
+# operator's own lists (prune, sweep) and to read cert-manager's issuer on a Secret.
+CHILD_LABELS = frozenset({"app.kubernetes.io/managed-by", "app.kubernetes.io/component", "app.kubernetes.io/name",
+                          OWNER_LABEL, OWNER_NAMESPACE_LABEL})
+CHILD_ANNOTATIONS = ("agentobs.io/", "cert-manager.io/")
+# Kinds cached whole-label and unselected: pods (injection coverage) and namespaces (their selector).
+UNSELECTED = (("v1", "Pod"), ("v1", "Namespace"))
+Key = tuple[str, str, str, str]  # apiVersion, kind, namespace ("" when cluster-scoped), name
+Wake = Callable[[str, str], None]  # (namespace, name) of the resource to wake
+# Lists come in pages of LIST_PAGE objects, and at most two pages are parsed at once in the whole
+# process: at start-up every informer lists at the same time, and whole pages of full objects (with
+# their managedFields) are what sets the operator's peak memory, which the process keeps after.
+LIST_PAGE = 100
+_PAGES = threading.BoundedSemaphore(2)
+_intern = sys.intern  # label keys and values repeat across thousands of objects
+
+
+class _Labels(dict[str, str]):
+    """A label set shared by the entries that carry it (weakly referenced by `_LABEL_SETS`)."""
+
+    __slots__ = ("__weakref__",)
+
+
+# Label sets in use, each kept once while an entry uses it: a stack's children share a few (one per
+# component), and the caches hold tens of thousands of children. Never mutated.
+_LABEL_SETS: weakref.WeakValueDictionary[tuple[tuple[str, str], ...], _Labels] = weakref.WeakValueDictionary()
+_LABEL_SETS_LOCK = threading.Lock()
+
+
+def _shared(labels: dict[str, str]) -> dict[str, str]:
+    key = tuple(sorted(labels.items()))
+    with _LABEL_SETS_LOCK:  # informer threads fill it at once
+        found = _LABEL_SETS.get(key)
+        if found is None:
+            found = _Labels({_intern(k): _intern(v) for k, v in key})
+            _LABEL_SETS[key] = found
+    return found
+
+
+class Entry:
+    """One cached object: a few hundred bytes where the parsed manifest takes tens of kilobytes."""
+
+    __slots__ = ("annotations", "api_version", "baseline", "echo", "extra", "generation", "hash", "kind", "labels",
+                 "name", "namespace", "owned", "version")
+
+    def __init__(self, obj: Manifest) -> None:
+        meta = obj.get("metadata") or {}
+        self.api_version: str = _intern(str(obj.get("apiVersion", "")))
+        self.kind: str = _intern(str(obj.get("kind", "")))
+        self.name: str = str(meta.get("name", ""))
+        self.namespace: str = _intern(str(meta.get("namespace", "")))
+        self.version: str = str(meta.get("resourceVersion", ""))
+        self.generation: int = int(meta.get("generation") or 0)
+        pod = self.kind == "Pod"
+        every_label = pod or self.kind == "Namespace"
+        labels = meta.get("labels") or {}
+        # Pods' label sets are their own (a StatefulSet pod's name, a Job's uid): not worth sharing.
+        self.labels: dict[str, str] = ({_intern(k): _intern(v) for k, v in labels.items()} if every_label else
+                                       _shared({k: v for k, v in labels.items() if k in CHILD_LABELS}))
+        annotations = meta.get("annotations") or {}
+        self.hash: str | None = annotations.get(HASH_ANNOTATION)  # apart: a dict for it alone costs more
+        self.annotations: dict[str, str] | None = {
+            _intern(k): _intern(v) if pod else v for k, v in annotations.items()
+            if k.startswith(CHILD_ANNOTATIONS) and k != HASH_ANNOTATION} or None
+        owned = owned_fields(obj, FIELD_MANAGER)
+        self.owned: str | None = owned[:32] if owned else None
+        self.baseline: str | None = None  # `owned` as the operator's last apply left it
+        self.echo: str | None = None  # resourceVersion of the operator's last write
+        self.extra: Manifest | None = None
+        if self.kind == "Secret":
+            self.extra = {"type": obj.get("type"), "data": obj.get("data") or {}}
+        elif self.kind in WORKLOADS:
+            self.extra = {"spec": {"replicas": (obj.get("spec") or {}).get("replicas", 1)},
+                          "status": obj.get("status") or {}}
+        elif pod:
+            self.extra = {"status": _pod_status(obj.get("status") or {})}
+            owners = [{"kind": _intern(str(r.get("kind", ""))), "name": str(r.get("name", "")), "controller": True}
+                      for r in meta.get("ownerReferences") or [] if r.get("controller")]
+            if owners:
+                self.extra["ownerReferences"] = owners
+            if meta.get("deletionTimestamp"):
+                self.extra["deletionTimestamp"] = meta["deletionTimestamp"]
+
+    @property
+    def applied_hash(self) -> str | None:
+        return self.hash
+
+    def manifest(self) -> Manifest:
+        """The object as a (partial) manifest, for code that reads manifests."""
+        meta: Manifest = {"name": self.name, "resourceVersion": self.version, "labels": dict(self.labels)}
+        if self.namespace:
+            meta["namespace"] = self.namespace
+        if self.generation:
+            meta["generation"] = self.generation
+        if self.annotations or self.hash:
+            meta["annotations"] = {**(self.annotations or {}), **({HASH_ANNOTATION: self.hash} if self.hash else {})}
+        out: Manifest = {"apiVersion": self.api_version, "kind": self.kind, "metadata": meta}
+        for key, value in (self.extra or {}).items():
+            (meta if key in ("ownerReferences", "deletionTimestamp") else out)[key] = value
+        return out
+
+
+def _pod_status(status: Manifest) -> Manifest:
+    """What the operator reads of a pod's status (`coverage`, `status.pod_cause`): its phase, the
+    conditions that are not met, and why a container waits."""
+    out: Manifest = {}
+    if status.get("phase"):
+        out["phase"] = _intern(str(status["phase"]))
+    unmet = [{k: c[k] for k in ("type", "status", "reason", "message") if c.get(k)}
+             for c in status.get("conditions") or [] if c.get("status") != "True"]
+    if unmet:
+        out["conditions"] = unmet
+    for key in ("initContainerStatuses", "containerStatuses"):
+        waiting = [{"name": c.get("name"), "state": {"waiting": c["state"]["waiting"]}}
+                   for c in status.get(key) or [] if (c.get("state") or {}).get("waiting")]
+        if waiting:
+            out[key] = waiting
+    return out
+
+
+def _selector_terms(selector: str) -> set[str]:
+    return {t.strip() for t in selector.split(",") if t.strip()}
+
+
+def _label_key(term: str) -> str:
+    for sep in ("!=", "==", "="):
+        if sep in term:
+            return term.split(sep, 1)[0].strip()
+    return term.lstrip("!").strip()
+
+
+def matches(labels: dict[str, str], selector: str) -> bool:
+    """Equality (`k=v`, `k==v`, `k!=v`) and existence (`k`, `!k`) terms, all required."""
+    for term in _selector_terms(selector):
+        if "!=" in term:
+            k, v = term.split("!=", 1)
+            if labels.get(k.strip()) == v.strip():
+                return False
+        elif "=" in term:
+            k, v = term.replace("==", "=").split("=", 1)
+            if labels.get(k.strip()) != v.strip():
+                return False
+        elif term.startswith("!"):
+            if term[1:] in labels:
+                return False
+        elif term not in labels:
+            return False
+    return True
+
+
+@dataclass
+class Informer:
+    kube: Kube
+    api_version: str
+    kind: str
+    namespace: str | None
+    selector: str
+    on_change: Callable[[Entry | None, Entry | None], None]
+    store: dict[tuple[str, str], Entry] = field(default_factory=dict)
+    synced: threading.Event = field(default_factory=threading.Event)
+    unavailable: bool = False  # this cluster lacks the kind, or the operator may not list it here
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    stopped: bool = False
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, name=f"informer-{self.kind}-{self.namespace or '*'}",
+                         daemon=True).start()
+
+    def get(self, namespace: str, name: str) -> Entry | None:
+        with self.lock:
+            return self.store.get((namespace, name))
+
+    def entries(self) -> list[Entry]:
+        with self.lock:
+            return list(self.store.values())
+
+    def put(self, entry: Entry) -> Entry | None:
+        """Store `entry`, keeping what the operator recorded about its own writes; the one replaced."""
+        key = (entry.namespace, entry.name)
+        with self.lock:
+            before = self.store.get(key)
+            if before is not None:
+                entry.baseline, entry.echo = before.baseline, before.echo
+            self.store[key] = entry
+        return before
+
+    def put_written(self, entry: Entry) -> Entry:
+        """Store what a write returned, unless the watch already brought a later version (a status
+        update by a controller can arrive before the writing thread gets here): a cache must never
+        go back in time. Versions are compared as etcd's integers; opaque ones are taken as newer."""
+        key = (entry.namespace, entry.name)
+        with self.lock:
+            current = self.store.get(key)
+            if (current is not None and current.version.isdigit() and entry.version.isdigit()
+                    and int(current.version) > int(entry.version)):
+                current.baseline, current.echo = entry.owned, entry.version
+                return current
+            self.store[key] = entry
+        entry.baseline, entry.echo = entry.owned, entry.version
+        return entry
+
+    def _run(self) -> None:
+        backoff = 1.0
+        while not self.stopped:
+            try:
+                version = self._relist()
+                backoff = 1.0
+                while version and not self.stopped:
+                    version = self._follow(version)
+            except KubeError as exc:
+                if exc.status in (403, 404):
+                    if not self.unavailable:
+                        log.info("no cache of %s in %s (HTTP %d): reads go to the API server", self.kind,
+                                 self.namespace or "the cluster", exc.status)
+                    self.unavailable = True
+                    self.synced.set()
+                    backoff = 300.0
+                else:
+                    log.warning("watch of %s interrupted: %s", self.kind, exc.message)
+            except Exception:  # a malformed event must not end the cache for good
+                log.exception("watch of %s failed", self.kind)
+            time.sleep(backoff * random.uniform(0.5, 1.5))  # noqa: S311 (jitter, not a secret)
+            backoff = min(backoff * 2, 300.0)
+
+    def _relist(self) -> str:
+        fresh: dict[tuple[str, str], Entry] = {}
+        token, version = "", ""
+        while True:
+            with _PAGES:  # a parsed page is tens of times the entries made of it: few at once
+                items, list_version, token = self.kube.list_page(self.api_version, self.kind, self.namespace,
+                                                                 self.selector, limit=LIST_PAGE, continue_=token)
+                for obj in items:
+                    entry = Entry(obj)
+                    fresh[(entry.namespace, entry.name)] = entry
+                del items
+            version = version or list_version
+            if not token:
+                break
+        with self.lock:
+            old, self.store = self.store, fresh
+            for key, entry in fresh.items():
+                if key in old:
+                    entry.baseline, entry.echo = old[key].baseline, old[key].echo
+        if self.synced.is_set():  # a re-list: report what changed while the watch was away
+            for key in old.keys() | fresh.keys():
+                before, after = old.get(key), fresh.get(key)
+                if (before.version if before else None) != (after.version if after else None):
+                    self.on_change(before, after)
+        self.unavailable = False
+        self.synced.set()
+        metrics.CACHE_OBJECTS.labels(kind=self.kind).set(len(fresh))
+        return version
+
+    def _follow(self, version: str) -> str:
+        """Apply watch events until the stream ends; the version to resume from, or "" to re-list."""
+        timeout = random.randint(240, 360)  # noqa: S311 (spread the reconnects)
+        for type_, obj in self.kube.watch(self.api_version, self.kind, self.namespace, self.selector, version,
+                                          timeout):
+            if type_ == "ERROR":
+                return ""  # 410 Gone (or another Status): list again
+            version = str((obj.get("metadata") or {}).get("resourceVersion") or version)
+            if type_ == "BOOKMARK":
+                continue
+            obj.setdefault("apiVersion", self.api_version)
+            obj.setdefault("kind", self.kind)
+            entry = Entry(obj)
+            if type_ == "DELETED":
+                with self.lock:
+                    before = self.store.pop((entry.namespace, entry.name), None)
+                self.on_change(before, None)
+            else:
+                self.on_change(self.put(entry), entry)
+        return version
+
+
+class Cache:
+    """The informers of one operator process, keyed by (apiVersion, kind, namespace or None)."""
+
+    def __init__(self, kube: Kube, kinds: list[tuple[str, str]], namespaces: list[str], wake: Wake) -> None:
+        self.kube = kube
+        self.kinds = kinds
+        self.patterns = namespaces  # empty: cluster-wide
+        self.wake = wake
+        # Called when a child that belongs to no one resource (the node log collector) changes.
+        self.wake_unowned: Callable[[], None] | None = None
+        self.informers: dict[tuple[str, str, str | None], Informer] = {}
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        """Cluster-wide informers (all kinds when cluster-wide, cluster-scoped kinds otherwise)."""
+        for api, kind in self.kinds:
+            if not self.patterns or not KINDS[(api, kind)].namespaced:
+                self._start(api, kind, None)
+        if not self.patterns:
+            self._start("v1", "Pod", None)
+        self._start("v1", "Namespace", None)
+
+    def ensure_namespace(self, namespace: str, kinds: list[tuple[str, str]] | None = None) -> None:
+        """Per-namespace informers, when the operator is limited to some namespaces: of `kinds`
+        (default: every kind of child, and pods)."""
+        if not self.patterns:
+            return
+        for api, kind in kinds if kinds is not None else [*self.kinds, ("v1", "Pod")]:
+            if KINDS[(api, kind)].namespaced:
+                self._start(api, kind, namespace)
+
+    def _start(self, api: str, kind: str, namespace: str | None) -> None:
+        with self._lock:
+            if (api, kind, namespace) in self.informers:
+                return
+            informer = Informer(self.kube, api, kind, namespace,
+                                "" if (api, kind) in UNSELECTED else CHILD_SELECTOR, self._changed)
+            self.informers[(api, kind, namespace)] = informer
+        informer.start()
+
+    def _informer(self, api: str, kind: str, namespace: str | None) -> Informer | None:
+        if (api, kind) not in KINDS:
+            return None
+        if not KINDS[(api, kind)].namespaced:
+            namespace = None
+        found = self.informers.get((api, kind, None)) or (self.informers.get((api, kind, namespace))
+                                                           if namespace else None)
+        if found is None or found.unavailable or not found.synced.is_set():
+            return None
+        return found
+
+    def wait_synced(self, namespace: str, timeout: float) -> bool:
+        """Block until the informers serving `namespace` have listed once (or `timeout` passes)."""
+        deadline = time.monotonic() + timeout
+        relevant = [i for (_, _, ns), i in list(self.informers.items()) if ns in (None, namespace)]
+        return all(i.synced.wait(max(0.0, deadline - time.monotonic())) for i in relevant)
+
+    def peek(self, api: str, kind: str, namespace: str, name: str) -> tuple[bool, Entry | None]:
+        """(covered, cached entry): covered is False when no synced cache holds this kind there."""
+        informer = self._informer(api, kind, namespace)
+        if informer is None:
+            return False, None
+        return True, informer.get(namespace if KINDS[(api, kind)].namespaced else "", name)
+
+    def list(self, api: str, kind: str, namespace: str | None, selector: str) -> list[Manifest] | None:
+        """Cached objects matching, or None when the caches cannot answer for all of them."""
+        cluster_wide_ok = not self.patterns or not KINDS.get((api, kind), KINDS[("v1", "Pod")]).namespaced
+        informer = self._informer(api, kind, namespace) if (namespace or cluster_wide_ok) else None
+        terms = _selector_terms(selector)
+        # Every child the operator renders carries managed-by beside its owner labels.
+        if informer is None or not (_selector_terms(informer.selector) <= terms
+                                    or any(_label_key(t) == OWNER_LABEL for t in terms)):
+            return None
+        if (api, kind) not in UNSELECTED and any(_label_key(t) not in CHILD_LABELS for t in terms):
+            return None  # a label the cache does not keep
+        return [entry.manifest() for entry in informer.entries()
+                if (namespace is None or entry.namespace == namespace) and matches(entry.labels, selector)]
+
+    def remember(self, key: Key, written: Manifest) -> Entry:
+        """Record the operator's own write: its echo from the watch wakes nothing, and the fields it
+        owns now are the baseline for noticing hand edits."""
+        entry = Entry(written)
+        informer = self._informer(key[0], key[1], key[2] or None)
+        if informer is not None:
+            return informer.put_written(entry)
+        entry.baseline, entry.echo = entry.owned, entry.version
+        return entry
+
+    @staticmethod
+    def in_place(desired: Manifest, live: Entry | None) -> bool:
+        """The live child carries the desired hash and the fields the operator's last apply owned."""
+        wanted = applied_hash(desired)
+        if live is None or wanted is None or live.applied_hash != wanted or not live.owned:
+            return False
+        if live.baseline is None:  # first sight after a restart: the baseline from now on
+            live.baseline = live.owned
+        return live.baseline == live.owned
+
+    def _changed(self, before: Entry | None, after: Entry | None) -> None:
+        entry = after or before
+        if entry is None or (entry.api_version, entry.kind) in UNSELECTED:
+            return
+        if after is not None and after.echo == after.version:
+            return  # the echo of our own write
+        if OWNER_LABEL not in entry.labels:
+            if self.wake_unowned is not None:
+                self.wake_unowned()
+            return
+        self.wake(entry.labels.get(OWNER_NAMESPACE_LABEL, ""), entry.labels[OWNER_LABEL])
+
+
+def key_of(manifest: Manifest) -> Key:
+    meta = manifest["metadata"]
+    namespace = meta.get("namespace", "") if KINDS[(manifest["apiVersion"], manifest["kind"])].namespaced else ""
+    return (manifest["apiVersion"], manifest["kind"], namespace, meta["name"])
+
+
+class PassClient(Kube):
+    """The client of one reconcile pass: cached reads, and applies only of what is not in place.
+    `written` lists what the pass wrote ("Kind name"), for its one log line."""
+
+    def __init__(self, kube: Kube, cache: Cache | None) -> None:
+        self._api = kube._api
+        self._cache = cache
+        self.written: list[str] = []
+        self.skipped = 0
+
+    def read(self, api_version: str, kind: str, namespace: str | None, name: str) -> Manifest | None:
+        """The whole object from the API server (the caches keep only part of it)."""
+        return super().get(api_version, kind, namespace, name)
+
+    def cached_version(self, api_version: str, kind: str, namespace: str, name: str) -> str | None:
+        """The object's resourceVersion in the caches; None when they do not hold it."""
+        if self._cache is None:
+            return None
+        _, cached = self._cache.peek(api_version, kind, namespace, name)
+        return cached.version if cached is not None else None
+
+    def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> Manifest | None:
+        if self._cache is not None:
+            _, cached = self._cache.peek(api_version, kind, namespace or "", name)
+            if cached is not None:
+                return cached.manifest()
+        return super().get(api_version, kind, namespace, name)
+
+    def list(self, api_version: str, kind: str, namespace: str | None, label_selector: str = "") -> list[Manifest]:
+        cached = self._cache.list(api_version, kind, namespace, label_selector) if self._cache else None
+        return cached if cached is not None else super().list(api_version, kind, namespace, label_selector)
+
+    def apply(self, manifest: Manifest, field_manager: str = FIELD_MANAGER, dry_run: bool = False) -> Manifest:
+        if dry_run or field_manager != FIELD_MANAGER or self._cache is None:
+            return super().apply(manifest, field_manager, dry_run)
+        key = key_of(manifest)
+        covered, live = self._cache.peek(*key)
+        if not covered:  # no cache here (e.g. a namespace outside the operator's): one read instead
+            found = super().get(*key[:2], key[2] or None, key[3])
+            live = Entry(found) if found is not None else None
+        if self._cache.in_place(manifest, live):
+            assert live is not None
+            self.skipped += 1
+            metrics.SKIPPED_APPLIES.labels(kind=key[1]).inc()
+            return live.manifest()
+        result = super().apply(manifest)
+        self.written.append(f"{key[1]} {key[3]}")
+        return self._cache.remember(key, result).manifest()

@@ -1,0 +1,132 @@
+"""The cache's pure parts: what it keeps of an object, label matching, the in-place test, and the
+verb and resource each request is counted under."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from agentobs.cache import Cache, Entry, Informer, matches
+from agentobs.desired import stamp
+from agentobs.kube import _verb_and_resource
+
+
+def _sts(fields: dict[str, Any], annotations: dict[str, str]) -> dict[str, Any]:
+    return {"apiVersion": "apps/v1", "kind": "StatefulSet",
+            "metadata": {"name": "s", "namespace": "n", "annotations": {**annotations, "note": "x" * 500},
+                         "resourceVersion": "7", "generation": 3,
+                         "labels": {"agentobs.io/owner": "r", "agentobs.io/owner-namespace": "n", "team": "a"},
+                         "managedFields": [{"manager": "agentobs-operator", "operation": "Apply",
+                                            "fieldsV1": fields}]},
+            "spec": {"replicas": 2, "template": {"spec": {"containers": [{"name": "c", "image": "x" * 1000}]}}},
+            "status": {"readyReplicas": 2}}
+
+
+def test_entry_keeps_what_a_pass_reads() -> None:
+    entry = Entry(_sts({"f:spec": {}}, {}))
+    kept = entry.manifest()
+    assert kept["spec"] == {"replicas": 2} and kept["status"] == {"readyReplicas": 2}
+    assert kept["metadata"]["generation"] == 3 and kept["metadata"]["resourceVersion"] == "7"
+    assert kept["metadata"]["labels"] == {"agentobs.io/owner": "r", "agentobs.io/owner-namespace": "n"}
+    assert "annotations" not in kept["metadata"] and entry.owned
+    secret = Entry({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x", "annotations": {
+        "cert-manager.io/issuer-name": "ca", "other": "y"}}, "data": {"k": "dg=="}, "type": "Opaque"}).manifest()
+    assert secret["data"] == {"k": "dg=="}
+    assert secret["metadata"]["annotations"] == {"cert-manager.io/issuer-name": "ca"}
+    config = Entry({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}, "data": {"k": "v" * 9999}})
+    assert "data" not in config.manifest(), "ConfigMap contents are compared by hash, not kept"
+    waiting = {"reason": "ImagePullBackOff", "message": "no such image"}
+    pod = Entry({"apiVersion": "v1", "kind": "Pod", "metadata": {
+        "name": "p", "labels": {"any": "label"},
+        "annotations": {"agentobs.io/injected": "n/r", "kubectl.kubernetes.io/last-applied-configuration": "x" * 999},
+        "ownerReferences": [{"kind": "ReplicaSet", "name": "d-1", "controller": True, "uid": "u"},
+                            {"kind": "Other", "name": "o"}]},
+        "spec": {"containers": []},
+        "status": {"phase": "Pending", "podIP": "10.0.0.9",
+                   "conditions": [{"type": "Ready", "status": "True", "lastProbeTime": None},
+                                  {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                                   "message": "0/3 nodes", "lastTransitionTime": "t"}],
+                   "containerStatuses": [{"name": "a", "state": {"waiting": waiting}, "image": "i"},
+                                         {"name": "b", "state": {"running": {}}, "ready": True}]}}).manifest()
+    assert pod["metadata"]["labels"] == {"any": "label"} and "spec" not in pod
+    assert pod["metadata"]["annotations"] == {"agentobs.io/injected": "n/r"}, "only the operator's own"
+    assert pod["metadata"]["ownerReferences"] == [{"kind": "ReplicaSet", "name": "d-1", "controller": True}]
+    assert pod["status"] == {"phase": "Pending",
+                             "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                                             "message": "0/3 nodes"}],
+                             "containerStatuses": [{"name": "a", "state": {"waiting": waiting}}]}
+    assert sys.getsizeof(entry) < 200
+
+
+def test_children_share_their_label_sets() -> None:
+    first, second = Entry(_sts({}, {})), Entry(_sts({}, {}))
+    assert first.labels is second.labels
+    assert Entry(_sts({}, {})).labels == {"agentobs.io/owner": "r", "agentobs.io/owner-namespace": "n"}
+
+
+def test_label_selectors() -> None:
+    labels = {"a": "1", "b": "2"}
+    assert matches(labels, "a=1,b==2") and matches(labels, "a") and matches(labels, "!c")
+    assert not matches(labels, "a=2") and not matches(labels, "c") and not matches(labels, "a!=1")
+
+
+def test_in_place_needs_the_hash_and_the_fields_of_the_last_apply() -> None:
+    desired = stamp({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "s", "namespace": "n"},
+                     "spec": {"replicas": 2}})
+    annotations = dict(desired["metadata"]["annotations"])
+    applied = Entry(_sts({"f:spec": {"f:replicas": {}}}, annotations))
+    applied.baseline = applied.owned  # as Cache.remember records an apply
+    assert Cache.in_place(desired, applied)
+    assert not Cache.in_place(desired, None), "a missing child is applied"
+    assert not Cache.in_place(desired, Entry(_sts({"f:spec": {"f:replicas": {}}}, {}))), "no hash"
+    edited = Entry(_sts({"f:spec": {}}, annotations))  # someone else took spec.replicas
+    edited.baseline = applied.owned
+    assert not Cache.in_place(desired, edited)
+    assert not Cache.in_place(stamp({**desired, "spec": {"replicas": 3}}), applied), "the desired state changed"
+    restarted = Entry(_sts({"f:spec": {"f:replicas": {}}}, annotations))
+    assert Cache.in_place(desired, restarted) and restarted.baseline == restarted.owned, "first sight is the baseline"
+
+
+def test_request_verbs_and_resources() -> None:
+    assert _verb_and_resource("GET", "/api/v1/namespaces/n/secrets/x", [], "") == ("get", "secrets")
+    assert _verb_and_resource("GET", "/api/v1/namespaces/n/secrets", [], "") == ("list", "secrets")
+    assert _verb_and_resource("GET", "/apis/apps/v1/statefulsets", [("watch", "true")], "") == \
+        ("watch", "statefulsets")
+    assert _verb_and_resource("GET", "/api/v1/namespaces/n", [], "") == ("get", "namespaces")
+    assert _verb_and_resource("PATCH", "/apis/apps/v1/namespaces/n/deployments/d", [],
+                              "application/apply-patch+yaml") == ("apply", "deployments")
+    assert _verb_and_resource("PATCH", "/apis/agentobs.io/v1alpha1/namespaces/n/agentobservabilities/a/status",
+                              [], "application/merge-patch+json") == ("patch", "agentobservabilities/status")
+    assert _verb_and_resource("POST", "/api/v1/namespaces/n/events", [], "") == ("create", "events")
+    assert _verb_and_resource("DELETE", "/apis/rbac.authorization.k8s.io/v1/clusterroles/c", [], "") == \
+        ("delete", "clusterroles")
+
+
+def test_cached_lists_answer_only_what_the_cache_holds() -> None:
+    cache = Cache(None, [], ["t-*"], lambda ns, name: None)  # type: ignore[arg-type]  (no API use here)
+    informer = Informer(None, "v1", "ConfigMap", "t-1", "app.kubernetes.io/managed-by=agentobs-operator",  # type: ignore[arg-type]
+                        lambda before, after: None)
+    informer.synced.set()
+    cache.informers[("v1", "ConfigMap", "t-1")] = informer
+    for name, owner in (("a", "r"), ("b", "other")):
+        labels = {"agentobs.io/owner": owner, "agentobs.io/owner-namespace": "t-1",
+                  "app.kubernetes.io/managed-by": "agentobs-operator"}
+        informer.put(Entry({"apiVersion": "v1", "kind": "ConfigMap",
+                            "metadata": {"name": name, "namespace": "t-1", "labels": labels}}))
+    found = cache.list("v1", "ConfigMap", "t-1", "agentobs.io/owner=r,agentobs.io/owner-namespace=t-1")
+    assert found is not None and [o["metadata"]["name"] for o in found] == ["a"]
+    assert cache.list("v1", "ConfigMap", "t-1", "team=x") is None, "not selected by the informer: ask the API"
+    assert cache.list("v1", "ConfigMap", None, "agentobs.io/owner=r") is None, "other namespaces are not cached"
+    assert cache.list("v1", "Secret", "t-1", "agentobs.io/owner=r") is None, "no informer for Secrets here"
+
+
+def test_a_write_never_takes_the_cache_back_in_time() -> None:
+    informer = Informer(None, "apps/v1", "StatefulSet", "n", "", lambda before, after: None)  # type: ignore[arg-type]
+    written = _sts({"f:spec": {"f:replicas": {}}}, {})  # resourceVersion 7, readyReplicas 2
+    newer = {**written, "metadata": {**written["metadata"], "resourceVersion": "9"}, "status": {"readyReplicas": 1}}
+    informer.put(Entry(newer))  # the controller's status update, seen by the watch first
+    kept = informer.put_written(Entry(written))
+    assert kept.version == "9" and kept.manifest()["status"] == {"readyReplicas": 1}
+    assert kept.baseline == Entry(written).owned and kept.echo == "7", "the write is still recorded"
+    later = {**written, "metadata": {**written["metadata"], "resourceVersion": "12"}}
+    assert informer.put_written(Entry(later)).version == "12"
