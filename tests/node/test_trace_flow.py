@@ -270,6 +270,8 @@ def flow(real_node: str, kubectl: Kubectl, tmp_path_factory: pytest.TempPathFact
         yield flow
     finally:
         operator.stop()
+        problems = [line for line in operator.log().splitlines() if "ERROR" in line or "Traceback" in line]
+        print("\noperator log, errors:\n" + "\n".join(problems[-20:]) if problems else "\noperator log: no errors")
         kubectl("delete", "namespace", namespace, "--wait=false", check=False)
         kubectl("delete", "mutatingwebhookconfiguration", configuration, "--ignore-not-found", check=False)
 
@@ -326,6 +328,14 @@ def test_a_trace_of_the_agent_reads_back_through_jaeger_query_from_the_store(flo
     index = f"agentobs_{flow.namespace}_{NAME}_traces-jaeger-span-*"
     status, found = flow.store(f"/{index}/_search?size=0&q=traceID:{run['trace_id']}")
     assert status == 200 and found["hits"]["total"]["value"] == SPANS_PER_RUN, found
+    # And the operator reads the tracing components back as ready.
+    wait_for("TracingReady in the resource's status", lambda: _condition(flow, "TracingReady") == "True",
+             timeout=120, interval=3)
+
+
+def _condition(flow: Flow, kind: str) -> str | None:
+    status = get_json(flow.kubectl, "agentobservability", NAME, "-n", flow.namespace).get("status", {})
+    return next((c["status"] for c in status.get("conditions", []) if c["type"] == kind), None)
 
 
 def test_the_agent_log_lines_carry_the_ids_of_its_spans(flow: Flow) -> None:
@@ -340,7 +350,7 @@ def test_the_agent_log_lines_carry_the_ids_of_its_spans(flow: Flow) -> None:
 
 
 def _stamp(record: dict[str, Any]) -> float:
-    return dt.datetime.fromisoformat(str(record["timestamp"]).replace("Z", "+00:00")).timestamp()
+    return dt.datetime.fromisoformat(str(record["ts"]).replace("Z", "+00:00")).timestamp()
 
 
 def _ready_addresses(flow: Flow) -> set[str]:
