@@ -269,6 +269,16 @@ def flow(real_node: str, kubectl: Kubectl, tmp_path_factory: pytest.TempPathFact
                                      "securityContext": RESTRICTED}]}}))
         yield flow
     finally:
+        resource_now = kubectl("get", "agentobservability", NAME, "-n", namespace, "-o", "json", check=False).stdout
+        conditions = json.loads(resource_now).get("status", {}).get("conditions", []) if resource_now else []
+        print("\nconditions at the end: " + "; ".join(f"{c['type']}={c['status']} ({c.get('reason', '')})"
+                                                    for c in conditions))
+        jobs = kubectl("get", "pods", "-n", namespace, "-l", "job-name", "-o", "json", check=False).stdout
+        print("retention job pods: " + "; ".join(
+            f"{p['metadata']['name']} {p['status'].get('phase')} "
+            + ",".join(str((c.get('state') or {}).get('waiting', {}).get('reason', ''))
+                       for c in p['status'].get('containerStatuses') or [])
+            for p in (json.loads(jobs)["items"] if jobs else [])))
         operator.stop()
         problems = [line for line in operator.log().splitlines() if "ERROR" in line or "Traceback" in line]
         print("\noperator log, errors:\n" + "\n".join(problems[-20:]) if problems else "\noperator log: no errors")
