@@ -10,6 +10,8 @@ Asserted against the running processes:
   (LLM call, decision, two tool calls) pointing at it, `gen_ai.*` attributes, the injected
   resource attributes; the same spans are documents in the store's span index;
 - the agent's JSON log lines (`kubectl logs`) carry the trace and span ids of its spans;
+- a Job of the stack that cannot start (the retention set-up: its Elasticsearch image is not built
+  here) is named in `ElasticsearchReady` rather than the stack reported Ready;
 - a collector pod killed while the agent keeps sending: every span the agent finished after the
   collector Service again routed only to live collectors arrives (the SDK's exporter retries);
   the figures for before, during and after are printed.
@@ -343,9 +345,21 @@ def test_a_trace_of_the_agent_reads_back_through_jaeger_query_from_the_store(flo
              timeout=120, interval=3)
 
 
-def _condition(flow: Flow, kind: str) -> str | None:
+def _condition(flow: Flow, kind: str, field: str = "status") -> str | None:
     status = get_json(flow.kubectl, "agentobservability", NAME, "-n", flow.namespace).get("status", {})
-    return next((c["status"] for c in status.get("conditions", []) if c["type"] == kind), None)
+    return next((c.get(field) for c in status.get("conditions", []) if c["type"] == kind), None)
+
+
+def test_a_retention_job_that_cannot_start_is_reported(flow: Flow) -> None:
+    # The retention set-up Job runs the Elasticsearch image, which is not built for this node, so
+    # its pod cannot pull it. The first runs found the stack reported Ready regardless (no
+    # condition looked at Jobs); the operator must name the cause.
+    reason = wait_for("ElasticsearchReady false naming the image pull",
+                      lambda: _condition(flow, "ElasticsearchReady") == "False"
+                      and _condition(flow, "ElasticsearchReady", "reason"), timeout=180, interval=3)
+    assert reason in ("ImagePullBackOff", "ErrImagePull"), reason
+    assert "es-setup" in str(_condition(flow, "ElasticsearchReady", "message"))
+    assert _condition(flow, "Ready") == "False"
 
 
 def test_the_agent_log_lines_carry_the_ids_of_its_spans(flow: Flow) -> None:
