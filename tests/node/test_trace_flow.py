@@ -62,37 +62,7 @@ NAME = "trace"
 SMALL = {"requests": {"cpu": "20m", "memory": "64Mi"}, "limits": {"memory": "512Mi"}}
 SPANS_PER_RUN = 5  # invoke_agent, chat, decision, search, calculator (examples/agent)
 RESTRICTED = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
-NGINX_CONF = """worker_processes 1;
-pid /tmp/nginx.pid;
-error_log stderr notice;
-events { worker_connections 256; }
-http {
-  access_log off;
-  client_body_temp_path /tmp/nginx-body;
-  proxy_temp_path /tmp/nginx-proxy;
-  fastcgi_temp_path /tmp/nginx-fastcgi;
-  uwsgi_temp_path /tmp/nginx-uwsgi;
-  scgi_temp_path /tmp/nginx-scgi;
-  client_max_body_size 100m;
-  server {
-    listen 9200 ssl;
-    ssl_certificate /etc/standin/tls/tls.crt;
-    ssl_certificate_key /etc/standin/tls/tls.key;
-    ssl_protocols TLSv1.2 TLSv1.3;
-    location = /standin-ready {
-      auth_basic off;
-      proxy_pass http://127.0.0.1:9201/_cluster/health?wait_for_status=yellow&timeout=1s;
-    }
-    location / {
-      auth_basic "opensearch stand-in";
-      auth_basic_user_file /etc/standin/auth/htpasswd;
-      proxy_pass http://127.0.0.1:9201;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-    }
-  }
-}
-"""
+NGINX_CONF = (Path(__file__).parent / "standin-nginx.conf").read_text()
 
 
 def _b64(text: str | bytes) -> str:
