@@ -23,9 +23,10 @@ $(STAMP): pyproject.toml sdk/pyproject.toml
 install: $(STAMP) ## Create .venv with the operator, the SDK and the test tools
 
 # Prometheus and Alertmanager for the component tests; containerd, runc, the CNI plugins, iptables
-# and Debian's python3.11 (the Python images' interpreter) for the real node.
+# and Debian's python3.11 (the Python images' interpreter) for the real node; Maven fetches the
+# OpenSearch jars of the tests' Elasticsearch-API stand-in image (hack/standin.py).
 DEBS := prometheus prometheus-alertmanager containerd runc containernetworking-plugins iptables conntrack \
-        python3.11-minimal python3.11-venv
+        python3.11-minimal python3.11-venv maven
 debs: ## Install the Debian packages the tests use (Prometheus, Alertmanager; containerd and friends for the real node)
 	@missing=$$(for p in $(DEBS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \

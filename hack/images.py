@@ -12,6 +12,8 @@ are the names the chart and `spec.images` use, so the product runs unchanged on 
   jaeger         cr.jaegertracing.io/jaegertracing/jaeger:2.13.0   tools/jaeger
   operator       ghcr.io/agentobs/agentobs-operator:<chart appVersion>  what the Dockerfile describes
   example-agent  ghcr.io/agentobs/example-agent:<chart appVersion>      examples/agent on the SDK
+  opensearch-standin  agentobs.local/opensearch-standin:2.19.6   the tests' Elasticsearch-API stand-in
+                 (OpenSearch from Maven Central, Debian's JRE and nginx: hack/standin.py)
 
 The Python images run Debian's python3.11, unpacked from its packages (`apt-get download`, the
 same client as the machine's), with the operator or the SDK and their dependencies installed by
@@ -344,10 +346,13 @@ def build_image(name: str) -> Image:
                             {"example-agent": "example_agent"},
                             files={"/opt/agentobs/lib/example_agent.py":
                                    ROOT / "examples" / "agent" / "example_agent.py"})
+    if name == "opensearch-standin":
+        import standin  # imports this module's helpers; loaded only for this image
+        return standin.image()
     raise SystemExit(f"images.py: no image {name!r}; known: {', '.join(ALL)}")
 
 
-ALL = ["pause", "coredns", "prometheus", "alertmanager", "jaeger", "operator", "example-agent"]
+ALL = ["pause", "coredns", "prometheus", "alertmanager", "jaeger", "operator", "example-agent", "opensearch-standin"]
 
 
 def main() -> None:

@@ -110,6 +110,9 @@ class Entry:
         elif self.kind in WORKLOADS:
             self.extra = {"spec": {"replicas": (obj.get("spec") or {}).get("replicas", 1)},
                           "status": obj.get("status") or {}}
+        elif self.kind == "Job":  # whether it is done or failed: `reconcile._job_causes`
+            status = obj.get("status") or {}
+            self.extra = {"status": {k: status[k] for k in ("succeeded", "conditions") if status.get(k)}}
         elif pod:
             self.extra = {"status": _pod_status(obj.get("status") or {})}
             owners = [{"kind": _intern(str(r.get("kind", ""))), "name": str(r.get("name", "")), "controller": True}

@@ -186,6 +186,7 @@ def _apply_stack(kube: Kube, owner: Owner, obs: Observation, now: dt.datetime) -
             owner = dataclasses.replace(owner, extra={**owner.extra, AGENT_NAMESPACES: coverage.namespaces})
     manifests = make_stack(owner, gathered.material) + manifests
 
+    jobs: dict[str, Manifest] = {}
     for manifest in map(stamp, manifests):
         component = _component(manifest)
         try:
@@ -197,9 +198,11 @@ def _apply_stack(kube: Kube, owner: Owner, obs: Observation, now: dt.datetime) -
             continue
         if manifest["kind"] in WORKLOAD_KINDS:
             obs.workloads[component] = workload_state(applied)
+        if manifest["kind"] == "Job":
+            jobs[component] = applied
         if manifest["kind"] == "Secret" and component == "ca":
             obs.tls_ready = True
-    obs.causes = _causes(kube, owner, obs)
+    obs.causes = {**_job_causes(kube, owner, jobs), **_causes(kube, owner, obs)}
     obs.endpoints = _endpoints(owner)
     if not obs.apply_errors:  # prune only once the desired state is in place
         try:
@@ -225,6 +228,31 @@ def _causes(kube: Kube, owner: Owner, obs: Observation) -> dict[str, tuple[str, 
         cause = pod_cause(pods, claims)
         if cause is not None:
             out[component] = cause
+    return out
+
+
+def _job_causes(kube: Kube, owner: Owner, jobs: dict[str, Manifest]) -> dict[str, tuple[str, str]]:
+    """Why a Job the stack renders (the retention set-up) cannot do its work: it failed, or its pod
+    cannot start (an image not pulled, a crash loop). A Job still running, or done, is no problem;
+    its pods are read only while it is not done."""
+    out: dict[str, tuple[str, str]] = {}
+    for component, job in jobs.items():
+        name, status = job["metadata"]["name"], job.get("status") or {}
+        if status.get("succeeded"):
+            continue
+        failed = next((c for c in status.get("conditions") or []
+                       if c.get("type") == "Failed" and c.get("status") == "True"), None)
+        if failed is not None:
+            out[component] = ("JobFailed", f"Job {name}: {failed.get('message') or failed.get('reason', '')}")
+            continue
+        try:
+            pods = kube.list("v1", "Pod", owner.namespace, f"job-name={name}")
+        except KubeError as exc:
+            log.warning("%s/%s: pods of Job %s not read: %s", owner.namespace, owner.name, name, exc.message)
+            continue
+        cause = pod_cause(pods, [])
+        if cause is not None:
+            out[component] = (cause[0], f"Job {name}: {cause[1]}")
     return out
 
 

@@ -165,6 +165,10 @@ def make_status(obs: Observation, previous_conditions: list[dict[str, Any]], now
             cause = obs.causes.get(component)
             problems.append(f"{component}: {state.ready}/{state.desired} ready"
                             + (f" ({cause[1]})" if cause else ""))
+    for component, (_reason, message) in sorted(obs.causes.items()):
+        if component not in obs.workloads:  # a Job: no replicas to count, only a cause when it cannot run
+            cond_type = CONDITION_OF_COMPONENT.get(component, f"{component.title()}Ready")
+            by_condition.setdefault(cond_type, []).append(f"{component}: {message}")
     for component, message in obs.apply_errors.items():
         cond_type = CONDITION_OF_COMPONENT.get(component, f"{component.title()}Ready")
         by_condition.setdefault(cond_type, []).append(f"{component}: {message}")

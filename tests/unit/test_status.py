@@ -96,3 +96,21 @@ def test_components_ready_counts_components_not_coverage() -> None:
     assert status.components_ready == "2/2"
     conditions = {c.type: c for c in status.conditions}
     assert conditions["InjectionCoverage"].status == "False" and conditions["Ready"].status == "True"
+
+
+def test_a_job_that_cannot_run_makes_its_condition_false() -> None:
+    # The retention set-up Job has no replicas to count: only the cause its pod shows. Seen on the
+    # real node with an external store: its image could not be pulled, and the stack said Ready.
+    obs = Observation(generation=1, tls_ready=True, workloads={"jaeger-collector": WorkloadState(2, 2, True)},
+                      causes={"es-retention": ("ImagePullBackOff", "Job x-es-setup-1: pod p: image y not pulled")})
+    cond = _conditions(obs)
+    assert cond["ElasticsearchReady"]["status"] == "False"
+    assert cond["ElasticsearchReady"]["reason"] == "ImagePullBackOff"
+    assert "x-es-setup-1" in str(cond["ElasticsearchReady"]["message"])
+    assert cond["Ready"]["status"] == "False" and cond["TracingReady"]["status"] == "True"
+
+
+def test_a_job_with_nothing_wrong_adds_no_condition() -> None:
+    obs = Observation(generation=1, tls_ready=True, workloads={"jaeger-collector": WorkloadState(2, 2, True)})
+    cond = _conditions(obs)
+    assert "ElasticsearchReady" not in cond and cond["Ready"]["status"] == "True"
