@@ -32,6 +32,7 @@ from agentobs.reconcile import reconcile
 from agentobs.render import collector
 from agentobs.render.common import MANAGED_BY, OWNER_LABEL, OWNER_NAMESPACE_LABEL, Owner
 from agentobs.render.prometheus import OPERATOR_METRICS_TARGET
+from agentobs.status import POD_CAUSES
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,7 @@ class Scheduler:
                 return
             outcome = await asyncio.to_thread(reconcile, self.client(), body, _now, OWNER_EXTRA)
             for type_, reason, message in outcome.transitions:
-                warning = type_ == "Degraded" or reason in ("InvalidSpec", "ApplyFailed")
+                warning = type_ == "Degraded" or reason in ("InvalidSpec", "ApplyFailed") or reason in POD_CAUSES
                 await asyncio.to_thread(_post_event, self.client(), body, warning, reason, message)
         except KubeError as exc:
             metrics.RECONCILE_FAILURES.inc()
