@@ -380,7 +380,8 @@ def make_service(namespace: str) -> Manifest:
 def make_network_policy(namespace: str, routes: list[Route]) -> Manifest:
     """Per route, in: metrics from that stack's Prometheus; out: that stack's aggregator, at its
     forward port. Out besides: DNS, and the API server (the `kubernetes` filter reads pod metadata).
-    Nothing else, so a collector holding every stack's client keys reaches no Elasticsearch."""
+    Nothing else, so a collector holding every stack's client keys reaches no Elasticsearch. A stack
+    with no route yet (no CA written, no namespace selected) is not admitted until it has one."""
     ingress: list[dict[str, Any]] = []
     out = [egress.dns(), egress.api_server()]
     for r in _ordered(routes):
