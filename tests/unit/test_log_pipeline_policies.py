@@ -12,12 +12,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from test_network_policies import API_SERVER, DNS, INTERNET, Cluster, Endpoint, Pod
 
 from agentobs.api.spec import AgentObservabilitySpec
 from agentobs.render import Owner, collector, fluentd, make_stack
 
 from placeholders import placeholder_material
-from test_network_policies import API_SERVER, DNS, INTERNET, Cluster, Endpoint, Pod
 
 OPERATOR_NS = "agentobs-system"
 TEAM_A, TEAM_B = "team-a", "team-b"
@@ -75,7 +75,8 @@ COLLECTOR = "node/log-collector"
 # pod elsewhere dressed in the labels of stack a's Prometheus.
 AGENT = Pod("agent", TEAM_A, {"agentobs.io/agent": "true"})
 OPERATOR = Pod("operator", OPERATOR_NS, {"app.kubernetes.io/name": "agentobs-operator"})
-IMPOSTOR = Pod("impostor", "elsewhere", {"app.kubernetes.io/name": "prometheus", "app.kubernetes.io/instance": "stack-a"})
+IMPOSTOR = Pod("impostor", "elsewhere", {"app.kubernetes.io/name": "prometheus",
+                                         "app.kubernetes.io/instance": "stack-a"})
 
 Flow = tuple[str | Endpoint, str | Endpoint, int, str]
 NEEDED: list[Flow] = [
