@@ -58,6 +58,13 @@ kind: KwokctlConfiguration
 apiVersion: config.kwok.x-k8s.io/v1alpha1
 options:
   kubeApiserverCertSANs: ["10.0.0.1", "10.201.0.1"]
+# One controller-manager and one scheduler: no leader election. On a loaded machine a slow API
+# server made them lose their Lease and exit (nothing restarts them), and Deployments stood still.
+componentsPatches:
+- name: kube-controller-manager
+  extraArgs: [{key: leader-elect, value: "false"}]
+- name: kube-scheduler
+  extraArgs: [{key: leader-elect, value: "false"}]
 CONF
     # kwokctl's binary runtime always starts the kwok controller managing every node, which would
     # fake the pods of a real node; this wrapper scopes it to the nodes kwokctl makes (annotated

@@ -39,6 +39,7 @@ from agentobs.render import collector
 from agentobs.render.common import Owner
 from agentobs.render.prometheus import OPERATOR_METRICS_TARGET
 from agentobs.workqueue import Priority, WorkQueue, resync_period
+from agentobs.status import POD_CAUSES
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +151,7 @@ class Scheduler:
             loop = asyncio.get_running_loop()
             outcome = await loop.run_in_executor(self.executor, reconcile, client, body, _now, OWNER_EXTRA)
             for type_, reason, message in outcome.transitions:
-                warning = type_ == "Degraded" or reason in ("InvalidSpec", "ApplyFailed")
+                warning = type_ == "Degraded" or reason in ("InvalidSpec", "ApplyFailed") or reason in POD_CAUSES
                 await loop.run_in_executor(self.executor, _post_event, self.client(), body, warning, reason,
                                            message)
         except KubeError as exc:

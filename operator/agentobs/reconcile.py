@@ -37,6 +37,7 @@ from agentobs.render.prometheus import AGENT_NAMESPACES
 from agentobs.render.rules import extra_rule_problems
 from agentobs.render.tls import make_ca_bundle, tls_secret_name
 from agentobs.status import (
+    POD_CAUSES,
     WORKLOAD_KINDS,
     Observation,
     disabled_conditions,
@@ -77,11 +78,23 @@ def _endpoints(owner: Owner) -> Endpoints:
     return Endpoints.model_validate(endpoints(owner))
 
 
+# The kubelet alternates these two at each pull back-off: one cause, one Event.
+_SAME_CAUSE = {"ErrImagePull": "ImagePullBackOff"}
+
+
 def _transitions(before: list[dict[str, Any]], after: AgentObservabilityStatus) -> list[tuple[str, str, str]]:
     old = {c.get("type"): c.get("status") for c in before}
-    return [(c.type, c.reason, c.message) for c in after.conditions
-            if c.type in ("Ready", "Degraded") and old.get(c.type) != c.status
-            and (c.type == "Ready" or c.status == "True")]
+    out = [(c.type, c.reason, c.message) for c in after.conditions
+           if c.type in ("Ready", "Degraded") and old.get(c.type) != c.status
+           and (c.type == "Ready" or c.status == "True")]
+    # A component held back by something the cluster names (an image it cannot pull, a pod it
+    # cannot place) is said once per new cause, where `kubectl describe` and event alerts see it.
+    old_causes = {c.get("type"): _SAME_CAUSE.get(str(c.get("reason")), c.get("reason")) for c in before
+                  if c.get("status") == "False"}
+    out += [(c.type, c.reason, c.message) for c in after.conditions
+            if c.status == "False" and c.reason in POD_CAUSES
+            and old_causes.get(c.type) != _SAME_CAUSE.get(c.reason, c.reason)]
+    return out
 
 
 def _issued_elsewhere(owner: Owner) -> set[Key]:

@@ -96,6 +96,8 @@ def workload_state(obj: dict[str, Any]) -> WorkloadState:
 # Container waiting reasons that explain a pod that is not ready, most telling first.
 _WAITING_CAUSES = ("ImagePullBackOff", "ErrImagePull", "InvalidImageName", "CrashLoopBackOff",
                    "CreateContainerConfigError", "CreateContainerError", "RunContainerError")
+# Every reason `pod_cause` gives: a component condition with one of them is worth an Event.
+POD_CAUSES = frozenset({"Unschedulable", "VolumeNotBound", *_WAITING_CAUSES})
 
 
 def pod_cause(pods: list[dict[str, Any]], claims: list[dict[str, Any]]) -> tuple[str, str] | None:

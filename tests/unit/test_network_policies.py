@@ -212,7 +212,7 @@ NEEDED = [
     ("grafana", "elasticsearch", 9200, "TCP"),
     ("jaeger-collector", "elasticsearch", 9200, "TCP"), ("jaeger-query", "elasticsearch", 9200, "TCP"),
     ("es-retention", "elasticsearch", 9200, "TCP"), ("elasticsearch", "elasticsearch", 9300, "TCP"),
-    ("fluentd", "elasticsearch", 9200, "TCP"),
+    ("fluentd", "elasticsearch", 9200, "TCP"), ("prometheus", "fluentd", 24231, "TCP"),
     (AGENT, "jaeger-collector", 4317, "TCP"), (FAR_AGENT, "jaeger-collector", 4318, "TCP"),
 ]
 # What it does not need: each must be refused.
@@ -226,6 +226,7 @@ NOT_NEEDED = [
     (AGENT, "elasticsearch", 9200, "TCP"), (AGENT, "prometheus", 9090, "TCP"),
     (INTRUDER, "prometheus", 9090, "TCP"), (INTRUDER, "alertmanager", 9094, "TCP"),
     ("elasticsearch", "prometheus", 9090, "TCP"), ("alertmanager", "elasticsearch", 9200, "TCP"),
+    ("fluentd", "alertmanager", 9093, "TCP"), ("fluentd", API_SERVER, 6443, "TCP"),
 ]
 
 
@@ -254,8 +255,6 @@ def test_each_unneeded_flow_is_refused(src: str | Endpoint, dst: str | Endpoint,
 def test_every_component_resolves_names_and_no_other_port_leaves() -> None:
     cluster, pods = _world({})
     for name, pod in pods.items():
-        if name == "fluentd":  # its policy is the logging redesign's (issue 13)
-            continue
         assert cluster.allows(pod, DNS, 53, "UDP") and cluster.allows(pod, DNS, 53, "TCP"), name
         assert not cluster.allows(pod, DNS, 80), name
         assert not cluster.allows(pod, INTERNET, 25), name

@@ -114,3 +114,28 @@ def test_a_job_with_nothing_wrong_adds_no_condition() -> None:
     obs = Observation(generation=1, tls_ready=True, workloads={"jaeger-collector": WorkloadState(2, 2, True)})
     cond = _conditions(obs)
     assert "ElasticsearchReady" not in cond and cond["Ready"]["status"] == "True"
+
+
+def test_a_new_cause_is_an_event_once_and_pull_errors_are_one_cause() -> None:
+    from agentobs.reconcile import _transitions
+
+    def status(reason: str | None) -> list[dict[str, object]]:
+        causes = {"alertmanager": (reason, f"pod am-0, container alertmanager: {reason}: x")} if reason else {}
+        obs = Observation(generation=1, tls_ready=True, workloads={"alertmanager": WorkloadState(0, 1, True)},
+                          causes=causes)
+        dumped: list[dict[str, object]] = make_status(obs, [], NOW).model_dump(by_alias=True)["conditions"]
+        return dumped
+
+    def events(before: list[dict[str, object]], reason: str | None) -> list[tuple[str, str, str]]:
+        obs = Observation(generation=1, tls_ready=True, workloads={"alertmanager": WorkloadState(0, 1, True)},
+                          causes={"alertmanager": (reason, f"pod am-0: {reason}")} if reason else {})
+        return [t for t in _transitions(before, make_status(obs, before, NOW)) if t[0] == "AlertmanagerReady"]
+
+    assert events(status(None), "ErrImagePull") == [("AlertmanagerReady", "ErrImagePull",
+                                                     "alertmanager: 0/1 ready (pod am-0: ErrImagePull)")]
+    # The kubelet's back-off flips the reason; the cause is the same and is not said again.
+    assert events(status("ErrImagePull"), "ImagePullBackOff") == []
+    assert events(status("ImagePullBackOff"), "ErrImagePull") == []
+    assert events(status("ImagePullBackOff"), "ImagePullBackOff") == []
+    assert [t[1] for t in events(status("ImagePullBackOff"), "CrashLoopBackOff")] == ["CrashLoopBackOff"]
+    assert events(status("CrashLoopBackOff"), None) == []  # only waiting again: no cause, no event

@@ -52,6 +52,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from agentobs.render import egress
 from agentobs.render.common import (
     CERT_HASH_ANNOTATION,
     CONFIG_HASH_ANNOTATION,
@@ -76,6 +77,10 @@ ROUTE_KEY = "agentobs_route"
 # Owner.extra key: the namespace of the collector, whose pods the aggregators admit.
 NAMESPACE_EXTRA = "log_collector_namespace"
 ROUTE_TAG_PREFIX = "route."
+# Components of each stack the collector talks to (spelled here: their modules import this one).
+AGGREGATOR_COMPONENT = "fluentd"
+PROMETHEUS_COMPONENT = "prometheus"
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 BUFFER_LIMIT_PER_ROUTE = "1G"
 RBAC_GROUP = "rbac.authorization.k8s.io"
 RESOURCES = {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}}
@@ -372,25 +377,31 @@ def make_service(namespace: str) -> Manifest:
                      "ports": [{"name": "metrics", "port": METRICS_PORT, "targetPort": "metrics"}]}}
 
 
-def make_network_policy(namespace: str) -> Manifest:
-    """In: metrics, from the stacks' Prometheus pods (any namespace). Out: what the collector
-    dials (the aggregators, the API server, DNS) is not limited here; the aggregators' own
-    policies admit it."""
+def make_network_policy(namespace: str, routes: list[Route]) -> Manifest:
+    """Per route, in: metrics from that stack's Prometheus; out: that stack's aggregator, at its
+    forward port. Out besides: DNS, and the API server (the `kubernetes` filter reads pod metadata).
+    Nothing else, so a collector holding every stack's client keys reaches no Elasticsearch. A stack
+    with no route yet (no CA written, no namespace selected) is not admitted until it has one."""
+    ingress: list[dict[str, Any]] = []
+    out = [egress.dns(), egress.api_server()]
+    for r in _ordered(routes):
+        ingress.append({"from": [{"namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: r.owner_namespace}},
+                                  "podSelector": {"matchLabels": _stack_labels(r, PROMETHEUS_COMPONENT)}}],
+                        "ports": [{"protocol": "TCP", "port": METRICS_PORT}]})
+        # The Service's port is the pods' (targetPort `forward`), which is what a policy sees.
+        out.append(egress.to_pods(r.owner_namespace, _stack_labels(r, AGGREGATOR_COMPONENT), r.port))
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
         "metadata": _meta(namespace),
-        "spec": {
-            "podSelector": {"matchLabels": selector_labels()},
-            "policyTypes": ["Ingress"],
-            "ingress": [{
-                "from": [{"namespaceSelector": {},
-                          "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus",
-                                                          "app.kubernetes.io/managed-by": MANAGED_BY}}}],
-                "ports": [{"protocol": "TCP", "port": METRICS_PORT}],
-            }],
-        },
+        "spec": {"podSelector": {"matchLabels": selector_labels()}, "policyTypes": ["Ingress", "Egress"],
+                 "ingress": ingress, "egress": out},
     }
+
+
+def _stack_labels(route: Route, component: str) -> dict[str, str]:
+    """The selector labels of a component of the route's stack (`render.common.selector_labels`)."""
+    return {"app.kubernetes.io/name": component, "app.kubernetes.io/instance": route.owner_name}
 
 
 def render(namespace: str, routes: list[Route], image: str = IMAGE) -> list[Manifest]:
@@ -402,4 +413,4 @@ def render(namespace: str, routes: list[Route], image: str = IMAGE) -> list[Mani
     return [*make_rbac(namespace), configmap, clients,
             make_daemonset(namespace, routes, image, content_hash(configmap["data"]),
                            content_hash(clients["data"])),
-            make_service(namespace), make_network_policy(namespace)]
+            make_service(namespace), make_network_policy(namespace, routes)]

@@ -36,6 +36,13 @@ def to_component(owner: Owner, component: str, *ports: int) -> Rule:
     return {"to": [{"podSelector": {"matchLabels": selector_labels(owner, component)}}], "ports": _ports(ports)}
 
 
+def to_pods(namespace: str, pod_labels: dict[str, str], *ports: int) -> Rule:
+    """Pods of another namespace, named by its `kubernetes.io/metadata.name` (which the API server
+    sets on every namespace, so no one can claim another's name by labelling)."""
+    return {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+                    "podSelector": {"matchLabels": pod_labels}}], "ports": _ports(ports)}
+
+
 def api_server() -> Rule:
     return {"ports": _ports(API_SERVER_PORTS)}
 

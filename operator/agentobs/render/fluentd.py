@@ -39,7 +39,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from agentobs.render import es_access, retention
+from agentobs.render import egress, es_access, retention
 from agentobs.render.addresses import elasticsearch_url
 from agentobs.render.collector import NAMESPACE_EXTRA
 from agentobs.render.collector import selector_labels as collector_selector_labels
@@ -342,26 +342,19 @@ def make_statefulset(owner: Owner, config_hash: str, cert_hash: str) -> Manifest
 
 
 def make_network_policy(owner: Owner) -> Manifest:
-    """Forward from the node collector's pods only; metrics from this stack's Prometheus."""
+    """In: forward from the node collector's pods only, metrics from this stack's Prometheus. Out:
+    Elasticsearch (the stack's, or the external cluster's port) and DNS; nothing else."""
     collector_ns = owner.extra.get(NAMESPACE_EXTRA)
     namespace_selector = ({"matchLabels": {"kubernetes.io/metadata.name": collector_ns}}
                           if collector_ns else {})
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": metadata(owner, COMPONENT),
-        "spec": {
-            "podSelector": {"matchLabels": selector_labels(owner, COMPONENT)},
-            "policyTypes": ["Ingress"],
-            "ingress": [
-                {"from": [{"namespaceSelector": namespace_selector,
-                           "podSelector": {"matchLabels": collector_selector_labels()}}],
-                 "ports": [{"port": FORWARD_PORT, "protocol": "TCP"}]},
-                {"from": [{"podSelector": {"matchLabels": selector_labels(owner, PROMETHEUS_COMPONENT)}}],
-                 "ports": [{"port": METRICS_PORT, "protocol": "TCP"}]},
-            ],
-        },
-    }
+    ingress = [
+        {"from": [{"namespaceSelector": namespace_selector,
+                   "podSelector": {"matchLabels": collector_selector_labels()}}],
+         "ports": [{"port": FORWARD_PORT, "protocol": "TCP"}]},
+        {"from": [{"podSelector": {"matchLabels": selector_labels(owner, PROMETHEUS_COMPONENT)}}],
+         "ports": [{"port": METRICS_PORT, "protocol": "TCP"}]},
+    ]
+    return egress.policy(owner, COMPONENT, ingress, [egress.dns(), egress.elasticsearch(owner)])
 
 
 def certificates(owner: Owner) -> dict[str, list[str]]:

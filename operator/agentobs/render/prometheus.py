@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from agentobs.render import alertmanager, egress
+from agentobs.render import alertmanager, collector, egress, fluentd
 from agentobs.render.addresses import prometheus_url
 from agentobs.render.common import (
     CERT_HASH_ANNOTATION,
@@ -223,6 +223,10 @@ def make_network_policy(owner: Owner) -> Manifest:
            egress.agents(owner, owner.spec.instrumentation.metrics_port), egress.api_server()]
     if alertmanager.enabled(owner):
         out.insert(2, egress.to_component(owner, alertmanager.COMPONENT, alertmanager.WEB_PORT))
+    if fluentd.enabled(owner):  # the log pipeline's metrics: this stack's aggregator, the node collector
+        out.append(egress.to_component(owner, fluentd.COMPONENT, fluentd.METRICS_PORT))
+        if collector_namespace := owner.extra.get(collector.NAMESPACE_EXTRA):
+            out.append(egress.to_pods(collector_namespace, collector.selector_labels(), collector.METRICS_PORT))
     port = str(owner.extra.get(OPERATOR_METRICS_TARGET) or "").rpartition(":")[2]
     if port.isdigit():  # the operator's metrics Service: a host of the chart's choosing
         out.append(egress.any_address(int(port)))
