@@ -38,8 +38,8 @@ from agentobs.reconcile import reconcile
 from agentobs.render import collector
 from agentobs.render.common import Owner
 from agentobs.render.prometheus import OPERATOR_METRICS_TARGET
-from agentobs.workqueue import Priority, WorkQueue, resync_period
 from agentobs.status import POD_CAUSES
+from agentobs.workqueue import Priority, WorkQueue, resync_period
 
 log = logging.getLogger(__name__)
 
