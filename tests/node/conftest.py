@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from cluster_support import ROOT, start_cluster, tool_dir
+from cluster_support import ROOT, OperatorProcess, free_port, start_cluster, tool_dir
 
 NODE = "agentobs-node"
 TOOLS = ("kubernetes", "helm", "prometheus", "alertmanager", "jaeger", "coredns")
@@ -96,6 +96,17 @@ def get_json(kubectl: Kubectl, *args: str) -> Any:
     return json.loads(kubectl("get", *args, "-o", "json").stdout)
 
 
+def namespace_manifest(name: str, labels: dict[str, str] | None = None, *, on_node: bool = True) -> dict[str, Any]:
+    """A namespace whose pods the API server steers to the real node (unless `on_node` is False)."""
+    annotations = {
+        "scheduler.alpha.kubernetes.io/node-selector": "agentobs.io/real-node=true",
+        "scheduler.alpha.kubernetes.io/defaultTolerations": json.dumps(
+            [{"key": "agentobs.io/real-node", "operator": "Exists", "effect": "NoSchedule"}]),
+    } if on_node else {}
+    return {"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": name, "labels": labels or {}, "annotations": annotations}}
+
+
 @pytest.fixture
 def real_namespace(kubectl: Kubectl) -> Iterator[Callable[..., str]]:
     """Make namespaces whose pods run on the real node; deleted after the test."""
@@ -103,16 +114,7 @@ def real_namespace(kubectl: Kubectl) -> Iterator[Callable[..., str]]:
 
     def make(prefix: str, labels: dict[str, str] | None = None, on_node: bool = True) -> str:
         name = f"{prefix}-{uuid.uuid4().hex[:6]}"
-        annotations = {}
-        if on_node:
-            annotations = {
-                "scheduler.alpha.kubernetes.io/node-selector": "agentobs.io/real-node=true",
-                "scheduler.alpha.kubernetes.io/defaultTolerations": json.dumps(
-                    [{"key": "agentobs.io/real-node", "operator": "Exists", "effect": "NoSchedule"}]),
-            }
-        manifest = {"apiVersion": "v1", "kind": "Namespace",
-                    "metadata": {"name": name, "labels": labels or {}, "annotations": annotations}}
-        kubectl("apply", "-f", "-", input=json.dumps(manifest))
+        kubectl("apply", "-f", "-", input=json.dumps(namespace_manifest(name, labels, on_node=on_node)))
         made.append(name)
         return name
 
@@ -133,3 +135,41 @@ def pod_logs(kubectl: Kubectl, namespace: str, pod: str, container: str | None =
     if container:
         args += ["-c", container]
     return kubectl(*args, check=False).stdout
+
+
+def pod_ready(pod: dict[str, Any]) -> bool:
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in pod.get("status", {}).get("conditions", []))
+
+
+def namespaced_operator(namespace: str, log_path: Path, resync_seconds: int) -> OperatorProcess:
+    """The operator as a local process limited to one namespace, with a webhook configuration of
+    its own (`agentobs-webhook-<namespace>`) and no node log collector."""
+    return OperatorProcess({
+        "AGENTOBS_BIND_ADDRESS": "127.0.0.1", "AGENTOBS_RESYNC_SECONDS": str(resync_seconds),
+        "AGENTOBS_NAMESPACES": namespace, "AGENTOBS_WEBHOOK_PORT": str(free_port()),
+        "AGENTOBS_WEBHOOK_CONFIGURATION": f"agentobs-webhook-{namespace}",
+        "AGENTOBS_METRICS_PORT": str(free_port()), "AGENTOBS_HEALTH_PORT": str(free_port()),
+        "AGENTOBS_LOG_COLLECTOR_NAMESPACE": "",
+    }, log_path)
+
+
+RESTRICTED = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+
+
+def agent_image() -> str:
+    return f"ghcr.io/agentobs/example-agent:{chart_version()}"
+
+
+def agent_pod(namespace: str, interval: str) -> dict[str, Any]:
+    """The example agent (hack/images.py), as a restricted pod the webhook instruments."""
+    return {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "agent", "namespace": namespace, "labels": {"app": "example-agent"}},
+        "spec": {"securityContext": {"runAsNonRoot": True, "runAsUser": 65532,
+                                     "seccompProfile": {"type": "RuntimeDefault"}},
+                 "terminationGracePeriodSeconds": 2,
+                 "containers": [{"name": "agent", "image": agent_image(),
+                                 "imagePullPolicy": "Never",
+                                 "env": [{"name": "EXAMPLE_AGENT_INTERVAL", "value": interval}],
+                                 "securityContext": RESTRICTED}]},
+    }

@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 
 from cluster_support import ROOT, tool_dir, wait_for
-from conftest import Kubectl, chart_version, get_json, pod_logs
+from conftest import Kubectl, agent_image, get_json, pod_logs
 
-AGENT_IMAGE = f"ghcr.io/agentobs/example-agent:{chart_version()}"
+AGENT_IMAGE = agent_image()
 
 
 @dataclass

@@ -30,10 +30,9 @@ from typing import Any
 
 import pytest
 
-from cluster_support import OperatorProcess, free_port, wait_for
-from conftest import Kubectl, chart_version, get_json
+from cluster_support import wait_for
+from conftest import Kubectl, agent_pod, get_json, namespace_manifest, namespaced_operator, pod_ready
 
-AGENT_IMAGE = f"ghcr.io/agentobs/example-agent:{chart_version()}"
 ALERT = "AgentObsNodeFlowProbe"
 SMALL = {"requests": {"cpu": "20m", "memory": "64Mi"}, "limits": {"memory": "512Mi"}}
 
@@ -73,21 +72,11 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(real_node: str, kubectl: Kubectl, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     namespace = f"aobs-flows-{uuid.uuid4().hex[:6]}"
-    kubectl("apply", "-f", "-", input=json.dumps({
-        "apiVersion": "v1", "kind": "Namespace",
-        "metadata": {"name": namespace, "labels": {"pod-security.kubernetes.io/enforce": "restricted"},
-                     "annotations": {
-                         "scheduler.alpha.kubernetes.io/node-selector": "agentobs.io/real-node=true",
-                         "scheduler.alpha.kubernetes.io/defaultTolerations": json.dumps(
-                             [{"key": "agentobs.io/real-node", "operator": "Exists", "effect": "NoSchedule"}])}}}))
+    kubectl("apply", "-f", "-", input=json.dumps(
+        namespace_manifest(namespace, {"pod-security.kubernetes.io/enforce": "restricted"})))
     log_path = Path(tmp_path_factory.mktemp("flows")) / "operator.log"
     configuration = f"agentobs-webhook-{namespace}"
-    operator = OperatorProcess({
-        "AGENTOBS_BIND_ADDRESS": "127.0.0.1", "AGENTOBS_RESYNC_SECONDS": "10", "AGENTOBS_NAMESPACES": namespace,
-        "AGENTOBS_WEBHOOK_PORT": str(free_port()), "AGENTOBS_WEBHOOK_CONFIGURATION": configuration,
-        "AGENTOBS_METRICS_PORT": str(free_port()), "AGENTOBS_HEALTH_PORT": str(free_port()),
-        "AGENTOBS_LOG_COLLECTOR_NAMESPACE": "",
-    }, log_path)
+    operator = namespaced_operator(namespace, log_path, 10)
     operator.start()
     # The local cluster's host-path provisioner makes root-only directories, which no non-root pod
     # can write (hostPath ignores fsGroup); a real cluster's provisioners honour fsGroup. So the
@@ -128,16 +117,7 @@ def stack(real_node: str, kubectl: Kubectl, tmp_path_factory: pytest.TempPathFac
         kubectl("apply", "-f", "-", input=json.dumps(resource))
         wait_for("the stack's CA", lambda: kubectl("get", "secret", "flows-ca", "-n", namespace,
                                                   check=False).returncode == 0, timeout=120)
-        kubectl("apply", "-f", "-", input=json.dumps({
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": "agent", "namespace": namespace, "labels": {"app": "example-agent"}},
-            "spec": {"securityContext": {"runAsNonRoot": True, "runAsUser": 65532,
-                                         "seccompProfile": {"type": "RuntimeDefault"}},
-                     "terminationGracePeriodSeconds": 2,
-                     "containers": [{"name": "agent", "image": AGENT_IMAGE, "imagePullPolicy": "Never",
-                                     "env": [{"name": "EXAMPLE_AGENT_INTERVAL", "value": "1"}],
-                                     "securityContext": {"allowPrivilegeEscalation": False,
-                                                         "capabilities": {"drop": ["ALL"]}}}]}}))
+        kubectl("apply", "-f", "-", input=json.dumps(agent_pod(namespace, "1")))
         yield Stack(kubectl, namespace)
     finally:
         operator.stop()
@@ -147,13 +127,9 @@ def stack(real_node: str, kubectl: Kubectl, tmp_path_factory: pytest.TempPathFac
             kubectl("delete", "pv", name, "--wait=false", "--ignore-not-found", check=False)
 
 
-def _ready(pod: dict[str, Any]) -> bool:
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in pod.get("status", {}).get("conditions", []))
-
-
 def _all_ready(stack: Stack, component: str, count: int) -> list[dict[str, Any]] | None:
     pods = stack.pods(component)
-    return pods if len(pods) == count and all(_ready(p) for p in pods) else None
+    return pods if len(pods) == count and all(pod_ready(p) for p in pods) else None
 
 
 def _targets_up(stack: Stack, pod: dict[str, Any], peers: list[str]) -> dict[str, float] | None:

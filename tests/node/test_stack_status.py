@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from cluster_support import OperatorProcess, free_port, wait_for
-from conftest import Kubectl, get_json
+from cluster_support import wait_for
+from conftest import Kubectl, get_json, namespaced_operator
 
 NAME = "pull"
 # The tag hack/images.py imports is the spec's default; this one exists nowhere.
@@ -54,12 +54,7 @@ def test_an_image_the_node_cannot_pull_is_named_in_status_and_recovers(
     namespace = real_namespace("aobs-pull", {"pod-security.kubernetes.io/enforce": "restricted"})
     work = tmp_path_factory.mktemp("pull")
     configuration = f"agentobs-webhook-{namespace}"
-    operator = OperatorProcess({
-        "AGENTOBS_BIND_ADDRESS": "127.0.0.1", "AGENTOBS_RESYNC_SECONDS": "5", "AGENTOBS_NAMESPACES": namespace,
-        "AGENTOBS_WEBHOOK_PORT": str(free_port()), "AGENTOBS_WEBHOOK_CONFIGURATION": configuration,
-        "AGENTOBS_METRICS_PORT": str(free_port()), "AGENTOBS_HEALTH_PORT": str(free_port()),
-        "AGENTOBS_LOG_COLLECTOR_NAMESPACE": "",
-    }, work / "operator.log")
+    operator = namespaced_operator(namespace, work / "operator.log", 5)
     # As in test_stack_flows: the local provisioner's directories are root-only, so Prometheus'
     # claim binds to a volume made here, writable by its non-root user.
     volume = work / "prometheus-0"

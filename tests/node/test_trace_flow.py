@@ -53,15 +53,22 @@ import pytest
 
 from agentobs import pki
 
-from cluster_support import ROOT, OperatorProcess, free_port, wait_for
-from conftest import Kubectl, chart_version, get_json, pod_logs
+from cluster_support import ROOT, wait_for
+from conftest import (
+    RESTRICTED,
+    Kubectl,
+    agent_pod,
+    get_json,
+    namespace_manifest,
+    namespaced_operator,
+    pod_logs,
+    pod_ready,
+)
 
-AGENT_IMAGE = f"ghcr.io/agentobs/example-agent:{chart_version()}"
 STANDIN_IMAGE = "agentobs.local/opensearch-standin:2.19.6"
 NAME = "trace"
 SMALL = {"requests": {"cpu": "20m", "memory": "64Mi"}, "limits": {"memory": "512Mi"}}
 SPANS_PER_RUN = 5  # invoke_agent, chat, decision, search, calculator (examples/agent)
-RESTRICTED = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
 NGINX_CONF = (Path(__file__).parent / "standin-nginx.conf").read_text()
 
 
@@ -73,10 +80,6 @@ def _ssha(password: str) -> str:
     """An nginx `auth_basic_user_file` entry's hash: {SSHA} = base64(sha1(password + salt) + salt)."""
     salt = os.urandom(8)
     return "{SSHA}" + _b64(hashlib.sha1(password.encode() + salt).digest() + salt)
-
-
-def _ready(pod: dict[str, Any]) -> bool:
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in pod.get("status", {}).get("conditions", []))
 
 
 class Flow:
@@ -100,7 +103,7 @@ class Flow:
 
     def ready(self, component: str, count: int) -> list[dict[str, Any]] | None:
         pods = self.pods(f"app.kubernetes.io/component={component}")
-        return pods if len(pods) == count and all(_ready(p) for p in pods) else None
+        return pods if len(pods) == count and all(pod_ready(p) for p in pods) else None
 
     def store(self, path: str, auth: bool = True) -> tuple[int, Any]:
         (pod,) = self.pods("app=standin")
@@ -175,20 +178,10 @@ def flow(real_node: str, kubectl: Kubectl, tmp_path_factory: pytest.TempPathFact
     kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
     kubectl("wait", "--for=condition=Established", "crd/agentobservabilities.agentobs.io", "--timeout=60s")
     namespace = f"aobs-trace-{uuid.uuid4().hex[:6]}"
-    kubectl("apply", "-f", "-", input=json.dumps({
-        "apiVersion": "v1", "kind": "Namespace",
-        "metadata": {"name": namespace, "labels": {"pod-security.kubernetes.io/enforce": "restricted"},
-                     "annotations": {
-                         "scheduler.alpha.kubernetes.io/node-selector": "agentobs.io/real-node=true",
-                         "scheduler.alpha.kubernetes.io/defaultTolerations": json.dumps(
-                             [{"key": "agentobs.io/real-node", "operator": "Exists", "effect": "NoSchedule"}])}}}))
+    kubectl("apply", "-f", "-", input=json.dumps(
+        namespace_manifest(namespace, {"pod-security.kubernetes.io/enforce": "restricted"})))
     configuration = f"agentobs-webhook-{namespace}"
-    operator = OperatorProcess({
-        "AGENTOBS_BIND_ADDRESS": "127.0.0.1", "AGENTOBS_RESYNC_SECONDS": "10", "AGENTOBS_NAMESPACES": namespace,
-        "AGENTOBS_WEBHOOK_PORT": str(free_port()), "AGENTOBS_WEBHOOK_CONFIGURATION": configuration,
-        "AGENTOBS_METRICS_PORT": str(free_port()), "AGENTOBS_HEALTH_PORT": str(free_port()),
-        "AGENTOBS_LOG_COLLECTOR_NAMESPACE": "",
-    }, Path(tmp_path_factory.mktemp("trace")) / "operator.log")
+    operator = namespaced_operator(namespace, Path(tmp_path_factory.mktemp("trace")) / "operator.log", 10)
     # The store's own CA and serving certificate (names of its Service), and the jaeger user.
     now = dt.datetime.now(dt.UTC)
     ca = pki.make_ca("opensearch stand-in CA", now, dt.timedelta(days=1))
@@ -222,7 +215,7 @@ def flow(real_node: str, kubectl: Kubectl, tmp_path_factory: pytest.TempPathFact
     try:
         # Jaeger checks the store when it starts: the store first, so nothing crash-loops.
         wait_for("the stand-in store ready (TLS proxy and OpenSearch)",
-                 lambda: (p := flow.pods("app=standin")) and _ready(p[0]), timeout=300, interval=3)
+                 lambda: (p := flow.pods("app=standin")) and pod_ready(p[0]), timeout=300, interval=3)
         operator.start()
         wait_for("the operator's webhook configuration",
                  lambda: kubectl("get", "mutatingwebhookconfiguration", configuration, check=False).returncode == 0,
@@ -230,15 +223,7 @@ def flow(real_node: str, kubectl: Kubectl, tmp_path_factory: pytest.TempPathFact
         kubectl("apply", "-f", "-", input=json.dumps(resource))
         wait_for("the stack's CA", lambda: kubectl("get", "secret", f"{NAME}-ca", "-n", namespace,
                                                   check=False).returncode == 0, timeout=120)
-        kubectl("apply", "-f", "-", input=json.dumps({
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": "agent", "namespace": namespace, "labels": {"app": "example-agent"}},
-            "spec": {"securityContext": {"runAsNonRoot": True, "runAsUser": 65532,
-                                         "seccompProfile": {"type": "RuntimeDefault"}},
-                     "terminationGracePeriodSeconds": 2,
-                     "containers": [{"name": "agent", "image": AGENT_IMAGE, "imagePullPolicy": "Never",
-                                     "env": [{"name": "EXAMPLE_AGENT_INTERVAL", "value": "0.5"}],
-                                     "securityContext": RESTRICTED}]}}))
+        kubectl("apply", "-f", "-", input=json.dumps(agent_pod(namespace, "0.5")))
         yield flow
     finally:
         resource_now = kubectl("get", "agentobservability", NAME, "-n", namespace, "-o", "json", check=False).stdout
