@@ -136,20 +136,22 @@ def configure(
     """
     global _handle, _shut_down
     env = os.environ if environ is None else environ
-    settings = Settings.from_env(env)
     options = (metrics_addr, json_logs, tuple(span_processors), set_global_tracer_provider)
-    with _lock:
-        if _handle is not None:
-            if _handle.settings == settings and _same_options(_handle.options, options):
-                return _handle
-            raise ConfigurationError(
-                "agentobs: configure() was already called with other settings ("
-                + ", ".join(_differences(_handle, settings, options))
-                + "); call shutdown() on the current handle first to reconfigure")
-        handle = _build(settings, metrics_addr, json_logs, span_processors, set_global_tracer_provider)
-        handle.options = options
-        _handle = handle
-        _shut_down = False
+    # Warnings about the environment come before the JSON handler exists: held, then sent as JSON.
+    with logs.hold_sdk_records(json_logs):
+        settings = Settings.from_env(env)
+        with _lock:
+            if _handle is not None:
+                if _handle.settings == settings and _same_options(_handle.options, options):
+                    return _handle
+                raise ConfigurationError(
+                    "agentobs: configure() was already called with other settings ("
+                    + ", ".join(_differences(_handle, settings, options))
+                    + "); call shutdown() on the current handle first to reconfigure")
+            handle = _build(settings, metrics_addr, json_logs, span_processors, set_global_tracer_provider)
+            handle.options = options
+            _handle = handle
+            _shut_down = False
     if settings.genai.instrument_clients:
         # Outside the lock: importing a client library can take a while.
         from .instrumentation import instrument_installed

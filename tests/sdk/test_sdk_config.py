@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -256,3 +257,22 @@ def test_configuration_error_names_only_what_differs() -> None:
     with pytest.raises(agentobs_sdk.ConfigurationError) as info:
         agentobs_sdk.configure({"OTEL_SERVICE_NAME": "b"}, json_logs=False)
     assert "(service_name)" in str(info.value)
+
+
+def test_warnings_about_the_environment_come_out_as_json(tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    # On a bare root logger they used to reach logging's last-resort handler as plain text
+    # (before configure() installed the JSON handler), the one kind of line Fluentd cannot parse.
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    root.handlers.clear()
+    try:
+        handle = agentobs_sdk.configure({"AGENTOBS_METRICS_PORT": "abc", "AGENTOBS_AUDIT_DIR": str(tmp_path)})
+        handle.shutdown()
+    finally:
+        root.handlers[:] = saved
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.strip()]
+    messages = [line["message"] for line in lines]
+    assert sum("AGENTOBS_METRICS_PORT='abc' is not a port; metrics" in m for m in messages) == 1
+    assert sum("is UNKEYED" in m for m in messages) == 1
+    assert sum("configured service" in m for m in messages) == 1
