@@ -18,30 +18,22 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 from .audit import AuditError, load_key, parse_anchor_lines, query, verify
 from .audit.anchor import AnchoredHead
-from .audit.chain import parse_ts
+from .audit.query import parse_when
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
-_AGE = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def parse_time(value: str, now: datetime | None = None) -> datetime:
-    m = _AGE.match(value.strip())
-    if m:
-        now = now or datetime.now(UTC)
-        return now - timedelta(seconds=float(m.group(1)) * _UNIT_SECONDS[m.group(2)])
     try:
-        return parse_ts(value.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{value!r} is neither an ISO 8601 time nor an age like 15m, 2h, 7d") from None
+        return parse_when(value, now)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -135,26 +135,29 @@ def configure(
     line says so.
     """
     global _handle, _shut_down
-    settings = Settings.from_env(os.environ if environ is None else environ)
+    env = os.environ if environ is None else environ
     options = (metrics_addr, json_logs, tuple(span_processors), set_global_tracer_provider)
-    with _lock:
-        if _handle is not None:
-            if _handle.settings == settings and _same_options(_handle.options, options):
-                return _handle
-            raise ConfigurationError(
-                "agentobs: configure() was already called with other settings ("
-                + ", ".join(_differences(_handle, settings, options))
-                + "); call shutdown() on the current handle first to reconfigure")
-        handle = _build(settings, metrics_addr, json_logs, span_processors, set_global_tracer_provider)
-        handle.options = options
-        _handle = handle
-        _shut_down = False
+    # Warnings about the environment come before the JSON handler exists: held, then sent as JSON.
+    with logs.hold_sdk_records(json_logs):
+        settings = Settings.from_env(env)
+        with _lock:
+            if _handle is not None:
+                if _handle.settings == settings and _same_options(_handle.options, options):
+                    return _handle
+                raise ConfigurationError(
+                    "agentobs: configure() was already called with other settings ("
+                    + ", ".join(_differences(_handle, settings, options))
+                    + "); call shutdown() on the current handle first to reconfigure")
+            handle = _build(settings, metrics_addr, json_logs, span_processors, set_global_tracer_provider)
+            handle.options = options
+            _handle = handle
+            _shut_down = False
     if settings.genai.instrument_clients:
         # Outside the lock: importing a client library can take a while.
         from .instrumentation import instrument_installed
 
         handle.instrumented_clients = instrument_installed()
-    _announce(handle)
+    _announce(handle, env)
     return handle
 
 
@@ -168,7 +171,9 @@ def _differences(handle: Handle, settings: Settings, options: tuple[object, ...]
     old = handle.settings
     names = [f for f in old.__dataclass_fields__ if getattr(old, f) != getattr(settings, f)]
     labels = ("metrics_addr", "json_logs", "span_processors", "set_global_tracer_provider")
-    names += [label for label, x, y in zip(labels, handle.options, options, strict=True) if x != y]
+    names += [label for label, x, y in zip(labels, handle.options, options, strict=True)
+              # No processors means "whatever is set up" (_same_options): not a difference.
+              if x != y and not (label == "span_processors" and not y)]
     return names or ["span_processors"]
 
 
@@ -254,7 +259,11 @@ def _build(
     )
 
 
-def _announce(handle: Handle) -> None:
+def _announce(handle: Handle, env: Mapping[str, str]) -> None:
+    """The one line saying what this process exports, serves and keeps, and why not.
+
+    Each "not" names its cause (unset, an invalid value, a port in use), so a developer trying
+    the SDK locally is not told a variable is unset when it was set wrongly."""
     s = handle.settings
     parts = []
     if s.sdk_disabled:
@@ -264,10 +273,18 @@ def _announce(handle: Handle) -> None:
     if handle.exporting:
         tls = "plain" if (s.otlp_endpoint or "").startswith("http://") else "TLS"
         parts.append(f"spans exported to {s.otlp_endpoint} over OTLP {s.otlp_protocol} ({tls})")
+    elif handle.options and handle.options[2]:
+        parts.append(f"no exporter ({ENV_ENDPOINT} not set): spans go only to the span processors "
+                     "passed to configure()")
     else:
         parts.append(f"no exporter: spans are not exported ({ENV_ENDPOINT} not set)")
+    raw_port = (env.get(ENV_METRICS_PORT) or "").strip()
     if handle.metrics_port is not None:
         parts.append(f"metrics served on port {handle.metrics_port}")
+    elif s.metrics_port is not None:
+        parts.append(f"metrics not served (cannot listen on port {s.metrics_port}, see the error above)")
+    elif raw_port:
+        parts.append(f"metrics not served ({ENV_METRICS_PORT}={raw_port!r} is not a port)")
     else:
         parts.append(f"metrics not served ({ENV_METRICS_PORT} not set)")
     if handle.audit is not None:

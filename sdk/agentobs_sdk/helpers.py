@@ -99,6 +99,8 @@ class LLMCall(Operation):
         self.server_address: str | None = None
         self.server_port: int | None = None
         self.time_to_first_chunk: float | None = None
+        # Set when an instrumented client call was recorded on this call (instrumentation/).
+        self._client_call = False
 
     def span_name(self) -> str:
         return f"{self.operation_name} {self.model}"

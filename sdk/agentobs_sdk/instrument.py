@@ -102,6 +102,7 @@ class Operation:
         self._failure: str | None = None
         self._parent: Operation | None = None
         self._agent: str | None = None
+        self._ended = False  # the span has ended; a stream still read afterwards records nothing
 
     # What a subclass defines.
     def span_name(self) -> str:
@@ -201,6 +202,7 @@ class Operation:
                 raise own.error from None
             log.exception("agentobs: recording %s failed", self.span_name())
         finally:
+            self._ended = True
             self.span.end()
 
     def _audit(self, action: str, **fields: Any) -> None:

@@ -14,10 +14,12 @@ another thread (QueueHandler) keeps the ids of the span it was logged in.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -206,3 +208,46 @@ def install(
     handler.setFormatter(formatter)
     target.addHandler(handler)
     return handler
+
+
+class _Held(logging.Handler):
+    """Keeps the records that no other handler would have shown (see `hold_sdk_records`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # Once the root has a handler (configure() installed the JSON one), records reach it
+        # directly; holding them too would print them twice.
+        if not logging.getLogger().handlers:
+            self.records.append(record)
+
+
+_holding = threading.Lock()
+
+
+@contextlib.contextmanager
+def hold_sdk_records(active: bool = True) -> Iterator[None]:
+    """Hold the SDK's own log records while `configure()` runs on a bare root logger, and pass
+    them on at the end, to whatever handlers exist by then.
+
+    Warnings about the environment (a bad AGENTOBS_METRICS_PORT, an unkeyed audit trail) are
+    logged before `configure()` installs its JSON handler; with no handler anywhere they would
+    reach logging's last-resort handler as plain text, the one kind of line the log pipeline
+    cannot parse. Held, they come out through the JSON handler like every later line (or, when
+    none was installed, through the last-resort handler as before).
+    """
+    sdk = logging.getLogger("agentobs_sdk")
+    if not active or logging.getLogger().handlers or sdk.handlers:
+        yield
+        return
+    with _holding:  # concurrent configure() calls must not each replay the other's records
+        held = _Held()
+        sdk.addHandler(held)  # a handler found on the way up also keeps the last resort quiet
+        try:
+            yield
+        finally:
+            sdk.removeHandler(held)
+            for record in held.records:
+                logging.getLogger(record.name).handle(record)

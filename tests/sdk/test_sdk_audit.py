@@ -251,6 +251,16 @@ def test_query_filters(tmp_path: Path) -> None:
     assert len(query(tmp_path, limit=2)) == 2
 
 
+def test_query_takes_ages_like_the_cli(tmp_path: Path) -> None:
+    # The README shows `--since 2h` and then `aobs.query(dir, since=...)`: the same forms work.
+    fill(tmp_path, 3)
+    assert len(query(tmp_path, since="2h")) == 3
+    assert query(tmp_path, until="1h") == []
+    assert len(query(tmp_path, since="1w", until="0s", limit=2)) == 2
+    with pytest.raises(ValueError, match="neither an ISO 8601 time nor an age"):
+        query(tmp_path, since="yesterday")
+
+
 def test_details_that_do_not_serialise_are_stored_as_repr(tmp_path: Path) -> None:
     with AuditTrail(tmp_path) as trail:
         trail.append("x", details={"obj": object(), (1, 2): "tuple key", "n": [1, {"k": b"raw"}]})

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import socket
 import urllib.request
 from pathlib import Path
 
@@ -212,3 +214,65 @@ def test_shutdown_says_when_no_final_scrape_came(caplog: pytest.LogCaptureFixtur
     with caplog.at_level(logging.WARNING, logger="agentobs_sdk"):
         handle.shutdown()
     assert any("no scrape within 0.3s" in r.getMessage() for r in caplog.records)
+
+
+def _announcement(caplog: pytest.LogCaptureFixture) -> str:
+    (line,) = [r.getMessage() for r in caplog.records if "configured service" in r.getMessage()]
+    return line
+
+
+def test_announcement_names_why_metrics_are_not_served(caplog: pytest.LogCaptureFixture) -> None:
+    # A developer who set the variable wrongly, or whose port is taken, must not read "not set".
+    with caplog.at_level(logging.INFO, logger="agentobs_sdk"):
+        agentobs_sdk.configure({"AGENTOBS_METRICS_PORT": "94x64"}, json_logs=False).shutdown()
+    line = _announcement(caplog)
+    assert "AGENTOBS_METRICS_PORT='94x64' is not a port" in line and "not set)" not in line.split(";")[1]
+    caplog.clear()
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with caplog.at_level(logging.INFO, logger="agentobs_sdk"):
+            handle = agentobs_sdk.configure({"AGENTOBS_METRICS_PORT": str(port)}, metrics_addr="127.0.0.1",
+                                            json_logs=False)
+        assert handle.metrics_port is None
+        assert f"cannot listen on port {port}" in _announcement(caplog)
+        handle.shutdown()
+
+
+def test_announcement_does_not_say_spans_are_dropped_when_processors_were_given(
+        caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="agentobs_sdk"):
+        agentobs_sdk.configure({}, json_logs=False, span_processors=[SimpleSpanProcessor(InMemorySpanExporter())])
+    line = _announcement(caplog)
+    assert "spans go only to the span processors passed to configure()" in line
+    assert "spans are not exported" not in line
+
+
+def test_configuration_error_names_only_what_differs() -> None:
+    agentobs_sdk.configure({"OTEL_SERVICE_NAME": "a"}, json_logs=False,
+                           span_processors=[SimpleSpanProcessor(InMemorySpanExporter())])
+    # No processors in the second call is accepted as "whatever is set up", so not named.
+    with pytest.raises(agentobs_sdk.ConfigurationError) as info:
+        agentobs_sdk.configure({"OTEL_SERVICE_NAME": "b"}, json_logs=False)
+    assert "(service_name)" in str(info.value)
+
+
+def test_warnings_about_the_environment_come_out_as_json(tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    # On a bare root logger they used to reach logging's last-resort handler as plain text
+    # (before configure() installed the JSON handler), the one kind of line Fluentd cannot parse.
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    root.handlers.clear()
+    try:
+        handle = agentobs_sdk.configure({"AGENTOBS_METRICS_PORT": "abc", "AGENTOBS_AUDIT_DIR": str(tmp_path)})
+        handle.shutdown()
+    finally:
+        root.handlers[:] = saved
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.strip()]
+    messages = [line["message"] for line in lines]
+    assert sum("AGENTOBS_METRICS_PORT='abc' is not a port; metrics" in m for m in messages) == 1
+    assert sum("is UNKEYED" in m for m in messages) == 1
+    assert sum("configured service" in m for m in messages) == 1

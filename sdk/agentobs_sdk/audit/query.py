@@ -1,21 +1,26 @@
 """Reading records back: iterate a trail in chain order and filter it.
 
 Filters match exactly on agent, agent_id, action, user and result, and on the record timestamp
-with `since <= ts < until`. `agent` matches either name a record carries: the agent (the
-`agent_run` name) or the agent instance id (AGENTOBS_AGENT_ID, one per pod). Lines that are
-not valid records (a torn tail, tampering) are skipped here; `verify()` is the place that
-reports them.
+with `since <= ts < until`; a time is a datetime, an ISO 8601 string or an age before now
+(`90s`, `15m`, `2h`, `7d`, `1w`), the same forms `agentobs-audit query --since` takes. `agent`
+matches either name a record carries: the agent (the `agent_run` name) or the agent instance id
+(AGENTOBS_AGENT_ID, one per pod). Lines that are not valid records (a torn tail, tampering) are
+skipped here; `verify()` is the place that reports them.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from . import store
 from .chain import decode, parse_ts
+
+_AGE = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def iter_records(directory: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
@@ -33,11 +38,26 @@ def iter_records(directory: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
                 continue
 
 
-def _as_datetime(value: datetime | str | None) -> datetime | None:
+def parse_when(value: str, now: datetime | None = None) -> datetime:
+    """An ISO 8601 time, or an age before `now` (`15m`, `2h`, `7d`); ValueError names both forms.
+
+    Shared by `query()` and the CLI, so `since="2h"` means the same in Python as `--since 2h`.
+    """
+    m = _AGE.match(value.strip())
+    if m:
+        now = now or datetime.now(UTC)
+        return now - timedelta(seconds=float(m.group(1)) * _UNIT_SECONDS[m.group(2)])
+    try:
+        return parse_ts(value.strip())
+    except ValueError:
+        raise ValueError(f"{value!r} is neither an ISO 8601 time nor an age like 15m, 2h, 7d") from None
+
+
+def _as_datetime(value: datetime | str | None, now: datetime) -> datetime | None:
     if value is None:
         return None
     if isinstance(value, str):
-        return parse_ts(value)
+        return parse_when(value, now)
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
@@ -54,7 +74,8 @@ def query(
     limit: int | None = None,
 ) -> list[dict[str, Any]]:
     """Records matching every given filter, in chain order (at most `limit` of them)."""
-    start, end = _as_datetime(since), _as_datetime(until)
+    now = datetime.now(UTC)  # one "now" for both ends, so since="2h", until="1h" is one hour wide
+    start, end = _as_datetime(since, now), _as_datetime(until, now)
     wanted = {k: v for k, v in (("agent_id", agent_id), ("action", action), ("user", user),
                                 ("result", result)) if v is not None}
     found: list[dict[str, Any]] = []

@@ -1,6 +1,9 @@
 """What the client instrumentations share: method wrapping, the call lifecycle, stream proxies.
 
-A wrapped method opens an `LLMCall` (helpers.py) around the original. A plain call ends when the
+A wrapped method opens an `LLMCall` (helpers.py) around the original, unless it is called
+directly inside the caller's own `llm_call` (the README's quickstart wraps the client call in
+one): that call then is this model call, and takes what the request and response say, so the
+call is traced and its tokens and cost counted once. A plain call ends when the
 method returns or raises. A streamed call (`stream=True`) returns a proxy around the library's
 stream: its span ends when the stream is exhausted, closed, fails, or is garbage collected, and
 the first chunk marks the time to first chunk. A streamed call's span is not left current after
@@ -17,7 +20,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Protocol
 
 from ..helpers import LLMCall
-from ..instrument import Operation
+from ..instrument import Operation, current_operation
 
 log = logging.getLogger("agentobs_sdk")
 
@@ -66,16 +69,31 @@ def server_of(resource: Any) -> tuple[str | None, int | None]:
     return parsed.hostname, port
 
 
-def _begin(resource: Any, extractor: Extractor, kwargs: dict[str, Any]) -> LLMCall:
-    model = str(kwargs.get("model") or "unknown")
-    call = LLMCall(model, extractor.provider, extractor.operation, None, None)
-    call._start()
+def _callers_call() -> LLMCall | None:
+    """The caller's `llm_call` this client call is made directly in, when no client call was
+    recorded on it yet. A second client call inside it is another model call: its own span."""
+    op = current_operation()
+    if isinstance(op, LLMCall) and not op._client_call and not op._ended:
+        op._client_call = True
+        return op
+    return None
+
+
+def _begin(resource: Any, extractor: Extractor, kwargs: dict[str, Any]) -> tuple[LLMCall, bool]:
+    """The call to record on, and whether it is ours (to end) rather than the caller's."""
+    call = _callers_call()
+    owned = call is None
+    if call is None:
+        model = str(kwargs.get("model") or "unknown")
+        call = LLMCall(model, extractor.provider, extractor.operation, None, None)
+        call._client_call = True  # a client method the library calls from this one stays apart
+        call._start()
     try:
         call.set_server(*server_of(resource))
         extractor.request(call, kwargs)
     except Exception:
         log.exception("agentobs: recording the %s request failed", extractor.provider)
-    return call
+    return call, owned
 
 
 def _detach(call: Operation) -> None:
@@ -99,28 +117,31 @@ def _safe(what: str, fn: Callable[[], None]) -> None:
         log.exception("agentobs: %s failed", what)
 
 
-def _returned(call: LLMCall, extractor: Extractor, kwargs: dict[str, Any], result: Any,
+def _returned(call: LLMCall, owned: bool, extractor: Extractor, kwargs: dict[str, Any], result: Any,
               proxy: type[_StreamState]) -> Any:
     """What a wrapped client method returns: a stream wrapped to end the call when it ends, or
-    the response, recorded, with the call ended."""
+    the response, recorded, with the call ended (the caller's own call ends with its block)."""
     if kwargs.get("stream") is True:
-        _detach(call)
-        return proxy(result, call, extractor)
+        if owned:
+            _detach(call)
+        return proxy(result, call, extractor, owned)
     _safe("recording the response", lambda: extractor.response(call, result))
-    call._finish(None)
+    if owned:
+        call._finish(None)
     return result
 
 
 def _sync_wrapper(original: Callable[..., Any], extractor: Extractor) -> Callable[..., Any]:
     @functools.wraps(original)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        call = _begin(self, extractor, kwargs)
+        call, owned = _begin(self, extractor, kwargs)
         try:
             result = original(self, *args, **kwargs)
         except BaseException as exc:
-            call._finish(exc)
+            if owned:  # else it reaches the caller's llm_call, which records it
+                call._finish(exc)
             raise
-        return _returned(call, extractor, kwargs, result, SyncStreamProxy)
+        return _returned(call, owned, extractor, kwargs, result, SyncStreamProxy)
 
     return wrapper
 
@@ -128,22 +149,24 @@ def _sync_wrapper(original: Callable[..., Any], extractor: Extractor) -> Callabl
 def _async_wrapper(original: Callable[..., Any], extractor: Extractor) -> Callable[..., Any]:
     @functools.wraps(original)
     async def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        call = _begin(self, extractor, kwargs)
+        call, owned = _begin(self, extractor, kwargs)
         try:
             result = await original(self, *args, **kwargs)
         except BaseException as exc:
-            call._finish(exc)
+            if owned:
+                call._finish(exc)
             raise
-        return _returned(call, extractor, kwargs, result, AsyncStreamProxy)
+        return _returned(call, owned, extractor, kwargs, result, AsyncStreamProxy)
 
     return wrapper
 
 
 class _StreamState:
-    def __init__(self, stream: Any, call: LLMCall, extractor: Extractor) -> None:
+    def __init__(self, stream: Any, call: LLMCall, extractor: Extractor, owned: bool = True) -> None:
         self._stream = stream
         self._call = call
         self._extractor = extractor
+        self._owned = owned
         self._state: dict[str, Any] = {}
         self._done = False
 
@@ -151,6 +174,8 @@ class _StreamState:
         return getattr(self._stream, name)
 
     def _on_chunk(self, chunk: Any) -> Any:
+        if self._call._ended:  # the caller's llm_call ended before its stream was read
+            return chunk
         self._call.first_chunk()
         _safe("recording a stream chunk", lambda: self._extractor.chunk(self._call, self._state, chunk))
         return chunk
@@ -163,9 +188,10 @@ class _StreamState:
         if self._done:
             return
         self._done = True
-        if exc is None:
+        if exc is None and not self._call._ended:
             _safe("recording the stream end", lambda: self._extractor.stream_end(self._call, self._state))
-        self._call._finish(exc)
+        if self._owned:
+            self._call._finish(exc)
 
     def __del__(self) -> None:
         # A stream abandoned half-way still ends its span (without the outcome it never had).

@@ -1,0 +1,49 @@
+"""sdk/README.md names what the code reads and accepts: every variable, every CLI flag, and the
+helpers' keyword arguments, so the guide a new user follows cannot drift from the code."""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import re
+from pathlib import Path
+
+import pytest
+
+import agentobs_sdk
+from agentobs_sdk import cli, config, options
+
+README = (Path(__file__).resolve().parents[2] / "sdk" / "README.md").read_text()
+
+
+@pytest.mark.parametrize("name", [*config.ENV_VARS, *options.ENV_VARS])
+def test_every_variable_is_in_the_readme(name: str) -> None:
+    assert f"`{name}`" in README
+
+
+def _flags() -> set[str]:
+    known: set[str] = set()
+    for action in cli._parser()._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                known |= {flag for a in sub._actions for flag in a.option_strings}
+    return known
+
+
+def test_every_cli_flag_the_readme_shows_exists() -> None:
+    shown = set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", README))
+    assert shown, "the README shows agentobs-audit flags"
+    assert shown <= _flags()
+
+
+@pytest.mark.parametrize("helper", ["agent_run", "llm_call", "tool_call", "reasoning_step", "decision"])
+def test_the_helper_table_lists_every_keyword(helper: str) -> None:
+    row = next(line for line in README.splitlines() if line.startswith(f"| `{helper}("))
+    params = inspect.signature(getattr(agentobs_sdk, helper)).parameters
+    for name, param in params.items():
+        if name == "attributes":  # one sentence under the table covers every helper
+            assert "`attributes=`" in README
+            continue
+        assert re.search(rf"\b{name}\b", row), (helper, name)
+        if param.default not in (inspect.Parameter.empty, None, ()):
+            assert f"{name}={param.default!r}".replace("'", '"') in row, (helper, name, param.default)
