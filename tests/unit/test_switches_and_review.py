@@ -63,6 +63,29 @@ def test_a_switched_off_component_renders_nothing(spec: dict[str, Any], gone: se
     assert not any(r.component in gone for r in credential_requests(owner))
 
 
+@pytest.mark.parametrize("external", [False, True])
+def test_no_store_when_nothing_writes_to_it(external: bool) -> None:
+    # Tracing and logging both off: no Elasticsearch nodes, retention job or Elasticsearch
+    # datasource; one writer left on keeps the store.
+    es = {"elasticsearch": {"external": {"url": "https://es.example.org:9200", "credentialsSecret": "es"}}} \
+        if external else {}
+    store = {"elasticsearch", "es-retention"}
+    one_writer = components(objects_of(owner_of({**es, "logging": {"enabled": False}})))
+    assert "es-retention" in one_writer and ("elasticsearch" in one_writer) is not external
+    owner = owner_of({**es, "tracing": {"enabled": False}, "logging": {"enabled": False}})
+    objects = objects_of(owner)
+    assert not store & components(objects)
+    assert not store & set(certificate_requests(owner))
+    assert not any(r.component in store for r in credential_requests(owner))
+    provisioning = objects[("ConfigMap", "agents", "demo-grafana-provisioning")]
+    datasources = yaml.safe_load(provisioning["data"]["datasources.yaml"])["datasources"]
+    assert [d["type"] for d in datasources] == ["prometheus"]
+    grafana = objects[("Deployment", "agents", "demo-grafana")]["spec"]["template"]["spec"]["containers"][0]
+    assert not any("ELASTICSEARCH" in e["name"] for e in grafana["env"])
+    policy = objects[("NetworkPolicy", "agents", "demo-grafana")]
+    assert all(p.get("port") != 9200 for rule in policy["spec"]["egress"] for p in rule.get("ports", [])), policy
+
+
 def test_endpoints_follow_the_switches() -> None:
     assert {"grafana", "prometheus", "otlpGrpc", "otlpHttp"} <= set(endpoints(owner_of({})))
     off = endpoints(owner_of({"grafana": {"enabled": False}, "tracing": {"enabled": False},
@@ -116,6 +139,19 @@ def test_disabled_components_are_reported_and_not_waited_for() -> None:
         assert conditions[type_].status == "False" and conditions[type_].reason == "Disabled"
         assert field in conditions[type_].message
     assert status.components_ready == "5/5"  # TLS, Prometheus, Alertmanager, Elasticsearch, Logging
+
+
+def test_no_writer_reports_the_store_disabled() -> None:
+    spec = AgentObservabilitySpec.model_validate({"tracing": {"enabled": False}, "logging": {"enabled": False}})
+    obs = Observation(generation=1, tls_ready=True, disabled=disabled_conditions(spec),
+                      workloads={"prometheus": WorkloadState(2, 2, True), "alertmanager": WorkloadState(3, 3, True),
+                                 "grafana": WorkloadState(1, 1, True)})
+    conditions = {c.type: c for c in make_status(obs, [], NOW).conditions}
+    assert conditions["ElasticsearchReady"].reason == "Disabled", conditions["ElasticsearchReady"]
+    assert "spec.logging.enabled" in conditions["ElasticsearchReady"].message
+    assert conditions["Ready"].status == "True", conditions["Ready"]
+    logging_only = disabled_conditions(AgentObservabilitySpec.model_validate({"tracing": {"enabled": False}}))
+    assert "ElasticsearchReady" not in logging_only
 
 
 def test_a_component_turned_on_again_is_waited_for() -> None:

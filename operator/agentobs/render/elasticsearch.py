@@ -65,7 +65,7 @@ INIT_RESOURCES = ResourceRequirements(requests={"cpu": "50m", "memory": "32Mi"},
 
 
 def provisioned(owner: Owner) -> bool:
-    return owner.spec.elasticsearch.external is None
+    return owner.spec.elasticsearch.external is None and es_access.in_use(owner)
 
 
 def headless_name(owner: Owner) -> str:

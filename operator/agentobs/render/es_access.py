@@ -34,6 +34,13 @@ BCRYPT_KEY = "password.bcrypt"
 CA_FILE = CA_BUNDLE_KEY
 
 
+def in_use(owner: Owner) -> bool:
+    """Whether anything writes to the store: Jaeger (spans) or the log pipeline (logs and audit
+    records). A stack with both off gets no Elasticsearch, no retention job and no Elasticsearch
+    datasource: three 2 GiB nodes nobody writes to would be the stack's largest cost."""
+    return owner.spec.tracing.enabled or owner.spec.logging.enabled
+
+
 def credentials_suffix(client: str) -> str:
     """Suffix of the generated Secret `<resource>-elasticsearch-<client>` (provisioned cluster)."""
     return f"elasticsearch-{client}"

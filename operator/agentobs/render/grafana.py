@@ -82,6 +82,8 @@ def datasource_env(owner: Owner) -> list[dict[str, Any]]:
         ]
     # Optional: Grafana starts (with a failing Elasticsearch datasource) while that Secret is
     # missing, rather than not at all: it is made by another component, or named by the user.
+    if not es_access.in_use(owner):
+        return env
     es_secret = es_access.credentials_secret(owner, COMPONENT)
     env += [_secret_env("AGENTOBS_ELASTICSEARCH_USER", es_secret, es_access.USERNAME_KEY, optional=True),
             _secret_env("AGENTOBS_ELASTICSEARCH_PASSWORD", es_secret, es_access.PASSWORD_KEY, optional=True)]
@@ -128,9 +130,10 @@ def datasources(owner: Owner) -> dict[str, Any]:
                     "jsonData": {**ca_json, "tracesToLogsV2": {"datasourceUid": DATASOURCE_UIDS["logs"],
                                                                "filterByTraceID": True}},
                     "secureJsonData": dict(ca_secure)})
-    out += [_elasticsearch(owner, "Agent logs", DATASOURCE_UIDS["logs"], es_access.logs_index_pattern(owner)),
-            _elasticsearch(owner, "Agent audit records", DATASOURCE_UIDS["audit"],
-                           es_access.audit_index_pattern(owner))]
+    if es_access.in_use(owner):
+        out += [_elasticsearch(owner, "Agent logs", DATASOURCE_UIDS["logs"], es_access.logs_index_pattern(owner)),
+                _elasticsearch(owner, "Agent audit records", DATASOURCE_UIDS["audit"],
+                               es_access.audit_index_pattern(owner))]
     return {"apiVersion": 1, "datasources": out}
 
 
@@ -309,7 +312,7 @@ def make_network_policy(owner: Owner) -> Manifest:
         # People reach Grafana from inside the namespace (port-forward or a pod of their own).
         users = {"from": [{"podSelector": {}}], "ports": [{"port": PORT, "protocol": "TCP"}]}
     # Out: the datasources of the components that run, and the OIDC provider.
-    out = [egress.dns(), egress.elasticsearch(owner)]
+    out = [egress.dns(), *([egress.elasticsearch(owner)] if es_access.in_use(owner) else [])]
     if prometheus.enabled(owner):
         out.append(egress.to_component(owner, prometheus.COMPONENT, prometheus.WEB_PORT))
     if owner.spec.tracing.enabled:

@@ -295,5 +295,7 @@ def endpoints(owner: Owner) -> dict[str, str]:
 
 
 def render(owner: Owner, material: Material) -> list[Manifest]:
+    if not es_access.in_use(owner):
+        return []
     configmap = make_configmap(owner)
     return [configmap, make_setup_job(owner, configmap), make_cronjob(owner), make_network_policy(owner)]
