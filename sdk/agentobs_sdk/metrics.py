@@ -9,8 +9,8 @@ agent's vocabulary and feed the v1.41.0 families, the latest ones, or both, as t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Required, TypedDict, Unpack
+from collections.abc import Callable, Mapping
+from typing import Any, Required, TypedDict, Unpack
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -23,6 +23,10 @@ from .series import SeriesSpec
 # provider, request model) get a visible placeholder when missing; optional ones (response model,
 # error type) stay empty, which Prometheus treats as the label being absent.
 _UNKNOWN = "unknown"
+# Label values repeat (one agent, a few tools and models), so the labelled child of a family is
+# kept per value tuple: one dict lookup where prometheus_client's labels() checks, converts and
+# locks on every call. Bounded, for callers whose values never repeat: past it, labels() as before.
+_CHILDREN_MAX = 10_000
 
 
 def _label(value: object) -> str:
@@ -104,6 +108,18 @@ class AgentMetrics:
         if unwired:
             raise RuntimeError(f"series without a collector: {sorted(unwired)}")
         self._server: Exposition | None = None
+        self._children: dict[tuple[object, tuple[str, ...]], Any] = {}
+        self._usage_plans: dict[tuple[object, ...], tuple[Callable[[float], None], ...]] = {}
+
+    def _of(self, family: Histogram | Counter | Gauge, *values: str) -> Any:
+        """`family.labels(*values)`, kept (see _CHILDREN_MAX)."""
+        key = (family, values)
+        child = self._children.get(key)
+        if child is None:
+            child = family.labels(*values)
+            if len(self._children) < _CHILDREN_MAX:
+                self._children[key] = child
+        return child
 
     def _h(self, spec: SeriesSpec) -> Histogram | None:
         return self._hist.get(spec.name)
@@ -120,19 +136,36 @@ class AgentMetrics:
         v1.41.0: one gen_ai.client.token.usage observation. Latest: the per-direction counter
         (modality `unknown`: providers report totals) and, for inference, the per-operation histogram.
         """
+        # Called once per direction of every model call: what to update is planned once per label set.
+        key = (token_type, error_type, *call.items())
+        try:
+            plan = self._usage_plans.get(key)
+        except TypeError:  # an unhashable label value: str() makes it a label all the same
+            plan, key = None, ()
+        if plan is None:
+            plan = self._usage_plan(token_type, error_type, call)
+            if key and len(self._usage_plans) < _CHILDREN_MAX:
+                self._usage_plans[key] = plan
+        for update in plan:
+            update(tokens)
+
+    def _usage_plan(self, token_type: str, error_type: str | None,
+                    call: ModelCall) -> tuple[Callable[[float], None], ...]:
         old, model = _model_labels(call)
+        plan: list[Callable[[float], None]] = []
         hist = self._h(series.TOKEN_USAGE)
         if hist is not None:
-            hist.labels(_label(token_type), *old).observe(tokens)
+            plan.append(self._of(hist, _label(token_type), *old).observe)
         direction = {"input": (series.USAGE_INPUT, series.OPERATION_INPUT_TOKENS),
                      "output": (series.USAGE_OUTPUT, series.OPERATION_OUTPUT_TOKENS)}.get(token_type)
         if not self.mode.latest or direction is None:
-            return
+            return tuple(plan)
         counter, per_op = self._c(direction[0]), self._h(direction[1])
         if counter is not None:
-            counter.labels(*model, semconv.MODALITY_UNKNOWN).inc(tokens)
+            plan.append(self._of(counter, *model, semconv.MODALITY_UNKNOWN).inc)
         if per_op is not None and semconv.is_inference(call["operation"]):
-            per_op.labels(*model, error_type or "").observe(tokens)
+            plan.append(self._of(per_op, *model, error_type or "").observe)
+        return tuple(plan)
 
     def record_token_details(self, *, cache_read: int | None, cache_write: int | None, reasoning: int | None,
                              **call: Unpack[ModelCall]) -> None:
@@ -142,7 +175,7 @@ class AgentMetrics:
                             (series.USAGE_REASONING, reasoning)):
             counter = self._c(spec)
             if counter is not None and value is not None:
-                counter.labels(*model, semconv.MODALITY_UNKNOWN).inc(value)
+                self._of(counter, *model, semconv.MODALITY_UNKNOWN).inc(value)
 
     def record_operation_duration(self, seconds: float, *, error_type: str | None = None,
                                   **call: Unpack[ModelCall]) -> None:
@@ -154,65 +187,65 @@ class AgentMetrics:
         # it for the others only. One observation per family, also in DUP mode.
         op_hist = self._h(series.OPERATION_DURATION)
         if op_hist is not None and (self.mode.old or not inference):
-            op_hist.labels(*old, error_type or "").observe(seconds)
+            self._of(op_hist, *old, error_type or "").observe(seconds)
         inf_hist = self._h(series.INFERENCE_DURATION)
         if inf_hist is not None and inference:
-            inf_hist.labels(*model, error_type or "").observe(seconds)
+            self._of(inf_hist, *model, error_type or "").observe(seconds)
 
     def record_time_to_first_chunk(self, seconds: float, **call: Unpack[ModelCall]) -> None:
         old, model = _model_labels(call)
         hist = self._h(series.OPERATION_TTFC)
         if hist is not None:
-            hist.labels(*old).observe(seconds)
+            self._of(hist, *old).observe(seconds)
         hist = self._h(series.INFERENCE_TTFC)
         if hist is not None:
-            hist.labels(*model).observe(seconds)
+            self._of(hist, *model).observe(seconds)
 
     # --- agent metrics -------------------------------------------------------------------------
 
     def record_agent_run(self, agent: str, seconds: float, *, ok: bool, error_type: str | None = None) -> None:
         run = self._h(series.AGENT_RUN_DURATION)
         if run is not None:
-            run.labels(_label(agent), series.STATUS_OK if ok else series.STATUS_ERROR).observe(seconds)
+            self._of(run, _label(agent), series.STATUS_OK if ok else series.STATUS_ERROR).observe(seconds)
         invoke = self._h(series.INVOKE_AGENT_DURATION)
         if invoke is not None:
             err = "" if ok else (error_type or "_OTHER")
-            invoke.labels(_label(agent), err).observe(seconds)
+            self._of(invoke, _label(agent), err).observe(seconds)
 
     def record_tool_call(self, agent: str, tool: str, seconds: float, *, error_type: str | None,
                          tool_type: str | None = None) -> None:
         duration = self._h(series.TOOL_CALL_DURATION)
         if duration is not None:
             status = series.STATUS_OK if error_type is None else series.STATUS_ERROR
-            duration.labels(_label(agent), _label(tool), status).observe(seconds)
+            self._of(duration, _label(agent), _label(tool), status).observe(seconds)
         failures = self._c(series.TOOL_CALL_FAILURES)
         if failures is not None and error_type is not None:
-            failures.labels(_label(agent), _label(tool), error_type).inc()
+            self._of(failures, _label(agent), _label(tool), error_type).inc()
         execute = self._h(series.EXECUTE_TOOL_DURATION)
         if execute is not None:
-            execute.labels(_label(agent), _label(tool), tool_type or "", error_type or "").observe(seconds)
+            self._of(execute, _label(agent), _label(tool), tool_type or "", error_type or "").observe(seconds)
 
     def record_decision(self, agent: str, decision: str, confidence: float | None) -> None:
-        self._count[series.DECISIONS.name].labels(_label(agent), _label(decision)).inc()
+        self._of(self._count[series.DECISIONS.name], _label(agent), _label(decision)).inc()
         if confidence is not None:
-            self._hist[series.DECISION_CONFIDENCE.name].labels(_label(agent), _label(decision)).observe(confidence)
+            self._of(self._hist[series.DECISION_CONFIDENCE.name], _label(agent), _label(decision)).observe(confidence)
 
     def record_reasoning_step(self, agent: str) -> None:
-        self._count[series.REASONING_STEPS.name].labels(_label(agent)).inc()
+        self._of(self._count[series.REASONING_STEPS.name], _label(agent)).inc()
 
     def record_error(self, agent: str, operation: str, error_type: str) -> None:
-        self._count[series.ERRORS.name].labels(_label(agent), _label(operation), _label(error_type)).inc()
+        self._of(self._count[series.ERRORS.name], _label(agent), _label(operation), _label(error_type)).inc()
 
     def add_cost(self, agent: str, usd: float, *, provider: str | None, model: str | None) -> None:
         if usd < 0:
             raise ValueError(f"cost must not be negative, got {usd}")
-        self._count[series.COST.name].labels(_label(agent), _label(provider), _label(model)).inc(usd)
+        self._of(self._count[series.COST.name], _label(agent), _label(provider), _label(model)).inc(usd)
 
     def set_info(self, *, service: str, agent_id: str, version: str) -> None:
-        self._info.labels(_label(service), _label(agent_id), _label(version)).set(1)
+        self._of(self._info, _label(service), _label(agent_id), _label(version)).set(1)
 
     def set_audit_seq(self, agent_id: str, seq: int) -> None:
-        self._audit_seq.labels(_label(agent_id)).set(seq)
+        self._of(self._audit_seq, _label(agent_id)).set(seq)
 
     # --- exposition ---------------------------------------------------------------------------
 

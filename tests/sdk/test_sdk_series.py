@@ -119,3 +119,33 @@ def test_model_call_labels_are_checked() -> None:
     assert metrics.sample("gen_ai_client_operation_time_to_first_chunk_seconds_count",
                           {"gen_ai_operation_name": "chat", "gen_ai_provider_name": "openai",
                            "gen_ai_request_model": "m", "gen_ai_response_model": ""}) == 1
+
+
+def test_kept_label_children_record_like_fresh_ones() -> None:
+    # Token usage is planned once per label set and children are kept (metrics._of): repeated
+    # calls must still land on their own series, checked labels still be refused after a valid
+    # call was cached, and an unhashable value still be recorded (under its str()).
+    from agentobs_sdk.metrics import AgentMetrics
+
+    metrics = AgentMetrics()
+    call = {"operation": "chat", "provider": "openai", "request_model": "gpt-4o", "response_model": "gpt-4o"}
+    for tokens in (10, 20, 30):
+        metrics.record_token_usage("input", tokens, **call)  # type: ignore[arg-type]
+    metrics.record_token_usage("output", 7, **call)  # type: ignore[arg-type]
+    metrics.record_token_usage("input", 5, **{**call, "request_model": "other"})  # type: ignore[arg-type]
+    labels = {"gen_ai_operation_name": "chat", "gen_ai_provider_name": "openai", "gen_ai_request_model": "gpt-4o",
+              "gen_ai_response_model": "gpt-4o"}
+    assert metrics.sample("gen_ai_client_token_usage_sum", {"gen_ai_token_type": "input", **labels}) == 60
+    assert metrics.sample("gen_ai_client_token_usage_count", {"gen_ai_token_type": "input", **labels}) == 3
+    assert metrics.sample("gen_ai_client_token_usage_sum", {"gen_ai_token_type": "output", **labels}) == 7
+    assert metrics.sample("gen_ai_client_token_usage_sum", {"gen_ai_token_type": "input", **labels,
+                                                            "gen_ai_request_model": "other"}) == 5
+    with pytest.raises(TypeError, match="server"):
+        metrics.record_token_usage("input", 1, **call, server="x")  # type: ignore[call-arg, arg-type]
+    metrics.record_token_usage("input", 2, **{**call, "request_model": ["a"]})  # type: ignore[arg-type]
+    assert metrics.sample("gen_ai_client_token_usage_sum", {"gen_ai_token_type": "input", **labels,
+                                                            "gen_ai_request_model": "['a']"}) == 2
+    for n in range(3):
+        metrics.record_tool_call("agent-1", "search", 0.5, error_type=None if n else "Timeout")
+    assert metrics.sample("agentobs_agent_tool_call_duration_seconds_count",
+                          {"agent": "agent-1", "tool": "search", "status": "ok"}) == 2
