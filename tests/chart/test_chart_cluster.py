@@ -18,6 +18,7 @@ import yaml
 
 from agentobs.api.crd import make_crd
 from agentobs.kube import KINDS
+from agentobs.render import collector
 
 from chart_rbac import APPLIED, NAMED, VERBS_OF_KIND, stack_roles
 from chart_support import (
@@ -329,11 +330,15 @@ def test_uninstall_removes_everything_but_the_data(helm: Run, kubectl: Run, rele
 
     def leftovers() -> list[str]:
         items = get_json(kubectl, OWNED_KINDS, "-n", ns, "-l", selector)["items"]
+        # The node log collector (here in the release's namespace) belongs to no one stack: the
+        # operator deletes it when the last route goes, and its pods go after the DaemonSet.
+        items += get_json(kubectl, OWNED_KINDS, "-n", ns, "-l", f"app.kubernetes.io/instance={collector.NAME}")["items"]
         return [f"{i['kind']}/{i['metadata']['name']}" for i in items
                 if i["kind"] != "PersistentVolumeClaim"
                 and (i["metadata"].get("annotations") or {}).get(RETAINED) != "true"]
 
-    wait_for("the stack's other objects to be garbage-collected", lambda: not leftovers() or None, timeout=120)
+    wait_for("the stack's other objects and the log collector to be deleted", lambda: not leftovers() or None,
+             timeout=120)
     assert data() == before, "PVCs and generated credentials are kept"
     kept = get_json(kubectl, "persistentvolumeclaims,secrets", "-n", ns, "-l", selector)["items"]
     assert all(not i["metadata"].get("ownerReferences") for i in kept), "nothing would collect them later"
