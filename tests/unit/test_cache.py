@@ -6,7 +6,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from agentobs.cache import Cache, Entry, Informer, matches
+from agentobs.cache import Cache, Informer
+from agentobs.cache_entry import Entry, matches
 from agentobs.desired import stamp
 from agentobs.kube import _verb_and_resource
 
