@@ -181,24 +181,35 @@ def go_program_layer(tool: str, program: str, dest: str, data_dirs: Iterable[str
     return cached_layer(digest_of("go", tool, program, dest, *data_dirs, binary, *extra, *extra.values()), build)
 
 
-# -- Python -------------------------------------------------------------------------------------
+# -- Debian packages ----------------------------------------------------------------------------
 
-def debian_python_layer() -> Layer:
+def debian_layer(packages: list[str], digest_parts: Iterable[str], finish: Callable[[Path], None]) -> Layer:
+    """Debian packages unpacked (no maintainer scripts), then `finish(tree)`: the caller's own
+    touches and a check, in a chroot, that what it needs starts. The .debs are downloaded once."""
     debs_dir = CACHE / "debs"
     debs_dir.mkdir(parents=True, exist_ok=True)
-    if not all(any(debs_dir.glob(f"{name}_*.deb")) for name in PYTHON_DEBS):
-        run("apt-get", "download", *PYTHON_DEBS, cwd=debs_dir)
-    debs = sorted(p for p in debs_dir.glob("*.deb") if p.name.split("_")[0] in PYTHON_DEBS)
+    if not all(any(debs_dir.glob(f"{name}_*.deb")) for name in packages):
+        run("apt-get", "download", *packages, cwd=debs_dir)
+    debs = sorted(p for p in debs_dir.glob("*.deb") if p.name.split("_")[0] in packages)
 
     def build(tree: Path) -> None:
         for deb in debs:
             run("dpkg-deb", "-x", deb, tree)
         base_files(tree)
+        finish(tree)
+
+    return cached_layer(digest_of(*digest_parts, *[d.name for d in debs]), build)
+
+
+# -- Python -------------------------------------------------------------------------------------
+
+def debian_python_layer() -> Layer:
+    def finish(tree: Path) -> None:
         (tree / "usr" / "bin" / "python3").symlink_to("python3.11")
         # Debian's python looks for its landmark files relative to the binary: prove it starts.
         run("chroot", tree, PYTHON, "-c", "import ssl, json, sqlite3, ctypes, zlib, lzma, bz2, uuid")
 
-    return cached_layer(digest_of("debian-python", *[d.name for d in debs]), build)
+    return debian_layer(PYTHON_DEBS, ["debian-python"], finish)
 
 
 def pip_layer(name: str, requirements: list[str], sources: list[Path]) -> Layer:

@@ -23,7 +23,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from images import CACHE, Image, Layer, base_files, cached_layer, digest_of, run
+from images import CACHE, Image, Layer, cached_layer, debian_layer, digest_of, run
 
 VERSION = "2.19.6"
 LOG4J = "2.25.4"  # the log4j-api version opensearch 2.19.6 depends on; log4j-core must match it
@@ -68,21 +68,9 @@ def maven_jars(name: str, dependencies: list[tuple[str, str, str]]) -> Path:
     return out
 
 
-def debian_layer(name: str, packages: list[str], check: list[str]) -> Layer:
-    """Debian packages unpacked (no maintainer scripts), then `check` run in a chroot of the tree."""
-    debs_dir = CACHE / "debs"
-    debs_dir.mkdir(parents=True, exist_ok=True)
-    if not all(any(debs_dir.glob(f"{p}_*.deb")) for p in packages):
-        run("apt-get", "download", *packages, cwd=debs_dir)
-    debs = sorted(p for p in debs_dir.glob("*.deb") if p.name.split("_")[0] in packages)
-
-    def build(tree: Path) -> None:
-        for deb in debs:
-            run("dpkg-deb", "-x", deb, tree)
-        base_files(tree)
-        run("chroot", tree, *check)
-
-    return cached_layer(digest_of("debian", name, *check, *[d.name for d in debs]), build)
+def debian_packages_layer(name: str, packages: list[str], check: list[str]) -> Layer:
+    """Debian packages unpacked, then `check` run in a chroot of the tree."""
+    return debian_layer(packages, ["debian", name, *check], lambda tree: run("chroot", tree, *check))
 
 
 def opensearch_layer() -> Layer:
@@ -122,9 +110,9 @@ def image() -> Image:
     # The launcher finds libjli through $ORIGIN, which glibc resolves by /proc (absent in a bare
     # chroot; present in a container): the check names the library directory to the loader.
     jre_lib = JAVA.rsplit("/bin/", 1)[0] + "/lib"
-    layers = [debian_layer("jre", JRE_DEBS, ["/lib64/ld-linux-x86-64.so.2", "--library-path", jre_lib,
+    layers = [debian_packages_layer("jre", JRE_DEBS, ["/lib64/ld-linux-x86-64.so.2", "--library-path", jre_lib,
                                              JAVA, "-version"]),
-              debian_layer("nginx", NGINX_DEBS, [NGINX, "-V"]),
+              debian_packages_layer("nginx", NGINX_DEBS, [NGINX, "-V"]),
               opensearch_layer()]
     return Image(IMAGE, layers, entrypoint=[JAVA, *JVM_OPTIONS, "-cp", f"{HOME}/lib/*",
                                             "org.opensearch.bootstrap.OpenSearch"],
