@@ -72,7 +72,7 @@ def disabled_conditions(spec: AgentObservabilitySpec) -> dict[str, str]:
         off["LoggingReady"] = "spec.logging.enabled is false"
     if not spec.grafana.enabled:
         off["GrafanaReady"] = "spec.grafana.enabled is false"
-    if not spec.tracing.enabled and not spec.logging.enabled:  # nothing writes to the store
+    if not spec.store_in_use:
         off["ElasticsearchReady"] = "spec.tracing.enabled and spec.logging.enabled are false"
     return off
 

@@ -232,3 +232,10 @@ class AgentObservabilitySpec(SpecModel):
     paused: bool = Field(
         False, description="Stop reconciling: children are left as they are until unpaused."
     )
+
+    @property
+    def store_in_use(self) -> bool:
+        """Whether anything writes to Elasticsearch: Jaeger (spans) or the log pipeline (logs and
+        audit records). With both off the stack has no store: three 2 GiB nodes nobody writes to
+        would be its largest cost."""
+        return self.tracing.enabled or self.logging.enabled

@@ -35,10 +35,9 @@ CA_FILE = CA_BUNDLE_KEY
 
 
 def in_use(owner: Owner) -> bool:
-    """Whether anything writes to the store: Jaeger (spans) or the log pipeline (logs and audit
-    records). A stack with both off gets no Elasticsearch, no retention job and no Elasticsearch
-    datasource: three 2 GiB nodes nobody writes to would be the stack's largest cost."""
-    return owner.spec.tracing.enabled or owner.spec.logging.enabled
+    """Whether the stack has a store (`AgentObservabilitySpec.store_in_use`): without one there is
+    no Elasticsearch, retention job, Elasticsearch datasource or egress to it."""
+    return owner.spec.store_in_use
 
 
 def credentials_suffix(client: str) -> str:
