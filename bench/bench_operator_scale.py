@@ -234,6 +234,7 @@ def bench(kube: Kube, size: int, logs: Path) -> dict[str, Any]:
     operator, port = start_operator(prefix, logs / f"operator-{size}-0.log")
     result: dict[str, Any] = {"size": size, "namespaces": len(namespaces), "nodes": len(nodes)}
     try:
+        api0, own0, cpu0 = apiserver_requests(), operator_requests(port), operator.cpu_seconds()
         started = time.monotonic()
         for i in range(size):
             kube.apply({"apiVersion": "agentobs.io/v1alpha1", "kind": "AgentObservability",
@@ -251,6 +252,12 @@ def bench(kube: Kube, size: int, logs: Path) -> dict[str, Any]:
                       f"(peak {operator.memory_mib('VmHWM'):.0f}), CPU {operator.cpu_seconds():.0f} s", flush=True)
             time.sleep(5.0)
         result["ready_seconds"] = time.monotonic() - started
+        # Work per stack until all were Ready: whether the time per stack grows because each stack
+        # costs more requests or CPU, or because each request costs the control plane more.
+        api, own = apiserver_requests() - api0, operator_requests(port) - own0
+        result["converge"] = {"writes": api["write"] / size, "operator_writes": own["write"] / size,
+                              "operator_reads": (own["get"] + own["list"]) / size,
+                              "operator_cpu": (operator.cpu_seconds() - cpu0) / size}
         result["startup_hwm"] = operator.memory_mib("VmHWM")
         result["settle_seconds"] = wait_quiet(port)
         rounds: dict[str, list[dict[str, Any]]] = {"operator": [], "baseline": []}
@@ -297,6 +304,10 @@ def report(result: dict[str, Any]) -> None:
     print(f"created in {result['create_seconds']:.1f} s; all Ready after {result['ready_seconds']:.1f} s "
           f"({result['ready_seconds'] / size * 1000:.0f} ms per stack); settled (no writes, empty queue) "
           f"{result['settle_seconds']:.1f} s later; operator peak RSS until then {result['startup_hwm']:.0f} MiB")
+    conv = result["converge"]
+    print(f"per stack until Ready: {conv['writes']:.1f} API writes from all clients (Leases apart), "
+          f"{conv['operator_writes']:.1f} of them the operator's, {conv['operator_reads']:.2f} operator reads, "
+          f"{conv['operator_cpu'] * 1000:.0f} ms operator CPU")
     if result.get("restart_settle_seconds"):
         print("after a restart the operator settled in " +
               ", ".join(f"{s:.1f} s" for s in result["restart_settle_seconds"]))

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from agentobs import metrics
-from agentobs.cache_entry import CHILD_LABELS, Entry, label_key, matches, selector_terms
+from agentobs.cache_entry import CHILD_LABELS, STACK_POD_LABELS, Entry, is_stack_pod, label_key, matches, selector_terms
 from agentobs.desired import applied_hash
 from agentobs.kube import FIELD_MANAGER, KINDS, Kube, KubeError, Manifest
 from agentobs.render.common import MANAGED_BY, OWNER_LABEL, OWNER_NAMESPACE_LABEL
@@ -74,7 +74,7 @@ class Informer:
         with self.lock:
             before = self.store.get(key)
             if before is not None:
-                entry.baseline, entry.echo = before.baseline, before.echo
+                entry.carry(before)
             self.store[key] = entry
         return before
 
@@ -134,7 +134,7 @@ class Informer:
             old, self.store = self.store, fresh
             for key, entry in fresh.items():
                 if key in old:
-                    entry.baseline, entry.echo = old[key].baseline, old[key].echo
+                    entry.carry(old[key])
         if self.synced.is_set():  # a re-list: report what changed while the watch was away
             for key in old.keys() | fresh.keys():
                 before, after = old.get(key), fresh.get(key)
@@ -242,8 +242,12 @@ class Cache:
             return None
         if (api, kind) not in UNSELECTED and any(label_key(t) not in CHILD_LABELS for t in terms):
             return None  # a label the cache does not keep
+        # The stack's own pods keep only the labels that select them (cache_entry): a selector on
+        # other labels looks for agents' pods, which they are not.
+        agents_only = kind == "Pod" and any(label_key(t) not in STACK_POD_LABELS for t in terms)
         return [entry.manifest() for entry in informer.entries()
-                if (namespace is None or entry.namespace == namespace) and matches(entry.labels, selector)]
+                if (namespace is None or entry.namespace == namespace) and matches(entry.labels, selector)
+                and not (agents_only and is_stack_pod(entry.labels))]
 
     def remember(self, key: Key, written: Manifest) -> Entry:
         """Record the operator's own write: its echo from the watch wakes nothing, and the fields it

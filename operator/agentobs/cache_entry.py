@@ -1,21 +1,25 @@
 """What the watch caches keep of one object (`Entry`), and label selectors matched against it.
 
 An entry is a few hundred bytes where the parsed manifest takes tens of kilobytes: name, version,
-the labels and annotations the operator reads (all of a pod's labels), a digest of the fields the
-operator owns instead of `managedFields`, plus the data of a Secret, the replica count and status
-of a workload, whether a Job is done or failed, and of a pod its controller, phase, unmet
-conditions and waiting containers. Label sets of children are shared between entries.
+the labels and annotations the operator reads, a digest of the fields the operator owns instead of
+`managedFields`, plus the data of a Secret (deflated), the replica count and the status fields of
+a workload that readiness is judged by, whether a Job is done or why it failed, and of a pod its
+controller, phase, unmet conditions and waiting containers. An entry holds no dict or list of the
+parsed manifest, so the manifest is freed whole. Label and annotation sets of children and of the stack's own pods
+are shared between entries; agents' pods keep all their labels, for the instrumentation's selectors.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 import threading
 import weakref
+import zlib
 
 from agentobs.desired import HASH_ANNOTATION, owned_fields
 from agentobs.kube import FIELD_MANAGER, Manifest
-from agentobs.render.common import OWNER_LABEL, OWNER_NAMESPACE_LABEL
+from agentobs.render.common import MANAGED_BY, OWNER_LABEL, OWNER_NAMESPACE_LABEL
 
 WORKLOADS = ("StatefulSet", "Deployment", "DaemonSet")
 # What a cached child keeps of its labels and annotations: enough to find its resource, to serve the
@@ -23,7 +27,20 @@ WORKLOADS = ("StatefulSet", "Deployment", "DaemonSet")
 CHILD_LABELS = frozenset({"app.kubernetes.io/managed-by", "app.kubernetes.io/component", "app.kubernetes.io/name",
                           OWNER_LABEL, OWNER_NAMESPACE_LABEL})
 CHILD_ANNOTATIONS = ("agentobs.io/", "cert-manager.io/")
+# Of the stack's own pods: what selects them (`selector_labels`, a Job's `job-name`) and finds their
+# resource. The rest (a StatefulSet pod's name and revision, a ReplicaSet's hash) would make every
+# pod's label set its own; agents' pods keep all their labels, for the instrumentation's selectors.
+STACK_POD_LABELS = CHILD_LABELS | {"app.kubernetes.io/instance", "app.kubernetes.io/part-of", "job-name"}
+# What `status.workload_state` reads of a workload's status; the rest (conditions with their
+# messages and times) would be kept for nothing, thousands of times over.
+WORKLOAD_STATUS = ("observedGeneration", "readyReplicas", "updatedReplicas", "currentRevision", "updateRevision",
+                   "desiredNumberScheduled", "numberReady", "updatedNumberScheduled")
 _intern = sys.intern  # label keys and values repeat across thousands of objects
+
+
+def is_stack_pod(labels: dict[str, str]) -> bool:
+    """A pod of a stack the operator made (not an agent's)."""
+    return labels.get("app.kubernetes.io/managed-by") == MANAGED_BY
 
 
 class _Labels(dict[str, str]):
@@ -63,37 +80,46 @@ class Entry:
         self.version: str = str(meta.get("resourceVersion", ""))
         self.generation: int = int(meta.get("generation") or 0)
         pod = self.kind == "Pod"
-        every_label = pod or self.kind == "Namespace"
         labels = meta.get("labels") or {}
-        # Pods' label sets are their own (a StatefulSet pod's name, a Job's uid): not worth sharing.
-        self.labels: dict[str, str] = ({_intern(k): _intern(v) for k, v in labels.items()} if every_label else
-                                       _shared({k: v for k, v in labels.items() if k in CHILD_LABELS}))
+        if pod and is_stack_pod(labels):
+            self.labels: dict[str, str] = _shared({k: v for k, v in labels.items() if k in STACK_POD_LABELS})
+        elif pod or self.kind == "Namespace":  # an agent's pod: its own label set, all of it
+            self.labels = {_intern(k): _intern(v) for k, v in labels.items()}
+        else:
+            self.labels = _shared({k: v for k, v in labels.items() if k in CHILD_LABELS})
         annotations = meta.get("annotations") or {}
         self.hash: str | None = annotations.get(HASH_ANNOTATION)  # apart: a dict for it alone costs more
-        self.annotations: dict[str, str] | None = {
-            _intern(k): _intern(v) if pod else v for k, v in annotations.items()
-            if k.startswith(CHILD_ANNOTATIONS) and k != HASH_ANNOTATION} or None
+        kept = {k: v for k, v in annotations.items() if k.startswith(CHILD_ANNOTATIONS) and k != HASH_ANNOTATION}
+        # A component's pods carry the same hashes: one shared set for all of them.
+        self.annotations: dict[str, str] | None = (_shared(kept) if pod else kept) if kept else None
         owned = owned_fields(obj, FIELD_MANAGER)
         self.owned: str | None = owned[:32] if owned else None
         self.baseline: str | None = None  # `owned` as the operator's last apply left it
         self.echo: str | None = None  # resourceVersion of the operator's last write
-        self.extra: Manifest | None = None
+        self.extra: Manifest | _PodFacts | _SecretFacts | None = None
         if self.kind == "Secret":
-            self.extra = {"type": obj.get("type"), "data": obj.get("data") or {}}
+            self.extra = _SecretFacts(obj)
         elif self.kind in WORKLOADS:
+            status = obj.get("status") or {}
             self.extra = {"spec": {"replicas": (obj.get("spec") or {}).get("replicas", 1)},
-                          "status": obj.get("status") or {}}
+                          "status": {k: status[k] for k in WORKLOAD_STATUS if k in status}}
         elif self.kind == "Job":  # whether it is done or failed: `reconcile._job_causes`
             status = obj.get("status") or {}
-            self.extra = {"status": {k: status[k] for k in ("succeeded", "conditions") if status.get(k)}}
+            if status.get("succeeded"):
+                self.extra = {"status": {"succeeded": status["succeeded"]}}
+            else:
+                failed = [{k: c[k] for k in ("type", "status", "reason", "message") if c.get(k)}
+                          for c in status.get("conditions") or [] if c.get("type") == "Failed"]
+                self.extra = {"status": {"conditions": failed}} if failed else {"status": {}}
         elif pod:
-            self.extra = {"status": _pod_status(obj.get("status") or {})}
-            owners = [{"kind": _intern(str(r.get("kind", ""))), "name": str(r.get("name", "")), "controller": True}
-                      for r in meta.get("ownerReferences") or [] if r.get("controller")]
-            if owners:
-                self.extra["ownerReferences"] = owners
-            if meta.get("deletionTimestamp"):
-                self.extra["deletionTimestamp"] = meta["deletionTimestamp"]
+            self.extra = _PodFacts(obj)
+
+    def carry(self, before: Entry) -> None:
+        """Keep what the operator recorded of its last write to this object (`before`: the entry
+        this one replaces). The usual case, this version being that write's echo, keeps one string
+        where there would be two: tens of thousands of entries pay for every copy."""
+        self.baseline = self.owned if before.baseline == self.owned else before.baseline
+        self.echo = self.version if before.echo == self.version else before.echo
 
     @property
     def applied_hash(self) -> str | None:
@@ -109,9 +135,51 @@ class Entry:
         if self.annotations or self.hash:
             meta["annotations"] = {**(self.annotations or {}), **({HASH_ANNOTATION: self.hash} if self.hash else {})}
         out: Manifest = {"apiVersion": self.api_version, "kind": self.kind, "metadata": meta}
-        for key, value in (self.extra or {}).items():
-            (meta if key in ("ownerReferences", "deletionTimestamp") else out)[key] = value
+        if isinstance(self.extra, _PodFacts | _SecretFacts):
+            self.extra.expand(out)
+        elif self.extra:
+            out.update(self.extra)
         return out
+
+
+class _PodFacts:
+    """What is read of a pod besides its labels: its controller, whether it is being deleted, and
+    its status as `_pod_status` keeps it (for a running pod, its phase alone)."""
+
+    __slots__ = ("deleting", "owner", "status")
+
+    def __init__(self, obj: Manifest) -> None:
+        meta = obj.get("metadata") or {}
+        status = _pod_status(obj.get("status") or {})
+        self.status: Manifest | str = status["phase"] if status.keys() == {"phase"} else status
+        self.owner: tuple[str, str] | None = next(
+            ((_intern(str(r.get("kind", ""))), str(r.get("name", "")))
+             for r in meta.get("ownerReferences") or [] if r.get("controller")), None)
+        self.deleting: str | None = meta.get("deletionTimestamp")
+
+    def expand(self, out: Manifest) -> None:
+        out["status"] = {"phase": self.status} if isinstance(self.status, str) else self.status
+        if self.owner is not None:
+            out["metadata"]["ownerReferences"] = [{"kind": self.owner[0], "name": self.owner[1], "controller": True}]
+        if self.deleting:
+            out["metadata"]["deletionTimestamp"] = self.deleting
+
+
+class _SecretFacts:
+    """A Secret's type and `data`, the data deflated: certificates and keys are base64 of base64
+    (PEM), which deflate brings to about 60%, and a stack's Secrets were the largest part of its
+    cache entries. Inflated only by a pass that renders the stack."""
+
+    __slots__ = ("packed", "type")
+
+    def __init__(self, obj: Manifest) -> None:
+        self.type: str | None = _intern(str(obj["type"])) if obj.get("type") else None
+        data = obj.get("data") or {}
+        self.packed = zlib.compress(json.dumps(data, separators=(",", ":")).encode(), 6) if data else b""
+
+    def expand(self, out: Manifest) -> None:
+        out["type"] = self.type
+        out["data"] = json.loads(zlib.decompress(self.packed)) if self.packed else {}
 
 
 def _pod_status(status: Manifest) -> Manifest:

@@ -77,6 +77,23 @@ def owned_fields(obj: Manifest, manager: str) -> str | None:
     return None
 
 
+def whole_patch(new: Any, diff: Any) -> Any:
+    """A merge patch that makes any object `new`, given `diff = merge_patch(old, new)`: all of
+    `new`, plus the nulls of `diff` for what `old` had and `new` lacks. For a status, `old` is what
+    the watch last delivered, which can be older than what is stored: a patch of only the
+    differences from it would then mix the findings of two passes (components of one, conditions
+    of another)."""
+    if not isinstance(new, dict) or not isinstance(diff, dict):
+        return new
+    out = dict(new)
+    for key, value in diff.items():
+        if value is None and key not in new:
+            out[key] = None
+        elif isinstance(value, dict) and isinstance(new.get(key), dict):
+            out[key] = whole_patch(new[key], value)
+    return out
+
+
 def merge_patch(old: Any, new: Any) -> Any:
     """The JSON merge patch (RFC 7386) taking `old` to `new`; {} when they are equal. Lists are
     replaced whole, and keys gone from `new` are set to null, so stale entries do not linger."""

@@ -26,7 +26,7 @@ from agentobs.api.spec import AgentObservabilitySpec
 from agentobs.api.status import AgentObservabilityStatus, Endpoints, InjectionStatus
 from agentobs.cache import PassClient
 from agentobs.coverage import observe
-from agentobs.desired import merge_patch, stamp
+from agentobs.desired import merge_patch, stamp, whole_patch
 from agentobs.injection import make_config
 from agentobs.kube import Kube, KubeError, Manifest
 from agentobs.material import gather
@@ -125,10 +125,11 @@ def reconcile(kube: Kube, body: dict[str, Any], now: Callable[[], dt.datetime],
         _apply_stack(kube, owner, obs, now())
 
     status = make_status(obs, previous, now())
-    # Only what differs from the status the watch last delivered; nothing when nothing changed.
-    patch = merge_patch(body.get("status") or {}, status.model_dump(by_alias=True, exclude_none=True, mode="json"))
+    # Nothing when nothing changed since the status the watch last delivered; else the whole status.
+    new = status.model_dump(by_alias=True, exclude_none=True, mode="json")
+    patch = merge_patch(body.get("status") or {}, new)
     if patch:
-        kube.patch_status(API_VERSION, KIND, meta["namespace"], meta["name"], patch)
+        kube.patch_status(API_VERSION, KIND, meta["namespace"], meta["name"], whole_patch(new, patch))
     result = "error" if obs.apply_errors or obs.invalid_spec else "ok"
     metrics.RECONCILES.labels(result=result).inc()
     metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)

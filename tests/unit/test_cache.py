@@ -3,6 +3,7 @@ verb and resource each request is counted under."""
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import Any
 
@@ -10,6 +11,7 @@ from agentobs.cache import Cache, Informer
 from agentobs.cache_entry import Entry, matches
 from agentobs.desired import stamp
 from agentobs.kube import _verb_and_resource
+from agentobs.status import workload_state
 
 
 def _sts(fields: dict[str, Any], annotations: dict[str, str]) -> dict[str, Any]:
@@ -131,3 +133,103 @@ def test_a_write_never_takes_the_cache_back_in_time() -> None:
     assert kept.baseline == Entry(written).owned and kept.echo == "7", "the write is still recorded"
     later = {**written, "metadata": {**written["metadata"], "resourceVersion": "12"}}
     assert informer.put_written(Entry(later)).version == "12"
+
+
+def _stack_pod(name: str, extra_labels: dict[str, str]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {
+        "name": name, "namespace": "t-1",
+        "labels": {"app.kubernetes.io/name": "prometheus", "app.kubernetes.io/instance": "r",
+                   "app.kubernetes.io/managed-by": "agentobs-operator", "agentobs.io/owner": "r", **extra_labels},
+        "annotations": {"agentobs.io/config-hash": "abc", "agentobs.io/cert-hash": "def"},
+        "ownerReferences": [{"kind": "StatefulSet", "name": "r-prometheus", "controller": True}]},
+        "status": {"phase": "Running"}}
+
+
+def test_entries_keep_nothing_of_the_parsed_manifest() -> None:
+    """At 1,000 stacks the cache is most of the operator's memory: an entry must not hold on to the
+    parsed object's dicts (a workload's whole status, a Secret's data, a pod's status)."""
+    data = {"tls.crt": "LS0t" + "QUJD" * 400, "tls.key": "S0VZ" * 80, "ca.crt": "Q0E=" * 200}
+    obj = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x", "namespace": "n"},
+           "type": "kubernetes.io/tls", "data": dict(data)}
+    entry = Entry(obj)
+    obj["data"]["tls.key"] = "changed"
+    kept = entry.manifest()
+    assert kept["data"] == data and kept["type"] == "kubernetes.io/tls", "the data reads back exactly"
+    assert kept["data"] is not entry.manifest()["data"], "every reader gets its own copy"
+    packed = entry.extra.packed  # type: ignore[union-attr]
+    assert len(packed) < 0.8 * sum(map(len, data.values())), "stored deflated"
+    assert Entry({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "e"}}).manifest()["data"] == {}
+
+    status = {"observedGeneration": 3, "readyReplicas": 1, "updatedReplicas": 2, "replicas": 2,
+              "currentRevision": "a", "updateRevision": "b", "collisionCount": 0,
+              "conditions": [{"type": "Available", "status": "True", "message": "x" * 300}]}
+    sts = {**_sts({}, {}), "status": status}
+    kept_sts = Entry(sts).manifest()
+    assert kept_sts["status"] == {k: status[k] for k in ("observedGeneration", "readyReplicas", "updatedReplicas",
+                                                          "currentRevision", "updateRevision")}
+    assert workload_state(kept_sts) == workload_state(sts), "readiness is judged the same"
+    for st in ({"readyReplicas": 2, "updatedReplicas": 2, "observedGeneration": 3},
+               {"readyReplicas": 2, "updatedReplicas": 1, "observedGeneration": 3},
+               {"readyReplicas": 2, "updatedReplicas": 2, "observedGeneration": 2}):
+        whole = {**_sts({}, {}), "status": st}
+        assert workload_state(Entry(whole).manifest()) == workload_state(whole)
+
+    done = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"},
+            "status": {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True", "message": "m" * 99}]}}
+    assert Entry(done).manifest()["status"] == {"succeeded": 1}
+    failed = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"}, "status": {
+        "failed": 6, "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+                                     "message": "too many", "lastTransitionTime": "t"},
+                                    {"type": "FailureTarget", "status": "True"}]}}
+    assert Entry(failed).manifest()["status"] == {"conditions": [
+        {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "too many"}]}
+
+
+def test_stack_pods_share_what_selects_them() -> None:
+    a = Entry(_stack_pod("r-prometheus-0", {"statefulset.kubernetes.io/pod-name": "r-prometheus-0",
+                                            "controller-revision-hash": "r-prometheus-1"}))
+    b = Entry(_stack_pod("r-prometheus-1", {"statefulset.kubernetes.io/pod-name": "r-prometheus-1",
+                                            "controller-revision-hash": "r-prometheus-2"}))
+    assert a.labels is b.labels and a.annotations is b.annotations, "one label and annotation set per component"
+    assert "statefulset.kubernetes.io/pod-name" not in a.labels
+    kept = a.manifest()
+    assert kept["metadata"]["ownerReferences"] == [{"kind": "StatefulSet", "name": "r-prometheus", "controller": True}]
+    assert kept["status"] == {"phase": "Running"}
+    deleting = _stack_pod("r-prometheus-2", {})
+    deleting["metadata"]["deletionTimestamp"] = "2026-12-03T10:00:00Z"
+    assert Entry(deleting).manifest()["metadata"]["deletionTimestamp"] == "2026-12-03T10:00:00Z"
+    agent = Entry({"apiVersion": "v1", "kind": "Pod", "metadata": {
+        "name": "agent-0", "namespace": "t-1",
+        "labels": {"app": "agent", "statefulset.kubernetes.io/pod-name": "agent-0"}}})
+    assert agent.labels == {"app": "agent", "statefulset.kubernetes.io/pod-name": "agent-0"}, "agents keep all"
+
+    cache = Cache(None, [], ["t-*"], lambda ns, name: None)  # type: ignore[arg-type]  (no API use here)
+    informer = Informer(None, "v1", "Pod", "t-1", "", lambda before, after: None)  # type: ignore[arg-type]
+    informer.synced.set()
+    cache.informers[("v1", "Pod", "t-1")] = informer
+    for entry in (a, b, agent):
+        informer.put(entry)
+
+    def names(selector: str) -> list[str]:
+        found = cache.list("v1", "Pod", "t-1", selector)
+        assert found is not None
+        return sorted(p["metadata"]["name"] for p in found)
+
+    assert names("app.kubernetes.io/name=prometheus,app.kubernetes.io/instance=r") == ["r-prometheus-0",
+                                                                                       "r-prometheus-1"]
+    assert names("statefulset.kubernetes.io/pod-name") == ["agent-0"], "a selector on other labels finds agents"
+    assert names("!app.kubernetes.io/instance") == ["agent-0"]
+
+
+def test_the_echo_of_a_write_keeps_one_copy_of_what_it_records() -> None:
+    informer = Informer(None, "apps/v1", "StatefulSet", "n", "", lambda before, after: None)  # type: ignore[arg-type]
+    written = _sts({"f:spec": {"f:replicas": {}}}, {})
+    informer.put_written(Entry(written))
+    echo = Entry(json.loads(json.dumps(written)))  # the watch's copy: equal strings, other objects
+    informer.put(echo)
+    assert echo.echo is echo.version and echo.baseline is echo.owned, "no second copy of equal strings"
+    edited = Entry({**written, "metadata": {**written["metadata"], "resourceVersion": "8",
+                                            "managedFields": [{"manager": "agentobs-operator", "operation": "Apply",
+                                                               "fieldsV1": {"f:spec": {}}}]}})
+    informer.put(edited)
+    assert edited.echo == "7" and edited.baseline == echo.owned != edited.owned, "a hand edit is still told apart"

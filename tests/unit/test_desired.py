@@ -5,7 +5,15 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from agentobs.desired import HASH_ANNOTATION, applied_hash, merge_patch, normalise, owned_fields, stamp
+from agentobs.desired import (
+    HASH_ANNOTATION,
+    applied_hash,
+    merge_patch,
+    normalise,
+    owned_fields,
+    stamp,
+    whole_patch,
+)
 from agentobs.status import Observation, WorkloadState, make_status
 
 NOW = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
@@ -80,3 +88,38 @@ def test_unchanged_observation_patches_nothing_later() -> None:
     assert patch["components"] == {"prometheus": {"ready": 1}}
     ready = next(c for c in patch["conditions"] if c["type"] == "Ready")
     assert ready["status"] == "False" and ready["lastTransitionTime"] == "2026-01-02T06:04:05Z"
+
+
+def _apply_merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386, as the API server applies a merge patch."""
+    if not isinstance(patch, dict):
+        return patch
+    out = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = _apply_merge_patch(out.get(key), value)
+    return out
+
+
+def test_a_status_written_from_a_stale_body_is_the_new_status_whole() -> None:
+    """The watch's body can be older than the stored status (the echo of the last patch is on its
+    way): a patch of only the differences from it would leave the stored status half one pass's,
+    half another's, e.g. Ready from one and 4/5 replicas from the other."""
+    stale = {"components": {"alertmanager": {"ready": 3, "desired": 5}},
+             "conditions": [{"type": "Ready", "status": "False", "message": "alertmanager: 4/5 ready"}],
+             "observedGeneration": 2}
+    stored = {"components": {"alertmanager": {"ready": 4, "desired": 5}, "grafana": {"ready": 1, "desired": 1}},
+              "conditions": [{"type": "Ready", "status": "True"}], "observedGeneration": 2}
+    new = {"components": {"alertmanager": {"ready": 4, "desired": 5}},
+           "conditions": [{"type": "Ready", "status": "False", "message": "alertmanager: 4/5 ready"}],
+           "observedGeneration": 2}
+    diff = merge_patch(stale, new)
+    assert diff == {"components": {"alertmanager": {"ready": 4}}}
+    assert _apply_merge_patch(stored, diff)["conditions"][0]["status"] == "True", "the mix a diff leaves"
+    result = _apply_merge_patch(stored, whole_patch(new, diff))
+    assert result["conditions"] == new["conditions"] and result["components"]["alertmanager"] == {"ready": 4,
+                                                                                                 "desired": 5}
+    assert whole_patch(new, merge_patch({"components": {"x": {"ready": 1}}}, new))["components"]["x"] is None, \
+        "what went is still removed"
