@@ -26,7 +26,7 @@ from typing import Any
 
 import kopf
 
-from agentobs import admission, logroutes, metrics
+from agentobs import admission, logroutes, memory, metrics
 from agentobs.api import GROUP, KIND, PLURAL, VERSION
 from agentobs.api.crd import make_crd
 from agentobs.api.spec import AgentObservabilitySpec
@@ -81,6 +81,7 @@ class Scheduler:
         self.elector = Elector(None, "", "", "")
         self.cache: Cache | None = None
         self.executor = ThreadPoolExecutor(WORKERS, thread_name_prefix="reconcile")
+        self.trimmer = memory.Trimmer()
 
     def client(self) -> Kube:
         return shared()
@@ -119,6 +120,8 @@ class Scheduler:
                 for priority, count in self.queue.depth().items():
                     metrics.QUEUE_DEPTH.labels(priority=priority.name.lower()).set(count)
                 metrics.RESYNC_PERIOD.set(self.period())
+                if self.trimmer.due(not self.queue.busy, now):
+                    await asyncio.get_running_loop().run_in_executor(self.executor, self.trimmer.trim, now)
                 await asyncio.sleep(max(0.05, min(min(self.due.values(), default=now + 1.0) - now, 1.0)))
         finally:
             for worker in workers:
@@ -130,6 +133,7 @@ class Scheduler:
             try:
                 if self.elector.is_leader and key in self.bodies:
                     await self._pass(key)
+                    self.trimmer.passed()
             finally:
                 self.queue.done(key)
 

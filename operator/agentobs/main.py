@@ -16,7 +16,7 @@ routine resyncs last. Each resource is resynced every
 of an unchanged stack sends no request: children are read from watch-fed caches, and only what
 differs is applied or patched; hand edits and deletions wake the resource through those watches.
 AGENTOBS_MALLOC_ARENAS (default 2) caps glibc's malloc arenas, which would otherwise grow with the
-watch and worker threads.
+watch and worker threads (agentobs.memory, which also hands freed memory back after a burst).
 The webhook: AGENTOBS_WEBHOOK_PORT (default 9443), AGENTOBS_WEBHOOK_CONFIGURATION (the
 MutatingWebhookConfiguration whose caBundle is kept; default agentobs-webhook),
 AGENTOBS_WEBHOOK_SERVICE ("<namespace>/<name>" in cluster; empty out of cluster),
@@ -33,7 +33,6 @@ namespace that must allow Pod Security `privileged`; set and empty: no collector
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import logging
 import os
 
@@ -42,23 +41,11 @@ import prometheus_client
 
 import agentobs.admission
 import agentobs.handlers  # noqa: F401  (registers the handlers with kopf)
-
-M_ARENA_MAX = -8  # mallopt's parameter number, from glibc's malloc.h
-
-
-def _limit_malloc_arenas() -> None:
-    """glibc gives every thread that allocates an arena of its own and keeps what a pass freed in
-    it; with a thread per watch and per worker that multiplies the resident memory. The GIL lets
-    one thread run Python at a time, so a few arenas serve as well (AGENTOBS_MALLOC_ARENAS, 2)."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:  # not glibc
-        return
-    libc.mallopt(M_ARENA_MAX, int(os.environ.get("AGENTOBS_MALLOC_ARENAS", "2")))
+from agentobs import memory
 
 
 def main() -> None:
-    _limit_malloc_arenas()
+    memory.limit_arenas()
     logging.basicConfig(level=os.environ.get("AGENTOBS_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # kopf says "Handler ... succeeded" at INFO for every watch event; a pass logs once when it changes something.

@@ -87,5 +87,10 @@ class WorkQueue(Generic[K]):
             out[Priority(priority)] += 1
         return out
 
+    @property
+    def busy(self) -> bool:
+        """A key is queued or a pass is running."""
+        return bool(self._queued or self._running)
+
     def __len__(self) -> int:
         return len(self._queued)
