@@ -121,9 +121,8 @@ def now_ts(epoch: float) -> str:
     formatted once per second, the microseconds (rounded half-even, as datetime does) per call.
     """
     global _second_prefix
-    frac, whole = math.modf(epoch)
-    micros = round(frac * 1e6)
-    second = int(whole)
+    second = int(epoch)  # truncates, like math.modf; the difference is exact in binary floating point
+    micros = round((epoch - second) * 1e6)
     if micros >= 1_000_000:
         second, micros = second + 1, micros - 1_000_000
     if micros < 0 or second < 0:  # before 1970: not worth a fast path
