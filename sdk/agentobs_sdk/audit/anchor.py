@@ -61,6 +61,8 @@ class Announcer:
         self._sink = sink
         self._seconds = seconds
         self._last = 0.0
+        # Whether announce() without force can do anything: appends skip the call when not.
+        self.periodic = sink is not None and seconds is not None
 
     def announce(self, head: Callable[[], AnchoredHead], *, force: bool = False) -> None:
         if self._sink is None or (not force and self._seconds is None):

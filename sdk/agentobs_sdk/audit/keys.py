@@ -10,12 +10,11 @@ hash of it) does, so a verifier can tell "wrong key" from "tampered record".
 from __future__ import annotations
 
 import hashlib
-import hmac
 import logging
 import os
 from collections.abc import Callable
 
-from .chain import AuditError
+from .chain import AuditError, hmac_sha256
 
 log = logging.getLogger("agentobs_sdk.audit")
 
@@ -45,14 +44,12 @@ def head_mac(key: bytes, trail: str, seq: int, record_hash: str) -> str:
 
 
 def head_signer(key: bytes, trail: str) -> Callable[[int, str], str]:
-    """`head_mac` for one key and trail; a writer signs HEAD on every commit, so each MAC starts
-    from a copy of one HMAC already keyed and fed the fixed prefix."""
-    base = hmac.new(key, f"agentobs-audit-head\x00{trail}\x00".encode(), hashlib.sha256)
+    """`head_mac` for one key and trail; a writer signs HEAD on every commit, so the HMAC is
+    keyed and fed the fixed prefix once."""
+    mac = hmac_sha256(key, f"agentobs-audit-head\x00{trail}\x00".encode())
 
     def sign(seq: int, record_hash: str) -> str:
-        h = base.copy()
-        h.update(f"{seq}\x00{record_hash}".encode())
-        return h.hexdigest()
+        return mac(f"{seq}\x00{record_hash}".encode())
 
     return sign
 

@@ -3,7 +3,7 @@
 Valid only while the writer holds the directory flock. Before each commit the writer asks
 `is_current()`; when another process (or a crash) touched the chain since, `scan()` re-reads the
 tail from disk. The check costs one fstat (appends by others to the segment held here change its
-size) and one pread of the segment counter in DIR/.lock (store.read_generation: others starting a
+size) and one pread of the segment counter in DIR/.lock (store.generation_bytes: others starting a
 segment bump it), not a path lookup, so an uncontended append pays two cheap system calls for it.
 """
 
@@ -40,13 +40,15 @@ class SegmentEnd:
         self.last_hash = GENESIS
         self.last_ts = 0.0
         self.rotated = False  # set when a segment was started, for the writer's retention pass
-        self._generation = -1  # the segment counter as of this writer's last look; -1: never read
+        self._generation: bytes | None = None  # the segment counter at this writer's last look
 
     def is_current(self) -> bool:
         """True when nobody touched the chain since this writer's last commit (flock held)."""
-        if self.fd is None or store.read_generation(self.lock_fd) != self._generation:
+        fd = self.fd
+        # store.generation_bytes, inlined: this runs on every append.
+        if fd is None or os.pread(self.lock_fd, 8, 0) != self._generation:
             return False
-        st = os.fstat(self.fd)
+        st = os.fstat(fd)
         return st.st_size == self.size and st.st_nlink > 0
 
     def scan(self, check_record: Callable[[dict[str, Any]], None]) -> list[store.TornTail]:
@@ -56,7 +58,7 @@ class SegmentEnd:
         the torn tails moved to quarantine.
         """
         self.drop()
-        self._generation = store.read_generation(self.lock_fd)
+        self._generation = store.generation_bytes(self.lock_fd)
         tail = locate_tail(self.directory)
         for torn in tail.repairs:
             log.warning("agentobs audit: %s; earlier records are intact", torn.describe())
@@ -81,18 +83,17 @@ class SegmentEnd:
                 pass
         return self._clock()
 
-    def needs_rotation(self, pending: int) -> bool:
+    def needs_rotation(self, pending: int, now: float) -> bool:
         size = self.size + pending
         if size == 0:
             return False
         if self.max_bytes is not None and size >= self.max_bytes:
             return True
-        return self.rotate_seconds is not None and self._clock() - self.created >= self.rotate_seconds
+        return self.rotate_seconds is not None and now - self.created >= self.rotate_seconds
 
     def new_segment(self) -> None:
         # Counted before the file exists: a crash in between costs others one needless scan.
-        self._generation = store.read_generation(self.lock_fd) + 1
-        store.write_generation(self.lock_fd, self._generation)
+        self._generation = store.write_generation(self.lock_fd, store.read_generation(self.lock_fd) + 1)
         name = store.segment_name(self.last_seq + 1)
         fd = os.open(os.path.join(self.directory, name), os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
         store.fsync_dir(self.directory)
@@ -102,21 +103,23 @@ class SegmentEnd:
         self.created = self._clock()
         self.rotated = True
 
-    def write(self, data: bytes | bytearray) -> None:
+    def write(self, data: bytes) -> None:
         """Append `data` to the segment and make it durable, or leave the segment as it was."""
-        if not data or self.fd is None:
+        fd = self.fd
+        if not data or fd is None:
             return
         before = self.size
         try:
-            view = memoryview(data)
-            while view:
-                written = os.write(self.fd, view)
-                view = view[written:]
-            store.sync_data(self.fd)
+            written = os.write(fd, data)
+            if written < len(data):  # rare (a signal, a full disk): write the rest, or fail
+                view = memoryview(data)[written:]
+                while view:
+                    view = view[os.write(fd, view):]
+            store.sync_data(fd)
         except BaseException:
             # Never leave a half-written record behind for the next append to follow.
             with contextlib.suppress(OSError):
-                os.ftruncate(self.fd, before)
+                os.ftruncate(fd, before)
             raise
         self.size = before + len(data)
 

@@ -22,7 +22,7 @@ import json
 import os
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 SEGMENT_RE = re.compile(r"^audit-(\d{12})\.jsonl$")
@@ -60,12 +60,9 @@ def fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
-def sync_data(fd: int) -> None:
-    # fdatasync still persists the size change an append makes, and skips the inode timestamps.
-    if hasattr(os, "fdatasync"):
-        os.fdatasync(fd)
-    else:  # pragma: no cover - macOS
-        os.fsync(fd)
+# fdatasync still persists the size change an append makes, and skips the inode timestamps. The
+# system call itself, not a wrapper: it is on every append's path (macOS has only fsync).
+sync_data: Callable[[int], None] = getattr(os, "fdatasync", os.fsync)
 
 
 @dataclass(frozen=True)
@@ -77,11 +74,26 @@ class Head:
 
 
 def write_head(fd: int, head: Head) -> None:
-    # Formatted by hand (it is written on every commit): the same JSON json.dumps would give.
-    text = f'{{"seq":{head.seq:d},"hash":{_json_str(head.hash)}'
-    if head.mac is not None:
-        text += f',"mac":{_json_str(head.mac)},"kid":{json.dumps(head.kid)}'
-    os.pwrite(fd, (text + "}").encode().ljust(_HEAD_SIZE - 1) + b"\n", 0)
+    os.pwrite(fd, head_line(head.seq, head.hash, head.mac, head.kid), 0)
+
+
+def head_line(seq: int, digest: str, mac: str | None = None, kid: str | None = None) -> bytes:
+    """HEAD's bytes: the JSON json.dumps would give, padded to a fixed size."""
+    return head_formatter(kid)(seq, digest, mac)
+
+
+def head_formatter(kid: str | None) -> Callable[[int, str, str | None], bytes]:
+    """`head_line` for one key id. Formatted by hand, apart from `write_head`, so a writer can
+    make HEAD before the record's fsync and only pwrite it once the record is durable."""
+    kid_json = "null" if kid is None else _json_str(kid)
+
+    def line(seq: int, digest: str, mac: str | None) -> bytes:
+        text = f'{{"seq":{seq:d},"hash":{_json_str(digest)}'
+        if mac is not None:
+            text = f'{text},"mac":{_json_str(mac)},"kid":{kid_json}'
+        return f"{text + '}':<{_HEAD_SIZE - 1}}\n".encode()  # ASCII: _json_str escapes the rest
+
+    return line
 
 
 def ensure_trail_id(directory: str) -> str:
@@ -188,11 +200,19 @@ def read_generation(lock_fd: int) -> int:
     the chain moved on to a file it does not hold with one pread of an open descriptor, not a
     stat() of a path, per append. Appends to the segment it holds show in that file's size.
     """
-    return int.from_bytes(os.pread(lock_fd, 8, 0).ljust(8, b"\0"), "little")
+    return int.from_bytes(generation_bytes(lock_fd).ljust(8, b"\0"), "little")
 
 
-def write_generation(lock_fd: int, value: int) -> None:
-    os.pwrite(lock_fd, (value % (1 << 64)).to_bytes(8, "little"), 0)
+def generation_bytes(lock_fd: int) -> bytes:
+    """The segment counter as stored: comparing these saves decoding it on every append."""
+    return os.pread(lock_fd, 8, 0)
+
+
+def write_generation(lock_fd: int, value: int) -> bytes:
+    """Store the segment counter; returns its bytes as `generation_bytes` will read them."""
+    raw = (value % (1 << 64)).to_bytes(8, "little")
+    os.pwrite(lock_fd, raw, 0)
+    return raw
 
 
 @contextlib.contextmanager

@@ -40,8 +40,8 @@ from typing import Any, Literal, TypedDict, Unpack
 
 from . import store
 from .anchor import AnchoredHead, Announcer, stderr_sink
-from .chain import AuditError, digester, normalise_details, now_ts
-from .draft import Draft
+from .chain import ALG_HMAC, AuditError, digester, normalise_details, now_ts
+from .draft import Draft, layout
 from .group import GroupCommitter
 from .integrity import check_tail_record, refuse_unless_verified
 from .keys import head_signer, key_id
@@ -67,6 +67,8 @@ class AuditFields(TypedDict, total=False):
 
 
 AUDIT_FIELDS = frozenset(AuditFields.__optional_keys__)
+# A record body's fields, in the order `_draft` gives their values (the JSON is sorted anyway).
+_BODY_FIELDS = ("action", "agent", "user", "result", "resource", "details")
 
 
 @dataclass(frozen=True)
@@ -108,7 +110,11 @@ class AuditTrail:
         self._key = key
         self._kid = key_id(key) if key is not None else None
         self._digest = digester(key)
+        # Every record of this writer has the same fields: their layout and the constant values.
+        fixed = (("agent_id", self.agent_id),) + ((("alg", ALG_HMAC),) if key is not None else ())
+        self._layout = layout(_BODY_FIELDS, fixed)
         self._sign_head: Callable[[int, str], str] | None = None
+        self._format_head = store.head_formatter(self._kid)
         self._announcer = Announcer(anchor_sink, anchor_seconds)
         self.trail_id = ""
         self._clock = clock
@@ -149,7 +155,9 @@ class AuditTrail:
 
     def append(self, action: str, **fields: Unpack[AuditFields]) -> AuditReceipt:
         """Add one record; returns once it is durable (per the trail's durability mode)."""
-        return self._submit(lambda: [self._draft(action, fields)])[0]
+        if self.durability == "fsync":
+            return self._commit([self._draft(action, fields)])[0]
+        return self._group.submit(lambda: [self._draft(action, fields)])[0]
 
     def append_many(self, entries: Iterable[Mapping[str, Any]]) -> list[AuditReceipt]:
         """Add several records (each a mapping of `append` keyword arguments) with one fsync."""
@@ -195,20 +203,16 @@ class AuditTrail:
     def _draft(self, action: str, fields: Mapping[str, Any]) -> Draft:
         if not isinstance(action, str) or not action:
             raise ValueError("an audit record needs a non-empty action")
-        unknown = fields.keys() - AUDIT_FIELDS
-        if unknown:
-            raise TypeError(f"unknown audit record fields {sorted(unknown)}; allowed: {sorted(AUDIT_FIELDS)}")
-        agent = fields.get("agent")
+        if not fields.keys() <= AUDIT_FIELDS:
+            unknown = sorted(fields.keys() - AUDIT_FIELDS)
+            raise TypeError(f"unknown audit record fields {unknown}; allowed: {sorted(AUDIT_FIELDS)}")
+        get = fields.get
+        agent, details = get("agent"), get("details")
         # No timestamp yet: it is taken under the lock, when the record gets its seq.
-        return Draft({
-            "agent": agent if agent is not None else self.default_agent,
-            "agent_id": self.agent_id,
-            "action": action,
-            "user": fields.get("user"),
-            "result": fields.get("result"),
-            "resource": fields.get("resource"),
-            "details": normalise_details(fields.get("details")),
-        }, keyed=self._key is not None)
+        return self._layout.draft((
+            action, self.default_agent if agent is None else agent, get("user"), get("result"),
+            get("resource"), None if details is None else normalise_details(details),
+        ))
 
     def _submit(self, prepare: Callable[[], list[Draft]]) -> list[AuditReceipt]:
         # Records are encoded by the appending thread, before any lock (draft.py).
@@ -218,49 +222,60 @@ class AuditTrail:
 
     def _commit(self, drafts: list[Draft]) -> list[AuditReceipt]:
         with self._io:
-            self._ensure_open()
+            if self._closed:
+                self._ensure_open()
+            end = self._end
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX)  # store.dir_lock, without a generator per commit
             try:
-                if not self._end.is_current():
+                if not end.is_current():
                     self._scan()
-                self._end.rotated = False
+                end.rotated = False
                 receipts = self._write_records(drafts)
-                if self._end.rotated and self.retention_days is not None:
+                if end.rotated and self.retention_days is not None:
                     try:
                         self._retention_locked()
                     except OSError as exc:  # the appends are durable; retention retries next time
                         log.error("agentobs audit: retention in %s failed: %s", self.directory, exc)
             finally:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-        self._anchor()
+        if self._announcer.periodic:
+            self._anchor()
         return receipts
 
     def _write_records(self, drafts: list[Draft]) -> list[AuditReceipt]:
-        end = self._end
+        end, clock, digest = self._end, self._clock, self._digest
         receipts: list[AuditReceipt] = []
-        buf = bytearray()
+        lines: list[bytes] = []
+        pending = 0  # bytes in `lines`
         try:
             for draft in drafts:
+                now = clock()
                 if end.fd is None:
                     end.new_segment()
-                elif end.needs_rotation(len(buf)):
-                    end.write(buf)
-                    buf.clear()
+                elif end.needs_rotation(pending, now):
+                    end.write(b"".join(lines))
+                    lines.clear()
+                    pending = 0
                     end.new_segment()
                 # Never before the previous record, even if the wall clock stepped back.
-                end.last_ts = max(self._clock(), end.last_ts)
-                ts = now_ts(end.last_ts)
+                if now < end.last_ts:
+                    now = end.last_ts
+                end.last_ts = now
+                ts = now_ts(now)
                 seq = end.last_seq + 1
-                line, digest = draft.seal(seq, ts, end.last_hash, self._digest)
-                buf += line
-                end.last_seq, end.last_hash = seq, digest
-                receipts.append(AuditReceipt(seq, digest, end.name, ts))
-            end.write(buf)
+                line, hash_ = draft.seal(seq, ts, end.last_hash, digest)
+                lines.append(line)
+                pending += len(line)
+                end.last_seq, end.last_hash = seq, hash_
+                receipts.append(AuditReceipt(seq, hash_, end.name, ts))
+            # Made now, so that once the data is durable only a pwrite is left to do.
+            head = self._head_line()
+            end.write(lines[0] if len(lines) == 1 else b"".join(lines))
         except BaseException:
             # Forget the in-memory tail: the next commit re-reads what really reached the disk.
             end.drop()
             raise
-        self._write_head()
+        os.pwrite(self._head_fd, head, 0)
         if self._on_durable is not None:
             try:
                 self._on_durable(end.last_seq)
@@ -292,10 +307,13 @@ class AuditTrail:
                             self.directory)
             self._write_head()
 
-    def _write_head(self) -> None:
+    def _head_line(self) -> bytes:
         seq, digest = self._end.last_seq, self._end.last_hash
-        mac = self._sign_head(seq, digest) if self._sign_head is not None else None
-        store.write_head(self._head_fd, store.Head(seq, digest, mac, self._kid))
+        sign = self._sign_head
+        return self._format_head(seq, digest, None if sign is None else sign(seq, digest))
+
+    def _write_head(self) -> None:
+        os.pwrite(self._head_fd, self._head_line(), 0)
 
     def _anchor(self, *, force: bool = False) -> None:
         self._announcer.announce(self.head, force=force)
