@@ -74,17 +74,13 @@ class Head:
 
 
 def write_head(fd: int, head: Head) -> None:
-    os.pwrite(fd, head_line(head.seq, head.hash, head.mac, head.kid), 0)
-
-
-def head_line(seq: int, digest: str, mac: str | None = None, kid: str | None = None) -> bytes:
-    """HEAD's bytes: the JSON json.dumps would give, padded to a fixed size."""
-    return head_formatter(kid)(seq, digest, mac)
+    os.pwrite(fd, head_formatter(head.kid)(head.seq, head.hash, head.mac), 0)
 
 
 def head_formatter(kid: str | None) -> Callable[[int, str, str | None], bytes]:
-    """`head_line` for one key id. Formatted by hand, apart from `write_head`, so a writer can
-    make HEAD before the record's fsync and only pwrite it once the record is durable."""
+    """HEAD's bytes for one key id: the JSON json.dumps would give, padded to a fixed size.
+    Formatted by hand, apart from the pwrite, so a writer can make HEAD before the record's fsync
+    and only write it once the record is durable."""
     kid_json = "null" if kid is None else _json_str(kid)
 
     def line(seq: int, digest: str, mac: str | None) -> bytes:
