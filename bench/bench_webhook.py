@@ -25,8 +25,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from agentobs.admission.injection import choose, make_config, patch_ops
 from agentobs.api.spec import AgentObservabilitySpec
-from agentobs.injection import choose, make_config, patch_ops
 from agentobs.render.common import Owner
 
 ROOT = Path(__file__).resolve().parent.parent

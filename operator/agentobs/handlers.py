@@ -2,7 +2,7 @@
 
 kopf watches the resources and serves the webhook; it keeps no state on the resources (no
 finalizer, no progress annotations), so deleting a resource never waits for the operator. The
-children are watched by the informers of `agentobs.cache`, which wake their resource when one
+children are watched by the informers of `agentobs.stack.cache`, which wake their resource when one
 changes. A pass is queued when a resource is new or its spec changes (first), when a child changes
 or goes away (next), and at every routine resync (last; the period grows with the number of
 resources, see `agentobs.workqueue`). `AGENTOBS_WORKERS` passes run at once, each in the pool's
@@ -26,19 +26,21 @@ from typing import Any
 
 import kopf
 
-from agentobs import admission, logroutes, memory, metrics
+from agentobs import memory, metrics
+from agentobs.admission import server as admission
 from agentobs.api import GROUP, KIND, PLURAL, VERSION
 from agentobs.api.crd import make_crd
 from agentobs.api.spec import AgentObservabilitySpec
-from agentobs.cache import Cache, PassClient
 from agentobs.kube import Kube, KubeError, shared
 from agentobs.leader import Elector
-from agentobs.prune import PRUNABLE, forget, prune, sweep_orphans
-from agentobs.reconcile import reconcile
 from agentobs.render import collector
 from agentobs.render.common import Owner
 from agentobs.render.prometheus import OPERATOR_METRICS_TARGET
-from agentobs.status import POD_CAUSES
+from agentobs.stack import logroutes
+from agentobs.stack.cache import Cache, PassClient
+from agentobs.stack.prune import PRUNABLE, forget, prune, sweep_orphans
+from agentobs.stack.reconcile import reconcile
+from agentobs.stack.status import POD_CAUSES
 from agentobs.workqueue import Priority, WorkQueue, resync_period
 
 log = logging.getLogger(__name__)
@@ -175,7 +177,7 @@ class Scheduler:
                 self.collector_wakeup.set()
 
     async def collect_forever(self) -> None:
-        """Keep the node collector's routes in step with the resources (see agentobs.logroutes)."""
+        """Keep the node collector's routes in step with the resources (see agentobs.stack.logroutes)."""
         problem = ""
         if self.cache is not None:  # its objects are read from the caches too (only its kinds: the
             # chart grants no more in the operator's namespace)

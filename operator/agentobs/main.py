@@ -39,7 +39,7 @@ import os
 import kopf
 import prometheus_client
 
-import agentobs.admission
+import agentobs.admission.server
 import agentobs.handlers  # noqa: F401  (registers the handlers with kopf)
 from agentobs import memory
 

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from log_configs import fluent_bit_sections
 
-from agentobs import logroutes
 from agentobs.kube import Kube
 from agentobs.render import collector
+from agentobs.stack import logroutes
 
 from conftest import COLLECTOR_NAMESPACE, SESSION_PREFIX, Operator, make_resource, wait_for, wait_ready
 

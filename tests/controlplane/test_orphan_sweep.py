@@ -7,8 +7,8 @@ from __future__ import annotations
 import uuid
 
 from agentobs.kube import Kube
-from agentobs.prune import sweep_orphans
 from agentobs.render.common import MANAGED_BY, OWNER_LABEL, OWNER_NAMESPACE_LABEL
+from agentobs.stack.prune import sweep_orphans
 
 
 def _child(name: str, owner_namespace: str) -> dict[str, object]:

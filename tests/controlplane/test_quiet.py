@@ -20,9 +20,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from test_rendered_objects import SPECS
 
 from agentobs.api.spec import AgentObservabilitySpec
-from agentobs.desired import stamp
 from agentobs.kube import WRITE_VERBS, Kube, is_namespaced
 from agentobs.render import Owner, collector, make_stack
+from agentobs.stack.desired import stamp
 
 from cluster_support import OperatorProcess, free_port
 from conftest import API, KIND, SESSION_PREFIX, make_resource, wait_for, wait_ready

@@ -77,7 +77,9 @@ def test_agents_in_selected_namespaces_are_discovered_with_a_role_there(
     # The namespace stops matching: its Role goes (pruned by labels; no owner reference can reach it).
     kubectl("label", "namespace", other, "agentobs-test-")
     wait_for("the Role to be pruned", lambda: kube.get(RBAC, "Role", other, role_name) is None, timeout=60)
-    assert kube.get(RBAC, "RoleBinding", other, role_name) is None
+    # One DELETE each, in turn: the binding may go a moment after the Role.
+    wait_for("its RoleBinding to be pruned", lambda: kube.get(RBAC, "RoleBinding", other, role_name) is None,
+             timeout=10)
 
 
 def test_a_component_the_scheduler_cannot_place_is_named_with_its_message(

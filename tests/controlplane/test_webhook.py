@@ -13,7 +13,9 @@ from typing import Any
 
 import pytest
 
-from agentobs import admission, metrics, webhook
+from agentobs import metrics
+from agentobs.admission import server as admission
+from agentobs.admission import webhook
 from agentobs.kube import Kube
 
 from conftest import Operator, condition, get_resource, make_resource, wait_for, wait_ready

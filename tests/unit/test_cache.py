@@ -7,11 +7,11 @@ import json
 import sys
 from typing import Any
 
-from agentobs.cache import Cache, Informer
-from agentobs.cache_entry import Entry, matches
-from agentobs.desired import stamp
 from agentobs.kube import _verb_and_resource
-from agentobs.status import workload_state
+from agentobs.stack.cache import Cache, Informer
+from agentobs.stack.cache_entry import Entry, matches
+from agentobs.stack.desired import stamp
+from agentobs.stack.status import workload_state
 
 
 def _sts(fields: dict[str, Any], annotations: dict[str, str]) -> dict[str, Any]:

@@ -12,10 +12,10 @@ import pytest
 from agentobs import pki
 from agentobs.api.spec import AgentObservabilitySpec
 from agentobs.kube import Kube
-from agentobs.material import gather
 from agentobs.render import Material, Owner, certificate_requests, make_stack
 from agentobs.render.common import CERT_HASH_ANNOTATION, labels
 from agentobs.render.tls import PENDING_CERT_HASH
+from agentobs.stack.material import gather
 
 from placeholders import placeholder_material
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from agentobs.desired import (
+from agentobs.stack.desired import (
     HASH_ANNOTATION,
     applied_hash,
     merge_patch,
@@ -14,7 +14,7 @@ from agentobs.desired import (
     stamp,
     whole_patch,
 )
-from agentobs.status import Observation, WorkloadState, make_status
+from agentobs.stack.status import Observation, WorkloadState, make_status
 
 NOW = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
 

@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from agentobs.api.spec import AgentObservabilitySpec
-from agentobs.injection import (
+from agentobs.admission.injection import (
     InjectionConfig,
     choose,
     inject,
@@ -17,6 +16,7 @@ from agentobs.injection import (
     patch_ops,
     service_name,
 )
+from agentobs.api.spec import AgentObservabilitySpec
 from agentobs.render.common import Owner
 
 

@@ -4,7 +4,7 @@ and the retention CronJob.
 
 Judged by the NetworkPolicy evaluator of `test_network_policies` (its semantics are tested there)
 over what the operator renders: two stacks in two namespaces, and the collector rendered for their
-two routes, as `agentobs.logroutes` would.
+two routes, as `agentobs.stack.logroutes` would.
 """
 
 from __future__ import annotations

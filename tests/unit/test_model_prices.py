@@ -12,8 +12,8 @@ import pydantic
 import pytest
 import yaml
 
+from agentobs.admission.injection import inject, make_config
 from agentobs.api.spec import AgentObservabilitySpec
-from agentobs.injection import inject, make_config
 from agentobs.render.common import Owner
 from agentobs_sdk import pricing
 

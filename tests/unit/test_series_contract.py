@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from agentobs import injection
+from agentobs.admission import injection
 from agentobs.api.spec import AgentObservabilitySpec
 from agentobs.render import dashboards, rules
 from agentobs.render.common import Owner

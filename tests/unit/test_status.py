@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from agentobs.status import Observation, WorkloadState, make_status, workload_state
+from agentobs.stack.status import Observation, WorkloadState, make_status, workload_state
 
 NOW = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
 LATER = NOW + dt.timedelta(minutes=5)
@@ -117,7 +117,7 @@ def test_a_job_with_nothing_wrong_adds_no_condition() -> None:
 
 
 def test_a_new_cause_is_an_event_once_and_pull_errors_are_one_cause() -> None:
-    from agentobs.reconcile import _transitions
+    from agentobs.stack.reconcile import _transitions
 
     def status(reason: str | None) -> list[dict[str, object]]:
         causes = {"alertmanager": (reason, f"pod am-0, container alertmanager: {reason}: x")} if reason else {}

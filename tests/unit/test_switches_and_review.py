@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 import yaml
 
+from agentobs.admission.injection import make_config
 from agentobs.api.spec import AgentObservabilitySpec
-from agentobs.injection import make_config
 from agentobs.render import Owner, certificate_requests, credential_requests, endpoints, make_stack
 from agentobs.render.prometheus import AGENT_NAMESPACES
 from agentobs.render.rules import EXTRA_FILE, extra_rule_problems, rule_files
-from agentobs.status import Observation, WorkloadState, disabled_conditions, make_status, pod_cause
+from agentobs.stack.status import Observation, WorkloadState, disabled_conditions, make_status, pod_cause
 
 from placeholders import placeholder_material
 

@@ -2,7 +2,7 @@
 
 No I/O, clock or randomness happens here: what must be generated (keys, passwords) or read from
 the cluster is declared by each component's `certificates` and `credentials`, gathered by
-`agentobs.material`, and passed back in as `Material`, so the same inputs always give the same
+`agentobs.stack.material`, and passed back in as `Material`, so the same inputs always give the same
 objects and the output can be compared with golden files.
 
 Each module in `COMPONENTS` follows the `Component` protocol; adding a component is adding its

@@ -2,7 +2,7 @@
 
 The webhook mounts it read-only into every injected pod (AGENTOBS_AUDIT_KEY_FILE), so each
 record's hash is an HMAC that whoever can edit the trail's files cannot recompute. It is made
-once by `agentobs.material` with the OS CSPRNG, never overwritten (rotating it would make
+once by `agentobs.stack.material` with the OS CSPRNG, never overwritten (rotating it would make
 existing trails unverifiable), and kept when the resource is deleted, like the other generated
 credentials: trails outlive the stack, and so must the key that verifies them.
 """

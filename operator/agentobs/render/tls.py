@@ -4,7 +4,7 @@ Two ways to serve TLS: by default the operator's own CA signs each component's c
 the Secrets are rendered here; with `spec.tls.issuerRef` a cert-manager `Certificate` is rendered
 per component instead, and cert-manager writes the Secret of the same name.
 
-Pure: the key pairs and passwords are made (or, with cert-manager, read) by `agentobs.material`
+Pure: the key pairs and passwords are made (or, with cert-manager, read) by `agentobs.stack.material`
 (the impure side) from the requests declared here, and passed back in to be rendered.
 """
 

@@ -4,7 +4,7 @@ per-pass client that reads from them and writes only what differs.
 One `Informer` per kind (cluster-wide, or per namespace when the operator is limited to some)
 lists once, then follows a watch from that version, with bookmarks, re-listing only when the
 version expired. Children are selected on the server by the `managed-by` label. Each object is kept
-as a compact `Entry` (cache_entry.py). Events other than the echo of the operator's own write wake
+as a compact `Entry` (`agentobs.stack.cache_entry`). Events other than the echo of the operator's own write wake
 the owning resource.
 
 `PassClient` is what a reconcile pass gets: reads come from the caches when they cover the
@@ -23,10 +23,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from agentobs import metrics
-from agentobs.cache_entry import CHILD_LABELS, STACK_POD_LABELS, Entry, is_stack_pod, label_key, matches, selector_terms
-from agentobs.desired import applied_hash
 from agentobs.kube import FIELD_MANAGER, KINDS, Kube, KubeError, Manifest
 from agentobs.render.common import MANAGED_BY, OWNER_LABEL, OWNER_NAMESPACE_LABEL
+from agentobs.stack.cache_entry import (
+    CHILD_LABELS,
+    STACK_POD_LABELS,
+    Entry,
+    is_stack_pod,
+    label_key,
+    matches,
+    selector_terms,
+)
+from agentobs.stack.desired import applied_hash
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,8 @@ import kopf
 from aiohttp import web
 from pydantic import ValidationError
 
-from agentobs import injection, metrics, webhook
+from agentobs import metrics
+from agentobs.admission import injection, webhook
 from agentobs.api.spec import AgentObservabilitySpec
 from agentobs.kube import Kube, KubeError, shared
 from agentobs.render.common import Owner

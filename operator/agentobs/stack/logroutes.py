@@ -9,7 +9,7 @@ its route at the next sync. `render.collector` turns the routes into objects; th
 them in the collector namespace and deletes the ones no longer wanted (all of them when no
 resource collects logs).
 
-Every object is stamped with its applied hash (`agentobs.desired`). Given the operator's
+Every object is stamped with its applied hash (`agentobs.stack.desired`). Given the operator's
 `PassClient`, a sync sends only the objects the watch-fed caches do not hold as rendered (changed
 routes, or deleted or edited by hand), and reads a route's CA and client certificate from the API
 server only when the cache shows a new version of them, so a sync over an unchanged cluster sends
@@ -29,13 +29,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from agentobs.api.spec import AgentObservabilitySpec
-from agentobs.cache import PassClient
-from agentobs.desired import applied_hash, stamp
 from agentobs.kube import Kube, KubeError
-from agentobs.prune import key_of
 from agentobs.render import collector, fluentd
 from agentobs.render.common import Owner, content_hash
 from agentobs.render.tls import CA_BUNDLE_KEY, ca_bundle_name, tls_secret_name
+from agentobs.stack.cache import PassClient
+from agentobs.stack.desired import applied_hash, stamp
+from agentobs.stack.prune import key_of
 
 log = logging.getLogger(__name__)
 

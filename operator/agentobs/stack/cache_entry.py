@@ -17,9 +17,9 @@ import threading
 import weakref
 import zlib
 
-from agentobs.desired import HASH_ANNOTATION, owned_fields
 from agentobs.kube import FIELD_MANAGER, Manifest
 from agentobs.render.common import MANAGED_BY, OWNER_LABEL, OWNER_NAMESPACE_LABEL
+from agentobs.stack.desired import HASH_ANNOTATION, owned_fields
 
 WORKLOADS = ("StatefulSet", "Deployment", "DaemonSet")
 # What a cached child keeps of its labels and annotations: enough to find its resource, to serve the

@@ -3,7 +3,7 @@
 Level-based and idempotent: every pass renders the whole desired state from the spec and applies
 it with server-side apply, so a child deleted or edited by hand is put back, and a pass over an
 unchanged cluster changes nothing. Given a `PassClient`, it writes nothing either: children already
-in place (by their applied hash, see `agentobs.desired`) are not sent, and the status is patched
+in place (by their applied hash, see `agentobs.stack.desired`) are not sent, and the status is patched
 only with what differs. What cannot be done is reported in status conditions (and returned, for
 events); only an unreachable API server raises, and the scheduler retries that.
 """
@@ -21,22 +21,22 @@ from typing import Any
 from pydantic import ValidationError
 
 from agentobs import metrics
+from agentobs.admission.coverage import observe
+from agentobs.admission.injection import make_config
 from agentobs.api import API_VERSION, KIND
 from agentobs.api.spec import AgentObservabilitySpec
 from agentobs.api.status import AgentObservabilityStatus, Endpoints, InjectionStatus
-from agentobs.cache import PassClient
-from agentobs.coverage import observe
-from agentobs.desired import merge_patch, stamp, whole_patch
-from agentobs.injection import make_config
 from agentobs.kube import Kube, KubeError, Manifest
-from agentobs.material import gather
-from agentobs.prune import Key, key_of, prune
 from agentobs.render import Owner, certificate_requests, endpoints, make_stack
 from agentobs.render.common import MANAGED_BY, selector_labels
 from agentobs.render.prometheus import AGENT_NAMESPACES
 from agentobs.render.rules import extra_rule_problems
 from agentobs.render.tls import make_ca_bundle, tls_secret_name
-from agentobs.status import (
+from agentobs.stack.cache import PassClient
+from agentobs.stack.desired import merge_patch, stamp, whole_patch
+from agentobs.stack.material import gather
+from agentobs.stack.prune import Key, key_of, prune
+from agentobs.stack.status import (
     POD_CAUSES,
     WORKLOAD_KINDS,
     Observation,

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentobs import metrics
-from agentobs.injection import (
+from agentobs.admission.injection import (
     DIGEST_ANNOTATION,
     INJECT_ANNOTATION,
     INJECTED_ANNOTATION,
