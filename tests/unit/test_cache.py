@@ -9,7 +9,7 @@ from typing import Any
 
 from agentobs.kube import _verb_and_resource
 from agentobs.stack.cache import Cache, Informer
-from agentobs.stack.cache_entry import Entry, matches
+from agentobs.stack.cache_entry import Entry, Selector, matches
 from agentobs.stack.desired import stamp
 from agentobs.stack.status import workload_state
 
@@ -71,6 +71,15 @@ def test_label_selectors() -> None:
     labels = {"a": "1", "b": "2"}
     assert matches(labels, "a=1,b==2") and matches(labels, "a") and matches(labels, "!c")
     assert not matches(labels, "a=2") and not matches(labels, "c") and not matches(labels, "a!=1")
+    assert matches(labels, " a = 1 , b!=3 ,!c") and matches(labels, "c!=1") and not matches(labels, "!a")
+    assert matches(labels, "")  # no terms: everything
+
+
+def test_a_parsed_selector_answers_as_the_selector_does() -> None:
+    wanted = Selector("app=x,tier!=db,ready,!legacy")
+    assert wanted({"app": "x", "ready": ""}) and wanted({"app": "x", "ready": "1", "tier": "web"})
+    assert not wanted({"app": "x", "ready": "", "tier": "db"}) and not wanted({"app": "y", "ready": ""})
+    assert not wanted({"app": "x"}) and not wanted({"app": "x", "ready": "", "legacy": "1"})
 
 
 def test_in_place_needs_the_hash_and_the_fields_of_the_last_apply() -> None:

@@ -29,9 +29,9 @@ from agentobs.stack.cache_entry import (
     CHILD_LABELS,
     STACK_POD_LABELS,
     Entry,
+    Selector,
     is_stack_pod,
     label_key,
-    matches,
     selector_terms,
 )
 from agentobs.stack.desired import applied_hash
@@ -253,8 +253,9 @@ class Cache:
         # The stack's own pods keep only the labels that select them (cache_entry): a selector on
         # other labels looks for agents' pods, which they are not.
         agents_only = kind == "Pod" and any(label_key(t) not in STACK_POD_LABELS for t in terms)
+        wanted = Selector(selector)
         return [entry.manifest() for entry in informer.entries()
-                if (namespace is None or entry.namespace == namespace) and matches(entry.labels, selector)
+                if (namespace is None or entry.namespace == namespace) and wanted(entry.labels)
                 and not (agents_only and is_stack_pod(entry.labels))]
 
     def remember(self, key: Key, written: Manifest) -> Entry:

@@ -211,20 +211,40 @@ def label_key(term: str) -> str:
     return term.lstrip("!").strip()
 
 
-def matches(labels: dict[str, str], selector: str) -> bool:
-    """Equality (`k=v`, `k==v`, `k!=v`) and existence (`k`, `!k`) terms, all required."""
-    for term in selector_terms(selector):
-        if "!=" in term:
-            k, v = term.split("!=", 1)
-            if labels.get(k.strip()) == v.strip():
-                return False
-        elif "=" in term:
-            k, v = term.replace("==", "=").split("=", 1)
-            if labels.get(k.strip()) != v.strip():
-                return False
-        elif term.startswith("!"):
-            if term[1:] in labels:
-                return False
-        elif term not in labels:
+class Selector:
+    """A label selector of equality (`k=v`, `k==v`, `k!=v`) and existence (`k`, `!k`) terms, all
+    required, parsed once: a cached list tests it against thousands of entries."""
+
+    __slots__ = ("absent", "equal", "present", "unequal")
+
+    def __init__(self, selector: str) -> None:
+        self.equal: set[tuple[str, str]] = set()
+        self.unequal: list[tuple[str, str]] = []
+        self.present: list[str] = []
+        self.absent: list[str] = []
+        for term in selector_terms(selector):
+            if "!=" in term:
+                k, v = term.split("!=", 1)
+                self.unequal.append((k.strip(), v.strip()))
+            elif "=" in term:
+                k, v = term.replace("==", "=").split("=", 1)
+                self.equal.add((k.strip(), v.strip()))
+            elif term.startswith("!"):
+                self.absent.append(term[1:].strip())
+            else:
+                self.present.append(term)
+
+    def __call__(self, labels: dict[str, str]) -> bool:
+        # The usual selector is equality terms only: one C-level subset test of the label items.
+        if not labels.items() >= self.equal:
             return False
-    return True
+        if self.present or self.unequal or self.absent:
+            get = labels.get
+            return (all(k in labels for k in self.present) and not any(get(k) == v for k, v in self.unequal)
+                    and not any(k in labels for k in self.absent))
+        return True
+
+
+def matches(labels: dict[str, str], selector: str) -> bool:
+    """Whether `labels` satisfy every term of `selector` (see `Selector`)."""
+    return Selector(selector)(labels)
