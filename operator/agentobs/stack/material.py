@@ -90,14 +90,23 @@ def ensure_certificate(kube: Kube, owner: Owner, component: str, dns_names: list
     return pki.issue(ca, f"{owner.child_name(component)}.{owner.namespace}.svc", dns_names, now, lifetime), True
 
 
-def _make_value(recipe: str, values: Mapping[str, str]) -> str:
+# bcrypt's cost slows the guessing of a password from its hash. A password made here is 192 random
+# bits, beyond any guessing at the lowest cost, and a high one would only cost every stack's first
+# pass (two hashes at cost 10 were most of its CPU) and the servers that check each request. A password
+# stored by someone else may be a weak one, and gets the usual cost.
+GENERATED_COST = 4
+STORED_COST = 10
+
+
+def _make_value(recipe: str, values: Mapping[str, str], generated: set[str]) -> str:
     kind, _, arg = recipe.partition(":")
     if kind == "literal":
         return arg
     if kind == "random":
         return secrets.token_urlsafe(24)
     if kind == "bcrypt":
-        return bcrypt.hashpw(values[arg].encode(), bcrypt.gensalt(rounds=10)).decode()
+        cost = GENERATED_COST if arg in generated else STORED_COST
+        return bcrypt.hashpw(values[arg].encode(), bcrypt.gensalt(rounds=cost)).decode()
     raise ValueError(f"unknown credential recipe {kind!r}")
 
 
@@ -105,14 +114,17 @@ def ensure_credentials(kube: Kube, owner: Owner, request: CredentialRequest) -> 
     """Stored values win; only missing keys are generated (in recipe order, so a hash follows its input)."""
     secret = kube.get("v1", "Secret", owner.namespace, owner.child_name(request.suffix))
     values: dict[str, str] = {}
+    generated: set[str] = set()  # random values made in this call, not read back
     created = False
     for key, recipe in request.recipe.items():
         stored = _decode(secret, key)
         if stored is not None:
             values[key] = stored.decode()
         else:
-            values[key] = _make_value(recipe, values)
+            values[key] = _make_value(recipe, values, generated)
             created = True
+            if recipe == "random":
+                generated.add(key)
     return values, created
 
 
