@@ -116,6 +116,26 @@ def apiserver_requests() -> Counter[str]:
     return totals
 
 
+def control_plane_cpu() -> dict[str, float]:
+    """CPU seconds so far of each program of this clone's cluster (apiserver, etcd, controllers,
+    kwok): whether a stack costs the control plane more as the cluster grows."""
+    state = str(Path(os.environ["KUBECONFIG"]).parent) + "/"
+    out: dict[str, float] = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            args = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
+            if not any(a.startswith(state) or a.startswith(f"--kubeconfig={state}") for a in args):
+                continue  # kwok runs from the tool cache, with this cluster's kubeconfig
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        name = Path(args[0]).name
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
 def operator_requests(port: int) -> Counter[str]:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
         text = resp.read().decode()
@@ -235,6 +255,7 @@ def bench(kube: Kube, size: int, logs: Path) -> dict[str, Any]:
     result: dict[str, Any] = {"size": size, "namespaces": len(namespaces), "nodes": len(nodes)}
     try:
         api0, own0, cpu0 = apiserver_requests(), operator_requests(port), operator.cpu_seconds()
+        plane0 = control_plane_cpu()
         started = time.monotonic()
         for i in range(size):
             kube.apply({"apiVersion": "agentobs.io/v1alpha1", "kind": "AgentObservability",
@@ -257,7 +278,9 @@ def bench(kube: Kube, size: int, logs: Path) -> dict[str, Any]:
         api, own = apiserver_requests() - api0, operator_requests(port) - own0
         result["converge"] = {"writes": api["write"] / size, "operator_writes": own["write"] / size,
                               "operator_reads": (own["get"] + own["list"]) / size,
-                              "operator_cpu": (operator.cpu_seconds() - cpu0) / size}
+                              "operator_cpu": (operator.cpu_seconds() - cpu0) / size,
+                              "control_plane_cpu": {k: (v - plane0.get(k, 0.0)) / size
+                                                    for k, v in control_plane_cpu().items()}}
         result["startup_hwm"] = operator.memory_mib("VmHWM")
         result["settle_seconds"] = wait_quiet(port)
         rounds: dict[str, list[dict[str, Any]]] = {"operator": [], "baseline": []}
@@ -308,6 +331,9 @@ def report(result: dict[str, Any]) -> None:
     print(f"per stack until Ready: {conv['writes']:.1f} API writes from all clients (Leases apart), "
           f"{conv['operator_writes']:.1f} of them the operator's, {conv['operator_reads']:.2f} operator reads, "
           f"{conv['operator_cpu'] * 1000:.0f} ms operator CPU")
+    plane = conv["control_plane_cpu"]
+    print(f"control-plane CPU per stack until Ready: {sum(plane.values()) * 1000:.0f} ms (" +
+          ", ".join(f"{k} {v * 1000:.0f}" for k, v in sorted(plane.items(), key=lambda kv: -kv[1])) + ")")
     if result.get("restart_settle_seconds"):
         print("after a restart the operator settled in " +
               ", ".join(f"{s:.1f} s" for s in result["restart_settle_seconds"]))
