@@ -50,19 +50,28 @@ class _Labels(dict[str, str]):
 
 
 # Label sets in use, each kept once while an entry uses it: a stack's children share a few (one per
-# component), and the caches hold tens of thousands of children. Never mutated.
-_LABEL_SETS: weakref.WeakValueDictionary[tuple[tuple[str, str], ...], _Labels] = weakref.WeakValueDictionary()
+# component), and the caches hold tens of thousands of children. Never mutated. Keyed by the hash of
+# the set alone: most sets name their stack, so there are thousands, and a key holding the pairs
+# (a tuple of tuples) took more than the set itself.
+_LABEL_SETS: weakref.WeakValueDictionary[int, _Labels] = weakref.WeakValueDictionary()
 _LABEL_SETS_LOCK = threading.Lock()
 
 
+def _set_key(items: tuple[tuple[str, str], ...]) -> int:
+    return hash(items)
+
+
 def _shared(labels: dict[str, str]) -> dict[str, str]:
-    key = tuple(sorted(labels.items()))
+    items = tuple(sorted(labels.items()))
+    key = _set_key(items)
     with _LABEL_SETS_LOCK:  # informer threads fill it at once
         found = _LABEL_SETS.get(key)
-        if found is None:
-            found = _Labels({_intern(k): _intern(v) for k, v in key})
-            _LABEL_SETS[key] = found
-    return found
+        if found is not None and found == labels:
+            return found
+        made = _Labels({_intern(k): _intern(v) for k, v in items})
+        if found is None:  # a different set with the same hash keeps its place; this one goes unshared
+            _LABEL_SETS[key] = made
+    return made
 
 
 class Entry:

@@ -233,3 +233,18 @@ def test_the_echo_of_a_write_keeps_one_copy_of_what_it_records() -> None:
                                                                "fieldsV1": {"f:spec": {}}}]}})
     informer.put(edited)
     assert edited.echo == "7" and edited.baseline == echo.owned != edited.owned, "a hand edit is still told apart"
+
+
+def test_label_sets_are_found_by_their_hash_alone(monkeypatch: Any) -> None:
+    from agentobs import cache_entry
+
+    labels = Entry(_sts({}, {})).labels
+    # The registry's keys are plain ints, not tuples of the pairs (which took more than the set).
+    assert all(type(k) is int for k in cache_entry._LABEL_SETS)
+    assert Entry(_sts({}, {})).labels is labels
+    # Two different sets with one hash: each entry still gets its own labels, never the other's.
+    monkeypatch.setattr(cache_entry, "_set_key", lambda items: 0)
+    first = cache_entry._shared({"app.kubernetes.io/name": "a"})
+    other = cache_entry._shared({"app.kubernetes.io/name": "b"})
+    assert first == {"app.kubernetes.io/name": "a"} and other == {"app.kubernetes.io/name": "b"}
+    assert cache_entry._shared({"app.kubernetes.io/name": "a"}) is first
