@@ -242,3 +242,34 @@ def test_the_echo_of_a_write_keeps_one_copy_of_what_it_records() -> None:
                                                                "fieldsV1": {"f:spec": {}}}]}})
     informer.put(edited)
     assert edited.echo == "7" and edited.baseline == echo.owned != edited.owned, "a hand edit is still told apart"
+
+
+def test_label_sets_are_found_by_their_hash_alone(monkeypatch: Any) -> None:
+    from agentobs import cache_entry
+
+    labels = Entry(_sts({}, {})).labels
+    # The registry's keys are plain ints, not tuples of the pairs (which took more than the set).
+    assert all(type(k) is int for k in cache_entry._LABEL_SETS)
+    assert Entry(_sts({}, {})).labels is labels
+    # Two different sets with one hash: each entry still gets its own labels, never the other's.
+    monkeypatch.setattr(cache_entry, "_set_key", lambda items: 0)
+    first = cache_entry._shared({"app.kubernetes.io/name": "a"})
+    other = cache_entry._shared({"app.kubernetes.io/name": "b"})
+    assert first == {"app.kubernetes.io/name": "a"} and other == {"app.kubernetes.io/name": "b"}
+    assert cache_entry._shared({"app.kubernetes.io/name": "a"}) is first
+
+
+def test_hashes_are_kept_as_raw_bytes_and_read_back_as_written() -> None:
+    applied = stamp(_sts({}, {}))
+    written = applied["metadata"]["annotations"]["agentobs.io/applied-hash"]
+    entry = Entry({**applied, "metadata": {**applied["metadata"], "managedFields": [
+        {"manager": "agentobs-operator", "operation": "Apply", "fieldsV1": {"f:spec": {}}}]}})
+    assert isinstance(entry.hash, bytes) and len(entry.hash) == 32
+    assert isinstance(entry.owned, bytes) and len(entry.owned) == 16
+    assert entry.applied_hash == written
+    assert entry.manifest()["metadata"]["annotations"]["agentobs.io/applied-hash"] == written
+    # A hash edited by hand into something that is not 64 lowercase hex digits reads back unchanged.
+    for odd in ("ABC", "A" * 64, "z" * 64):
+        edited = Entry({**applied, "metadata": {**applied["metadata"], "annotations": {
+            "agentobs.io/applied-hash": odd}}})
+        assert edited.applied_hash == odd and not Cache.in_place(applied, edited)

@@ -50,19 +50,28 @@ class _Labels(dict[str, str]):
 
 
 # Label sets in use, each kept once while an entry uses it: a stack's children share a few (one per
-# component), and the caches hold tens of thousands of children. Never mutated.
-_LABEL_SETS: weakref.WeakValueDictionary[tuple[tuple[str, str], ...], _Labels] = weakref.WeakValueDictionary()
+# component), and the caches hold tens of thousands of children. Never mutated. Keyed by the hash of
+# the set alone: most sets name their stack, so there are thousands, and a key holding the pairs
+# (a tuple of tuples) took more than the set itself.
+_LABEL_SETS: weakref.WeakValueDictionary[int, _Labels] = weakref.WeakValueDictionary()
 _LABEL_SETS_LOCK = threading.Lock()
 
 
+def _set_key(items: tuple[tuple[str, str], ...]) -> int:
+    return hash(items)
+
+
 def _shared(labels: dict[str, str]) -> dict[str, str]:
-    key = tuple(sorted(labels.items()))
+    items = tuple(sorted(labels.items()))
+    key = _set_key(items)
     with _LABEL_SETS_LOCK:  # informer threads fill it at once
         found = _LABEL_SETS.get(key)
-        if found is None:
-            found = _Labels({_intern(k): _intern(v) for k, v in key})
-            _LABEL_SETS[key] = found
-    return found
+        if found is not None and found == labels:
+            return found
+        made = _Labels({_intern(k): _intern(v) for k, v in items})
+        if found is None:  # a different set with the same hash keeps its place; this one goes unshared
+            _LABEL_SETS[key] = made
+    return made
 
 
 class Entry:
@@ -88,13 +97,14 @@ class Entry:
         else:
             self.labels = _shared({k: v for k, v in labels.items() if k in CHILD_LABELS})
         annotations = meta.get("annotations") or {}
-        self.hash: str | None = annotations.get(HASH_ANNOTATION)  # apart: a dict for it alone costs more
+        self.hash: bytes | str | None = _pack_hash(annotations.get(HASH_ANNOTATION))  # apart: a dict costs more
         kept = {k: v for k, v in annotations.items() if k.startswith(CHILD_ANNOTATIONS) and k != HASH_ANNOTATION}
         # A component's pods carry the same hashes: one shared set for all of them.
         self.annotations: dict[str, str] | None = (_shared(kept) if pod else kept) if kept else None
         owned = owned_fields(obj, FIELD_MANAGER)
-        self.owned: str | None = owned[:32] if owned else None
-        self.baseline: str | None = None  # `owned` as the operator's last apply left it
+        # 16 raw bytes (an object of 49 bytes) where the 32 hex digits took 81, in every entry.
+        self.owned: bytes | None = bytes.fromhex(owned[:32]) if owned else None
+        self.baseline: bytes | None = None  # `owned` as the operator's last apply left it
         self.echo: str | None = None  # resourceVersion of the operator's last write
         self.extra: Manifest | _PodFacts | _SecretFacts | None = None
         if self.kind == "Secret":
@@ -123,7 +133,7 @@ class Entry:
 
     @property
     def applied_hash(self) -> str | None:
-        return self.hash
+        return self.hash.hex() if isinstance(self.hash, bytes) else self.hash
 
     def manifest(self) -> Manifest:
         """The object as a (partial) manifest, for code that reads manifests."""
@@ -132,14 +142,28 @@ class Entry:
             meta["namespace"] = self.namespace
         if self.generation:
             meta["generation"] = self.generation
-        if self.annotations or self.hash:
-            meta["annotations"] = {**(self.annotations or {}), **({HASH_ANNOTATION: self.hash} if self.hash else {})}
+        applied = self.applied_hash
+        if self.annotations or applied:
+            meta["annotations"] = {**(self.annotations or {}), **({HASH_ANNOTATION: applied} if applied else {})}
         out: Manifest = {"apiVersion": self.api_version, "kind": self.kind, "metadata": meta}
         if isinstance(self.extra, _PodFacts | _SecretFacts):
             self.extra.expand(out)
         elif self.extra:
             out.update(self.extra)
         return out
+
+
+def _pack_hash(value: str | None) -> bytes | str | None:
+    """The applied hash as its 32 raw bytes (65 bytes where the 64 hex digits took 113); a value
+    that would not read back the same (edited by hand) is kept as it is."""
+    if value and len(value) == 64:
+        try:
+            packed = bytes.fromhex(value)
+        except ValueError:
+            return value
+        if packed.hex() == value:
+            return packed
+    return value
 
 
 class _PodFacts:
