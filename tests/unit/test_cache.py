@@ -245,7 +245,7 @@ def test_the_echo_of_a_write_keeps_one_copy_of_what_it_records() -> None:
 
 
 def test_label_sets_are_found_by_their_hash_alone(monkeypatch: Any) -> None:
-    from agentobs import cache_entry
+    from agentobs.stack import cache_entry
 
     labels = Entry(_sts({}, {})).labels
     # The registry's keys are plain ints, not tuples of the pairs (which took more than the set).
