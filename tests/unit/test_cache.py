@@ -139,7 +139,7 @@ def test_a_write_never_takes_the_cache_back_in_time() -> None:
     informer.put(Entry(newer))  # the controller's status update, seen by the watch first
     kept = informer.put_written(Entry(written))
     assert kept.version == "9" and kept.manifest()["status"] == {"readyReplicas": 1}
-    assert kept.baseline == Entry(written).owned and kept.echo == "7", "the write is still recorded"
+    assert kept.baseline == Entry(written).owned and kept.echo == 7, "the write is still recorded"
     later = {**written, "metadata": {**written["metadata"], "resourceVersion": "12"}}
     assert informer.put_written(Entry(later)).version == "12"
 
@@ -236,12 +236,12 @@ def test_the_echo_of_a_write_keeps_one_copy_of_what_it_records() -> None:
     informer.put_written(Entry(written))
     echo = Entry(json.loads(json.dumps(written)))  # the watch's copy: equal strings, other objects
     informer.put(echo)
-    assert echo.echo is echo.version and echo.baseline is echo.owned, "no second copy of equal strings"
+    assert echo.echo is echo.rv and echo.baseline is echo.owned, "no second copy of equal values"
     edited = Entry({**written, "metadata": {**written["metadata"], "resourceVersion": "8",
                                             "managedFields": [{"manager": "agentobs-operator", "operation": "Apply",
                                                                "fieldsV1": {"f:spec": {}}}]}})
     informer.put(edited)
-    assert edited.echo == "7" and edited.baseline == echo.owned != edited.owned, "a hand edit is still told apart"
+    assert edited.echo == 7 and edited.baseline == echo.owned != edited.owned, "a hand edit is still told apart"
 
 
 def test_label_sets_are_found_by_their_hash_alone(monkeypatch: Any) -> None:
@@ -273,3 +273,26 @@ def test_hashes_are_kept_as_raw_bytes_and_read_back_as_written() -> None:
         edited = Entry({**applied, "metadata": {**applied["metadata"], "annotations": {
             "agentobs.io/applied-hash": odd}}})
         assert edited.applied_hash == odd and not Cache.in_place(applied, edited)
+
+
+def test_versions_are_kept_as_integers_and_read_back_as_written() -> None:
+    big = Entry({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "resourceVersion": "123456789"}})
+    assert big.rv == 123456789 and big.version == "123456789"
+    assert big.manifest()["metadata"]["resourceVersion"] == "123456789"
+    for opaque in ("0012", "abc", "", "12a"):  # not etcd's decimal: kept as the server wrote it
+        entry = Entry({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "resourceVersion": opaque}})
+        assert entry.rv == opaque and entry.version == opaque
+
+
+def test_an_informer_of_one_namespace_keys_its_store_by_name() -> None:
+    def cm(namespace: str, name: str) -> Entry:
+        return Entry({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": namespace}})
+
+    one = Informer(None, "v1", "ConfigMap", "n", "", lambda before, after: None)  # type: ignore[arg-type]
+    one.put(cm("n", "a"))
+    assert list(one.store) == ["a"] and one.get("n", "a") is not None
+    every = Informer(None, "v1", "ConfigMap", None, "", lambda before, after: None)  # type: ignore[arg-type]
+    every.put(cm("n", "a"))
+    every.put(cm("m", "a"))
+    assert sorted(every.store) == [("m", "a"), ("n", "a")], "cluster-wide: the same name in two namespaces"
+    assert every.get("m", "a") is not every.get("n", "a")

@@ -43,6 +43,7 @@ CHILD_SELECTOR = f"app.kubernetes.io/managed-by={MANAGED_BY}"
 UNSELECTED = (("v1", "Pod"), ("v1", "Namespace"))
 Key = tuple[str, str, str, str]  # apiVersion, kind, namespace ("" when cluster-scoped), name
 Wake = Callable[[str, str], None]  # (namespace, name) of the resource to wake
+StoreKey = str | tuple[str, str]  # an informer's key: name, or (namespace, name) when cluster-wide
 # Lists come in pages of LIST_PAGE objects, and at most two pages are parsed at once in the whole
 # process: at start-up every informer lists at the same time, and whole pages of full objects (with
 # their managedFields) are what sets the operator's peak memory, which the process keeps after.
@@ -58,7 +59,9 @@ class Informer:
     namespace: str | None
     selector: str
     on_change: Callable[[Entry | None, Entry | None], None]
-    store: dict[tuple[str, str], Entry] = field(default_factory=dict)
+    # Keyed by name alone when the informer serves one namespace: a (namespace, name) tuple in each
+    # of tens of thousands of entries costs 56 bytes apiece for nothing.
+    store: dict[StoreKey, Entry] = field(default_factory=dict)
     synced: threading.Event = field(default_factory=threading.Event)
     unavailable: bool = False  # this cluster lacks the kind, or the operator may not list it here
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -68,9 +71,12 @@ class Informer:
         threading.Thread(target=self._run, name=f"informer-{self.kind}-{self.namespace or '*'}",
                          daemon=True).start()
 
+    def key(self, namespace: str, name: str) -> StoreKey:
+        return name if self.namespace is not None else (namespace, name)
+
     def get(self, namespace: str, name: str) -> Entry | None:
         with self.lock:
-            return self.store.get((namespace, name))
+            return self.store.get(self.key(namespace, name))
 
     def entries(self) -> list[Entry]:
         with self.lock:
@@ -78,7 +84,7 @@ class Informer:
 
     def put(self, entry: Entry) -> Entry | None:
         """Store `entry`, keeping what the operator recorded about its own writes; the one replaced."""
-        key = (entry.namespace, entry.name)
+        key = self.key(entry.namespace, entry.name)
         with self.lock:
             before = self.store.get(key)
             if before is not None:
@@ -90,15 +96,15 @@ class Informer:
         """Store what a write returned, unless the watch already brought a later version (a status
         update by a controller can arrive before the writing thread gets here): a cache must never
         go back in time. Versions are compared as etcd's integers; opaque ones are taken as newer."""
-        key = (entry.namespace, entry.name)
+        key = self.key(entry.namespace, entry.name)
         with self.lock:
             current = self.store.get(key)
-            if (current is not None and current.version.isdigit() and entry.version.isdigit()
-                    and int(current.version) > int(entry.version)):
-                current.baseline, current.echo = entry.owned, entry.version
+            if (current is not None and isinstance(current.rv, int) and isinstance(entry.rv, int)
+                    and current.rv > entry.rv):
+                current.baseline, current.echo = entry.owned, entry.rv
                 return current
             self.store[key] = entry
-        entry.baseline, entry.echo = entry.owned, entry.version
+        entry.baseline, entry.echo = entry.owned, entry.rv
         return entry
 
     def _run(self) -> None:
@@ -125,7 +131,7 @@ class Informer:
             backoff = min(backoff * 2, 300.0)
 
     def _relist(self) -> str:
-        fresh: dict[tuple[str, str], Entry] = {}
+        fresh: dict[StoreKey, Entry] = {}
         token, version = "", ""
         while True:
             with _PAGES:  # a parsed page is tens of times the entries made of it: few at once
@@ -133,7 +139,7 @@ class Informer:
                                                                  self.selector, limit=LIST_PAGE, continue_=token)
                 for obj in items:
                     entry = Entry(obj)
-                    fresh[(entry.namespace, entry.name)] = entry
+                    fresh[self.key(entry.namespace, entry.name)] = entry
                 del items
             version = version or list_version
             if not token:
@@ -146,7 +152,7 @@ class Informer:
         if self.synced.is_set():  # a re-list: report what changed while the watch was away
             for key in old.keys() | fresh.keys():
                 before, after = old.get(key), fresh.get(key)
-                if (before.version if before else None) != (after.version if after else None):
+                if (before.rv if before else None) != (after.rv if after else None):
                     self.on_change(before, after)
         self.unavailable = False
         self.synced.set()
@@ -168,7 +174,7 @@ class Informer:
             entry = Entry(obj)
             if type_ == "DELETED":
                 with self.lock:
-                    before = self.store.pop((entry.namespace, entry.name), None)
+                    before = self.store.pop(self.key(entry.namespace, entry.name), None)
                 self.on_change(before, None)
             else:
                 self.on_change(self.put(entry), entry)
@@ -265,7 +271,7 @@ class Cache:
         informer = self._informer(key[0], key[1], key[2] or None)
         if informer is not None:
             return informer.put_written(entry)
-        entry.baseline, entry.echo = entry.owned, entry.version
+        entry.baseline, entry.echo = entry.owned, entry.rv
         return entry
 
     @staticmethod
@@ -282,7 +288,7 @@ class Cache:
         entry = after or before
         if entry is None or (entry.api_version, entry.kind) in UNSELECTED:
             return
-        if after is not None and after.echo == after.version:
+        if after is not None and after.echo == after.rv:
             return  # the echo of our own write
         if OWNER_LABEL not in entry.labels:
             if self.wake_unowned is not None:

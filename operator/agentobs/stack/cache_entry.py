@@ -78,7 +78,7 @@ class Entry:
     """One cached object: a few hundred bytes where the parsed manifest takes tens of kilobytes."""
 
     __slots__ = ("annotations", "api_version", "baseline", "echo", "extra", "generation", "hash", "kind", "labels",
-                 "name", "namespace", "owned", "version")
+                 "name", "namespace", "owned", "rv")
 
     def __init__(self, obj: Manifest) -> None:
         meta = obj.get("metadata") or {}
@@ -86,7 +86,7 @@ class Entry:
         self.kind: str = _intern(str(obj.get("kind", "")))
         self.name: str = str(meta.get("name", ""))
         self.namespace: str = _intern(str(meta.get("namespace", "")))
-        self.version: str = str(meta.get("resourceVersion", ""))
+        self.rv: int | str = _pack_version(str(meta.get("resourceVersion", "")))
         self.generation: int = int(meta.get("generation") or 0)
         pod = self.kind == "Pod"
         labels = meta.get("labels") or {}
@@ -105,7 +105,7 @@ class Entry:
         # 16 raw bytes (an object of 49 bytes) where the 32 hex digits took 81, in every entry.
         self.owned: bytes | None = bytes.fromhex(owned[:32]) if owned else None
         self.baseline: bytes | None = None  # `owned` as the operator's last apply left it
-        self.echo: str | None = None  # resourceVersion of the operator's last write
+        self.echo: int | str | None = None  # `rv` of the operator's last write
         self.extra: Manifest | _PodFacts | _SecretFacts | None = None
         if self.kind == "Secret":
             self.extra = _SecretFacts(obj)
@@ -129,7 +129,12 @@ class Entry:
         this one replaces). The usual case, this version being that write's echo, keeps one string
         where there would be two: tens of thousands of entries pay for every copy."""
         self.baseline = self.owned if before.baseline == self.owned else before.baseline
-        self.echo = self.version if before.echo == self.version else before.echo
+        self.echo = self.rv if before.echo == self.rv else before.echo
+
+    @property
+    def version(self) -> str:
+        """The resourceVersion, as the API server wrote it."""
+        return str(self.rv)
 
     @property
     def applied_hash(self) -> str | None:
@@ -151,6 +156,14 @@ class Entry:
         elif self.extra:
             out.update(self.extra)
         return out
+
+
+def _pack_version(value: str) -> int | str:
+    """A resourceVersion as an integer (28 or 32 bytes where its digits took about 57), when it is
+    etcd's decimal and reads back the same; opaque otherwise, as the API allows."""
+    if value.isdigit() and str(int(value)) == value:
+        return int(value)
+    return value
 
 
 def _pack_hash(value: str | None) -> bytes | str | None:
