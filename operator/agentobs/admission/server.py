@@ -19,11 +19,9 @@ import datetime as dt
 import json
 import logging
 import ssl
-import tempfile
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import kopf
@@ -124,15 +122,14 @@ async def _review(request: web.Request) -> web.Response:
                               "response": response})
 
 
-def _ssl_context(material: webhook.ServingMaterial, directory: Path) -> ssl.SSLContext:
-    certfile, keyfile = webhook.write_files(material, directory)
+def _ssl_context(material: webhook.ServingMaterial) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(certfile, keyfile)
+    webhook.load_serving_pair(context, material)
     return context
 
 
-async def _upkeep(settings: webhook.WebhookSettings, material: webhook.ServingMaterial, directory: Path,
+async def _upkeep(settings: webhook.WebhookSettings, material: webhook.ServingMaterial,
                   context: ssl.SSLContext) -> None:
     """Renew the certificate before it is due; new connections get the new one at once."""
     while True:
@@ -143,14 +140,12 @@ async def _upkeep(settings: webhook.WebhookSettings, material: webhook.ServingMa
             log.warning("webhook certificate upkeep postponed: %s", exc.message)
             continue
         if changed:
-            certfile, keyfile = webhook.write_files(material, directory)
-            context.load_cert_chain(certfile, keyfile)
+            webhook.load_serving_pair(context, material)
 
 
 async def _serve(hook: webhook.WebhookSettings, memo: kopf.Memo) -> None:
     material, _changed = await asyncio.to_thread(webhook.ensure, _client(), hook, None, _now())
-    directory = Path(tempfile.mkdtemp(prefix="agentobs-webhook-"))
-    context = _ssl_context(material, directory)
+    context = _ssl_context(material)
     app = web.Application()
     app.add_routes([web.post(f"/{webhook.WEBHOOK_PATH}", _review)])
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
@@ -162,7 +157,7 @@ async def _serve(hook: webhook.WebhookSettings, memo: kopf.Memo) -> None:
         raise
     log.info("webhook listening on %s:%d", hook.bind, hook.port)
     memo["webhook_runner"] = runner
-    memo["webhook_upkeep"] = asyncio.create_task(_upkeep(hook, material, directory, context))
+    memo["webhook_upkeep"] = asyncio.create_task(_upkeep(hook, material, context))
 
 
 def _failure_text(exc: BaseException) -> str:

@@ -14,6 +14,7 @@ import base64
 import datetime as dt
 import logging
 import os
+import ssl
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,15 +139,19 @@ def store(kube: Kube, settings: WebhookSettings, material: ServingMaterial, *, f
     return material
 
 
-def write_files(material: ServingMaterial, directory: Path) -> tuple[Path, Path]:
-    """Write the serving pair where the web server reads it; kopf's server restarts on a change."""
-    cert, key = directory / "tls.crt", directory / "tls.key"
-    for path, data in ((cert, material.cert.cert_pem + material.ca.cert_pem), (key, material.cert.key_pem)):
-        with tempfile.NamedTemporaryFile(dir=directory, delete=False) as tmp:
-            tmp.write(data)
-        os.chmod(tmp.name, 0o600)
-        os.replace(tmp.name, path)
-    return cert, key
+def load_serving_pair(context: ssl.SSLContext, material: ServingMaterial) -> None:
+    """Load the serving certificate (with its CA) and key into `context`.
+
+    `ssl` reads a key only from a file, so the pair is written to a private directory (mode 0700)
+    for the call and removed with it: no copy of the key outlives the load, not even after the
+    process is killed between two rotations.
+    """
+    with tempfile.TemporaryDirectory(prefix="agentobs-webhook-") as directory:
+        cert, key = Path(directory) / "tls.crt", Path(directory) / "tls.key"
+        cert.write_bytes(material.cert.cert_pem + material.ca.cert_pem)
+        key.touch(mode=0o600)
+        key.write_bytes(material.cert.key_pem)
+        context.load_cert_chain(cert, key)
 
 
 def make_configuration(settings: WebhookSettings, ca_pem: bytes) -> Manifest:

@@ -1,0 +1,76 @@
+"""The webhook's serving pair is loaded into its TLS context without leaving the key on disk."""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+import ssl
+import tempfile
+import threading
+from pathlib import Path
+
+import pytest
+
+from agentobs.admission import webhook
+
+SETTINGS = webhook.WebhookSettings(port=0, bind="127.0.0.1", configuration="unit", service="",
+                                   operator_namespace="", host="127.0.0.1")
+
+
+def _served_certificate(context: ssl.SSLContext, ca_pem: bytes) -> bytes:
+    """The DER certificate a client is shown by a server using `context` (over loopback)."""
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def accept() -> None:
+        conn, _ = server.accept()
+        try:
+            with context.wrap_socket(conn, server_side=True) as tls:
+                tls.recv(1)
+        except (ssl.SSLError, OSError):
+            pass
+
+    thread = threading.Thread(target=accept)
+    thread.start()
+    client = ssl.create_default_context(cadata=ca_pem.decode())
+    try:
+        with socket.create_connection(("127.0.0.1", port)) as raw, \
+                client.wrap_socket(raw, server_hostname="localhost") as tls:
+            der = tls.getpeercert(binary_form=True)
+    finally:
+        thread.join(timeout=10)
+        server.close()
+    assert der is not None
+    return der
+
+
+@pytest.fixture
+def private_tmp(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    return tmp_path
+
+
+def test_the_pair_is_served_and_no_key_is_left_on_disk(private_tmp: Path) -> None:
+    """The operator used to write the pair to a temporary directory it never removed: every start
+    left a private key behind in /tmp, for as long as the machine (or the pod's emptyDir) lived."""
+    material = webhook.renew(None, SETTINGS, dt.datetime.now(dt.UTC))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    webhook.load_serving_pair(context, material)
+
+    assert list(private_tmp.iterdir()) == []
+    served = _served_certificate(context, material.ca.cert_pem)
+    assert served == ssl.PEM_cert_to_DER_cert(material.cert.cert_pem.decode())
+
+
+def test_a_renewed_pair_replaces_the_served_one_in_place(private_tmp: Path) -> None:
+    now = dt.datetime.now(dt.UTC)
+    first = webhook.renew(None, SETTINGS, now)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    webhook.load_serving_pair(context, first)
+    later = webhook.renew(None, SETTINGS, now)  # as after a rotation: another pair
+    assert later.cert.cert_pem != first.cert.cert_pem
+    webhook.load_serving_pair(context, later)
+
+    assert list(private_tmp.iterdir()) == []
+    served = _served_certificate(context, later.ca.cert_pem)
+    assert served == ssl.PEM_cert_to_DER_cert(later.cert.cert_pem.decode())
