@@ -2,7 +2,7 @@
 
 An entry is a few hundred bytes where the parsed manifest takes tens of kilobytes: name, version,
 the labels and annotations the operator reads, a digest of the fields the operator owns instead of
-`managedFields`, plus the data of a Secret (deflated), the replica count and the status fields of
+`managedFields`, plus the data of a Secret (decoded and deflated), the replica count and the status fields of
 a workload that readiness is judged by, whether a Job is done or why it failed, and of a pod its
 controller, phase, unmet conditions and waiting containers. An entry holds no dict or list of the
 parsed manifest, so the manifest is freed whole. Label and annotation sets of children and of the stack's own pods
@@ -11,7 +11,9 @@ are shared between entries; agents' pods keep all their labels, for the instrume
 
 from __future__ import annotations
 
+import base64
 import json
+import struct
 import sys
 import threading
 import weakref
@@ -203,20 +205,55 @@ class _PodFacts:
 
 
 class _SecretFacts:
-    """A Secret's type and `data`, the data deflated: certificates and keys are base64 of base64
-    (PEM), which deflate brings to about 60%, and a stack's Secrets were the largest part of its
-    cache entries. Inflated only by a pass that renders the stack."""
+    """A Secret's type and `data`, packed: the values base64-decoded (certificates and keys are
+    then PEM, which deflate shrinks where their base64 barely shrank), length-prefixed and deflated;
+    a stack's Secrets were the largest part of its cache entries. Unpacked only by a pass that
+    renders the stack, re-encoded to the very strings the API server sent (its base64 is canonical;
+    a value that would not read back the same keeps the whole data as JSON)."""
 
     __slots__ = ("packed", "type")
 
     def __init__(self, obj: Manifest) -> None:
         self.type: str | None = _intern(str(obj["type"])) if obj.get("type") else None
-        data = obj.get("data") or {}
-        self.packed = zlib.compress(json.dumps(data, separators=(",", ":")).encode(), 6) if data else b""
+        self.packed = _pack_data(obj.get("data") or {})
 
     def expand(self, out: Manifest) -> None:
         out["type"] = self.type
-        out["data"] = json.loads(zlib.decompress(self.packed)) if self.packed else {}
+        out["data"] = _unpack_data(self.packed)
+
+
+_RAW, _JSON = b"R", b"J"  # the first byte of packed data: which of the two layouts follows
+
+
+def _pack_data(data: dict[str, str]) -> bytes:
+    if not data:
+        return b""
+    parts: list[bytes] = []
+    for key, value in data.items():
+        try:
+            raw = base64.b64decode(value, validate=True)
+        except (ValueError, TypeError):
+            raw = None
+        if raw is None or base64.b64encode(raw).decode() != value:
+            return _JSON + zlib.compress(json.dumps(data, separators=(",", ":")).encode(), 9)
+        parts += [key.encode(), raw]
+    return _RAW + zlib.compress(b"".join(struct.pack("<I", len(p)) + p for p in parts), 9)
+
+
+def _unpack_data(packed: bytes) -> dict[str, str]:
+    if not packed:
+        return {}
+    body = zlib.decompress(packed[1:])
+    if packed[:1] == _JSON:
+        data: dict[str, str] = json.loads(body)
+        return data
+    parts: list[bytes] = []
+    at = 0
+    while at < len(body):
+        (size,) = struct.unpack_from("<I", body, at)
+        parts.append(body[at + 4:at + 4 + size])
+        at += 4 + size
+    return {parts[i].decode(): base64.b64encode(parts[i + 1]).decode() for i in range(0, len(parts), 2)}
 
 
 def _pod_status(status: Manifest) -> Manifest:
