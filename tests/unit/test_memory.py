@@ -60,3 +60,23 @@ def test_a_trim_hands_back_what_a_burst_freed() -> None:
     returned = memory.Trimmer().trim(0.0)
     assert returned > 40 * 1024, f"only {returned} KiB of {before} KiB returned"
     assert len(kept) == 938
+
+
+def test_the_promql_parser_is_loaded_only_by_a_stack_with_extra_rules() -> None:
+    """Its native library is 1.5 MiB resident in every operator process that imports it."""
+    import subprocess
+    import sys
+
+    probe = ("import sys\n"
+             "from agentobs import main\n"
+             "from agentobs.render.common import Owner\n"
+             "from agentobs.render.rules import extra_rule_problems\n"
+             "from agentobs.api.spec import AgentObservabilitySpec\n"
+             "plain = Owner('s', 'n', 'u', AgentObservabilitySpec.model_validate({}))\n"
+             "assert extra_rule_problems(plain) == {}\n"
+             "print('promql_parser' in sys.modules)\n"
+             "rules = {'prometheus': {'extraRules': [{'name': 'g', 'rules': [{'alert': 'A', 'expr': 'up =='}]}]}}\n"
+             "print(extra_rule_problems(Owner('s', 'n', 'u', AgentObservabilitySpec.model_validate(rules))))\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert out[0] == "False"
+    assert "does not parse" in out[1]
