@@ -284,18 +284,86 @@ def test_versions_are_kept_as_integers_and_read_back_as_written() -> None:
         assert entry.rv == opaque and entry.version == opaque
 
 
-def test_an_informer_of_one_namespace_keys_its_store_by_name() -> None:
-    def cm(namespace: str, name: str) -> Entry:
-        return Entry({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": namespace}})
+def _cm(namespace: str, name: str, owner: str = "r") -> Entry:
+    labels = {"agentobs.io/owner": owner, "agentobs.io/owner-namespace": namespace,
+              "app.kubernetes.io/managed-by": "agentobs-operator"}
+    return Entry({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": namespace,
+                                                                      "labels": labels}})
 
-    one = Informer(None, "v1", "ConfigMap", "n", "", lambda before, after: None)  # type: ignore[arg-type]
-    one.put(cm("n", "a"))
-    assert list(one.store) == ["a"] and one.get("n", "a") is not None
+
+def test_an_informer_keeps_its_objects_by_namespace_then_name() -> None:
+    """No (namespace, name) key per entry, and one namespace's objects without a scan of all."""
     every = Informer(None, "v1", "ConfigMap", None, "", lambda before, after: None)  # type: ignore[arg-type]
-    every.put(cm("n", "a"))
-    every.put(cm("m", "a"))
-    assert sorted(every.store) == [("m", "a"), ("n", "a")], "cluster-wide: the same name in two namespaces"
-    assert every.get("m", "a") is not every.get("n", "a")
+    every.put(_cm("n", "a"))
+    every.put(_cm("m", "a"))
+    every.put(_cm("n", "b"))
+    assert {ns: sorted(names) for ns, names in every.store.items()} == {"n": ["a", "b"], "m": ["a"]}
+    assert every.get("m", "a") is not every.get("n", "a"), "the same name in two namespaces"
+    assert sorted(e.name for e in every.entries("n")) == ["a", "b"]
+    assert sorted((e.namespace, e.name) for e in every.entries()) == [("m", "a"), ("n", "a"), ("n", "b")]
+    assert every.entries("elsewhere") == []
+    assert every.pop("m", "a") is not None and "m" not in every.store, "an emptied namespace goes"
+    assert every.pop("m", "a") is None
+
+
+def test_a_cluster_wide_cache_lists_one_namespace() -> None:
+    cache = Cache(None, [], [], lambda ns, name: None)  # type: ignore[arg-type]  (no API use here)
+    informer = Informer(None, "v1", "ConfigMap", None, "app.kubernetes.io/managed-by=agentobs-operator",  # type: ignore[arg-type]
+                        lambda before, after: None)
+    informer.synced.set()
+    cache.informers[("v1", "ConfigMap", None)] = informer
+    for namespace in ("t-1", "t-2"):
+        informer.put(_cm(namespace, "a"))
+    found = cache.list("v1", "ConfigMap", "t-2", "agentobs.io/owner=r")
+    assert found is not None and [o["metadata"]["namespace"] for o in found] == ["t-2"]
+    everywhere = cache.list("v1", "ConfigMap", None, "agentobs.io/owner=r")
+    assert everywhere is not None and sorted(o["metadata"]["namespace"] for o in everywhere) == ["t-1", "t-2"]
+
+
+KINDS_OF_CHILD = [("v1", "ConfigMap"), ("v1", "Secret"), ("rbac.authorization.k8s.io/v1", "ClusterRole")]
+
+
+def _started(patterns: list[str], monkeypatch: Any, *ensured: str) -> set[tuple[str, str | None]]:
+    monkeypatch.setattr(Informer, "start", lambda self: None)
+    cache = Cache(None, KINDS_OF_CHILD, patterns, lambda ns, name: None)  # type: ignore[arg-type]
+    cache.start()
+    for namespace in ensured:
+        cache.ensure_namespace(namespace)
+    return {(kind, namespace) for (_, kind, namespace) in cache.informers}
+
+
+def test_which_informers_run_for_the_namespaces_served(monkeypatch: Any) -> None:
+    """A glob cannot be bound per namespace, so the chart grants its permissions cluster-wide, and
+    children are watched once per kind: a watch per kind and namespace cost a thread and a
+    connection each. Literal names keep their watches per namespace, where their RoleBindings are."""
+    assert _started([], monkeypatch, "a") == {("ConfigMap", None), ("Secret", None), ("ClusterRole", None),
+                                               ("Pod", None), ("Namespace", None)}
+    assert _started(["team-*"], monkeypatch, "team-a", "team-b") == {
+        ("ConfigMap", None), ("Secret", None), ("ClusterRole", None), ("Namespace", None),
+        ("Pod", "team-a"), ("Pod", "team-b")}
+    assert _started(["team-a", "team-b"], monkeypatch, "team-a") == {
+        ("ClusterRole", None), ("Namespace", None), ("ConfigMap", "team-a"), ("Secret", "team-a"), ("Pod", "team-a")}
+
+
+def test_a_cluster_wide_watch_wakes_nothing_for_namespaces_not_served() -> None:
+    woken: list[tuple[str, str]] = []
+    unowned: list[int] = []
+    cache = Cache(None, KINDS_OF_CHILD, ["team-*"], lambda ns, name: woken.append((ns, name)))  # type: ignore[arg-type]
+    cache.wake_unowned = lambda: unowned.append(1)
+    cache._changed(None, _cm("other", "a", owner="x"))
+    assert woken == []
+    cache._changed(None, _cm("team-a", "a", owner="r"))
+    assert woken == [("team-a", "r")]
+
+    def collector(namespace: str) -> Entry:
+        return Entry({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
+            "name": "c", "namespace": namespace, "labels": {"app.kubernetes.io/managed-by": "agentobs-operator"}}})
+
+    cache._changed(None, collector("agentobs-system"))
+    assert unowned == [], "another operator's node collector"
+    cache.ensure_namespace("agentobs-system", [])  # this operator's own namespace, served for its collector
+    cache._changed(None, collector("agentobs-system"))
+    assert unowned == [1]
 
 
 def test_secret_data_is_kept_decoded_and_reads_back_as_the_api_server_sent_it() -> None:

@@ -24,7 +24,7 @@ NOW = dt.datetime.now(dt.UTC)
 
 
 class _Handler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+    def do_GET(self) -> None:
         body = json.dumps({"apiVersion": "v1", "kind": "ConfigMap",
                            "metadata": {"name": self.path.rsplit("/", 1)[-1], "namespace": "n"}}).encode()
         self.send_response(200)

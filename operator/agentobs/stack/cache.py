@@ -1,11 +1,12 @@
 """Watch-fed caches of the operator's children (and of pods, for injection coverage), and the
 per-pass client that reads from them and writes only what differs.
 
-One `Informer` per kind (cluster-wide, or per namespace when the operator is limited to some)
-lists once, then follows a watch from that version, with bookmarks, re-listing only when the
-version expired. Children are selected on the server by the `managed-by` label. Each object is kept
-as a compact `Entry` (`agentobs.stack.cache_entry`). Events other than the echo of the operator's own write wake
-the owning resource.
+One `Informer` per kind lists once, then follows a watch from that version, with bookmarks,
+re-listing only when the version expired: cluster-wide, or per namespace when the operator serves
+namespaces named literally (and, for pods, whenever it is limited to some). Children are selected
+on the server by the `managed-by` label. Each object is kept as a compact `Entry`
+(`agentobs.stack.cache_entry`). Events other than the echo of the operator's own write wake the
+owning resource.
 
 `PassClient` is what a reconcile pass gets: reads come from the caches when they cover the
 object (a miss falls back to one API read, so a cache still filling is never taken for absence),
@@ -15,6 +16,7 @@ a request. All requests still go through `agentobs.kube`.
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import random
 import threading
@@ -43,7 +45,9 @@ CHILD_SELECTOR = f"app.kubernetes.io/managed-by={MANAGED_BY}"
 UNSELECTED = (("v1", "Pod"), ("v1", "Namespace"))
 Key = tuple[str, str, str, str]  # apiVersion, kind, namespace ("" when cluster-scoped), name
 Wake = Callable[[str, str], None]  # (namespace, name) of the resource to wake
-StoreKey = str | tuple[str, str]  # an informer's key: name, or (namespace, name) when cluster-wide
+# An informer's objects by namespace ("" for cluster-scoped ones), then name: a pass lists one
+# namespace's objects without a scan of all of them, and no entry needs a (namespace, name) key.
+Store = dict[str, dict[str, Entry]]
 # Lists come in pages of LIST_PAGE objects, and at most two pages are parsed at once in the whole
 # process: at start-up every informer lists at the same time, and whole pages of full objects (with
 # their managedFields) are what sets the operator's peak memory, which the process keeps after.
@@ -59,9 +63,7 @@ class Informer:
     namespace: str | None
     selector: str
     on_change: Callable[[Entry | None, Entry | None], None]
-    # Keyed by name alone when the informer serves one namespace: a (namespace, name) tuple in each
-    # of tens of thousands of entries costs 56 bytes apiece for nothing.
-    store: dict[StoreKey, Entry] = field(default_factory=dict)
+    store: Store = field(default_factory=dict)
     synced: threading.Event = field(default_factory=threading.Event)
     unavailable: bool = False  # this cluster lacks the kind, or the operator may not list it here
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -71,39 +73,51 @@ class Informer:
         threading.Thread(target=self._run, name=f"informer-{self.kind}-{self.namespace or '*'}",
                          daemon=True).start()
 
-    def key(self, namespace: str, name: str) -> StoreKey:
-        return name if self.namespace is not None else (namespace, name)
-
     def get(self, namespace: str, name: str) -> Entry | None:
         with self.lock:
-            return self.store.get(self.key(namespace, name))
+            names = self.store.get(namespace)
+            return names.get(name) if names else None
 
-    def entries(self) -> list[Entry]:
+    def entries(self, namespace: str | None = None) -> list[Entry]:
+        """The entries of `namespace`, or of every namespace when None."""
         with self.lock:
-            return list(self.store.values())
+            if namespace is None:
+                return [entry for names in self.store.values() for entry in names.values()]
+            names = self.store.get(namespace)
+            return list(names.values()) if names else []
 
     def put(self, entry: Entry) -> Entry | None:
         """Store `entry`, keeping what the operator recorded about its own writes; the one replaced."""
-        key = self.key(entry.namespace, entry.name)
         with self.lock:
-            before = self.store.get(key)
+            names = self.store.setdefault(entry.namespace, {})
+            before = names.get(entry.name)
             if before is not None:
                 entry.carry(before)
-            self.store[key] = entry
+            names[entry.name] = entry
+        return before
+
+    def pop(self, namespace: str, name: str) -> Entry | None:
+        with self.lock:
+            names = self.store.get(namespace)
+            if not names:
+                return None
+            before = names.pop(name, None)
+            if not names:
+                del self.store[namespace]
         return before
 
     def put_written(self, entry: Entry) -> Entry:
         """Store what a write returned, unless the watch already brought a later version (a status
         update by a controller can arrive before the writing thread gets here): a cache must never
         go back in time. Versions are compared as etcd's integers; opaque ones are taken as newer."""
-        key = self.key(entry.namespace, entry.name)
         with self.lock:
-            current = self.store.get(key)
+            names = self.store.setdefault(entry.namespace, {})
+            current = names.get(entry.name)
             if (current is not None and isinstance(current.rv, int) and isinstance(entry.rv, int)
                     and current.rv > entry.rv):
                 current.baseline, current.echo = entry.owned, entry.rv
                 return current
-            self.store[key] = entry
+            names[entry.name] = entry
         entry.baseline, entry.echo = entry.owned, entry.rv
         return entry
 
@@ -131,7 +145,8 @@ class Informer:
             backoff = min(backoff * 2, 300.0)
 
     def _relist(self) -> str:
-        fresh: dict[StoreKey, Entry] = {}
+        fresh: Store = {}
+        count = 0
         token, version = "", ""
         while True:
             with _PAGES:  # a parsed page is tens of times the entries made of it: few at once
@@ -139,24 +154,29 @@ class Informer:
                                                                  self.selector, limit=LIST_PAGE, continue_=token)
                 for obj in items:
                     entry = Entry(obj)
-                    fresh[self.key(entry.namespace, entry.name)] = entry
+                    fresh.setdefault(entry.namespace, {})[entry.name] = entry
+                    count += 1
                 del items
             version = version or list_version
             if not token:
                 break
         with self.lock:
             old, self.store = self.store, fresh
-            for key, entry in fresh.items():
-                if key in old:
-                    entry.carry(old[key])
+            for namespace, names in fresh.items():
+                before_names = old.get(namespace, {})
+                for name, entry in names.items():
+                    if name in before_names:
+                        entry.carry(before_names[name])
         if self.synced.is_set():  # a re-list: report what changed while the watch was away
-            for key in old.keys() | fresh.keys():
-                before, after = old.get(key), fresh.get(key)
-                if (before.rv if before else None) != (after.rv if after else None):
-                    self.on_change(before, after)
+            for namespace in old.keys() | fresh.keys():
+                before_names, after_names = old.get(namespace, {}), fresh.get(namespace, {})
+                for name in before_names.keys() | after_names.keys():
+                    before, after = before_names.get(name), after_names.get(name)
+                    if (before.rv if before else None) != (after.rv if after else None):
+                        self.on_change(before, after)
         self.unavailable = False
         self.synced.set()
-        metrics.CACHE_OBJECTS.labels(kind=self.kind).set(len(fresh))
+        metrics.CACHE_OBJECTS.labels(kind=self.kind).set(count)
         return version
 
     def _follow(self, version: str) -> str:
@@ -173,9 +193,7 @@ class Informer:
             obj.setdefault("kind", self.kind)
             entry = Entry(obj)
             if type_ == "DELETED":
-                with self.lock:
-                    before = self.store.pop(self.key(entry.namespace, entry.name), None)
-                self.on_change(before, None)
+                self.on_change(self.pop(entry.namespace, entry.name), None)
             else:
                 self.on_change(self.put(entry), entry)
         return version
@@ -188,16 +206,25 @@ class Cache:
         self.kube = kube
         self.kinds = kinds
         self.patterns = namespaces  # empty: cluster-wide
+        # Children are watched cluster-wide unless every served namespace is named literally. The
+        # chart binds the operator's namespaced permissions per namespace only then; for globs it
+        # binds them cluster-wide, and a watch per kind and namespace would cost a thread and a
+        # connection each (about 90 KiB): 17 per namespace, thousands with a team per namespace.
+        # Pods stay per namespace, as they are not selected by label: the cluster's every pod is
+        # not the operator's business.
+        self.children_cluster_wide = not namespaces or any(set(p) & set("*?[]!") for p in namespaces)
         self.wake = wake
         # Called when a child that belongs to no one resource (the node log collector) changes.
         self.wake_unowned: Callable[[], None] | None = None
         self.informers: dict[tuple[str, str, str | None], Informer] = {}
         self._lock = threading.Lock()
+        self._served: dict[str, bool] = {}  # namespace -> whether a change there concerns this operator
 
     def start(self) -> None:
-        """Cluster-wide informers (all kinds when cluster-wide, cluster-scoped kinds otherwise)."""
+        """Cluster-wide informers: of every kind of child unless the served namespaces are named
+        literally (then of cluster-scoped kinds only), of pods when serving the whole cluster."""
         for api, kind in self.kinds:
-            if not self.patterns or not KINDS[(api, kind)].namespaced:
+            if self.children_cluster_wide or not KINDS[(api, kind)].namespaced:
                 self._start(api, kind, None)
         if not self.patterns:
             self._start("v1", "Pod", None)
@@ -205,11 +232,12 @@ class Cache:
 
     def ensure_namespace(self, namespace: str, kinds: list[tuple[str, str]] | None = None) -> None:
         """Per-namespace informers, when the operator is limited to some namespaces: of `kinds`
-        (default: every kind of child, and pods)."""
+        (default: every kind of child, and pods) that no cluster-wide informer serves."""
         if not self.patterns:
             return
+        self._served[namespace] = True
         for api, kind in kinds if kinds is not None else [*self.kinds, ("v1", "Pod")]:
-            if KINDS[(api, kind)].namespaced:
+            if KINDS[(api, kind)].namespaced and (api, kind, None) not in self.informers:
                 self._start(api, kind, namespace)
 
     def _start(self, api: str, kind: str, namespace: str | None) -> None:
@@ -260,8 +288,8 @@ class Cache:
         # other labels looks for agents' pods, which they are not.
         agents_only = kind == "Pod" and any(label_key(t) not in STACK_POD_LABELS for t in terms)
         wanted = Selector(selector)
-        return [entry.manifest() for entry in informer.entries()
-                if (namespace is None or entry.namespace == namespace) and wanted(entry.labels)
+        return [entry.manifest() for entry in informer.entries(namespace)
+                if wanted(entry.labels)
                 and not (agents_only and is_stack_pod(entry.labels))]
 
     def remember(self, key: Key, written: Manifest) -> Entry:
@@ -290,11 +318,22 @@ class Cache:
             return
         if after is not None and after.echo == after.rv:
             return  # the echo of our own write
+        if not self._serves(entry.namespace):
+            return  # a cluster-wide watch sees other operators' children too
         if OWNER_LABEL not in entry.labels:
             if self.wake_unowned is not None:
                 self.wake_unowned()
             return
         self.wake(entry.labels.get(OWNER_NAMESPACE_LABEL, ""), entry.labels[OWNER_LABEL])
+
+
+    def _serves(self, namespace: str) -> bool:
+        if not self.patterns or not namespace:
+            return True
+        served = self._served.get(namespace)
+        if served is None:
+            served = self._served[namespace] = any(fnmatch.fnmatchcase(namespace, p) for p in self.patterns)
+        return served
 
 
 def key_of(manifest: Manifest) -> Key:
