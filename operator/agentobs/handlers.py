@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import fnmatch
 import json
 import logging
 import os
@@ -40,7 +39,7 @@ from agentobs.render import collector
 from agentobs.render.common import Owner
 from agentobs.render.prometheus import OPERATOR_METRICS_TARGET
 from agentobs.stack import logroutes
-from agentobs.stack.cache import Cache, PassClient
+from agentobs.stack.cache import Cache, PassClient, serves
 from agentobs.stack.prune import PRUNABLE, forget, prune, sweep_orphans
 from agentobs.stack.reconcile import reconcile
 from agentobs.stack.status import POD_CAUSES
@@ -68,7 +67,7 @@ WATCHED = [n for n in os.environ.get("AGENTOBS_NAMESPACES", "").split(",") if n]
 
 
 def watched_namespace(namespace: str) -> bool:
-    return not WATCHED or any(fnmatch.fnmatchcase(namespace, pattern) for pattern in WATCHED)
+    return serves(WATCHED, namespace)
 
 
 Key = tuple[str, str]

@@ -332,8 +332,14 @@ class Cache:
             return True
         served = self._served.get(namespace)
         if served is None:
-            served = self._served[namespace] = any(fnmatch.fnmatchcase(namespace, p) for p in self.patterns)
+            served = self._served[namespace] = serves(self.patterns, namespace)
         return served
+
+
+def serves(patterns: list[str], namespace: str) -> bool:
+    """Whether an operator limited to `patterns` (names or globs; none: the whole cluster) serves
+    `namespace`."""
+    return not patterns or any(fnmatch.fnmatchcase(namespace, p) for p in patterns)
 
 
 def key_of(manifest: Manifest) -> Key:
