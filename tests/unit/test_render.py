@@ -129,3 +129,43 @@ def test_container_resources_come_from_the_spec() -> None:
     assert first("StatefulSet", "demo-fluentd") == {"requests": {"cpu": "300m"}}
     assert first("Deployment", "demo-jaeger-collector") == {"limits": {"memory": "3Gi"}}
     assert first("Deployment", "demo-jaeger-query") == {"limits": {"memory": "768Mi"}}
+
+
+SINGLE = {"prometheus": {"highAvailability": False, "replicas": 1, "alertmanager": {"replicas": 1}},
+          "tracing": {"queryReplicas": 1}, "logging": {"replicas": 1}, "grafana": {"replicas": 1},
+          "elasticsearch": {"external": {"url": "https://es.example:9200", "credentialsSecret": "es"}}}
+SEVERAL = {"prometheus": {"replicas": 2, "alertmanager": {"replicas": 3}}, "tracing": {"queryReplicas": 2},
+           "logging": {"replicas": 2}, "grafana": {"replicas": 2}, "elasticsearch": {"nodes": 3}}
+AUTOSCALED = {"tracing": {"collector": {"autoscaling": {"enabled": True}}}}
+
+
+@pytest.mark.parametrize("spec", [SINGLE, SEVERAL, AUTOSCALED], ids=["single", "several", "autoscaled"])
+def test_a_disruption_budget_guards_each_workload_of_more_than_one_replica(spec: dict[str, Any]) -> None:
+    objects = _render(spec)
+    budgets = {o["metadata"]["name"]: o for o in objects if o["kind"] == "PodDisruptionBudget"}
+    workloads = [o for o in objects if o["kind"] in ("Deployment", "StatefulSet")]
+    assert workloads
+    for workload in workloads:
+        name, replicas = workload["metadata"]["name"], workload["spec"].get("replicas")
+        if replicas is not None and replicas < 2:
+            # maxUnavailable 1 over one pod protects nothing, and costs the disruption controller
+            # a selector match on every pod change in the namespace.
+            assert name not in budgets, f"{name} runs one replica but has a budget"
+            continue
+        budget = budgets.pop(name, None)
+        assert budget is not None, f"{name} runs {replicas or 'autoscaled'} replicas without a budget"
+        assert budget["spec"] == {"maxUnavailable": 1,
+                                  "selector": {"matchLabels": workload["spec"]["selector"]["matchLabels"]}}
+    assert not budgets, f"budgets for no workload: {sorted(budgets)}"
+
+
+@pytest.mark.parametrize("example", sorted(EXAMPLES))
+def test_replicas_are_spread_softly_without_pod_affinity(example: str) -> None:
+    """Pod (anti-)affinity makes every placement check the pods of every node; a soft spread
+    constraint over the component's own pods gives the same preference."""
+    for workload in (o for o in _render(EXAMPLES[example]) if o["kind"] in ("Deployment", "StatefulSet")):
+        pod = workload["spec"]["template"]["spec"]
+        assert "podAntiAffinity" not in pod.get("affinity", {}) and "podAffinity" not in pod.get("affinity", {})
+        [spread] = pod["topologySpreadConstraints"]
+        assert spread == {"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway",
+                          "labelSelector": {"matchLabels": workload["spec"]["selector"]["matchLabels"]}}

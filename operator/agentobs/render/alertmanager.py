@@ -24,8 +24,8 @@ from agentobs.render.common import (
     Owner,
     container_security_context,
     content_hash,
+    disruption_budgets,
     metadata,
-    pod_disruption_budget,
     pod_security_context,
     resources,
     selector_labels,
@@ -215,7 +215,7 @@ def make_statefulset(owner: Owner, config_hash: str, cert_hash: str) -> Manifest
                 "spec": {
                     "automountServiceAccountToken": False,
                     "securityContext": pod_security_context(),
-                    "affinity": spread_replicas(owner, COMPONENT),
+                    "topologySpreadConstraints": spread_replicas(owner, COMPONENT),
                     "containers": [container],
                     "volumes": [
                         _config_volume(owner),
@@ -286,7 +286,7 @@ def render(owner: Owner, material: Material) -> list[Manifest]:
         *make_services(owner),
         make_statefulset(owner, content_hash(config, web_config["stringData"]),
                          certificate_hash(material, COMPONENT)),
-        pod_disruption_budget(owner, COMPONENT),
+        *disruption_budgets(owner, COMPONENT, owner.spec.prometheus.alertmanager.replicas),
         make_network_policy(owner),
     ]
     return out

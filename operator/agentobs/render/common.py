@@ -142,21 +142,29 @@ def resources(spec: ResourceRequirements) -> dict[str, Any]:
     return out
 
 
-def spread_replicas(owner: Owner, component: str) -> dict[str, Any]:
-    """Prefer replicas of one component on different nodes (required would block small clusters)."""
-    return {
-        "podAntiAffinity": {
-            "preferredDuringSchedulingIgnoredDuringExecution": [
-                {
-                    "weight": 100,
-                    "podAffinityTerm": {
-                        "topologyKey": "kubernetes.io/hostname",
-                        "labelSelector": {"matchLabels": selector_labels(owner, component)},
-                    },
-                }
-            ]
-        }
-    }
+def spread_replicas(owner: Owner, component: str) -> list[dict[str, Any]]:
+    """Prefer replicas of one component on different nodes (required would block small clusters).
+
+    A soft topology spread, not a preferred pod anti-affinity: to score a node for a pod with
+    anti-affinity the scheduler checks the terms of every pod on every node, so the cost of each
+    placement grows with the whole cluster. A pod that states its own spread also skips the
+    scheduler's default one, which looks up the Services of its namespace."""
+    return [{
+        "maxSkew": 1,
+        "topologyKey": "kubernetes.io/hostname",
+        "whenUnsatisfiable": "ScheduleAnyway",
+        "labelSelector": {"matchLabels": selector_labels(owner, component)},
+    }]
+
+
+def disruption_budgets(owner: Owner, component: str, replicas: int | None) -> list[Manifest]:
+    """A budget of one pod down at a time, for a component of `replicas` (None: an autoscaler sets
+    the count). None for a single replica: `maxUnavailable: 1` would let its only pod go anyway,
+    and each budget in a namespace is matched against every pod change there by the disruption
+    controller, so a useless one still costs the cluster."""
+    if replicas is not None and replicas < 2:
+        return []
+    return [pod_disruption_budget(owner, component)]
 
 
 def pod_disruption_budget(owner: Owner, component: str, max_unavailable: int = 1) -> Manifest:

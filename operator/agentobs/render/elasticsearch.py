@@ -43,8 +43,8 @@ from agentobs.render.common import (
     Owner,
     container_security_context,
     content_hash,
+    disruption_budgets,
     metadata,
-    pod_disruption_budget,
     pod_security_context,
     resources,
     selector_labels,
@@ -260,7 +260,7 @@ def make_statefulset(owner: Owner, config_hash: str, cert_hash: str) -> Manifest
                 "spec": {
                     "automountServiceAccountToken": False,
                     "securityContext": pod_security_context(UID),
-                    "affinity": spread_replicas(owner, COMPONENT),
+                    "topologySpreadConstraints": spread_replicas(owner, COMPONENT),
                     "terminationGracePeriodSeconds": 120,
                     "initContainers": [init],
                     "containers": [container],
@@ -328,6 +328,6 @@ def render(owner: Owner, material: Material) -> list[Manifest]:
         *make_services(owner),
         make_statefulset(owner, content_hash(configmap["data"], users["stringData"]),
                          certificate_hash(material, COMPONENT)),
-        pod_disruption_budget(owner, COMPONENT),
+        *disruption_budgets(owner, COMPONENT, owner.spec.elasticsearch.nodes),
         make_network_policy(owner),
     ]

@@ -52,8 +52,8 @@ from agentobs.render.common import (
     Owner,
     container_security_context,
     content_hash,
+    disruption_budgets,
     metadata,
-    pod_disruption_budget,
     pod_security_context,
     resources,
     selector_labels,
@@ -326,7 +326,7 @@ def make_statefulset(owner: Owner, config_hash: str, cert_hash: str) -> Manifest
                 "spec": {
                     "automountServiceAccountToken": False,
                     "securityContext": pod_security_context(UID),
-                    "affinity": spread_replicas(owner, COMPONENT),
+                    "topologySpreadConstraints": spread_replicas(owner, COMPONENT),
                     # Time to flush the buffers on a roll (flush_at_shutdown).
                     "terminationGracePeriodSeconds": 60,
                     "initContainers": [retention.make_wait_container(owner, "fluentd", "es-ca", ES_CA_DIR)],
@@ -380,7 +380,5 @@ def render(owner: Owner, material: Material) -> list[Manifest]:
     configmap = make_configmap(owner)
     out = [configmap, *make_services(owner),
            make_statefulset(owner, content_hash(configmap["data"]), certificate_hash(material, COMPONENT)),
-           make_network_policy(owner)]
-    if owner.spec.logging.replicas > 1:
-        out.append(pod_disruption_budget(owner, COMPONENT))
+           make_network_policy(owner), *disruption_budgets(owner, COMPONENT, owner.spec.logging.replicas)]
     return out

@@ -33,8 +33,8 @@ from agentobs.render.common import (
     Owner,
     container_security_context,
     content_hash,
+    disruption_budgets,
     metadata,
-    pod_disruption_budget,
     pod_security_context,
     resources,
     selector_labels,
@@ -252,7 +252,7 @@ def make_deployment(owner: Owner, config_hash: str, cert_hash: str) -> Manifest:
                 "spec": {
                     "automountServiceAccountToken": False,
                     "securityContext": pod_security_context(UID),
-                    "affinity": spread_replicas(owner, COMPONENT),
+                    "topologySpreadConstraints": spread_replicas(owner, COMPONENT),
                     "containers": [container],
                     "volumes": [
                         {"name": "provisioning", "configMap": {"name": f"{name}-provisioning", "items": [
@@ -356,4 +356,4 @@ def render(owner: Owner, material: Material) -> list[Manifest]:
     host = owner.spec.grafana.ingress_host
     if host:
         out.append(make_ingress(owner, host))
-    return [*out, pod_disruption_budget(owner, COMPONENT), make_network_policy(owner)]
+    return [*out, *disruption_budgets(owner, COMPONENT, owner.spec.grafana.replicas), make_network_policy(owner)]

@@ -43,8 +43,8 @@ from agentobs.render.common import (
     Owner,
     container_security_context,
     content_hash,
+    disruption_budgets,
     metadata,
-    pod_disruption_budget,
     pod_security_context,
     resources,
     selector_labels,
@@ -183,7 +183,7 @@ def make_deployment(owner: Owner, component: str, replicas: int | None, config_h
             "spec": {
                 "automountServiceAccountToken": False,
                 "securityContext": pod_security_context(UID),
-                "affinity": spread_replicas(owner, component),
+                "topologySpreadConstraints": spread_replicas(owner, component),
                 "containers": [container],
                 "volumes": volumes,
             },
@@ -267,7 +267,7 @@ def render(owner: Owner, material: Material) -> list[Manifest]:
         cert_hash = certificate_hash(material, component)
         out += [configmap, make_service(owner, component),
                 make_deployment(owner, component, replicas, content_hash(configmap["data"]), cert_hash),
-                pod_disruption_budget(owner, component)]
+                *disruption_budgets(owner, component, replicas)]
     if autoscaled:
         out.append(make_autoscaler(owner))
     return out + make_network_policies(owner)

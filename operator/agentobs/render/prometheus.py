@@ -26,8 +26,8 @@ from agentobs.render.common import (
     Owner,
     container_security_context,
     content_hash,
+    disruption_budgets,
     metadata,
-    pod_disruption_budget,
     pod_security_context,
     resources,
     selector_labels,
@@ -185,7 +185,7 @@ def make_prometheus_statefulset(owner: Owner, config_hash: str, cert_hash: str) 
                 "spec": {
                     "serviceAccountName": name,
                     "securityContext": pod_security_context(),
-                    "affinity": spread_replicas(owner, COMPONENT),
+                    "topologySpreadConstraints": spread_replicas(owner, COMPONENT),
                     "terminationGracePeriodSeconds": 120,
                     "containers": [container],
                     "volumes": [
@@ -266,6 +266,6 @@ def render(owner: Owner, material: Material) -> list[Manifest]:
         web_config,
         *make_prometheus_services(owner),
         make_prometheus_statefulset(owner, config_hash, certificate_hash(material, COMPONENT)),
-        pod_disruption_budget(owner, COMPONENT),
+        *disruption_budgets(owner, COMPONENT, owner.spec.prometheus.replicas),
         make_network_policy(owner),
     ]
