@@ -5,7 +5,8 @@ and without the webhook, measured in the same run.
 
 In process: choosing the resource and building the JSON patch the API server receives (what the
 webhook does per pod besides HTTP), over pods of varied shapes; the baseline is a JSON round trip
-of the same pod (the decoding and encoding any webhook pays). Through the API server (the local
+of the same pod (the decoding and encoding any webhook pays); and choosing among 1,000 resources
+from the webhook's index against a scan of them all. Through the API server (the local
 cluster, `hack/cluster.sh up`): create latency of selected agent pods while the operator's webhook
 is registered, then with the configuration removed.
 """
@@ -25,7 +26,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from agentobs.admission.injection import choose, make_config, patch_ops
+from agentobs.admission.injection import ConfigIndex, choose, make_config, patch_ops
 from agentobs.api.spec import AgentObservabilitySpec
 from agentobs.render.common import Owner
 
@@ -84,6 +85,39 @@ def bench_in_process(count: int) -> None:
               f" {statistics.fmean(values) * 1e6:8.1f}")
     print(f"  ratio p50 {percentile(hook, .5) / percentile(base, .5):.2f}x, "
           f"p99 {percentile(hook, .99) / percentile(base, .99):.2f}x")
+
+
+def bench_many_resources(count: int, resources: int) -> None:
+    """Choosing among `resources` resources, one per namespace: from the index (what the webhook
+    does) against a scan of every config (what it did before), alternating per pod."""
+    configs = []
+    for i in range(resources):
+        config = make_config(Owner(name="obs", namespace=f"team-{i}", uid=f"u{i}", spec=AgentObservabilitySpec()))
+        assert config is not None
+        configs.append(config)
+    index = ConfigIndex()
+    for config in configs:
+        index.put(config)
+    rng = random.Random(11)
+    scan, indexed = [], []
+    for n, pod in enumerate(make_pods(count)):
+        namespace = f"team-{rng.randrange(resources)}"
+        for which in ((0, 1) if n % 2 == 0 else (1, 0)):
+            t0 = time.perf_counter()
+            if which == 0:
+                chosen = choose(pod, namespace, {}, configs)
+            else:
+                chosen = choose(pod, namespace, {}, index.candidates(pod, namespace))
+            elapsed = time.perf_counter() - t0
+            (scan if which == 0 else indexed).append(elapsed)
+            assert chosen is None or chosen.namespace == namespace
+    print(f"choosing the resource for {count} pods among {resources} resources, one per namespace (µs)")
+    print(f"  {'':28} {'p50':>8} {'p99':>8} {'mean':>8}")
+    for name, values in (("baseline: scan every config", scan), ("index of the namespace", indexed)):
+        print(f"  {name:28} {percentile(values, .5) * 1e6:8.1f} {percentile(values, .99) * 1e6:8.1f}"
+              f" {statistics.fmean(values) * 1e6:8.1f}")
+    print(f"  ratio p50 {percentile(indexed, .5) / percentile(scan, .5):.3f}x, "
+          f"p99 {percentile(indexed, .99) / percentile(scan, .99):.3f}x")
 
 
 def _free_port() -> int:
@@ -157,6 +191,7 @@ def main() -> None:
     parser.add_argument("--skip-api", action="store_true", help="only the in-process benchmark")
     args = parser.parse_args()
     bench_in_process(args.pods)
+    bench_many_resources(min(args.pods, 2_000), 1_000)
     if not args.skip_api:
         bench_api(args.api_pods)
 

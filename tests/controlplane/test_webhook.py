@@ -16,6 +16,7 @@ import pytest
 from agentobs import metrics
 from agentobs.admission import server as admission
 from agentobs.admission import webhook
+from agentobs.admission.injection import ConfigIndex, InjectionConfig
 from agentobs.kube import Kube
 
 from conftest import Operator, condition, get_resource, make_resource, wait_for, wait_ready
@@ -107,8 +108,8 @@ def test_only_named_containers(kube: Kube, stack: str) -> None:
 
 
 def test_fail_open_is_counted_and_reported(kube: Kube, stack: str) -> None:
-    class BrokenConfigs:
-        def __iter__(self) -> Any:
+    class BrokenConfigs(ConfigIndex):
+        def candidates(self, pod: dict[str, Any], namespace: str) -> list[InjectionConfig]:
             raise RuntimeError("configs unavailable")
 
     before = metrics.WEBHOOK_FAIL_OPEN.labels(reason="RuntimeError")._value.get()

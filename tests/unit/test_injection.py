@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from agentobs.admission.injection import (
+    ConfigIndex,
     InjectionConfig,
     choose,
     inject,
@@ -122,6 +123,32 @@ def test_selection_opt_out_pick_and_determinism() -> None:
     assert choose(_pod(annotations={"agentobs.io/inject": "false"}), "agents", {}, configs) is None
     assert choose(_pod(annotations={"agentobs.io/inject": "platform/central"}), "agents", {}, configs) is remote
     assert choose(_pod(labels={"app": "web"}), "agents", {}, configs) is None
+
+
+def test_the_index_offers_a_pod_only_the_configs_that_can_apply_and_chooses_as_a_scan_would() -> None:
+    """Per namespace, plus those selecting namespaces by label, plus the one a pod names."""
+    teams = [_config(f"team-{i}", f"s{j}") for i in range(30) for j in range(2)]
+    remote = _config("platform", "central", instrumentation={"namespaceSelector": {"matchLabels": {"team": "x"}}})
+    index = ConfigIndex()
+    for config in [*teams, remote]:
+        index.put(config)
+    index.put(_config("team-3", "s0", instrumentation={"samplingRatio": 0.5}))  # replaced, not doubled
+    index.pop("team-4/s1")
+    index.pop("nowhere/none")
+    assert len(index) == 60
+    everything = list(index)
+    offered = index.candidates(_pod(), "team-7")
+    assert {c.key for c in offered} == {"team-7/s0", "team-7/s1", "platform/central"}
+    named = _pod(annotations={"agentobs.io/inject": "team-9/s1"})
+    assert "team-9/s1" in {c.key for c in index.candidates(named, "team-7")}
+    for pod in (_pod(), named, _pod(annotations={"agentobs.io/inject": "false"}), _pod(labels={"app": "web"})):
+        for namespace in ("team-3", "team-4", "team-7", "elsewhere"):
+            for labels in ({}, {"team": "x"}):
+                assert (choose(pod, namespace, labels, index.candidates(pod, namespace))
+                        is choose(pod, namespace, labels, everything))
+    assert choose(_pod(), "team-3", {}, index.candidates(_pod(), "team-3")).digest == (
+        _config("team-3", "s0", instrumentation={"samplingRatio": 0.5}).digest)
+    assert {c.key for c in index.candidates(_pod(), "team-4")} == {"team-4/s0", "platform/central"}
 
 
 def test_digest_follows_settings_and_disabled_injects_nothing() -> None:

@@ -9,6 +9,7 @@ has is left as it is, so a second pass changes nothing and users can override an
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,6 +115,52 @@ def _extra_env(attributes: dict[str, str]) -> dict[str, str]:
     # Carried in a variable of our own, merged into OTEL_RESOURCE_ATTRIBUTES per container.
     return {"AGENTOBS_EXTRA_RESOURCE_ATTRIBUTES": ",".join(f"{k}={v}" for k, v in attributes.items())} \
         if attributes else {}
+
+
+class ConfigIndex:
+    """The configs of every resource, by where they can apply. A pod's admission looks at the
+    configs of its own namespace, at those that select namespaces by label, and at the one its
+    annotation names: with a resource per team, a scan of every config for each pod admitted would
+    cost each pod more the more teams the cluster has."""
+
+    def __init__(self) -> None:
+        self._by_key: dict[str, InjectionConfig] = {}
+        self._local: dict[str, dict[str, InjectionConfig]] = {}  # namespace -> key -> config
+        self._selecting: dict[str, InjectionConfig] = {}  # configs with a namespace selector
+
+    def put(self, config: InjectionConfig) -> None:
+        self.pop(config.key)
+        self._by_key[config.key] = config
+        if config.namespace_selector:
+            self._selecting[config.key] = config
+        else:
+            self._local.setdefault(config.namespace, {})[config.key] = config
+
+    def pop(self, key: str) -> None:
+        old = self._by_key.pop(key, None)
+        if old is None:
+            return
+        self._selecting.pop(key, None)
+        local = self._local.get(old.namespace)
+        if local is not None:
+            local.pop(key, None)
+            if not local:
+                del self._local[old.namespace]
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+    def __iter__(self) -> Iterator[InjectionConfig]:
+        return iter(list(self._by_key.values()))
+
+    def candidates(self, pod: Pod, namespace: str) -> list[InjectionConfig]:
+        """The configs `choose` can pick for `pod` in `namespace`: it picks the same from these as
+        from all of them."""
+        out = [*(self._local.get(namespace) or {}).values(), *self._selecting.values()]
+        named = ((pod.get("metadata") or {}).get("annotations") or {}).get(INJECT_ANNOTATION, "").strip()
+        if "/" in named and named in self._by_key:
+            out.append(self._by_key[named])
+        return out
 
 
 def choose(pod: Pod, namespace: str, namespace_labels: dict[str, str],

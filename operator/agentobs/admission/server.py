@@ -20,7 +20,6 @@ import json
 import logging
 import ssl
 import time
-from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -55,7 +54,7 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-CONFIGS: dict[str, injection.InjectionConfig] = {}
+CONFIGS = injection.ConfigIndex()
 
 
 def track(body: dict[str, Any]) -> None:
@@ -65,28 +64,28 @@ def track(body: dict[str, Any]) -> None:
     try:
         spec = AgentObservabilitySpec.model_validate(body.get("spec") or {})
     except ValidationError:
-        CONFIGS.pop(key, None)  # reported by reconcile as Degraded; nothing to inject meanwhile
+        CONFIGS.pop(key)  # reported by reconcile as Degraded; nothing to inject meanwhile
         return
     config = injection.make_config(Owner(name=meta.get("name", ""), namespace=meta.get("namespace", ""),
                                          uid=meta.get("uid", ""), spec=spec))
     if config is None:
-        CONFIGS.pop(key, None)
+        CONFIGS.pop(key)
     else:
-        CONFIGS[key] = config
+        CONFIGS.put(config)
 
 
 def untrack(namespace: str, name: str) -> None:
-    CONFIGS.pop(f"{namespace}/{name}", None)
+    CONFIGS.pop(f"{namespace}/{name}")
 
 
-async def admit(request: dict[str, Any], configs: Iterable[injection.InjectionConfig]) -> list[dict[str, Any]]:
+async def admit(request: dict[str, Any], configs: injection.ConfigIndex) -> list[dict[str, Any]]:
     """The JSON patch for one AdmissionRequest. Never raises: an error admits the pod untouched."""
     started = time.perf_counter()
     pod = request.get("object") or {}
     namespace = request.get("namespace") or (pod.get("metadata") or {}).get("namespace") or ""
     result, ops = "skipped", []
     try:
-        candidates = list(configs)
+        candidates = configs.candidates(pod, namespace)
         labels: dict[str, str] = {}
         if any(c.namespace_selector for c in candidates):
             # Its own small pool: admission must not queue behind reconcile passes in the default one,
@@ -114,7 +113,7 @@ async def _review(request: web.Request) -> web.Response:
     except (ValueError, KeyError, TypeError):
         return web.json_response({"error": "not an AdmissionReview"}, status=400)
     response: dict[str, Any] = {"uid": admission_request.get("uid", ""), "allowed": True}
-    ops = await admit(admission_request, CONFIGS.values())
+    ops = await admit(admission_request, CONFIGS)
     if ops:
         response["patchType"] = "JSONPatch"
         response["patch"] = base64.b64encode(json.dumps(ops).encode()).decode()
