@@ -149,6 +149,13 @@ def test_the_index_offers_a_pod_only_the_configs_that_can_apply_and_chooses_as_a
     assert choose(_pod(), "team-3", {}, index.candidates(_pod(), "team-3")).digest == (
         _config("team-3", "s0", instrumentation={"samplingRatio": 0.5}).digest)
     assert {c.key for c in index.candidates(_pod(), "team-4")} == {"team-4/s0", "platform/central"}
+    # A config that starts or stops selecting namespaces by label moves, and is never offered twice.
+    index.put(_config("team-5", "s0", instrumentation={"namespaceSelector": {"matchLabels": {"team": "y"}}}))
+    assert [c.key for c in index.candidates(_pod(), "team-5")].count("team-5/s0") == 1
+    assert "team-5/s0" in {c.key for c in index.candidates(_pod(), "team-6")}
+    index.put(_config("team-5", "s0"))
+    assert "team-5/s0" not in {c.key for c in index.candidates(_pod(), "team-6")}
+    assert [c.key for c in index.candidates(_pod(), "team-5")].count("team-5/s0") == 1
 
 
 def test_digest_follows_settings_and_disabled_injects_nothing() -> None:

@@ -129,23 +129,29 @@ class ConfigIndex:
         self._selecting: dict[str, InjectionConfig] = {}  # configs with a namespace selector
 
     def put(self, config: InjectionConfig) -> None:
-        self.pop(config.key)
-        self._by_key[config.key] = config
+        """Add or replace a config. The new one is in place before the old one leaves, so a pod
+        admitted meanwhile never finds its resource missing."""
+        key = config.key
+        self._by_key[key] = config
         if config.namespace_selector:
-            self._selecting[config.key] = config
+            self._selecting[key] = config
+            self._drop_local(config.namespace, key)
         else:
-            self._local.setdefault(config.namespace, {})[config.key] = config
+            self._local.setdefault(config.namespace, {})[key] = config
+            self._selecting.pop(key, None)
 
     def pop(self, key: str) -> None:
         old = self._by_key.pop(key, None)
-        if old is None:
-            return
-        self._selecting.pop(key, None)
-        local = self._local.get(old.namespace)
+        if old is not None:
+            self._selecting.pop(key, None)
+            self._drop_local(old.namespace, key)
+
+    def _drop_local(self, namespace: str, key: str) -> None:
+        local = self._local.get(namespace)
         if local is not None:
             local.pop(key, None)
             if not local:
-                del self._local[old.namespace]
+                del self._local[namespace]
 
     def __len__(self) -> int:
         return len(self._by_key)
