@@ -164,16 +164,12 @@ def disruption_budgets(owner: Owner, component: str, replicas: int | None) -> li
     controller, so a useless one still costs the cluster."""
     if replicas is not None and replicas < 2:
         return []
-    return [pod_disruption_budget(owner, component)]
-
-
-def pod_disruption_budget(owner: Owner, component: str, max_unavailable: int = 1) -> Manifest:
-    return {
+    return [{
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
         "metadata": metadata(owner, component),
         "spec": {
-            "maxUnavailable": max_unavailable,
+            "maxUnavailable": 1,
             "selector": {"matchLabels": selector_labels(owner, component)},
         },
-    }
+    }]
