@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
+import dataclasses
 import datetime as dt
 import threading
 import uuid
@@ -190,3 +191,50 @@ def test_replicas_starting_together_serve_one_certificate(kube: Kube, namespace:
         assert bundle == results[0].ca.cert_pem
     finally:
         kube.delete("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration", None, settings.configuration)
+
+
+def test_a_configuration_follows_the_operator_that_made_it_and_only_the_ca_of_one_it_did_not(
+        kube: Kube, namespace: str) -> None:
+    """Found by the scale bench: an operator restarted out of cluster on another port patched only
+    the CA into the configuration it had made, so the API server kept calling the old port and
+    every pod was admitted uninstrumented (failing open). Now it points its own configuration at
+    itself; a chart's configuration keeps its URL; and nothing is written when nothing changed."""
+    api, kind = "admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration"
+    first = webhook.WebhookSettings(port=19443, bind="127.0.0.1", configuration=f"moved-{uuid.uuid4().hex[:8]}",
+                                    service="", operator_namespace=namespace, host="127.0.0.1")
+    chart_made = f"chart-{uuid.uuid4().hex[:8]}"
+    now = dt.datetime.now(dt.UTC)
+
+    def client_config(name: str) -> tuple[dict[str, Any], str]:
+        config = kube.get(api, kind, None, name)
+        assert config is not None
+        return config["webhooks"][0]["clientConfig"], config["metadata"]["resourceVersion"]
+
+    try:
+        webhook.ensure(kube, first, None, now)
+        assert client_config(first.configuration)[0]["url"] == "https://127.0.0.1:19443/mutate-pods"
+
+        moved = dataclasses.replace(first, port=19444)
+        material, _ = webhook.ensure(kube, moved, None, now)  # a new process, on another port
+        config, version = client_config(first.configuration)
+        assert config["url"] == "https://127.0.0.1:19444/mutate-pods"
+        assert base64.b64decode(config["caBundle"]) == material.ca.cert_pem
+        webhook.ensure(kube, moved, material, now)  # the hourly upkeep, nothing due
+        assert client_config(first.configuration)[1] == version, "an unchanged configuration was written"
+
+        kube.apply({"apiVersion": api, "kind": kind, "metadata": {"name": chart_made}, "webhooks": [{
+            "name": webhook.WEBHOOK_NAME, "admissionReviewVersions": ["v1"], "sideEffects": "None",
+            "clientConfig": {"url": "https://hook.example.invalid:8443/mutate-pods"},
+            "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"]}],
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}}]},
+            field_manager="helm")
+        other = dataclasses.replace(moved, configuration=chart_made)
+        material, _ = webhook.ensure(kube, other, None, now)
+        config, version = client_config(chart_made)
+        assert config["url"] == "https://hook.example.invalid:8443/mutate-pods"
+        assert base64.b64decode(config["caBundle"]) == material.ca.cert_pem
+        webhook.ensure(kube, other, material, now)
+        assert client_config(chart_made)[1] == version, "an unchanged CA was written again"
+    finally:
+        for name in (first.configuration, chart_made):
+            kube.delete(api, kind, None, name)

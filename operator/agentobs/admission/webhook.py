@@ -4,8 +4,9 @@ the MutatingWebhookConfiguration whose `caBundle` the operator patches.
 When the chart installed the configuration, only its `caBundle` is set (server-side apply under a
 field manager of its own), so `helm upgrade` or a GitOps sync never fights the operator. Without a
 chart (`make run`, the tests) the operator creates the whole configuration, pointing at its local
-URL. The key material lives in a Secret of the operator's namespace so every replica serves the
-same certificate; out of cluster it lives in the process only.
+URL, and points it at itself again when it restarts on another address. The key material lives in a
+Secret of the operator's namespace so every replica serves the same certificate; out of cluster it
+lives in the process only.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ CA_FIELD_MANAGER = "agentobs-operator-cabundle"
 CA_LIFETIME = dt.timedelta(days=3650)
 CERT_LIFETIME = dt.timedelta(days=365)
 RENEW_FRACTION = 3  # renew when a third of the lifetime is left
+MANAGED_BY = "agentobs-operator"  # on a configuration the operator made (no chart), which it then owns whole
 
 
 @dataclass(frozen=True)
@@ -162,7 +164,8 @@ def make_configuration(settings: WebhookSettings, ca_pem: bytes) -> Manifest:
         "kind": "MutatingWebhookConfiguration",
         "metadata": {"name": settings.configuration,
                      "labels": {"app.kubernetes.io/name": "agentobs-operator",
-                                "app.kubernetes.io/component": "webhook"}},
+                                "app.kubernetes.io/component": "webhook",
+                                "app.kubernetes.io/managed-by": MANAGED_BY}},
         "webhooks": [{
             "name": WEBHOOK_NAME,
             "admissionReviewVersions": ["v1"],
@@ -184,17 +187,35 @@ def make_configuration(settings: WebhookSettings, ca_pem: bytes) -> Manifest:
 
 
 def publish_ca(kube: Kube, settings: WebhookSettings, ca_pem: bytes) -> None:
-    """Put the CA into the configuration: only `caBundle` when it exists, all of it otherwise."""
+    """Point the configuration at this webhook, writing nothing when it already does.
+
+    A configuration the chart installed is the chart's: only its `caBundle` is ours. One the
+    operator made (no chart, out of cluster) follows this process's URL as well as its CA, so an
+    operator restarted on another port is not left with every call failing open against the old
+    one."""
     api, kind = "admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration"
     existing = kube.get(api, kind, None, settings.configuration)
+    bundle = base64.b64encode(ca_pem).decode()
     if existing is None:
         kube.apply(make_configuration(settings, ca_pem))
         log.info("created MutatingWebhookConfiguration %s", settings.configuration)
         return
-    names = [w["name"] for w in existing.get("webhooks", [])] or [WEBHOOK_NAME]
+    hooks = existing.get("webhooks") or []
+    configs = [w.get("clientConfig") or {} for w in hooks]
+    if (existing["metadata"].get("labels") or {}).get("app.kubernetes.io/managed-by") == MANAGED_BY:
+        desired = make_configuration(settings, ca_pem)
+        url = desired["webhooks"][0]["clientConfig"]["url"]
+        if [w.get("name") for w in hooks] == [WEBHOOK_NAME] and configs[0] == {"url": url, "caBundle": bundle}:
+            return
+        kube.apply(desired)
+        log.info("MutatingWebhookConfiguration %s now calls %s", settings.configuration, url)
+        return
+    if configs and all(c.get("caBundle") == bundle for c in configs):
+        return
+    names = [w["name"] for w in hooks] or [WEBHOOK_NAME]
     patch: dict[str, Any] = {
         "apiVersion": api, "kind": kind, "metadata": {"name": settings.configuration},
-        "webhooks": [{"name": n, "clientConfig": {"caBundle": base64.b64encode(ca_pem).decode()}} for n in names],
+        "webhooks": [{"name": n, "clientConfig": {"caBundle": bundle}} for n in names],
     }
     kube.apply(patch, field_manager=CA_FIELD_MANAGER)
 
