@@ -23,8 +23,10 @@ benchmark's namespaces, as is the baseline.
 Requests come from the API server's `apiserver_request_total` (all clients: the controller
 manager, scheduler and kwok make the same background in both phases, so the ratio is that of the
 totals), sampled every 5 s over each window (mean, p50, p99 of the 5 s rates), and, for the
-operator alone, from its own `agentobs_api_requests_total`. CPU is user+system time of the process
-over the window; RSS is the process's peak (VmHWM) and its RSS at the end of the window.
+operator alone, from its own `agentobs_api_requests_total`. Each window starts once no client has
+written anything but Leases for 15 s, so neither phase inherits the controllers' work on the ramp.
+CPU is user+system time of the process over the window; RSS is the process's peak (VmHWM) and its
+RSS at the end of the window.
 """
 
 from __future__ import annotations
@@ -262,8 +264,30 @@ def wait_ready(kube: Kube, selector: str, size: int, started: float, operator: P
             raise RuntimeError(f"only {sum(ready.values())}/{size} Ready after {elapsed:.0f} s")
 
 
+def wait_cluster_quiet(samples: int = 3, timeout: float = 300.0) -> float:
+    """Until `samples` consecutive SAMPLE-second spans pass without a write from any client
+    (Leases apart); returns the seconds waited.
+
+    A window must not begin while the controllers still work off the ramp (Deployment and
+    ReplicaSet status, endpoint slices, budgets, events): whichever phase came first would pay for
+    it. At steady state most spans have no such write; the retention CronJobs' Jobs come in bursts
+    at the top of each minute."""
+    started = time.monotonic()
+    prev, quiet = apiserver_requests(), 0
+    while quiet < samples and time.monotonic() - started < timeout:
+        time.sleep(SAMPLE)
+        now = apiserver_requests()
+        quiet = quiet + 1 if now["write"] == prev["write"] else 0
+        prev = now
+    if quiet < samples:
+        print(f"  (the cluster did not go quiet in {timeout:.0f} s; measuring anyway)", flush=True)
+    return time.monotonic() - started
+
+
 def window(proc: Process, port: int | None) -> dict[str, Any]:
-    """Sample the API server every SAMPLE seconds for WINDOW seconds while `proc` runs."""
+    """Sample the API server every SAMPLE seconds for WINDOW seconds while `proc` runs, once the
+    cluster is quiet."""
+    waited = wait_cluster_quiet()
     rates: dict[str, list[float]] = {"write": [], "read": [], "write-nolease": []}
     cpu0, ops0 = proc.cpu_seconds(), operator_requests(port) if port else Counter()
     prev, t_prev = apiserver_requests(), time.monotonic()
@@ -278,8 +302,9 @@ def window(proc: Process, port: int | None) -> dict[str, Any]:
         prev, t_prev = now, t_now
     span = t_prev - t_first
     ops = (operator_requests(port) - ops0) if port else Counter()
-    return {"rates": rates, "cpu": (proc.cpu_seconds() - cpu0) / span, "rss": proc.memory_mib("VmRSS"),
-            "hwm": proc.memory_mib("VmHWM"), "watch": (prev["watch"] - first["watch"]) / span,
+    return {"rates": rates, "waited": waited, "cpu": (proc.cpu_seconds() - cpu0) / span,
+            "rss": proc.memory_mib("VmRSS"), "hwm": proc.memory_mib("VmHWM"),
+            "watch": (prev["watch"] - first["watch"]) / span,
             "own": {k: v / span for k, v in ops.items() if k != "queued"}}
 
 
@@ -386,11 +411,22 @@ def report(result: dict[str, Any]) -> None:
         base = [w[key] for w in rounds["baseline"]]
         print(f"{label:28} operator {statistics.fmean(op):8.3f} | baseline {statistics.fmean(base):8.3f} | "
               f"ratio {statistics.fmean(op) / statistics.fmean(base) if statistics.fmean(base) else math.nan:.2f}")
+    print("windows in the order run (non-Lease writes/s, mean; seconds waited for a quiet cluster first): " +
+          ", ".join(f"{who} {statistics.fmean(w['rates']['write-nolease']):.2f} ({w['waited']:.0f} s)"
+                    for who, w in _in_order(rounds)))
     own: Counter[str] = Counter()
     for w in rounds["operator"]:
         own.update(w["own"])
     print("operator's own requests/s over its windows: " +
           (", ".join(f"{k} {v / len(rounds['operator']):.3f}" for k, v in sorted(own.items())) or "none"))
+
+
+def _in_order(rounds: dict[str, list[dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
+    out: list[tuple[str, dict[str, Any]]] = []
+    for r in range(len(rounds["operator"])):
+        order = ("operator", "baseline") if r % 2 == 0 else ("baseline", "operator")
+        out += [(who, rounds[who][r]) for who in order if r < len(rounds[who])]
+    return out
 
 
 def main() -> None:
