@@ -14,7 +14,19 @@ up() {
   eval "$("$root/hack/cluster.sh" up)"
   kubectl=$("$root/tools/ensure.sh" kubernetes)/kubectl
   "$kubectl" apply --server-side -f "$root/crds/" >/dev/null
-  "$kubectl" wait --for=condition=Established crd/agentobservabilities.agentobs.io --timeout=60s >/dev/null
+  # Not `kubectl wait --for=condition=Established`: on a CRD too new to have a status it fails at
+  # once instead of waiting.
+  local established=""
+  for _ in $(seq 300); do
+    established=$("$kubectl" get crd/agentobservabilities.agentobs.io \
+      -o 'jsonpath={.status.conditions[?(@.type=="Established")].status}' 2>/dev/null || true)
+    [ "$established" = True ] && break
+    sleep 0.2
+  done
+  if [ "$established" != True ]; then
+    echo "demo: the AgentObservability CRD was not Established after 60 s" >&2
+    exit 1
+  fi
 
   pidfile=$state/operator.pid
   if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then

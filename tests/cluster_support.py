@@ -42,6 +42,18 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 90.0, interva
     pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}; last seen: {last!r}")
 
 
+def wait_established(kubectl: Callable[..., subprocess.CompletedProcess[str]], *crds: str,
+                     timeout: float = 60.0) -> None:
+    """Until each CRD (by name) is Established. Not `kubectl wait --for=condition=Established`: on a
+    CRD so new that the API server has not yet written its status, that fails at once
+    (`.status.conditions accessor error: <nil>`) instead of waiting, which a cold CI run hit."""
+    query = 'jsonpath={.status.conditions[?(@.type=="Established")].status}'
+    for crd in crds:
+        wait_for(f"CRD {crd} to be Established",
+                 lambda crd=crd: kubectl("get", f"crd/{crd}", "-o", query, check=False).stdout.strip() == "True",
+                 timeout=timeout, interval=0.2)
+
+
 def tool_dir(tool: str) -> str:
     """Where `tools/ensure.sh` keeps a pinned tool (building it first if needed)."""
     result = subprocess.run([str(ROOT / "tools" / "ensure.sh"), tool], capture_output=True, text=True, check=False)

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from chart_support import CHART, RELEASE, SESSION_PREFIX, Run, set_args
-from cluster_support import start_cluster, tool_dir
+from cluster_support import start_cluster, tool_dir, wait_established
 
 
 @pytest.fixture(scope="session")
@@ -76,7 +76,7 @@ def kubectl(kubeconfig: str) -> Run:
         return result
 
     run("apply", "--server-side", "--force-conflicts", "-f", str(CHART / "crds"))
-    run("wait", "--for=condition=Established", "crd/agentobservabilities.agentobs.io", "--timeout=60s")
+    wait_established(run, "agentobservabilities.agentobs.io")
     return run
 
 

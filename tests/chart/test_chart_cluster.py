@@ -32,7 +32,7 @@ from chart_support import (
     as_yaml,
     set_args,
 )
-from cluster_support import OperatorProcess, free_port, wait_for
+from cluster_support import OperatorProcess, free_port, wait_established, wait_for
 
 pytestmark = pytest.mark.controlplane
 
@@ -61,7 +61,7 @@ def condition(resource: dict[str, Any] | None, type_: str) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def service_monitor_crd(kubectl: Run) -> None:
     kubectl("apply", "--server-side", "-f", str(Path(__file__).with_name("servicemonitor-crd.yaml")))
-    kubectl("wait", "--for=condition=Established", "crd/servicemonitors.monitoring.coreos.com", "--timeout=60s")
+    wait_established(kubectl, "servicemonitors.monitoring.coreos.com")
 
 
 # ---- server-side validation ------------------------------------------------------------------

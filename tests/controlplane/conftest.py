@@ -19,7 +19,7 @@ import pytest
 
 from agentobs.kube import Kube
 
-from cluster_support import ROOT, OperatorProcess, free_port, start_cluster, tool_dir, wait_for
+from cluster_support import ROOT, OperatorProcess, free_port, start_cluster, tool_dir, wait_established, wait_for
 
 # Namespaces of this session share a prefix the operator under test is scoped to, so another
 # operator on the same cluster (`make demo`, a second test run) never touches them.
@@ -51,7 +51,7 @@ def kubectl(kubeconfig: str) -> Callable[..., subprocess.CompletedProcess[str]]:
                               text=True, check=check)
 
     run("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
-    run("wait", "--for=condition=Established", "crd/agentobservabilities.agentobs.io", "--timeout=60s")
+    wait_established(run, "agentobservabilities.agentobs.io")
     return run
 
 

@@ -25,6 +25,7 @@ from agentobs.render import Owner, certificate_requests, make_stack
 from agentobs.render.common import CERT_HASH_ANNOTATION
 from agentobs.render.tls import PENDING_CERT_HASH
 
+from cluster_support import wait_established
 from conftest import ROOT, Operator, condition, get_resource, make_resource, wait_for, wait_ready
 from placeholders import placeholder_material
 
@@ -47,8 +48,7 @@ def cert_manager_crds(kubectl: Callable[..., subprocess.CompletedProcess[str]]) 
     crds = Path(found.stdout.strip())
     for name in CRD_FILES:
         kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crds / name))
-    kubectl("wait", "--for=condition=Established", "crd/certificates.cert-manager.io",
-            "crd/issuers.cert-manager.io", "--timeout=60s")
+    wait_established(kubectl, "certificates.cert-manager.io", "issuers.cert-manager.io")
 
 
 def _b64(data: bytes) -> str:

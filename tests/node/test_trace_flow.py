@@ -53,7 +53,7 @@ import pytest
 
 from agentobs import pki
 
-from cluster_support import ROOT, wait_for
+from cluster_support import ROOT, wait_established, wait_for
 from conftest import (
     RESTRICTED,
     Kubectl,
@@ -176,7 +176,7 @@ def _standin(namespace: str) -> list[dict[str, Any]]:
 def flow(real_node: str, kubectl: Kubectl, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flow]:
     # The API this test uses, whichever test (or none) installed the chart before.
     kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
-    kubectl("wait", "--for=condition=Established", "crd/agentobservabilities.agentobs.io", "--timeout=60s")
+    wait_established(kubectl, "agentobservabilities.agentobs.io")
     namespace = f"aobs-trace-{uuid.uuid4().hex[:6]}"
     kubectl("apply", "-f", "-", input=json.dumps(
         namespace_manifest(namespace, {"pod-security.kubernetes.io/enforce": "restricted"})))
