@@ -18,8 +18,9 @@ from cluster_support import tool_dir
 SAMPLE = 5.0  # seconds between two reads of the API server's counters
 
 # What a CronJob's run writes: its Job, the Job's pod, their status and events. At steady state the
-# retention CronJobs' runs (hourly, at a minute taken from each resource's uid) are the bulk of the
-# writes of both phases, in bursts at the top of a minute; shown apart so the rest can be compared.
+# retention CronJobs' runs (daily, at an hour and minute taken from each resource's uid) are most of
+# the writes left in both phases, in bursts at the top of a minute; shown apart so the rest can be
+# compared.
 RUN_RESOURCES = {"jobs", "cronjobs", "pods", "events"}
 WRITES = {"POST", "PUT", "PATCH", "APPLY", "DELETE", "DELETECOLLECTION"}
 READS = {"GET", "LIST"}

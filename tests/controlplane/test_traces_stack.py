@@ -147,7 +147,7 @@ def test_restricted_namespace_admits_every_workload(kube: Kube, kubectl: Callabl
     wait_for("the index set-up Job to complete", lambda: [
         j for j in kube.list("batch/v1", "Job", ns, "agentobs.io/owner=strict")
         if (j.get("status") or {}).get("succeeded")])
-    # The hourly CronJob has not run yet; its pod is admitted all the same.
+    # The daily CronJob has not run yet; its pod is admitted all the same.
     cronjob = kube.get("batch/v1", "CronJob", ns, "strict-es-retention")
     assert cronjob is not None
     template = cronjob["spec"]["jobTemplate"]["spec"]["template"]

@@ -280,6 +280,20 @@ def test_retention_jobs_are_not_mistaken_for_stray_children() -> None:
     assert retention.schedule(owner_of({})) == cronjob["spec"]["schedule"]
 
 
+def test_retention_runs_daily_and_many_stacks_spread_their_runs_over_the_day() -> None:
+    """A run a day is enough for daily indices; an hourly run at 1,000 stacks is 1,000 Jobs an hour."""
+    slots: dict[tuple[int, int], int] = {}
+    for i in range(1000):
+        owner = Owner(name="demo", namespace="agents", uid=f"00000000-0000-0000-0000-{i:012d}",
+                      spec=AgentObservabilitySpec())
+        minute, hour, *days = retention.schedule(owner).split()
+        assert days == ["*", "*", "*"]
+        assert 0 <= int(minute) < 60 and 0 <= int(hour) < 24
+        slots[int(hour), int(minute)] = slots.get((int(hour), int(minute)), 0) + 1
+    assert len({hour for hour, _ in slots}) == 24
+    assert max(slots.values()) <= 6  # 1,440 slots for 1,000 stacks: no pile-up at one minute
+
+
 # --- Jaeger ------------------------------------------------------------------------------------------
 
 def test_autoscaler_only_when_enabled_and_then_it_owns_the_replicas() -> None:

@@ -13,7 +13,9 @@ Jaeger rewrites when it starts; a second template cannot add a setting to it (on
 template of highest priority applies), and copying Jaeger's mappings into ours would be a fork of
 them. So each run also sets the policy on every existing index of the three families, which
 catches the indices created since the last run. Every request is a PUT of a whole document:
-running it again changes nothing, so the schedule can be hourly and a missed run costs nothing.
+running it again changes nothing, and a missed run costs nothing. Daily, because the indices are
+daily and a delete phase counts from an index's creation, not from when it got its policy; an
+hourly run would start 24 times the Jobs and pods (1,000 an hour for 1,000 stacks) for nothing.
 
 Before the first document: a Job runs the same script as soon as the resource exists, and again
 whenever what it puts changes (its name carries a hash of the script's files, so a retention
@@ -21,7 +23,9 @@ change is a new Job; the old one is pruned). The logs and audit templates are pu
 policies, and each policy's `_meta.templates` carries a hash of the templates: the Fluentd
 aggregator's init container waits until the policies carry the hash of the templates it expects
 (`templates_hash`), so no log or audit index is ever created by dynamic mapping. Should the Job
-fail (Elasticsearch not up in time), the hourly run puts the same documents and releases the wait.
+fail (Elasticsearch not up within its retries), the operator deletes it ten minutes later and the
+next pass runs it again (`agentobs.stack.reconcile.JOB_RERUN_AFTER`), until it puts the documents
+and releases the wait.
 
 The job uses the Elasticsearch image (for its curl) with the `retention` user of the provisioned
 cluster (see `elasticsearch.make_roles`), or the external cluster's credentials. The CronJob's
@@ -174,8 +178,10 @@ def make_configmap(owner: Owner) -> Manifest:
 
 
 def schedule(owner: Owner) -> str:
-    """Hourly, at a minute derived from the resource's uid, so many resources do not run at once."""
-    return f"{int(content_hash(owner.uid), 16) % 60} * * * *"
+    """Daily, at an hour and minute derived from the resource's uid, so that many resources do not
+    run at once: 1,000 stacks start about one Job a minute and a half, not 1,000 at the hour."""
+    spread = int(content_hash(owner.uid), 16)
+    return f"{spread % 60} {spread // 60 % 24} * * *"
 
 
 def _pod_template(owner: Owner) -> dict[str, Any]:

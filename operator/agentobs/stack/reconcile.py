@@ -48,6 +48,11 @@ from agentobs.stack.status import (
 
 log = logging.getLogger(__name__)
 
+# A failed Job (the retention set-up gave up after its own retries, about 40 minutes) is run again
+# this long after it failed: long enough for its Failed condition and event to be seen, short
+# enough that a log pipeline waiting for the index set-up is not held for the CronJob's daily run.
+JOB_RERUN_AFTER = dt.timedelta(minutes=10)
+
 # Resource uid -> the namespaces its instrumentation selected at the last successful look.
 _agent_namespaces: dict[str, list[str]] = {}
 
@@ -216,7 +221,7 @@ def _apply_stack(kube: Kube, owner: Owner, obs: Observation, now: dt.datetime) -
             jobs[component] = applied
         if manifest["kind"] == "Secret" and component == "ca":
             obs.tls_ready = True
-    obs.causes = {**_job_causes(kube, owner, jobs), **_causes(kube, owner, obs)}
+    obs.causes = {**_job_causes(kube, owner, jobs, now), **_causes(kube, owner, obs)}
     obs.endpoints = _endpoints(owner)
     if not obs.apply_errors:  # prune only once the desired state is in place
         try:
@@ -245,10 +250,12 @@ def _causes(kube: Kube, owner: Owner, obs: Observation) -> dict[str, tuple[str, 
     return out
 
 
-def _job_causes(kube: Kube, owner: Owner, jobs: dict[str, Manifest]) -> dict[str, tuple[str, str]]:
+def _job_causes(kube: Kube, owner: Owner, jobs: dict[str, Manifest],
+                now: dt.datetime) -> dict[str, tuple[str, str]]:
     """Why a Job the stack renders (the retention set-up) cannot do its work: it failed, or its pod
     cannot start (an image not pulled, a crash loop). A Job still running, or done, is no problem;
-    its pods are read only while it is not done."""
+    its pods are read only while it is not done. A Job that failed `JOB_RERUN_AFTER` ago is deleted,
+    so that the next pass runs it again (the watch on Jobs brings that pass at once)."""
     out: dict[str, tuple[str, str]] = {}
     for component, job in jobs.items():
         name, status = job["metadata"]["name"], job.get("status") or {}
@@ -257,7 +264,21 @@ def _job_causes(kube: Kube, owner: Owner, jobs: dict[str, Manifest]) -> dict[str
         failed = next((c for c in status.get("conditions") or []
                        if c.get("type") == "Failed" and c.get("status") == "True"), None)
         if failed is not None:
-            out[component] = ("JobFailed", f"Job {name}: {failed.get('message') or failed.get('reason', '')}")
+            message = f"Job {name}: {failed.get('message') or failed.get('reason', '')}"
+            rerun = _failed_at(failed, now) + JOB_RERUN_AFTER
+            if rerun <= now:
+                try:
+                    kube.delete("batch/v1", "Job", owner.namespace, name)
+                except KubeError as exc:
+                    log.warning("%s/%s: failed Job %s not deleted: %s", owner.namespace, owner.name, name,
+                                exc.message)
+                else:
+                    log.info("%s/%s: Job %s failed at %s; running it again", owner.namespace, owner.name,
+                             name, failed.get("lastTransitionTime"))
+                    message += "; running it again"
+            else:
+                message += f"; it runs again at {rerun.strftime('%H:%M:%S')} UTC"
+            out[component] = ("JobFailed", message)
             continue
         try:
             pods = kube.list("v1", "Pod", owner.namespace, f"job-name={name}")
@@ -270,4 +291,13 @@ def _job_causes(kube: Kube, owner: Owner, jobs: dict[str, Manifest]) -> dict[str
     return out
 
 
-__all__ = ["MANAGED_BY", "Outcome", "reconcile"]
+def _failed_at(condition: dict[str, Any], now: dt.datetime) -> dt.datetime:
+    """When a Job's Failed condition became true; long enough ago to run it again if it does not
+    say (the Job controller always does; without it a failed Job would never run again)."""
+    try:
+        return dt.datetime.fromisoformat(str(condition["lastTransitionTime"]).replace("Z", "+00:00"))
+    except (KeyError, ValueError):
+        return now - JOB_RERUN_AFTER
+
+
+__all__ = ["JOB_RERUN_AFTER", "MANAGED_BY", "Outcome", "reconcile"]
