@@ -33,6 +33,18 @@ def test_server_fills_defaults(kube: Kube, namespace: str) -> None:
     assert spec["instrumentation"]["podSelector"]["matchLabels"] == {"agentobs.io/agent": "true"}
 
 
+def test_a_storage_class_alone_keeps_each_component_s_default_size(kube: Kube, namespace: str) -> None:
+    """Setting only where a volume lives must not change how big it is."""
+    classed = {"storageClassName": "fast"}
+    created = kube.apply(make_resource("classed", namespace, {
+        "elasticsearch": {"storage": classed}, "logging": {"storage": classed},
+        "prometheus": {"storage": classed}}))
+    spec = created["spec"]
+    sizes = {c: spec[c]["storage"]["size"] for c in ("elasticsearch", "logging", "prometheus")}
+    assert sizes == {"elasticsearch": "50Gi", "logging": "5Gi", "prometheus": "10Gi"}
+    assert all(spec[c]["storage"]["storageClassName"] == "fast" for c in sizes)
+
+
 def test_explain_teaches_the_fields(kubectl: Any) -> None:
     out = kubectl("explain", "agentobservability.spec.elasticsearch.nodes").stdout
     assert "odd, at least 3" in out

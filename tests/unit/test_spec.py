@@ -53,3 +53,21 @@ def test_go_durations(text: str, seconds: float) -> None:
 def test_bad_go_durations(text: str) -> None:
     with pytest.raises(ValueError, match="duration"):
         parse_go_duration(text)
+
+
+def test_a_storage_class_alone_keeps_each_component_s_default_size() -> None:
+    classed = {"storageClassName": "fast"}
+    spec = AgentObservabilitySpec.model_validate(
+        {"elasticsearch": {"storage": classed}, "logging": {"storage": classed}, "prometheus": {"storage": classed}})
+    assert (spec.elasticsearch.storage.size, spec.logging.storage.size, spec.prometheus.storage.size) == (
+        "50Gi", "5Gi", "10Gi")
+    assert spec.elasticsearch.storage.storage_class_name == "fast"
+
+
+def test_resources_say_that_a_value_replaces_the_default_whole() -> None:
+    """A value given for resources is taken as is (as in a pod spec); the CRD says so, with the default."""
+    spec = AgentObservabilitySpec.model_validate({"elasticsearch": {"resources": {"limits": {"memory": "4Gi"}}}})
+    assert spec.elasticsearch.resources.requests == {}
+    field = type(spec.elasticsearch).model_fields["resources"]
+    assert "replaces the default whole" in (field.description or "")
+    assert "memory 2Gi" in (field.description or "")

@@ -59,12 +59,15 @@ class ResourceRequirements(SpecModel):
 
 
 def resources_field(description: str, *, cpu: str, memory: str, memory_limit: str) -> Any:
-    """A `ResourceRequirements` field defaulting to these CPU and memory requests and memory limit."""
+    """A `ResourceRequirements` field defaulting to these CPU and memory requests and memory limit.
+    As in a pod spec, a value given replaces the default whole (the description says so): a merge
+    would leave no way to remove a default limit."""
     return Field(
         default_factory=lambda: ResourceRequirements(
             requests={"cpu": cpu, "memory": memory}, limits={"memory": memory_limit}
         ),
-        description=description,
+        description=f"{description} Default: requests cpu {cpu}, memory {memory}; limits memory "
+                    f"{memory_limit}. A value given replaces the default whole: give requests and limits together.",
     )
 
 
@@ -80,6 +83,19 @@ class StorageSpec(SpecModel):
         description="Keep the data volumes when the AgentObservability is deleted "
         "(they hold user data; delete them by hand when they are no longer needed).",
     )
+
+
+class ElasticsearchStorageSpec(StorageSpec):
+    """The data volume of an Elasticsearch node: its own default size, which a spec that sets
+    only the StorageClass keeps."""
+
+    size: str = Field("50Gi", pattern=QUANTITY_PATTERN, description="Requested volume size.")
+
+
+class BufferStorageSpec(StorageSpec):
+    """The buffer volume of a log aggregator replica, with its own default size."""
+
+    size: str = Field("5Gi", pattern=QUANTITY_PATTERN, description="Requested volume size.")
 
 
 class LabelSelector(SpecModel):

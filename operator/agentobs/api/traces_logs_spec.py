@@ -9,11 +9,12 @@ from typing import Annotated
 from pydantic import Field, model_validator
 
 from agentobs.api.base import (
+    BufferStorageSpec,
+    ElasticsearchStorageSpec,
     LabelKey,
     LabelValue,
     ResourceRequirements,
     SpecModel,
-    StorageSpec,
     resources_field,
     with_cel,
 )
@@ -96,8 +97,8 @@ class ElasticsearchSpec(SpecModel):
     nodes: int = Field(3, ge=1, le=99, description="Elasticsearch nodes (master and data); odd, at least 3.")
     heap: str = Field("1g", pattern=r"^[0-9]{1,6}[mg]$", max_length=7,
                       description="JVM heap of each node, e.g. 1g, 512m; smaller than the memory limit.")
-    storage: StorageSpec = Field(
-        default_factory=lambda: StorageSpec(size="50Gi"), description="Data volume of each node."
+    storage: ElasticsearchStorageSpec = Field(
+        default_factory=ElasticsearchStorageSpec, description="Data volume of each node."
     )
     resources: ResourceRequirements = resources_field(
         "Elasticsearch container resources.", cpu="500m", memory="2Gi", memory_limit="2Gi"
@@ -134,8 +135,8 @@ class LoggingSpec(SpecModel):
     replicas: int = Field(
         2, ge=1, le=10, description="Fluentd aggregator replicas; 2 or more keep logs flowing through a restart."
     )
-    storage: StorageSpec = Field(
-        default_factory=lambda: StorageSpec(size="5Gi"),
+    storage: BufferStorageSpec = Field(
+        default_factory=BufferStorageSpec,
         description="Buffer volume of each aggregator replica (records not yet in Elasticsearch).",
     )
     resources: ResourceRequirements = resources_field(
