@@ -35,7 +35,14 @@ def kubeconfig() -> str:
 
 @pytest.fixture(scope="session")
 def stack_namespace(kubeconfig: str) -> str:
-    return os.environ.get("AGENTOBS_E2E_NAMESPACE", "agentobs-system")
+    """The namespace of the chart's stack and its agents (`stack.namespace`)."""
+    return os.environ.get("AGENTOBS_E2E_NAMESPACE", "agents")
+
+
+@pytest.fixture(scope="session")
+def operator_namespace(kubeconfig: str) -> str:
+    """The release namespace: the operator and the node log collector."""
+    return os.environ.get("AGENTOBS_E2E_OPERATOR_NAMESPACE", "agentobs-system")
 
 
 @pytest.fixture(scope="session")

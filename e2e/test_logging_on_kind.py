@@ -68,7 +68,7 @@ def _wait(what: str, check: Any, timeout: float) -> Any:
 
 
 def test_agent_lines_arrive_once_each_across_a_collector_restart(kubeconfig: str, stack_namespace: str,
-                                                                 kubectl_bin: str) -> None:
+                                                                 operator_namespace: str, kubectl_bin: str) -> None:
     kube = Kube()
     run = uuid.uuid4().hex[:10]
     pod = kube.create(_writer_pod(stack_namespace, run))
@@ -79,13 +79,13 @@ def test_agent_lines_arrive_once_each_across_a_collector_restart(kubeconfig: str
         _wait("the writer to run", lambda: (kube.get("v1", "Pod", stack_namespace, name) or {})
               .get("status", {}).get("phase") == "Running", 180)
         time.sleep(5)  # about 100 lines written: the collector is mid-stream
-        collectors = [p for p in kube.list("v1", "Pod", stack_namespace, "app.kubernetes.io/name=log-collector")
+        collectors = [p for p in kube.list("v1", "Pod", operator_namespace, "app.kubernetes.io/name=log-collector")
                       if p["spec"].get("nodeName") == node]
         assert len(collectors) == 1, "one collector pod per node"
-        subprocess.run([kubectl_bin, "delete", "pod", "-n", stack_namespace, collectors[0]["metadata"]["name"],
+        subprocess.run([kubectl_bin, "delete", "pod", "-n", operator_namespace, collectors[0]["metadata"]["name"],
                         "--wait=true"], check=True, capture_output=True)
         _wait("a new collector pod on the node", lambda: [
-            p for p in kube.list("v1", "Pod", stack_namespace, f"app.kubernetes.io/name={collector.COMPONENT}")
+            p for p in kube.list("v1", "Pod", operator_namespace, f"app.kubernetes.io/name={collector.COMPONENT}")
             if p["spec"].get("nodeName") == node and p["metadata"]["uid"] != collectors[0]["metadata"]["uid"]
             and all(c.get("ready") for c in p.get("status", {}).get("containerStatuses", []))], 180)
 

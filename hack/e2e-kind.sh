@@ -18,13 +18,16 @@ mkdir -p "$root/.cluster"
 docker build -t "$image" "$root"
 "$kind" get clusters | grep -qx "$cluster" || "$kind" create cluster --name "$cluster" --wait 180s
 "$kind" load docker-image "$image" --name "$cluster"
-"$helm" upgrade --install agentobs "$root/charts/agentobs" --namespace agentobs-system --create-namespace \
+# The release namespace runs the node log collector: Pod Security `privileged` before it starts.
+"$kubectl" create namespace agentobs-system --dry-run=client -o yaml | "$kubectl" apply -f -
+"$kubectl" label namespace agentobs-system pod-security.kubernetes.io/enforce=privileged --overwrite
+# The stack goes to namespace `agents` (stack.namespace), which the chart creates `restricted`.
+"$helm" upgrade --install agentobs "$root/charts/agentobs" --namespace agentobs-system \
   --set operator.image.repository="${image%:*}" --set operator.image.tag="${image#*:}" \
   --set operator.image.pullPolicy=Never --set stack.enabled=true --wait --timeout 10m
-"$kubectl" label namespace agentobs-system pod-security.kubernetes.io/enforce=privileged --overwrite
 
 status=0
-AGENTOBS_E2E_KUBECONFIG=$KUBECONFIG AGENTOBS_E2E_NAMESPACE=agentobs-system \
+AGENTOBS_E2E_KUBECONFIG=$KUBECONFIG AGENTOBS_E2E_NAMESPACE=agents AGENTOBS_E2E_OPERATOR_NAMESPACE=agentobs-system \
   "$root/.venv/bin/python" -m pytest "$root/e2e" -q || status=$?
 [ "${AGENTOBS_E2E_KEEP:-}" = 1 ] || "$kind" delete cluster --name "$cluster"
 exit $status

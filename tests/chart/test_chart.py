@@ -180,18 +180,33 @@ def test_out_of_cluster_installs_everything_but_the_operator(render: Render) -> 
 def test_stack_carries_the_spec_from_values(render: Render) -> None:
     docs = render(VALUE_SETS["stack"], namespace="obs")
     stack = one(docs, "AgentObservability")
-    assert stack["metadata"] == {**stack["metadata"], "name": "agentobs", "namespace": "obs"}
+    assert stack["metadata"] == {**stack["metadata"], "name": "agentobs", "namespace": "agents"}
     assert stack["spec"] == VALUE_SETS["stack"]["stack.spec"]
     assert not kind_of(render({}), "AgentObservability"), "stack.enabled is off by default"
+
+
+def test_the_stack_goes_to_its_own_restricted_namespace_never_the_release_s(render: Render, helm: Run) -> None:
+    """The webhook never instruments pods of the release namespace: a stack there would see no agent."""
+    made = one(render(VALUE_SETS["stack"], namespace="obs"), "Namespace")
+    assert made["metadata"]["name"] == "agents"
+    assert made["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    assert made["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    hook = one(render(VALUE_SETS["stack"], namespace="obs"), "MutatingWebhookConfiguration")["webhooks"][0]
+    excluded = hook["namespaceSelector"]["matchExpressions"][0]
+    assert "obs" in excluded["values"] and "agents" not in excluded["values"]
+    assert not kind_of(render({**VALUE_SETS["stack"], "stack.createNamespace": False}), "Namespace")
+    refused = helm("template", "x", str(CHART), "--namespace", "agents", *set_args(VALUE_SETS["stack"]),
+                   check=False)
+    assert refused.returncode != 0 and "is the release namespace" in refused.stderr
 
 
 def test_namespaced_operator_is_bound_per_namespace_and_elects_in_its_own(render: Render) -> None:
     docs = render(VALUE_SETS["namespaced"], namespace="obs")
     env = env_of(docs)
-    assert env["AGENTOBS_NAMESPACES"] == "team-a,team-b,obs", "the stack's namespace joins the list"
+    assert env["AGENTOBS_NAMESPACES"] == "team-a,team-b,agents", "the stack's namespace joins the list"
     bound = {b["metadata"]["namespace"] for b in kind_of(docs, "RoleBinding")
              if b["roleRef"]["kind"] == "ClusterRole"}
-    assert bound == {"team-a", "team-b", "obs"}
+    assert bound == {"team-a", "team-b", "agents"}
     assert [b["roleRef"]["name"] for b in kind_of(docs, "ClusterRoleBinding")] == ["agentobs-operator-cluster"]
     perms = permissions_of(docs)
     assert perms.allows("coordination.k8s.io", "leases", "update", "obs", LEASE)

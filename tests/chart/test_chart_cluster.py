@@ -142,16 +142,18 @@ def test_helm_install_refuses_values_that_break_the_schema(helm: Run, kubectl: R
 
 @dataclass
 class Release:
-    namespace: str
+    namespace: str  # the release's: the operator's own objects and the node log collector
+    stack_namespace: str  # the stack's and its agents' (stack.namespace), which the chart creates
     stack: str
     values: dict[str, Any]
     log: Path
 
 
-def chart_operator(namespace: str, webhook_port: int, log: Path) -> OperatorProcess:
-    """The operator configured as the chart would configure it, run out of cluster."""
+def chart_operator(namespace: str, stack_namespace: str, webhook_port: int, log: Path) -> OperatorProcess:
+    """The operator configured as the chart would configure it, run out of cluster (serving only the
+    stack's namespace: the cluster is shared with other tests)."""
     return OperatorProcess({
-        "AGENTOBS_NAMESPACES": namespace, "AGENTOBS_BIND_ADDRESS": "127.0.0.1",
+        "AGENTOBS_NAMESPACES": stack_namespace, "AGENTOBS_BIND_ADDRESS": "127.0.0.1",
         "AGENTOBS_METRICS_PORT": str(free_port()), "AGENTOBS_HEALTH_PORT": str(free_port()),
         "AGENTOBS_WEBHOOK_PORT": str(webhook_port), "AGENTOBS_WEBHOOK_SERVICE": "",
         "AGENTOBS_WEBHOOK_CONFIGURATION": WEBHOOK_CONFIGURATION, "AGENTOBS_OPERATOR_NAMESPACE": namespace,
@@ -162,10 +164,10 @@ def chart_operator(namespace: str, webhook_port: int, log: Path) -> OperatorProc
 
 @pytest.fixture(scope="module")
 def release(helm: Run, kubectl: Run, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Release]:
-    namespace = f"{SESSION_PREFIX}-release"
+    namespace, stack_namespace = f"{SESSION_PREFIX}-release", f"{SESSION_PREFIX}-agents"
     kubectl("create", "namespace", namespace)
     port = free_port()
-    values = {"operator.enabled": False, "stack.enabled": True,
+    values = {"operator.enabled": False, "stack.enabled": True, "stack.namespace": stack_namespace,
               "webhook.url": f"https://127.0.0.1:{port}/mutate-pods"}
     helm("install", INSTALLED, str(CHART), "-n", namespace, *set_args(values))
     # As after `helm upgrade` to a chart whose CRD changed: Helm leaves the installed CRD as it was.
@@ -173,18 +175,18 @@ def release(helm: Run, kubectl: Run, tmp_path_factory: pytest.TempPathFactory) -
             json.dumps([{"op": "replace", "path": "/spec/versions/0/additionalPrinterColumns/0/description",
                          "value": "stale"}]))
     log = tmp_path_factory.mktemp("operator") / "operator.log"
-    operator = chart_operator(namespace, port, log)
+    operator = chart_operator(namespace, stack_namespace, port, log)
     operator.start()
     try:
-        yield Release(namespace=namespace, stack=INSTALLED, values=values, log=log)
+        yield Release(namespace=namespace, stack_namespace=stack_namespace, stack=INSTALLED, values=values, log=log)
     finally:
         operator.stop()
         helm("uninstall", INSTALLED, "-n", namespace, check=False)
-        kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+        kubectl("delete", "namespace", namespace, stack_namespace, "--wait=false", check=False)
 
 
 def _ready(kubectl: Run, release: Release, generation: int) -> dict[str, Any] | None:
-    res = get_json(kubectl, "agentobservability", release.stack, "-n", release.namespace)
+    res = get_json(kubectl, "agentobservability", release.stack, "-n", release.stack_namespace)
     if condition(res, "Ready").get("status") == "True" and res["status"].get("observedGeneration") == generation:
         return dict(res)
     return None
@@ -210,7 +212,11 @@ def test_install_yields_a_ready_stack(helm: Run, kubectl: Run, release: Release)
         kubectl, "daemonset", "agentobs-log-collector", "-n", release.namespace))
     assert ds["spec"]["template"]["spec"]["nodeSelector"] == {"kubernetes.io/os": "linux"}
     routes = get_json(kubectl, "configmap", "agentobs-log-collector", "-n", release.namespace)["data"]["routes.lua"]
-    assert f'id = "{release.namespace}_{release.stack}"' in routes
+    assert f'id = "{release.stack_namespace}_{release.stack}"' in routes
+    # The chart made the stack's namespace, under Pod Security `restricted`, and keeps it on uninstall.
+    made = get_json(kubectl, "namespace", release.stack_namespace)["metadata"]
+    assert made["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    assert made["annotations"]["helm.sh/resource-policy"] == "keep"
 
 
 def test_operator_brings_its_crd_up_to_date(kubectl: Run, release: Release) -> None:
@@ -257,9 +263,10 @@ def test_operator_service_account_may_do_what_the_operator_does(kubectl: Run, re
     checks = []
     for (api_version, kind), info in KINDS.items():
         group = api_version.rpartition("/")[0]
-        for verb in sorted(VERBS_OF_KIND.get(kind, APPLIED)):  # the release namespace is also the served one
-            checks.append((group, info.plural, verb, release.namespace if info.namespaced else None, names.get(kind)))
-    checks.append(("agentobs.io", "agentobservabilities/status", "patch", release.namespace, None))
+        for verb in sorted(VERBS_OF_KIND.get(kind, APPLIED)):
+            served = release.namespace if kind == "Lease" else release.stack_namespace
+            checks.append((group, info.plural, verb, served if info.namespaced else None, names.get(kind)))
+    checks.append(("agentobs.io", "agentobservabilities/status", "patch", release.stack_namespace, None))
     user = f"system:serviceaccount:{release.namespace}:{SERVICE_ACCOUNT}"
     denied = [c for c, allowed in zip(checks, _access_reviews(kubectl, checks, user), strict=True) if not allowed]
     assert not denied, denied
@@ -276,7 +283,7 @@ def test_operator_service_account_may_do_what_the_operator_does(kubectl: Run, re
 
 def test_operator_service_account_can_apply_the_stack_it_renders(kubectl: Run, release: Release) -> None:
     """Through the real authorizer, including RBAC's escalation check on the Roles it creates."""
-    roles = stack_roles(release.namespace)
+    roles = stack_roles(release.stack_namespace)
     user = f"system:serviceaccount:{release.namespace}:{SERVICE_ACCOUNT}"
     result = kubectl("apply", "--server-side", "--dry-run=server", "--field-manager=agentobs-operator",
                      f"--as={user}", "-f", "-", input=as_yaml(roles), check=False)
@@ -298,7 +305,7 @@ def test_upgrade_with_changed_values_converges_and_keeps_the_injected_ca(helm: R
     res = wait_for("the upgraded stack to become Ready" + _explain(release), lambda: _ready(kubectl, release, 2),
                    timeout=180)
     assert res["status"]["components"]["prometheus"] == {"ready": 3, "desired": 3}
-    sts = get_json(kubectl, "statefulset", f"{release.stack}-prometheus", "-n", release.namespace)
+    sts = get_json(kubectl, "statefulset", f"{release.stack}-prometheus", "-n", release.stack_namespace)
     assert sts["spec"]["replicas"] == 3
     config = get_json(kubectl, "mutatingwebhookconfiguration", WEBHOOK_CONFIGURATION)
     assert config["webhooks"][0]["timeoutSeconds"] == 7, "the chart's fields follow the upgrade"
@@ -312,7 +319,7 @@ OWNED_KINDS = "configmaps,secrets,services,serviceaccounts,statefulsets,deployme
 
 
 def test_uninstall_removes_everything_but_the_data(helm: Run, kubectl: Run, release: Release) -> None:
-    ns, selector = release.namespace, f"agentobs.io/owner={release.stack}"
+    ns, selector = release.stack_namespace, f"agentobs.io/owner={release.stack}"
     wait_for("the stack to become Ready" + _explain(release),
              lambda: _ready(kubectl, release, 2) or _ready(kubectl, release, 1), timeout=180)
 
@@ -332,7 +339,8 @@ def test_uninstall_removes_everything_but_the_data(helm: Run, kubectl: Run, rele
         items = get_json(kubectl, OWNED_KINDS, "-n", ns, "-l", selector)["items"]
         # The node log collector (here in the release's namespace) belongs to no one stack: the
         # operator deletes it when the last route goes, and its pods go after the DaemonSet.
-        items += get_json(kubectl, OWNED_KINDS, "-n", ns, "-l", f"app.kubernetes.io/instance={collector.NAME}")["items"]
+        items += get_json(kubectl, OWNED_KINDS, "-n", release.namespace, "-l",
+                          f"app.kubernetes.io/instance={collector.NAME}")["items"]
         return [f"{i['kind']}/{i['metadata']['name']}" for i in items
                 if i["kind"] != "PersistentVolumeClaim"
                 and (i["metadata"].get("annotations") or {}).get(RETAINED) != "true"]
@@ -343,14 +351,20 @@ def test_uninstall_removes_everything_but_the_data(helm: Run, kubectl: Run, rele
     kept = get_json(kubectl, "persistentvolumeclaims,secrets", "-n", ns, "-l", selector)["items"]
     assert all(not i["metadata"].get("ownerReferences") for i in kept), "nothing would collect them later"
 
-    everything = get_json(kubectl, "all,configmaps,secrets,serviceaccounts,roles,rolebindings,networkpolicies,"
-                                   "poddisruptionbudgets,persistentvolumeclaims", "-n", ns)["items"]
-    names = {i["metadata"]["name"] for i in everything if i["kind"] not in ("ConfigMap",)
-             or i["metadata"]["name"] != "kube-root-ca.crt"}
+    def everything(namespace: str) -> set[str]:
+        items = get_json(kubectl, "all,configmaps,secrets,serviceaccounts,roles,rolebindings,networkpolicies,"
+                                  "poddisruptionbudgets,persistentvolumeclaims", "-n", namespace)["items"]
+        return {i["metadata"]["name"] for i in items if i["kind"] not in ("ConfigMap",)
+                or i["metadata"]["name"] != "kube-root-ca.crt"}
+
     expected = before["pvc"] | before["secrets"]
-    # The webhook's key Secret goes through the garbage collector, maybe later: see the next test.
-    unexpected = names - expected - {"default", WEBHOOK_KEY_SECRET}
+    names = everything(ns)
+    unexpected = names - expected - {"default"}
     assert not unexpected and expected <= names, f"left behind: {sorted(unexpected)}"
+    assert get_json(kubectl, "namespace", ns) is not None, "the stack's namespace stays: it holds the data"
+    # The webhook's key Secret goes through the garbage collector, maybe later: see the next test.
+    unexpected = everything(release.namespace) - {"default", WEBHOOK_KEY_SECRET}
+    assert not unexpected, f"left behind in the release namespace: {sorted(unexpected)}"
     for kind, name in [("clusterrole", f"{INSTALLED}-operator"), ("clusterrole", f"{INSTALLED}-operator-cluster"),
                        ("clusterrolebinding", f"{INSTALLED}-operator"),
                        ("mutatingwebhookconfiguration", WEBHOOK_CONFIGURATION)]:
@@ -360,8 +374,8 @@ def test_uninstall_removes_everything_but_the_data(helm: Run, kubectl: Run, rele
                               f"{selector},agentobs.io/owner-namespace={ns}")["items"]
     assert not cluster_scoped, "the operator deletes the stack's cluster-scoped objects when it goes"
     # The node log collector went with the last stack that collected logs.
-    assert get_json(kubectl, "clusterrole", f"agentobs-log-collector-{ns}") is None
-    assert yaml.safe_load(helm("list", "-n", ns, "-o", "yaml").stdout) == []
+    assert get_json(kubectl, "clusterrole", f"agentobs-log-collector-{release.namespace}") is None
+    assert yaml.safe_load(helm("list", "-n", release.namespace, "-o", "yaml").stdout) == []
 
 
 def test_uninstall_leaves_no_webhook_key_secret(kubectl: Run, release: Release) -> None:

@@ -105,6 +105,18 @@ agentobs.stackName: the AgentObservability resource rendered when stack.enabled.
 {{- end -}}
 
 {{/*
+agentobs.stackNamespace: the namespace of that resource. Refuses the release namespace, whose pods
+the webhook never instruments: a stack there would wait for agents that never report.
+*/}}
+{{- define "agentobs.stackNamespace" -}}
+{{- $ns := required "stack.namespace: name the namespace of the stack and its agents" .Values.stack.namespace -}}
+{{- if eq $ns .Release.Namespace -}}
+{{- fail (printf "stack.namespace: %q is the release namespace, whose pods the webhook never instruments; put the stack and its agents in another namespace (default: agents)" $ns) -}}
+{{- end -}}
+{{- $ns -}}
+{{- end -}}
+
+{{/*
 agentobs.image: the operator image reference, `repository:tag` or `repository@digest`.
 */}}
 {{- define "agentobs.image" -}}
@@ -118,13 +130,16 @@ agentobs.image: the operator image reference, `repository:tag` or `repository@di
 
 {{/*
 agentobs.watchNamespaces: the namespaces the operator serves, as a list (JSON); empty means the
-whole cluster. The release namespace joins a non-empty list when the chart renders the stack there,
-so that the operator serves the stack it installs.
+whole cluster. The stack's namespace joins a non-empty list when the chart renders the stack, so
+that the operator serves the stack it installs.
 */}}
 {{- define "agentobs.watchNamespaces" -}}
 {{- $namespaces := .Values.operator.watchNamespaces -}}
-{{- if and $namespaces .Values.stack.enabled (not (has .Release.Namespace $namespaces)) -}}
-{{- $namespaces = append $namespaces .Release.Namespace -}}
+{{- if .Values.stack.enabled -}}
+{{- $stackNamespace := include "agentobs.stackNamespace" . -}}
+{{- if and $namespaces (not (has $stackNamespace $namespaces)) -}}
+{{- $namespaces = append $namespaces $stackNamespace -}}
+{{- end -}}
 {{- end -}}
 {{- toJson $namespaces -}}
 {{- end -}}
