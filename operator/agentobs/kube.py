@@ -299,10 +299,11 @@ class Kube:
             raw.close()
             raw.release_conn()
 
-    def delete(self, api_version: str, kind: str, namespace: str | None, name: str) -> None:
+    def delete(self, api_version: str, kind: str, namespace: str | None, name: str,
+               propagation: str = "Background") -> None:
         try:
             self._call("DELETE", _path(api_version, kind, namespace, name), kind,
-                       {"propagationPolicy": "Background"})
+                       {"propagationPolicy": propagation})
         except KubeError as exc:
             if exc.status != 404:
                 raise

@@ -140,6 +140,31 @@ def test_unsatisfiable_spec_is_degraded_not_a_crash(kube: Kube, operator: Operat
     assert condition(res, "Degraded")["status"] == "False"
 
 
+def test_a_volume_size_change_says_how_to_resize_and_the_way_out_converges(kube: Kube, operator: Operator,
+                                                                          namespace: str) -> None:
+    """The API server refuses a new size in a StatefulSet's claim template; the status names the way
+    out, and taking it (the StatefulSet deleted with its pods orphaned) converges to the new size."""
+    only_prometheus = {"tracing": {"enabled": False}, "logging": {"enabled": False}, "grafana": {"enabled": False}}
+    kube.apply(make_resource("resize", namespace, only_prometheus))
+    wait_ready(kube, namespace, "resize", generation=1)
+    kube.apply(make_resource("resize", namespace, {**only_prometheus, "prometheus": {"storage": {"size": "20Gi"}}}))
+
+    def degraded() -> dict[str, Any]:
+        return condition(get_resource(kube, namespace, "resize"), "Degraded")
+
+    cond = wait_for("Degraded condition", lambda: degraded().get("status") == "True" and degraded())
+    assert cond["reason"] == "ApplyFailed"
+    assert "--cascade=orphan" in cond["message"] and "storage-resize" in cond["message"], cond["message"]
+    sts = kube.get(*STS, namespace, "resize-prometheus")
+    assert sts is not None
+    kube.delete(*STS, namespace, "resize-prometheus", propagation="Orphan")
+    res = wait_ready(kube, namespace, "resize", generation=2)
+    assert condition(res, "Degraded")["status"] == "False"
+    again = kube.get(*STS, namespace, "resize-prometheus")
+    assert again is not None and again["metadata"]["uid"] != sts["metadata"]["uid"]
+    assert again["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "20Gi"
+
+
 def test_health_and_metrics_endpoints(kube: Kube, operator: Operator, namespace: str) -> None:
     kube.apply(make_resource("observed", namespace, {}))
     wait_ready(kube, namespace, "observed")

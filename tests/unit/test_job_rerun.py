@@ -1,4 +1,5 @@
-"""A failed retention set-up Job is run again, some minutes after it failed.
+"""A failed retention set-up Job is run again, some minutes after it failed; a refused volume
+change is reported with what to do (tests/controlplane/test_reconcile.py provokes it for real).
 
 The local control plane cannot produce a failed Job (kwok's stages make every Job's pod succeed),
 so this drives the reconcile step with a recording stand-in for the API client: what is checked
@@ -85,3 +86,17 @@ def test_a_job_that_succeeded_or_runs_is_left_alone() -> None:
     assert causes(kube, {"metadata": {"name": "demo-es-setup-abc"}, "status": {"succeeded": 1}}) == {}
     assert causes(kube, {"metadata": {"name": "demo-es-setup-abc"}, "status": {"active": 1}}) == {}
     assert kube.deleted == []
+
+
+def test_a_refused_volume_change_says_how_to_resize() -> None:
+    """The API server refuses a StatefulSet whose volume size changed, and its text names no way out."""
+    sts = {"kind": "StatefulSet", "metadata": {"name": "demo-prometheus"}}
+    refused = KubeError(422, "Invalid", 'StatefulSet.apps "demo-prometheus" is invalid: spec: Forbidden: updates to '
+                                        "statefulset spec for fields other than 'replicas', 'ordinals', 'template', "
+                                        "'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and "
+                                        "'minReadySeconds' are forbidden")
+    message = reconcile.apply_error_message(sts, refused)
+    assert message.startswith("StatefulSet demo-prometheus: StatefulSet.apps")
+    assert "--cascade=orphan" in message and "storage-resize" in message
+    other = reconcile.apply_error_message(sts, KubeError(409, "Conflict", "field manager conflict"))
+    assert other == "StatefulSet demo-prometheus: field manager conflict"

@@ -212,8 +212,7 @@ def _apply_stack(kube: Kube, owner: Owner, obs: Observation, now: dt.datetime) -
             applied = kube.apply(manifest)
         except KubeError as exc:
             metrics.APPLY_ERRORS.labels(kind=manifest["kind"]).inc()
-            obs.apply_errors.setdefault(component, f"{manifest['kind']} {manifest['metadata']['name']}: "
-                                                   f"{exc.message}")
+            obs.apply_errors.setdefault(component, apply_error_message(manifest, exc))
             continue
         if manifest["kind"] in WORKLOAD_KINDS:
             obs.workloads[component] = workload_state(applied)
@@ -228,6 +227,21 @@ def _apply_stack(kube: Kube, owner: Owner, obs: Observation, now: dt.datetime) -
             obs.pruned = prune(kube, owner, {key_of(m) for m in manifests} | _issued_elsewhere(owner))
         except KubeError as exc:
             log.warning("%s/%s: pruning postponed: %s", owner.namespace, owner.name, exc.message)
+
+
+# What the API server says when a StatefulSet's volumeClaimTemplates change: only a few fields of
+# its spec may, and a volume's size or StorageClass are not among them.
+_STATEFULSET_FORBIDDEN = "Forbidden: updates to statefulset spec for fields other than"
+
+
+def apply_error_message(manifest: Manifest, exc: KubeError) -> str:
+    """The apply error for the status, with what to do where the API server's text does not say."""
+    message = f"{manifest['kind']} {manifest['metadata']['name']}: {exc.message}"
+    if manifest["kind"] == "StatefulSet" and _STATEFULSET_FORBIDDEN in exc.message:
+        message += (" (a data volume's size or StorageClass cannot change in place: expand the claims, then "
+                    "delete the StatefulSet with --cascade=orphan for the operator to re-create it; "
+                    "docs/runbooks.md#storage-resize)")
+    return message
 
 
 def _causes(kube: Kube, owner: Owner, obs: Observation) -> dict[str, tuple[str, str]]:
