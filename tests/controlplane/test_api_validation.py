@@ -31,6 +31,7 @@ def test_server_fills_defaults(kube: Kube, namespace: str) -> None:
     assert spec["elasticsearch"]["nodes"] == 3
     assert spec["elasticsearch"]["storage"]["size"] == "50Gi"
     assert spec["instrumentation"]["podSelector"]["matchLabels"] == {"agentobs.io/agent": "true"}
+    assert "images" not in spec, "images left unset follow the operator that runs, through upgrades"
 
 
 def test_a_storage_class_alone_keeps_each_component_s_default_size(kube: Kube, namespace: str) -> None:

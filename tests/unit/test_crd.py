@@ -8,6 +8,7 @@ from typing import Any
 import yaml
 
 from agentobs.api.crd import make_crd
+from agentobs.api.spec import AgentObservabilitySpec
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -58,6 +59,18 @@ def test_nested_objects_default_so_the_server_fills_every_default() -> None:
     assert prometheus["properties"]["replicas"]["default"] == 2
     es_storage = spec["properties"]["elasticsearch"]["properties"]["storage"]
     assert es_storage["default"]["size"] == "50Gi"
+
+
+def test_images_are_not_stored_so_they_follow_the_running_operator() -> None:
+    """A default the API server writes into a resource would hold its stack on the images of the
+    operator that created it; unset, the operator renders its own, and `kubectl explain` names them."""
+    images = _schema()["properties"]["spec"]["properties"]["images"]
+    assert "default" not in images
+    defaults = AgentObservabilitySpec().images.model_dump(by_alias=True)
+    for name, prop in images["properties"].items():
+        assert "default" not in prop, name
+        assert defaults[name] in prop["description"], name
+    assert set(images["properties"]) == set(defaults)
 
 
 def test_cross_field_rules_are_cel_with_field_paths() -> None:

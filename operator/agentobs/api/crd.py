@@ -122,9 +122,19 @@ def openapi_schema(model: type[BaseModel]) -> JSONSchema:
     return schema
 
 
+def _without_defaults(schema: JSONSchema) -> None:
+    schema.pop("default", None)
+    for prop in schema.get("properties", {}).values():
+        _without_defaults(prop)
+
+
 def make_crd() -> dict[str, Any]:
     spec_schema = openapi_schema(AgentObservabilitySpec)
     spec_schema["default"] = {}
+    # Images are defaulted by the operator, not stored: a default the API server wrote into each
+    # resource would hold every stack on the images of the operator that created it, through every
+    # upgrade (security fixes included). Unset, they follow the running operator; set, they pin.
+    _without_defaults(spec_schema["properties"]["images"])
     status_schema = openapi_schema(AgentObservabilityStatus)
     _list_map_conditions(status_schema)
 

@@ -13,7 +13,7 @@ Elasticsearch), built from `base` and `formats`; every name stays importable fro
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -196,21 +196,25 @@ class AuditSpec(SpecModel):
     retention_days: int = Field(365, ge=1, le=3650, description="Days audit records are kept.")
 
 
-class ImagesSpec(SpecModel):
-    """Container images of the stack; override to use a mirror."""
+def _image(default: str, what: str) -> Any:
+    """An image field; `kubectl explain` shows what an unset one is (the CRD stores no default)."""
+    return Field(default, description=f"{what} Unset: {default}, this operator version's.")
 
-    prometheus: Image = Field("quay.io/prometheus/prometheus:v3.5.0", description="Prometheus image.")
-    alertmanager: Image = Field("quay.io/prometheus/alertmanager:v0.28.1", description="Alertmanager image.")
-    elasticsearch: Image = Field(
-        "docker.elastic.co/elasticsearch/elasticsearch:8.19.4", description="Elasticsearch image."
-    )
-    jaeger: Image = Field("cr.jaegertracing.io/jaegertracing/jaeger:2.13.0", description="Jaeger v2 image.")
-    fluentd: Image = Field(
+
+class ImagesSpec(SpecModel):
+    """Container images of the stack. Unset, each is the image the running operator ships with, so
+    upgrading the operator upgrades the stack; set one to pin it or to use a mirror."""
+
+    prometheus: Image = _image("quay.io/prometheus/prometheus:v3.5.0", "Prometheus image.")
+    alertmanager: Image = _image("quay.io/prometheus/alertmanager:v0.28.1", "Alertmanager image.")
+    elasticsearch: Image = _image("docker.elastic.co/elasticsearch/elasticsearch:8.19.4", "Elasticsearch image.")
+    jaeger: Image = _image("cr.jaegertracing.io/jaegertracing/jaeger:2.13.0", "Jaeger v2 image.")
+    fluentd: Image = _image(
         "docker.io/fluent/fluentd-kubernetes-daemonset:v1.19.3-debian-elasticsearch8-1.1",
-        description="Fluentd aggregator image (fluentd 1.19.3 with fluent-plugin-elasticsearch 5.4.4 and "
+        "Fluentd aggregator image (fluentd 1.19.3 with fluent-plugin-elasticsearch 5.4.4 and "
         "fluent-plugin-prometheus 2.2.2, whose parameters the rendered configuration uses).",
     )
-    grafana: Image = Field("docker.io/grafana/grafana:12.1.1", description="Grafana image.")
+    grafana: Image = _image("docker.io/grafana/grafana:12.1.1", "Grafana image.")
 
 
 class AgentObservabilitySpec(SpecModel):
@@ -228,7 +232,11 @@ class AgentObservabilitySpec(SpecModel):
     grafana: GrafanaSpec = Field(default_factory=GrafanaSpec, description="Dashboards and exploration.")
     tls: TLSSpec = Field(default_factory=TLSSpec, description="Certificates.")
     audit: AuditSpec = Field(default_factory=AuditSpec, description="Audit trail retention.")
-    images: ImagesSpec = Field(default_factory=ImagesSpec, description="Image overrides.")
+    images: ImagesSpec = Field(
+        default_factory=ImagesSpec,
+        description="Image overrides. An image left unset is the one the running operator ships with "
+        "(upgrading the operator rolls the stack's pods to it); set one to pin it or to use a mirror.",
+    )
     paused: bool = Field(
         False, description="Stop reconciling: children are left as they are until unpaused."
     )
