@@ -310,6 +310,7 @@ async def resource_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> Non
     key = (body.metadata.namespace or "", body.metadata.name or "")
     if event["type"] == "DELETED":
         admission.untrack(*key)
+        metrics.forget_resource(*key)
         scheduler.bodies.pop(key, None)
         scheduler.due.pop(key, None)
         scheduler.queue.discard(key)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from prometheus_client import Counter, Gauge, Histogram
 
 RECONCILES = Counter(
@@ -54,6 +56,16 @@ CERTIFICATE_EXPIRY = Gauge(
     "the AgentObsCertificateNearExpiry alert watches it.",
     ["namespace", "resource", "component"],
 )
+RESOURCE_CONDITION = Gauge(
+    "agentobs_resource_condition",
+    "1 while a condition (Ready, Degraded) of the resource is True, else 0; each stack's Prometheus "
+    "alerts on its own Degraded (AgentObsStackDegraded).",
+    ["namespace", "resource", "condition"],
+)
+# The per-resource gauges, with their label names: a deleted resource's series go with it.
+_PER_RESOURCE = ((INJECTION_PODS, ("namespace", "resource", "state")),
+                 (CERTIFICATE_EXPIRY, ("namespace", "resource", "component")),
+                 (RESOURCE_CONDITION, ("namespace", "resource", "condition")))
 API_REQUESTS = Counter(
     "agentobs_api_requests_total",
     "Requests the operator sent to the API server, by verb (get, list, watch, create, update, patch, apply, "
@@ -73,3 +85,13 @@ RESYNC_PERIOD = Gauge(
 CACHE_OBJECTS = Gauge(
     "agentobs_cache_objects", "Objects held by the watch-fed caches, by kind.", ["kind"]
 )
+
+
+def forget_resource(namespace: str, resource: str) -> None:
+    """Drop a deleted resource's series, so that no alert fires on a stack that is gone."""
+    for gauge, names in _PER_RESOURCE:
+        for metric in gauge.collect():
+            for sample in metric.samples:
+                if sample.labels.get("namespace") == namespace and sample.labels.get("resource") == resource:
+                    with contextlib.suppress(KeyError):  # removed meanwhile by another thread
+                        gauge.remove(*(sample.labels[n] for n in names))

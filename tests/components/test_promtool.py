@@ -232,6 +232,20 @@ CASES: dict[str, tuple[str, list[dict[str, str]], dict[str, str], str, list[dict
          _series(f'agentobs_certificate_expiry_timestamp_seconds{{namespace="{NS}",resource="other",'
                  'component="grafana"}', "600000x30")],
     ),
+    "AgentObsStackDegraded": (
+        "20m",
+        [_series(f'agentobs_resource_condition{{namespace="{NS}",resource="{NAME}",condition="Degraded"}}',
+                 "1x30")],
+        {"namespace": NS, "resource": NAME, "condition": "Degraded"},
+        f"The operator cannot bring AgentObservability {NS}/{NAME} to its desired state: its Degraded "
+        "condition (kubectl describe agentobservability) says why.",
+        # Healthy: ours is not degraded (Ready is not Degraded); another resource's is not ours to report.
+        [_series(f'agentobs_resource_condition{{namespace="{NS}",resource="{NAME}",condition="Degraded"}}',
+                 "0x30"),
+         _series(f'agentobs_resource_condition{{namespace="{NS}",resource="{NAME}",condition="Ready"}}', "1x30"),
+         _series(f'agentobs_resource_condition{{namespace="{NS}",resource="other",condition="Degraded"}}',
+                 "1x30")],
+    ),
     # --- the log pipeline ---
     "AgentObsLogAggregatorDown": (
         "10m",

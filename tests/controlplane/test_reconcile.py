@@ -175,3 +175,14 @@ def test_health_and_metrics_endpoints(kube: Kube, operator: Operator, namespace:
     ok = [line for line in text.splitlines() if line.startswith('agentobs_reconcile_total{result="ok"}')]
     assert ok and float(ok[0].split()[-1]) >= 1
     assert "agentobs_reconcile_duration_seconds_bucket" in text
+    # Each stack's Prometheus alerts on its own Degraded through these; a deleted stack's go with it.
+    ours = f'namespace="{namespace}",resource="observed"'
+    assert f'agentobs_resource_condition{{{ours},condition="Ready"}} 1.0' in text
+    assert f'agentobs_resource_condition{{{ours},condition="Degraded"}} 0.0' in text
+    kube.delete(API, KIND, namespace, "observed")
+
+    def series_gone() -> bool:
+        with urllib.request.urlopen(f"http://127.0.0.1:{operator.metrics_port}/metrics", timeout=5) as resp:
+            return ours not in resp.read().decode()
+
+    wait_for("the deleted resource's series to go", series_gone)

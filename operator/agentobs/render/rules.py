@@ -32,6 +32,7 @@ STACK_SERIES: dict[str, str] = {
     "prometheus_rule_evaluation_failures_total": "Prometheus, rule evaluations that failed",
     "agentobs_certificate_expiry_timestamp_seconds":
         "the operator (agentobs.metrics), notAfter of each serving certificate it manages",
+    "agentobs_resource_condition": "the operator (agentobs.metrics), 1 while a condition of the resource is True",
     "fluentd_output_status_buffer_available_space_ratio":
         "the Fluentd aggregator (fluent-plugin-prometheus output monitor), free buffer space in percent",
     "fluentd_output_status_retry_count": "the Fluentd aggregator (output monitor), flush retries of an output",
@@ -181,6 +182,13 @@ def stack_rules(owner: Owner) -> dict[str, Any]:
                    "A certificate of the stack is about to expire",
                    "The {{ $labels.component }} certificate expires in {{ $value | humanizeDuration }} and "
                    "was not renewed when it was due."),
+            # The operator's own view of this resource: what it could not apply or keep running.
+            _alert("AgentObsStackDegraded",
+                   f'agentobs_resource_condition{{namespace="{owner.namespace}",resource="{owner.name}",'
+                   'condition="Degraded"} == 1', "15m", "warning",
+                   "The observability stack is degraded",
+                   f"The operator cannot bring AgentObservability {owner.namespace}/{owner.name} to its "
+                   "desired state: its Degraded condition (kubectl describe agentobservability) says why."),
         ],
     }
 

@@ -130,6 +130,10 @@ def reconcile(kube: Kube, body: dict[str, Any], now: Callable[[], dt.datetime],
         _apply_stack(kube, owner, obs, now())
 
     status = make_status(obs, previous, now())
+    for cond in status.conditions:
+        if cond.type in ("Ready", "Degraded"):
+            metrics.RESOURCE_CONDITION.labels(namespace=meta["namespace"], resource=meta["name"],
+                                              condition=cond.type).set(1 if cond.status == "True" else 0)
     # Nothing when nothing changed since the status the watch last delivered; else the whole status.
     new = status.model_dump(by_alias=True, exclude_none=True, mode="json")
     patch = merge_patch(body.get("status") or {}, new)
