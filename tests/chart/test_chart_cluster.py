@@ -60,8 +60,8 @@ def condition(resource: dict[str, Any] | None, type_: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def service_monitor_crd(kubectl: Run) -> None:
-    kubectl("apply", "--server-side", "-f", str(Path(__file__).with_name("servicemonitor-crd.yaml")))
-    wait_established(kubectl, "servicemonitors.monitoring.coreos.com")
+    kubectl("apply", "--server-side", "-f", str(Path(__file__).with_name("monitoring-crds.yaml")))
+    wait_established(kubectl, "servicemonitors.monitoring.coreos.com", "prometheusrules.monitoring.coreos.com")
 
 
 # ---- server-side validation ------------------------------------------------------------------

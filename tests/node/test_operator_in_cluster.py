@@ -41,10 +41,12 @@ def helm(kubeconfig: str, *args: str) -> str:
     return result.stdout
 
 
-def operator_pods(kubectl: Kubectl, namespace: str) -> list[dict[str, Any]]:
+def operator_pods(kubectl: Kubectl, namespace: str, terminating: bool = False) -> list[dict[str, Any]]:
+    """The operator's pods; those being deleted only with `terminating` (their containers may still
+    run, and serve the webhook, until their grace period ends)."""
     items: list[dict[str, Any]] = get_json(kubectl, "pods", "-n", namespace, "-l",
                                            "app.kubernetes.io/component=operator")["items"]
-    return [p for p in items if not p["metadata"].get("deletionTimestamp")]
+    return [p for p in items if terminating or not p["metadata"].get("deletionTimestamp")]
 
 
 def ready(pod: dict[str, Any]) -> bool:
@@ -219,7 +221,8 @@ def test_agent_pods_start_while_the_operator_is_gone_and_coverage_reports_them(
     deploy = "deploy/" + deployments["items"][0]["metadata"]["name"]
     kubectl("scale", deploy, "-n", install.operator_ns, "--replicas=0")
     try:
-        wait_for("both operator pods gone", lambda: not operator_pods(kubectl, install.operator_ns) or None,
+        wait_for("both operator pods gone, terminating ones included",
+                 lambda: not operator_pods(kubectl, install.operator_ns, terminating=True) or None,
                  timeout=120, interval=1)
         started = time.monotonic()
         kubectl("apply", "-f", "-", input=json.dumps(_agent_pod("while-down", ns)))
