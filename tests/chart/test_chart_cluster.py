@@ -73,6 +73,8 @@ def test_rendered_documents_pass_server_side_strict_validation(render: Render, k
     values = dict(VALUE_SETS.get(name, {}))
     if "operator.watchNamespaces" in values:  # served namespaces must exist for their RoleBindings
         values["operator.watchNamespaces"] = [make_namespace(), make_namespace()]
+    if values.get("stack.enabled"):  # the chart's Namespace is then one of this session's
+        values["stack.namespace"] = make_namespace()
     namespace = make_namespace()
     api_versions = (SERVICE_MONITOR_API,) if name == "service-monitor" else ()
     # A release name of this session's own: the chart's cluster-scoped objects (ClusterRoles, the
@@ -330,7 +332,7 @@ def test_uninstall_removes_everything_but_the_data(helm: Run, kubectl: Run, rele
                             and (i["metadata"].get("annotations") or {}).get(RETAINED) == "true"}}
 
     before = wait_for("PVCs and generated credentials", lambda: (d := data())["pvc"] and d["secrets"] and d)
-    helm("uninstall", INSTALLED, "-n", ns, "--wait", "--timeout", "3m")
+    helm("uninstall", INSTALLED, "-n", release.namespace, "--wait", "--timeout", "3m")
 
     wait_for("the AgentObservability to be deleted" + _explain(release),
              lambda: get_json(kubectl, "agentobservability", release.stack, "-n", ns) is None, timeout=120)

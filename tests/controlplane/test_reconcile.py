@@ -177,8 +177,9 @@ def test_health_and_metrics_endpoints(kube: Kube, operator: Operator, namespace:
     assert "agentobs_reconcile_duration_seconds_bucket" in text
     # Each stack's Prometheus alerts on its own Degraded through these; a deleted stack's go with it.
     ours = f'namespace="{namespace}",resource="observed"'
-    assert f'agentobs_resource_condition{{{ours},condition="Ready"}} 1.0' in text
-    assert f'agentobs_resource_condition{{{ours},condition="Degraded"}} 0.0' in text
+    # The exposition lists labels sorted by name.
+    assert f'agentobs_resource_condition{{condition="Ready",{ours}}} 1.0' in text
+    assert f'agentobs_resource_condition{{condition="Degraded",{ours}}} 0.0' in text
     kube.delete(API, KIND, namespace, "observed")
 
     def series_gone() -> bool:
