@@ -243,6 +243,9 @@ class Scheduler:
             if self.elector.is_leader and not was:
                 for key in self.bodies:
                     self.wake(key, Priority.RESYNC)
+            elif was and not self.elector.is_leader:
+                # The new leader exports them now; ours would stay at their last values.
+                metrics.forget_resource()
             if self.elector.is_leader and time.monotonic() - swept > SWEEP_SECONDS:
                 swept = time.monotonic()
                 try:

@@ -87,11 +87,13 @@ CACHE_OBJECTS = Gauge(
 )
 
 
-def forget_resource(namespace: str, resource: str) -> None:
-    """Drop a deleted resource's series, so that no alert fires on a stack that is gone."""
+def forget_resource(namespace: str | None = None, resource: str | None = None) -> None:
+    """Drop a deleted resource's series, so that no alert fires on a stack that is gone; with no
+    arguments, every resource's (a replica that stops leading: its values would go stale)."""
     for gauge, names in _PER_RESOURCE:
         for metric in gauge.collect():
             for sample in metric.samples:
-                if sample.labels.get("namespace") == namespace and sample.labels.get("resource") == resource:
+                if namespace is None or (sample.labels.get("namespace") == namespace
+                                         and sample.labels.get("resource") == resource):
                     with contextlib.suppress(KeyError):  # removed meanwhile by another thread
                         gauge.remove(*(sample.labels[n] for n in names))

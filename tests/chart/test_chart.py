@@ -235,6 +235,21 @@ def test_service_monitor_only_where_the_api_exists(render: Render) -> None:
                        "ServiceMonitor")
 
 
+def test_stacks_scrape_every_operator_replica_through_a_headless_service(render: Render) -> None:
+    """Only the leader exports a stack's series: the address stacks get resolves to every replica."""
+    docs = render({})
+    host, _, port = env_of(docs)["AGENTOBS_METRICS_TARGET"].rpartition(":")
+    name, namespace, _ = host.split(".", 2)
+    [pods] = [d for d in kind_of(docs, "Service") if d["metadata"]["name"] == name]
+    assert namespace == "agentobs" and pods["spec"]["clusterIP"] == "None"
+    assert pods["spec"]["ports"][0]["port"] == int(port) and pods["spec"]["ports"][0]["targetPort"] == "metrics"
+    deployment = one(docs, "Deployment")
+    assert pods["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    monitor = one(render({}, api_versions=(SERVICE_MONITOR_API,)), "ServiceMonitor")
+    assert not monitor["spec"]["selector"]["matchLabels"].items() <= pods["metadata"]["labels"].items(), \
+        "the ServiceMonitor would scrape each pod twice"
+
+
 # ---- RBAC ------------------------------------------------------------------------------------
 
 def _served(values: dict[str, Any]) -> list[str]:

@@ -132,6 +132,24 @@ def test_operator_scrape_job_only_when_its_address_is_known() -> None:
     assert "agentobs-operator" in jobs({prometheus_config.OPERATOR_METRICS_TARGET: "op.system.svc:8080"})
 
 
+def test_every_operator_replica_is_scraped_when_the_address_is_a_name() -> None:
+    """Only the leader exports a stack's series: a Service address would pin a scrape to one replica."""
+    from agentobs.render.prometheus_config import operator_scrape
+
+    assert operator_scrape("op-pods.system.svc:8080") == {
+        "job_name": "agentobs-operator", "dns_sd_configs": [{"names": ["op-pods.system.svc"], "type": "A",
+                                                             "port": 8080}]}
+    for address in ("127.0.0.1:9000", "[::1]:9000", "localhost:9000"):
+        assert operator_scrape(address) == {"job_name": "agentobs-operator",
+                                            "static_configs": [{"targets": [address]}]}, address
+
+
+def test_the_stack_s_alerts_on_operator_series_take_the_max_over_replicas() -> None:
+    alerts = {r["alert"]: r for g in rules.built_in_rules(_owner())["groups"] for r in g["rules"]}
+    for name in ("AgentObsCertificateNearExpiry", "AgentObsStackDegraded"):
+        assert alerts[name]["expr"].startswith("max without (instance) ("), name
+
+
 # --- Alertmanager ---------------------------------------------------------------------------------
 
 

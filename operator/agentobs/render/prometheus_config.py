@@ -8,6 +8,7 @@ here are where that workload mounts what the configuration names.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Any
 
@@ -31,6 +32,28 @@ REPLICA_LABEL = "replica"
 # `Owner.extra` key: namespaces matching the instrumentation's namespace selector, as the
 # operator found them (rendering is pure, so reconcile passes them in).
 AGENT_NAMESPACES = "agent_namespaces"
+
+
+def operator_scrape(target: str) -> dict[str, Any]:
+    """The operator's metrics, from every replica. Only the leader exports per-resource series
+    (certificate expiry, conditions): through a Service, which holds one connection to one pod, a
+    stack could scrape a standby for good and its alerts would never fire. A DNS name is resolved
+    to all its addresses (the chart's headless Service), each its own target; an address is one."""
+    host, _, port = target.rpartition(":")
+    job: dict[str, Any] = {"job_name": "agentobs-operator"}
+    if _is_address(host):
+        job["static_configs"] = [{"targets": [target]}]
+    else:
+        job["dns_sd_configs"] = [{"names": [host], "type": "A", "port": int(port)}]
+    return job
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return host == "localhost"
+    return True
 
 
 def _label_meta(label: str) -> str:
@@ -167,7 +190,7 @@ def make_prometheus_config(owner: Owner) -> dict[str, Any]:
     ]
     operator_target = owner.extra.get(OPERATOR_METRICS_TARGET)
     if operator_target:
-        scrape_configs.append({"job_name": "agentobs-operator", "static_configs": [{"targets": [operator_target]}]})
+        scrape_configs.append(operator_scrape(str(operator_target)))
     scrape_configs += _logging_jobs(owner)
     alerting_relabel = [
         *_stack_peers(owner, alertmanager.COMPONENT, alertmanager.WEB_PORT),

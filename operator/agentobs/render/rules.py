@@ -157,8 +157,10 @@ def stack_rules(owner: Owner) -> dict[str, Any]:
     # still leaves half of that window to act.
     renew_before = parse_go_duration(owner.spec.tls.renew_before).total_seconds()
     threshold = int(renew_before / 2)
-    certificate = (f'agentobs_certificate_expiry_timestamp_seconds{{namespace="{owner.namespace}",'
-                   f'resource="{owner.name}"}}')
+    # Each operator replica is a target and only the leader has these series (an ex-leader drops
+    # them): the max over targets is the leader's, and no target label splits an alert in two.
+    certificate = (f'max without (instance) (agentobs_certificate_expiry_timestamp_seconds{{'
+                   f'namespace="{owner.namespace}",resource="{owner.name}"}})')
     return {
         "name": "agentobs-stack",
         "rules": [
@@ -184,8 +186,8 @@ def stack_rules(owner: Owner) -> dict[str, Any]:
                    "was not renewed when it was due."),
             # The operator's own view of this resource: what it could not apply or keep running.
             _alert("AgentObsStackDegraded",
-                   f'agentobs_resource_condition{{namespace="{owner.namespace}",resource="{owner.name}",'
-                   'condition="Degraded"} == 1', "15m", "warning",
+                   f'max without (instance) (agentobs_resource_condition{{namespace="{owner.namespace}",'
+                   f'resource="{owner.name}",condition="Degraded"}}) == 1', "15m", "warning",
                    "The observability stack is degraded",
                    f"The operator cannot bring AgentObservability {owner.namespace}/{owner.name} to its "
                    "desired state: its Degraded condition (kubectl describe agentobservability) says why."),
