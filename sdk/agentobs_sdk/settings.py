@@ -116,6 +116,14 @@ class Settings:
             log.warning("agentobs: %s=%r is not a logging level; ignored", ENV_LOG_LEVEL, level)
             level = None
 
+        audit_dir, key_file = _get(env, ENV_AUDIT_DIR), _get(env, ENV_AUDIT_KEY_FILE)
+        if key_file is not None and audit_dir is None:
+            # A key without a directory keys nothing: say so, or a developer believes they
+            # are writing a keyed trail when none is written at all.
+            log.warning("agentobs: %s is set but %s is not: no audit trail is kept and the key is "
+                        "ignored; set %s to a directory to keep a keyed trail",
+                        ENV_AUDIT_KEY_FILE, ENV_AUDIT_DIR, ENV_AUDIT_DIR)
+
         return cls(
             service_name=service,
             otlp_endpoint=_get(env, ENV_ENDPOINT),
@@ -125,12 +133,12 @@ class Settings:
             sampler=_get(env, ENV_SAMPLER),
             sampler_arg=_get(env, ENV_SAMPLER_ARG),
             metrics_port=port,
-            audit_dir=_get(env, ENV_AUDIT_DIR),
+            audit_dir=audit_dir,
             audit_retention_days=retention,
             agent_id=_get(env, ENV_AGENT_ID),
             # The OpenTelemetry spec: only "true" (case-insensitive) disables the SDK.
             sdk_disabled=(_get(env, ENV_SDK_DISABLED) or "").lower() == "true",
-            audit_key_file=_get(env, ENV_AUDIT_KEY_FILE),
+            audit_key_file=key_file,
             metrics_linger_seconds=linger,
             log_level=level.upper() if level else None,
             genai=GenAIOptions.from_env(env),

@@ -1,0 +1,42 @@
+"""What a developer trying the SDK from sdk/README.md runs into: each mistake the guide makes easy
+gets a message that names the variable involved and what to do, instead of silence, a raw
+traceback, or a hint that leads nowhere."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+import agentobs_sdk
+from agentobs_sdk.audit import AuditError, AuditTrail
+
+KEY = b"k" * 16 + b"0123456789abcdef"
+
+
+def _messages(caplog: pytest.LogCaptureFixture, level: int = logging.WARNING) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= level]
+
+
+def test_a_key_file_without_an_audit_dir_is_said_to_keep_no_trail(tmp_path: Path,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    key_file = tmp_path / "audit.key"
+    key_file.write_bytes(KEY)
+    with caplog.at_level(logging.WARNING, logger="agentobs_sdk"):
+        handle = agentobs_sdk.configure({"AGENTOBS_AUDIT_KEY_FILE": str(key_file)}, json_logs=False)
+    assert handle.audit is None
+    (line,) = [m for m in _messages(caplog) if "AGENTOBS_AUDIT_KEY_FILE is set" in m]
+    assert "AGENTOBS_AUDIT_DIR is not" in line and "no audit trail" in line
+
+
+def test_a_key_for_an_unkeyed_trail_says_to_use_a_new_directory(tmp_path: Path) -> None:
+    """`verify` finds nothing wrong with an unkeyed trail, so "run verify" would lead nowhere."""
+    with AuditTrail(tmp_path, anchor_sink=None) as trail:
+        trail.append("login")
+    with pytest.raises(AuditError) as raised:
+        AuditTrail(tmp_path, key=KEY, anchor_sink=None)
+    message = str(raised.value)
+    assert "new directory" in message and "AGENTOBS_AUDIT_DIR" in message
+    assert "keyed or not from its first record" in message
+    assert "run `agentobs-audit verify`" not in message
