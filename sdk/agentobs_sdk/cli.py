@@ -10,7 +10,8 @@ pod: log lines, an Elasticsearch search response, or head objects, one per line 
 
 T is an ISO 8601 time (`2025-01-31T12:00:00Z`) or an age before now (`90s`, `15m`, `2h`, `7d`).
 Exit codes: verify 0 = chain intact (warnings allowed), 1 = tampering or loss found;
-query 0 = records printed (JSON lines), 1 = nothing matched; 2 = usage error or unreadable trail.
+query 0 = records printed (JSON lines), 1 = nothing matched; 2 = usage error, a directory that is
+not an audit trail (no TRAIL file), or an unreadable trail.
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ Findings name the segment file, the line and the sequence number involved:
 - reordered / duplicate: a record appears after a later one, or twice;
 - truncated: the chain ends before the record HEAD says was made durable;
 - unparseable, anchor, head: lines that are not records, a chain start that retention did not
-  record, an unreadable or missing HEAD (or, keyed, one whose MAC is wrong);
+  record, an unreadable or missing HEAD (missing is an error even with no records left: a writer
+  makes HEAD when it opens the trail), or, keyed, one whose MAC is wrong;
 - unkeyed / downgrade / key: with a key, a record without a MAC; an unkeyed record after keyed
   ones (checked even without the key); a key that is not the trail's key;
 - anchored: with anchored heads (anchor.py), an anchored record that is gone or has another hash.
@@ -30,7 +31,7 @@ from typing import Any, Literal
 
 from . import store
 from .anchor import AnchoredHead
-from .chain import ALG_HMAC, GENESIS, RETENTION_ACTION, decode, record_hash
+from .chain import ALG_HMAC, GENESIS, RETENTION_ACTION, AuditError, decode, record_hash
 from .keys import head_mac, key_id
 
 Severity = Literal["error", "warning"]
@@ -106,7 +107,8 @@ def _where(e: _Entry) -> str:
 
 def verify(directory: str | os.PathLike[str], *, key: bytes | None = None,
            anchors: Iterable[AnchoredHead] | None = None, _locked: bool = False) -> VerifyReport:
-    """Verify the chain in `directory`; raises FileNotFoundError when it does not exist.
+    """Verify the chain in `directory`; raises FileNotFoundError when it does not exist and
+    AuditError when it is not an audit trail (no TRAIL file).
 
     `key`: the audit key, to check MACs (a keyed trail verified without it gets a warning).
     `anchors`: chain heads shipped out of the pod; those of this trail must match the chain.
@@ -114,7 +116,12 @@ def verify(directory: str | os.PathLike[str], *, key: bytes | None = None,
     path = os.fspath(directory)
     if not os.path.isdir(path):
         raise FileNotFoundError(f"no audit directory at {path}")
-    report = VerifyReport(directory=path, trail=store.read_trail_id(path))
+    trail = store.read_trail_id(path)
+    if trail is None:
+        # A writer makes TRAIL before anything else: without it this is not a trail (a typo'd
+        # path, `.`), and reporting its zero records as intact would pass anything.
+        raise AuditError(f"{path} is not an audit trail (it has no {store.TRAIL_NAME} file)")
+    report = VerifyReport(directory=path, trail=trail)
     head = _read_head(path, report, locked=_locked)
     try:
         anchor = store.read_anchor(path)
@@ -279,10 +286,11 @@ def _check_links(ordered: list[_Entry], report: VerifyReport) -> None:
 
 def _check_head(ordered: list[_Entry], head: store.Head | None, report: VerifyReport) -> None:
     if head is None:
-        if ordered:
-            report.problems.append(Problem(
-                "head", "HEAD is missing, so removal of the newest records cannot be ruled out",
-                store.HEAD_NAME))
+        # A writer writes HEAD when it opens the trail, before any record: with TRAIL present,
+        # no HEAD means it was removed, with or without the records.
+        why = ("so removal of the newest records cannot be ruled out" if ordered else
+               "and there are no records: the trail's records and HEAD were removed")
+        report.problems.append(Problem("head", f"HEAD is missing, {why}", store.HEAD_NAME))
         return
     last = ordered[-1] if ordered else None
     last_seq = last.seq if last is not None else 0

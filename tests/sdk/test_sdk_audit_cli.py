@@ -1,0 +1,47 @@
+"""`agentobs-audit` as a scheduled job runs it: an exit code that passes only an intact trail whose
+integrity was checked, and a message (exit 2) for inputs that are not what they should be."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agentobs_sdk import cli
+from agentobs_sdk.audit import AuditTrail
+
+KEY = b"k" * 16 + b"0123456789abcdef"
+
+
+def fill(directory: Path, n: int = 3, key: bytes | None = None) -> None:
+    with AuditTrail(directory, key=key, durability="fsync", anchor_sink=None) as trail:
+        for i in range(n):
+            trail.append("tool_call", user="alice", details={"i": i})
+
+
+@pytest.mark.parametrize("with_key", [False, True], ids=["no key", "key"])
+def test_a_wiped_trail_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str], with_key: bool) -> None:
+    """TRAIL kept, every segment and HEAD removed: nothing is left to contradict, yet it is loss."""
+    key_file = tmp_path / "key"
+    key_file.write_bytes(KEY)
+    trail = tmp_path / "trail"
+    fill(trail, key=KEY if with_key else None)
+    for seg in trail.glob("*.jsonl"):
+        seg.unlink()
+    (trail / "HEAD").unlink()
+    args = ["verify", str(trail)] + (["--key-file", str(key_file)] if with_key else [])
+    assert cli.main(args) == 1
+    out = capsys.readouterr().out
+    assert "HEAD is missing" in out and "FAILED" in out
+
+
+@pytest.mark.parametrize("directory", ["/etc", "."])
+def test_a_directory_that_is_not_a_trail_is_a_usage_error(directory: str,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["verify", directory]) == 2
+    assert "not an audit trail" in capsys.readouterr().err
+
+
+def test_a_fresh_trail_without_records_still_verifies(tmp_path: Path) -> None:
+    fill(tmp_path, 0)
+    assert cli.main(["verify", str(tmp_path)]) == 0
