@@ -26,12 +26,19 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 
 from . import logs, tracing
-from .audit import AuditTrail
+from .audit import AuditError, AuditTrail
 from .audit.keys import key_for
 from .metrics import AgentMetrics, DisabledMetrics
 from .settings import DEFAULT_METRICS_LINGER_S as DEFAULT_METRICS_LINGER_S  # re-exported
 from .settings import DEFAULT_SERVICE_NAME as DEFAULT_SERVICE_NAME
-from .settings import ENV_AUDIT_DIR, ENV_AUDIT_KEY_FILE, ENV_ENDPOINT, ENV_METRICS_PORT, ENV_SDK_DISABLED
+from .settings import (
+    ENV_AUDIT_DIR,
+    ENV_AUDIT_KEY_FILE,
+    ENV_CERTIFICATE,
+    ENV_ENDPOINT,
+    ENV_METRICS_PORT,
+    ENV_SDK_DISABLED,
+)
 from .settings import ENV_VARS as ENV_VARS
 from .settings import Settings as Settings
 
@@ -60,6 +67,7 @@ class Handle:
     metrics_port: int | None = None
     audit: AuditTrail | None = None
     exporting: bool = False
+    export_off: str | None = None  # why spans are not exported although an endpoint is set
     log_handler: logging.Handler | None = None
     options: tuple[object, ...] = ()
     _restore: list[Callable[[], None]] = field(default_factory=list)
@@ -186,9 +194,16 @@ def _build(
 ) -> Handle:
     version = sdk_version()
     exporter = None
+    export_off: str | None = None  # why spans are not exported although an endpoint is set
     if settings.otlp_endpoint and not settings.sdk_disabled:
-        exporter = tracing.build_exporter(settings.otlp_protocol, settings.otlp_endpoint,
-                                          settings.otlp_certificate)
+        try:
+            exporter = tracing.build_exporter(settings.otlp_protocol, settings.otlp_endpoint,
+                                              settings.otlp_certificate)
+        except OSError as exc:
+            # A bad injected value degrades to "off" like the others; the agent keeps running.
+            export_off = f"cannot read {ENV_CERTIFICATE}={settings.otlp_certificate!r}, see the error above"
+            log.error("agentobs: %s=%r cannot be read (%s); spans are not exported",
+                      ENV_CERTIFICATE, settings.otlp_certificate, exc.strerror or exc)
     provider = tracing.build_tracer_provider(
         tracing.build_resource(settings.service_name, settings.resource_attributes, settings.agent_id,
                                # The latest GenAI names keep gen_ai.agent.id for a hosted agent's
@@ -228,6 +243,13 @@ def _build(
                 key=key,
                 on_durable=lambda seq: metrics.set_audit_seq(agent_id, seq),
             )
+        except OSError as exc:
+            metrics.stop()
+            provider.shutdown()
+            # Name the variable: a bare FileNotFoundError from makedirs does not say which
+            # setting led there.
+            raise AuditError(f"{ENV_AUDIT_DIR}={settings.audit_dir!r} cannot be used for the audit "
+                             f"trail: {exc.strerror or exc}") from exc
         except BaseException:
             # Leave no port bound and no exporter thread behind for the caller's retry.
             metrics.stop()
@@ -254,6 +276,7 @@ def _build(
         metrics_port=port,
         audit=audit,
         exporting=exporter is not None,
+        export_off=export_off,
         log_handler=handler,
         _restore=restore,
     )
@@ -273,6 +296,8 @@ def _announce(handle: Handle, env: Mapping[str, str]) -> None:
     if handle.exporting:
         tls = "plain" if (s.otlp_endpoint or "").startswith("http://") else "TLS"
         parts.append(f"spans exported to {s.otlp_endpoint} over OTLP {s.otlp_protocol} ({tls})")
+    elif handle.export_off is not None:
+        parts.append(f"no exporter: spans are not exported ({handle.export_off})")
     elif handle.options and handle.options[2]:
         parts.append(f"no exporter ({ENV_ENDPOINT} not set): spans go only to the span processors "
                      "passed to configure()")

@@ -40,3 +40,26 @@ def test_a_key_for_an_unkeyed_trail_says_to_use_a_new_directory(tmp_path: Path) 
     assert "new directory" in message and "AGENTOBS_AUDIT_DIR" in message
     assert "keyed or not from its first record" in message
     assert "run `agentobs-audit verify`" not in message
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_a_missing_ca_file_turns_span_export_off_and_says_why(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                                              protocol: str) -> None:
+    missing = str(tmp_path / "no-ca.pem")
+    with caplog.at_level(logging.INFO, logger="agentobs_sdk"):
+        handle = agentobs_sdk.configure({"OTEL_EXPORTER_OTLP_ENDPOINT": "https://127.0.0.1:4317",
+                                         "OTEL_EXPORTER_OTLP_PROTOCOL": protocol,
+                                         "OTEL_EXPORTER_OTLP_CERTIFICATE": missing}, json_logs=False)
+    assert not handle.exporting
+    (error,) = _messages(caplog, logging.ERROR)
+    assert "OTEL_EXPORTER_OTLP_CERTIFICATE" in error and missing in error and "not exported" in error
+    (announced,) = [m for m in _messages(caplog) if "configured service" in m]
+    assert "OTEL_EXPORTER_OTLP_CERTIFICATE" in announced and "not set" not in announced.split(";")[0]
+    with agentobs_sdk.agent_run("a"):  # the agent runs on
+        pass
+
+
+def test_an_audit_dir_that_cannot_be_created_names_the_variable() -> None:
+    with pytest.raises(AuditError, match=r"AGENTOBS_AUDIT_DIR='/proc/nope'.*No such file"):
+        agentobs_sdk.configure({"AGENTOBS_AUDIT_DIR": "/proc/nope"}, json_logs=False)
+    assert agentobs_sdk.current_handle() is None
