@@ -257,8 +257,8 @@ def _build(
             raise
         metrics.set_audit_seq(agent_id, audit.last_seq)
 
-    restore: list[Callable[[], None]] = [logs.install_record_factory()]
-    restore += logs.let_sdk_info_through(settings.log_level)
+    logs.install_record_factory()  # not undone at shutdown: formats may name its fields
+    restore = logs.let_sdk_info_through(settings.log_level)
     handler = None
     if json_logs:
         handler = logs.install(logs.JsonFormatter(agent_id=settings.instance_id,
