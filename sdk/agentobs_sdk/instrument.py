@@ -99,7 +99,8 @@ class Operation:
         self._handle: Handle | None = None
         self._t0 = 0.0
         self._tokens: tuple[contextvars.Token[Context] | None, contextvars.Token[Operation | None]] | None = None
-        self._failure: str | None = None
+        self._failure: str | None = None  # error type of a failure reported without raising
+        self._failure_text: str | None = None  # what the caller said, for the span's status
         self._parent: Operation | None = None
         self._agent: str | None = None
         self._ended = False  # the span has ended; a stream still read afterwards records nothing
@@ -194,7 +195,7 @@ class Operation:
                     metrics.record_error(self.agent, self.operation_name, error_type)
             elif self._failure is not None:
                 error_type = self._failure
-                self.span.set_status(Status(StatusCode.ERROR, error_type))
+                self.span.set_status(Status(StatusCode.ERROR, self._failure_text or error_type))
                 self.span.set_attribute("error.type", error_type)
             self._on_end(seconds, error_type)
         except Exception as own:
