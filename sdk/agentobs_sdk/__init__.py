@@ -74,6 +74,8 @@ decision; built on `instrument`), `threads` (carrying context into thread pools)
 
 from typing import Unpack
 
+from opentelemetry import trace
+
 from .audit import AuditReceipt, AuditTrail, query, verify
 from .audit.writer import AuditFields
 from .config import ENV_VARS, ConfigurationError, Handle, Settings, configure, current_handle
@@ -90,7 +92,7 @@ from .helpers import (
     record_llm_usage,
     tool_call,
 )
-from .instrument import Operation, current_operation
+from .instrument import Operation, current_agent, current_operation
 from .logs import JsonFormatter
 from .series import emitted_series, promql_metric_names, unknown_series
 from .threads import ContextThreadPoolExecutor, in_context, submit
@@ -133,8 +135,17 @@ __all__ = [
 def audit_event(action: str, **fields: Unpack[AuditFields]) -> AuditReceipt | None:
     """Append to the configured audit trail (None when `AGENTOBS_AUDIT_DIR` was not injected).
 
-    Fields as `AuditTrail.append`: agent, user, result, resource, details."""
+    Fields as `AuditTrail.append`: agent, user, result, resource, details. Like the records the
+    helpers write, `agent` defaults to the enclosing `agent_run`'s name (else the instance id)
+    and `details` gets the current span's `trace_id`, unless the caller gave them."""
     handle = current_handle()
     if handle is None or handle.audit is None:
         return None
+    if fields.get("agent") is None:
+        fields["agent"] = current_agent()  # None outside an agent_run: the trail's default
+    ctx = trace.get_current_span().get_span_context()
+    if ctx.is_valid:
+        details = dict(fields.get("details") or {})
+        details.setdefault("trace_id", format(ctx.trace_id, "032x"))
+        fields["details"] = details
     return handle.audit.append(action, **fields)

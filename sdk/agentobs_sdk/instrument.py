@@ -69,6 +69,11 @@ def leave_agent(token: contextvars.Token[str | None]) -> None:
     _current_agent.reset(token)
 
 
+def current_agent() -> str | None:
+    """The name of the enclosing `agent_run`, or None outside one."""
+    return _current_agent.get()
+
+
 def _error_type(exc: BaseException) -> str:
     return type(exc).__qualname__
 
