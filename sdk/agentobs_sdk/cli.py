@@ -95,7 +95,9 @@ def _verify(args: argparse.Namespace) -> int:
             print(problem.describe())
         span = f"seq {report.first_seq}..{report.last_seq}" if report.records else "no records"
         verdict = "OK" if report.ok else f"FAILED ({len(report.errors)} problem(s))"
-        keyed = ("keyed, MACs checked" if key else "keyed, MACs NOT checked (no key)") if report.keyed \
+        wrong_key = any(p.kind == "key" for p in report.problems)
+        keyed = ("keyed, MACs NOT checked (not the trail's key)" if wrong_key else
+                 "keyed, MACs checked" if key else "keyed, MACs NOT checked (no key)") if report.keyed \
             else "UNKEYED (the chain shows damage, not a deliberate rewrite)"
         anchors = f", {report.anchors_checked} anchored head(s) checked" if args.anchor else ", no anchors"
         print(f"{verdict}: {report.records} record(s), {span}, {len(report.files)} file(s), "

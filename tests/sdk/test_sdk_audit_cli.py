@@ -45,3 +45,14 @@ def test_a_directory_that_is_not_a_trail_is_a_usage_error(directory: str,
 def test_a_fresh_trail_without_records_still_verifies(tmp_path: Path) -> None:
     fill(tmp_path, 0)
     assert cli.main(["verify", str(tmp_path)]) == 0
+
+
+def test_another_key_is_reported_as_the_only_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    trail = tmp_path / "trail"
+    fill(trail, key=KEY)
+    other = tmp_path / "other.key"
+    other.write_bytes(b"another key of sixteen+ bytes")
+    assert cli.main(["verify", str(trail), "--key-file", str(other)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in out[:-1]] == ["ERROR key"]
+    assert "not this trail's key" in out[0] and "NOT checked" in out[-1]

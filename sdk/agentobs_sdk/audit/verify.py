@@ -11,7 +11,8 @@ Findings name the segment file, the line and the sequence number involved:
   record, an unreadable or missing HEAD (missing is an error even with no records left: a writer
   makes HEAD when it opens the trail), or, keyed, one whose MAC is wrong;
 - unkeyed / downgrade / key: with a key, a record without a MAC; an unkeyed record after keyed
-  ones (checked even without the key); a key that is not the trail's key;
+  ones (checked even without the key); a key that is not the trail's key (HEAD names the trail's
+  key id; then that is the only finding about content, not an "edited" per record);
 - anchored: with anchored heads (anchor.py), an anchored record that is gone or has another hash.
 Without the key, keyed records' content cannot be checked: a warning says so.
 A torn last line (a crash mid-append) is a warning, not a failure: no acknowledged record is lost
@@ -129,7 +130,15 @@ def verify(directory: str | os.PathLike[str], *, key: bytes | None = None,
         anchor = None
         report.problems.append(Problem("anchor", str(exc), store.ANCHOR_NAME))
 
-    entries = _read_entries(path, report, key)
+    wrong_key = False
+    if key is not None and head is not None and head.kid is not None and head.kid != key_id(key):
+        # Every MAC would fail with another key: report the key, not each record as "edited".
+        # The chain's order, links and HEAD are still checked, as without a key.
+        report.problems.append(Problem(
+            "key", f"the key given (id {key_id(key)}) is not this trail's key (id {head.kid}): record "
+            "contents were not checked", store.HEAD_NAME))
+        key, wrong_key = None, True
+    entries = _read_entries(path, report, key, note_unchecked=not wrong_key)
     report.records = len(entries)
     _check_order(entries, report)
     ordered = sorted({e.seq: e for e in reversed(entries)}.values(), key=lambda e: e.seq)
@@ -168,7 +177,8 @@ def _read_head(path: str, report: VerifyReport, *, locked: bool) -> store.Head |
     return head
 
 
-def _read_entries(path: str, report: VerifyReport, key: bytes | None) -> list[_Entry]:
+def _read_entries(path: str, report: VerifyReport, key: bytes | None, *,
+                  note_unchecked: bool = True) -> list[_Entry]:
     segments = store.list_segments(path)
     entries: list[_Entry] = []
     unchecked = 0
@@ -213,7 +223,7 @@ def _read_entries(path: str, report: VerifyReport, key: bytes | None) -> list[_E
             if rec.get("action") == RETENTION_ACTION and isinstance(details, dict):
                 retention = (details.get("kept_from_seq"), details.get("kept_from_prev"))
             entries.append(_Entry(rec["seq"], rec["prev"], rec["hash"], name, lineno, retention))
-    if unchecked:
+    if unchecked and note_unchecked:
         report.problems.append(Problem(
             "keyed_unchecked", f"{unchecked} keyed record(s) not checked: give the audit key "
             "(--key-file) to verify their content", severity="warning"))
@@ -309,11 +319,8 @@ def _check_head(ordered: list[_Entry], head: store.Head | None, report: VerifyRe
 
 def _check_head_mac(head: store.Head | None, key: bytes | None, report: VerifyReport) -> None:
     if head is None or key is None or not report.keyed:
-        return
-    if head.kid is not None and head.kid != key_id(key):
-        report.problems.append(Problem(
-            "key", f"the key given (id {key_id(key)}) is not this trail's key (id {head.kid})", store.HEAD_NAME))
-    elif head.mac is None or head.mac != head_mac(key, report.trail or "", head.seq, head.hash):
+        return  # a key that is not the trail's was reported (and dropped) before the records
+    if head.mac is None or head.mac != head_mac(key, report.trail or "", head.seq, head.hash):
         report.problems.append(Problem(
             "head", "HEAD's MAC is missing or wrong: HEAD was rewritten by someone without the key",
             store.HEAD_NAME, seq=head.seq))
