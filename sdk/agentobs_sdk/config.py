@@ -36,6 +36,7 @@ from .settings import (
     ENV_AUDIT_KEY_FILE,
     ENV_CERTIFICATE,
     ENV_ENDPOINT,
+    ENV_METRICS_LINGER,
     ENV_METRICS_PORT,
     ENV_SDK_DISABLED,
 )
@@ -94,9 +95,14 @@ class Handle:
                 _shut_down = True
         try:
             linger = self.settings.metrics_linger_seconds
-            if self.metrics_port is not None and linger > 0 and not self.metrics.wait_for_scrape(linger):
-                log.warning("agentobs: no scrape within %ss of shutdown; the last metric values "
-                            "may not have reached Prometheus", linger)
+            if self.metrics_port is not None and linger > 0:
+                # Said first: a silent wait of up to 25 s looks like a hung process.
+                log.info("agentobs: shutdown waits up to %ss for a final scrape of port %s so the last "
+                         "metric values reach Prometheus (%s=0 skips the wait)",
+                         linger, self.metrics_port, ENV_METRICS_LINGER)
+                if not self.metrics.wait_for_scrape(linger):
+                    log.warning("agentobs: no scrape within %ss of shutdown; the last metric values "
+                                "may not have reached Prometheus", linger)
             self.tracer_provider.shutdown()
         finally:
             self.metrics.stop()

@@ -63,3 +63,15 @@ def test_an_audit_dir_that_cannot_be_created_names_the_variable() -> None:
     with pytest.raises(AuditError, match=r"AGENTOBS_AUDIT_DIR='/proc/nope'.*No such file"):
         agentobs_sdk.configure({"AGENTOBS_AUDIT_DIR": "/proc/nope"}, json_logs=False)
     assert agentobs_sdk.current_handle() is None
+
+
+def test_shutdown_says_before_it_waits_for_a_final_scrape(caplog: pytest.LogCaptureFixture) -> None:
+    handle = agentobs_sdk.configure({"AGENTOBS_METRICS_PORT": "0", "AGENTOBS_METRICS_LINGER_SECONDS": "0.2"},
+                                    metrics_addr="127.0.0.1", json_logs=False)
+    with caplog.at_level(logging.INFO, logger="agentobs_sdk"):
+        handle.shutdown()
+    said = [r.getMessage() for r in caplog.records]
+    waits = next(i for i, m in enumerate(said) if "waits up to 0.2s" in m)
+    assert "AGENTOBS_METRICS_LINGER_SECONDS=0" in said[waits]
+    assert caplog.records[waits].levelno == logging.INFO
+    assert waits < next(i for i, m in enumerate(said) if "no scrape within" in m)
