@@ -56,3 +56,19 @@ def test_another_key_is_reported_as_the_only_problem(tmp_path: Path, capsys: pyt
     out = capsys.readouterr().out.splitlines()
     assert [line.split(":")[0] for line in out[:-1]] == ["ERROR key"]
     assert "not this trail's key" in out[0] and "NOT checked" in out[-1]
+
+
+@pytest.mark.parametrize("as_json", [False, True], ids=["text", "json"])
+def test_a_keyed_trail_verified_without_its_key_does_not_pass(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                              monkeypatch: pytest.MonkeyPatch, as_json: bool) -> None:
+    """A scheduled job without the key would otherwise pass an edited record."""
+    monkeypatch.delenv("AGENTOBS_AUDIT_KEY_FILE", raising=False)
+    fill(tmp_path, key=KEY)
+    seg = next(tmp_path.glob("*.jsonl"))
+    seg.write_bytes(seg.read_bytes().replace(b"alice", b"bobby", 1))
+    assert cli.main(["verify", str(tmp_path)] + (["--json"] if as_json else [])) == 3
+    if not as_json:
+        assert "integrity not checked: no key" in capsys.readouterr().out
+    key_file = tmp_path.parent / "key"
+    key_file.write_bytes(KEY)
+    assert cli.main(["verify", str(tmp_path), "--key-file", str(key_file)]) == 1
