@@ -30,6 +30,7 @@ from opentelemetry.util.types import AttributeValue
 
 from . import config
 from .config import Handle
+from .settings import ENV_AUDIT_DIR
 
 log = logging.getLogger("agentobs_sdk")
 
@@ -215,7 +216,14 @@ class Operation:
         """Append an audit record; a failure raises only if the operation itself succeeded."""
         trail = self._handle.audit if self._handle is not None else None
         if trail is None:
-            log.warning("agentobs: audit requested for %s but no audit trail is configured", action)
+            if self._handle is not None:
+                why = f"{ENV_AUDIT_DIR} is not set"
+            elif config.was_shut_down():
+                why = "the SDK was shut down (handle.shutdown())"
+            else:
+                why = "configure() has not been called"
+            log.warning("agentobs: audit requested for %s but no audit trail is configured: %s; "
+                        "the record is not kept", action, why)
             return
         try:
             trail.append(action, agent=self.agent, **fields)

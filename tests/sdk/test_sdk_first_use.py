@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import agentobs_sdk
+from agentobs_sdk import config
 from agentobs_sdk.audit import AuditError, AuditTrail
 
 KEY = b"k" * 16 + b"0123456789abcdef"
@@ -75,3 +76,20 @@ def test_shutdown_says_before_it_waits_for_a_final_scrape(caplog: pytest.LogCapt
     assert "AGENTOBS_METRICS_LINGER_SECONDS=0" in said[waits]
     assert caplog.records[waits].levelno == logging.INFO
     assert waits < next(i for i, m in enumerate(said) if "no scrape within" in m)
+
+
+def test_an_audit_request_says_why_no_trail_keeps_it(caplog: pytest.LogCaptureFixture,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    def audited_once() -> str:
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="agentobs_sdk"), agentobs_sdk.tool_call("t", audit=True):
+            pass
+        (line,) = [m for m in _messages(caplog) if "audit requested for tool_call" in m]
+        return line
+
+    monkeypatch.setattr(config, "_shut_down", False)  # as in a fresh process (earlier tests shut down)
+    assert "configure() has not been called" in audited_once()
+    handle = agentobs_sdk.configure({}, json_logs=False)
+    assert "AGENTOBS_AUDIT_DIR is not set" in audited_once()
+    handle.shutdown()
+    assert "shut down" in audited_once()
