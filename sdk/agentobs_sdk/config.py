@@ -39,6 +39,8 @@ from .settings import (
     ENV_METRICS_LINGER,
     ENV_METRICS_PORT,
     ENV_SDK_DISABLED,
+    ENV_TRACES_EXPORTER,
+    EXPORTER_NONE,
 )
 from .settings import ENV_VARS as ENV_VARS
 from .settings import Settings as Settings
@@ -201,7 +203,7 @@ def _build(
     version = sdk_version()
     exporter = None
     export_off: str | None = None  # why spans are not exported although an endpoint is set
-    if settings.otlp_endpoint and not settings.sdk_disabled:
+    if settings.otlp_endpoint and not settings.sdk_disabled and settings.traces_exporter != EXPORTER_NONE:
         try:
             exporter = tracing.build_exporter(settings.otlp_protocol, settings.otlp_endpoint,
                                               settings.otlp_certificate)
@@ -304,6 +306,8 @@ def _announce(handle: Handle, env: Mapping[str, str]) -> None:
         parts.append(f"spans exported to {s.otlp_endpoint} over OTLP {s.otlp_protocol} ({tls})")
     elif handle.export_off is not None:
         parts.append(f"no exporter: spans are not exported ({handle.export_off})")
+    elif s.traces_exporter == EXPORTER_NONE:
+        parts.append(f"no exporter: spans are not exported ({ENV_TRACES_EXPORTER}=none)")
     elif handle.options and handle.options[2]:
         parts.append(f"no exporter ({ENV_ENDPOINT} not set): spans go only to the span processors "
                      "passed to configure()")

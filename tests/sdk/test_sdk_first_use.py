@@ -93,3 +93,30 @@ def test_an_audit_request_says_why_no_trail_keeps_it(caplog: pytest.LogCaptureFi
     assert "AGENTOBS_AUDIT_DIR is not set" in audited_once()
     handle.shutdown()
     assert "shut down" in audited_once()
+
+
+@pytest.mark.parametrize(("env", "said"), [
+    ({"OTEL_SDK_DISABLED": "yes"}, "OTEL_SDK_DISABLED='yes' is neither true nor false"),
+    ({"OTEL_TRACES_EXPORTER": "console"}, "OTEL_TRACES_EXPORTER='console' is not supported"),
+])
+def test_otel_values_the_sdk_does_not_act_on_are_logged(env: dict[str, str], said: str,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="agentobs_sdk"):
+        handle = agentobs_sdk.configure(env, json_logs=False)
+    assert not handle.settings.sdk_disabled
+    assert any(said in m for m in _messages(caplog))
+
+
+def test_traces_exporter_none_turns_span_export_off(caplog: pytest.LogCaptureFixture) -> None:
+    """What the webhook injects when the resource's tracing is off (with no OTLP variables, or
+    next to ones the pod set itself)."""
+    with caplog.at_level(logging.INFO, logger="agentobs_sdk"):
+        handle = agentobs_sdk.configure({"OTEL_TRACES_EXPORTER": "none",
+                                         "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4317"}, json_logs=False)
+    assert not handle.exporting
+    (announced,) = [m for m in _messages(caplog, logging.INFO) if "configured service" in m]
+    assert "OTEL_TRACES_EXPORTER=none" in announced
+    handle.shutdown()
+    handle = agentobs_sdk.configure({"OTEL_TRACES_EXPORTER": "otlp",
+                                     "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4317"}, json_logs=False)
+    assert handle.exporting
