@@ -80,7 +80,7 @@ from typing import Unpack
 
 from opentelemetry import trace
 
-from .audit import AuditReceipt, AuditTrail, query, verify
+from .audit import AuditError, AuditReceipt, AuditTrail, load_key, query, verify
 from .audit.writer import AuditFields
 from .config import ENV_VARS, ConfigurationError, Handle, Settings, configure, current_handle
 from .helpers import (
@@ -104,6 +104,7 @@ from .threads import ContextThreadPoolExecutor, in_context, submit
 __all__ = [
     "ENV_VARS",
     "AgentRun",
+    "AuditError",
     "AuditReceipt",
     "AuditTrail",
     "ConfigurationError",
@@ -125,6 +126,7 @@ __all__ = [
     "emitted_series",
     "in_context",
     "llm_call",
+    "load_key",
     "promql_metric_names",
     "query",
     "reasoning_step",

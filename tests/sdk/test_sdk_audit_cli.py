@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+import agentobs_sdk as aobs
 from agentobs_sdk import cli
 from agentobs_sdk.audit import AuditTrail
 
@@ -72,3 +73,14 @@ def test_a_keyed_trail_verified_without_its_key_does_not_pass(tmp_path: Path, ca
     key_file = tmp_path.parent / "key"
     key_file.write_bytes(KEY)
     assert cli.main(["verify", str(tmp_path), "--key-file", str(key_file)]) == 1
+
+
+def test_verify_from_python_says_how_to_pass_a_key_file(tmp_path: Path) -> None:
+    fill(tmp_path, key=KEY)
+    key_file = tmp_path.parent / "audit.key"
+    key_file.write_bytes(KEY)
+    with pytest.raises(TypeError, match=r"load_key\(path\)"):
+        aobs.verify(tmp_path, key=str(key_file))  # type: ignore[arg-type]
+    assert aobs.verify(tmp_path, key=aobs.load_key(str(key_file))).ok
+    with pytest.raises(aobs.AuditError, match="not an audit trail"):
+        aobs.verify(tmp_path.parent)

@@ -114,6 +114,10 @@ def verify(directory: str | os.PathLike[str], *, key: bytes | None = None,
     `key`: the audit key, to check MACs (a keyed trail verified without it gets a warning).
     `anchors`: chain heads shipped out of the pod; those of this trail must match the chain.
     """
+    if key is not None and not isinstance(key, bytes):
+        # A path passed as the key would otherwise fail deep inside hmac.
+        raise TypeError(f"key must be the audit key's bytes, not {type(key).__name__}: read a key file "
+                        "with agentobs_sdk.audit.load_key(path)")
     path = os.fspath(directory)
     if not os.path.isdir(path):
         raise FileNotFoundError(f"no audit directory at {path}")
