@@ -8,7 +8,10 @@
 AGENTOBS_AUDIT_KEY_FILE names, when set). `--anchor` is a file of chain heads shipped out of the
 pod: log lines, an Elasticsearch search response, or head objects, one per line (`-` is stdin).
 
-T is an ISO 8601 time (`2025-01-31T12:00:00Z`) or an age before now (`90s`, `15m`, `2h`, `7d`).
+T is an ISO 8601 time (`2025-01-31T12:00:00Z`) or an age before now (`90s`, `15m`, `2h`, `7d`); the
+window is since <= ts < until, and one that is empty (--since 2h --until 3h) is a usage error.
+`--limit N` prints the first N matching records (the oldest). An `--anchor` file without a single
+chain-head line is a usage error too.
 Exit codes: verify 0 = chain intact (warnings allowed), 1 = tampering or loss found, 3 = nothing
 found but a keyed trail's records were not checked for lack of its key;
 query 0 = records printed (JSON lines), 1 = nothing matched; 2 = usage error, a directory that is
@@ -60,7 +63,8 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--result")
     q.add_argument("--since", type=parse_time, help="ISO 8601 time or age (15m, 2h, 7d)")
     q.add_argument("--until", type=parse_time, help="ISO 8601 time or age (15m, 2h, 7d)")
-    q.add_argument("--limit", type=int)
+    q.add_argument("--limit", type=int, metavar="N",
+                   help="print at most N records: the first N that match, oldest first")
     return p
 
 
@@ -81,10 +85,15 @@ def _read_anchors(paths: list[str]) -> list[AnchoredHead] | None:
     heads: list[AnchoredHead] = []
     for path in paths:
         if path == "-":
-            heads += parse_anchor_lines(sys.stdin)
+            found = parse_anchor_lines(sys.stdin)
         else:
             with open(path, encoding="utf-8", errors="replace") as fh:
-                heads += parse_anchor_lines(fh)
+                found = parse_anchor_lines(fh)
+        if not found:
+            # Most likely the wrong file (or stderr was not captured): checking against no heads
+            # would quietly check nothing.
+            raise ValueError(f"no chain-head lines found in {'stdin' if path == '-' else path}")
+        heads += found
     return heads
 
 

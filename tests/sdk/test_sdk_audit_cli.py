@@ -84,3 +84,29 @@ def test_verify_from_python_says_how_to_pass_a_key_file(tmp_path: Path) -> None:
     assert aobs.verify(tmp_path, key=aobs.load_key(str(key_file))).ok
     with pytest.raises(aobs.AuditError, match="not an audit trail"):
         aobs.verify(tmp_path.parent)
+
+
+def test_an_inverted_time_window_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fill(tmp_path)
+    assert cli.main(["query", str(tmp_path), "--since", "2h", "--until", "3h"]) == 2
+    assert "time window is empty" in capsys.readouterr().err
+    assert cli.main(["query", str(tmp_path), "--since", "3h", "--until", "2h"]) == 1  # valid, just no match
+
+
+def test_limit_keeps_the_oldest_matches(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fill(tmp_path, 5)
+    assert cli.main(["query", str(tmp_path), "--limit", "2"]) == 0
+    assert [line.count('"seq"') for line in capsys.readouterr().out.splitlines()] == [1, 1]
+    assert [r["seq"] for r in aobs.query(tmp_path, limit=2)] == [1, 2]
+    query_parser = next(a for a in cli._parser()._actions if a.dest == "command").choices["query"]  # type: ignore[index]
+    (limit,) = [a for a in query_parser._actions if "--limit" in a.option_strings]
+    assert "oldest" in (limit.help or "")
+
+
+def test_an_anchor_file_without_heads_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    trail = tmp_path / "trail"
+    fill(trail)
+    empty = tmp_path / "heads.log"
+    empty.write_text("an unrelated log line\n")
+    assert cli.main(["verify", str(trail), "--anchor", str(empty)]) == 2
+    assert f"no chain-head lines found in {empty}" in capsys.readouterr().err
