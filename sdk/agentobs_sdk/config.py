@@ -2,9 +2,10 @@
 
 This module owns the process-wide SDK state: from the injected variables, parsed into `Settings`
 (settings.py, which also lists them), it builds tracing, metrics, JSON logging and the audit
-trail, and keeps the one active `Handle`. A second `configure()` with the same
-settings returns the same handle; with different settings it raises `ConfigurationError` (a
-silently ignored configuration is a bug that shows up only in production). `Handle.shutdown()`
+trail, and keeps the one active `Handle` (whose `shutdown()` also runs at interpreter exit unless
+called before). A second `configure()` with the same settings returns the same handle; with
+different settings it raises `ConfigurationError` (a silently ignored configuration is a bug
+that shows up only in production). `Handle.shutdown()`
 waits for a final scrape of the metrics (bounded), flushes and releases everything, and turns the
 helpers into no-ops until a later `configure()` starts afresh. `OTEL_SDK_DISABLED=true` turns
 spans and metrics off (logs and the audit trail stay). Bad injected values are logged and degrade
@@ -15,6 +16,7 @@ trail is worse than a visible crash.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
@@ -95,6 +97,7 @@ class Handle:
             if _handle is self:
                 _handle = None
                 _shut_down = True
+        atexit.unregister(self.shutdown)
         try:
             linger = self.settings.metrics_linger_seconds
             if self.metrics_port is not None and linger > 0:
@@ -168,6 +171,9 @@ def configure(
             handle.options = options
             _handle = handle
             _shut_down = False
+            # An agent that never calls shutdown() still flushes its spans and closes its audit
+            # trail (logging its closing chain head) at interpreter exit.
+            atexit.register(handle.shutdown)
     if settings.genai.instrument_clients:
         # Outside the lock: importing a client library can take a while.
         from .instrumentation import instrument_installed

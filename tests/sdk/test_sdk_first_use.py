@@ -4,14 +4,19 @@ traceback, or a hint that leads nowhere."""
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import agentobs_sdk
 from agentobs_sdk import config
-from agentobs_sdk.audit import AuditError, AuditTrail
+from agentobs_sdk.audit import AuditError, AuditTrail, parse_anchor_lines
 
 KEY = b"k" * 16 + b"0123456789abcdef"
 
@@ -120,3 +125,37 @@ def test_traces_exporter_none_turns_span_export_off(caplog: pytest.LogCaptureFix
     handle = agentobs_sdk.configure({"OTEL_TRACES_EXPORTER": "otlp",
                                      "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4317"}, json_logs=False)
     assert handle.exporting
+
+
+def test_an_agent_that_never_calls_shutdown_still_closes_its_trail(tmp_path: Path) -> None:
+    program = ("import agentobs_sdk as aobs\n"
+               f"aobs.configure({{'AGENTOBS_AUDIT_DIR': {str(tmp_path)!r}}}, json_logs=False)\n"
+               "aobs.audit_event('login')\n")
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert done.returncode == 0, done.stderr
+    heads = parse_anchor_lines(done.stderr.splitlines())
+    assert [h.seq for h in heads] == [0, 1]  # opened empty, closed at exit after one record
+
+
+def test_shutdown_is_registered_at_exit_once_and_unregistered_by_shutdown(monkeypatch: pytest.MonkeyPatch) -> None:
+    registered: list[object] = []
+    real_register, real_unregister = atexit.register, atexit.unregister
+
+    def register(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        if getattr(fn, "__self__", None).__class__ is agentobs_sdk.Handle:
+            registered.append(fn)
+        return real_register(fn, *args, **kwargs)
+
+    def unregister(fn: Any) -> None:
+        if fn in registered:
+            registered.remove(fn)
+        real_unregister(fn)
+
+    monkeypatch.setattr(atexit, "register", register)
+    monkeypatch.setattr(atexit, "unregister", unregister)
+    handle = agentobs_sdk.configure({}, json_logs=False)
+    assert agentobs_sdk.configure({}, json_logs=False) is handle
+    assert registered == [handle.shutdown]
+    handle.shutdown()
+    assert registered == []
