@@ -54,7 +54,11 @@ AGENTOBS_METRICS_LINGER_SECONDS
 AGENTOBS_LOG_LEVEL
     Root logging level to set (e.g. `DEBUG`). Unset: INFO when the SDK installs the JSON handler.
 OTEL_SDK_DISABLED
-    `true` turns spans and metrics off (the audit trail and logs stay).
+    `true` turns spans and metrics off (the audit trail and logs stay); any value but
+    true/false is logged and ignored.
+OTEL_TRACES_EXPORTER
+    `none` (what the webhook injects when the resource's tracing is off): spans are not exported.
+    `otlp` (default): exported when OTEL_EXPORTER_OTLP_ENDPOINT is set. Others are logged; otlp.
 
 See sdk/README.md for the full guide (streams, threads, the audit trail and its verification).
 
@@ -74,7 +78,9 @@ decision; built on `instrument`), `threads` (carrying context into thread pools)
 
 from typing import Unpack
 
-from .audit import AuditReceipt, AuditTrail, query, verify
+from opentelemetry import trace
+
+from .audit import AuditError, AuditReceipt, AuditTrail, load_key, query, verify
 from .audit.writer import AuditFields
 from .config import ENV_VARS, ConfigurationError, Handle, Settings, configure, current_handle
 from .helpers import (
@@ -90,7 +96,7 @@ from .helpers import (
     record_llm_usage,
     tool_call,
 )
-from .instrument import Operation, current_operation
+from .instrument import Operation, current_agent, current_operation
 from .logs import JsonFormatter
 from .series import emitted_series, promql_metric_names, unknown_series
 from .threads import ContextThreadPoolExecutor, in_context, submit
@@ -98,6 +104,7 @@ from .threads import ContextThreadPoolExecutor, in_context, submit
 __all__ = [
     "ENV_VARS",
     "AgentRun",
+    "AuditError",
     "AuditReceipt",
     "AuditTrail",
     "ConfigurationError",
@@ -119,6 +126,7 @@ __all__ = [
     "emitted_series",
     "in_context",
     "llm_call",
+    "load_key",
     "promql_metric_names",
     "query",
     "reasoning_step",
@@ -133,8 +141,17 @@ __all__ = [
 def audit_event(action: str, **fields: Unpack[AuditFields]) -> AuditReceipt | None:
     """Append to the configured audit trail (None when `AGENTOBS_AUDIT_DIR` was not injected).
 
-    Fields as `AuditTrail.append`: agent, user, result, resource, details."""
+    Fields as `AuditTrail.append`: agent, user, result, resource, details. Like the records the
+    helpers write, `agent` defaults to the enclosing `agent_run`'s name (else the instance id)
+    and `details` gets the current span's `trace_id`, unless the caller gave them."""
     handle = current_handle()
     if handle is None or handle.audit is None:
         return None
+    if fields.get("agent") is None:
+        fields["agent"] = current_agent()  # None outside an agent_run: the trail's default
+    ctx = trace.get_current_span().get_span_context()
+    if ctx.is_valid:
+        details = dict(fields.get("details") or {})
+        details.setdefault("trace_id", format(ctx.trace_id, "032x"))
+        fields["details"] = details
     return handle.audit.append(action, **fields)

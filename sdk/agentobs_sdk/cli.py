@@ -8,9 +8,14 @@
 AGENTOBS_AUDIT_KEY_FILE names, when set). `--anchor` is a file of chain heads shipped out of the
 pod: log lines, an Elasticsearch search response, or head objects, one per line (`-` is stdin).
 
-T is an ISO 8601 time (`2025-01-31T12:00:00Z`) or an age before now (`90s`, `15m`, `2h`, `7d`).
-Exit codes: verify 0 = chain intact (warnings allowed), 1 = tampering or loss found;
-query 0 = records printed (JSON lines), 1 = nothing matched; 2 = usage error or unreadable trail.
+T is an ISO 8601 time (`2025-01-31T12:00:00Z`) or an age before now (`90s`, `15m`, `2h`, `7d`); the
+window is since <= ts < until, and one that is empty (--since 2h --until 3h) is a usage error.
+`--limit N` prints the first N matching records (the oldest). An `--anchor` file without a single
+chain-head line is a usage error too.
+Exit codes: verify 0 = chain intact (warnings allowed), 1 = tampering or loss found, 3 = nothing
+found but a keyed trail's records were not checked for lack of its key;
+query 0 = records printed (JSON lines), 1 = nothing matched; 2 = usage error, a directory that is
+not an audit trail (no TRAIL file), or an unreadable trail.
 """
 
 from __future__ import annotations
@@ -27,6 +32,9 @@ from .audit.anchor import AnchoredHead
 from .audit.query import parse_when
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
+# A keyed trail verified without its key: nothing found, but record content was not checked, so
+# a scheduled job must not count it as a pass.
+EXIT_UNCHECKED = 3
 
 
 def parse_time(value: str, now: datetime | None = None) -> datetime:
@@ -39,7 +47,8 @@ def parse_time(value: str, now: datetime | None = None) -> datetime:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="agentobs-audit", description="Verify or query an agentobs audit trail.")
     sub = p.add_subparsers(dest="command", required=True)
-    v = sub.add_parser("verify", help="check the hash chain; exit 1 when records were altered or lost")
+    v = sub.add_parser("verify", help="check the hash chain; exit 1 when records were altered or lost, "
+                                      "3 when a keyed trail could not be checked for lack of its key")
     v.add_argument("directory")
     v.add_argument("--json", action="store_true", help="print the report as JSON")
     v.add_argument("--key-file", help="the audit key file (default: $AGENTOBS_AUDIT_KEY_FILE)")
@@ -54,7 +63,8 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--result")
     q.add_argument("--since", type=parse_time, help="ISO 8601 time or age (15m, 2h, 7d)")
     q.add_argument("--until", type=parse_time, help="ISO 8601 time or age (15m, 2h, 7d)")
-    q.add_argument("--limit", type=int)
+    q.add_argument("--limit", type=int, metavar="N",
+                   help="print at most N records: the first N that match, oldest first")
     return p
 
 
@@ -75,10 +85,15 @@ def _read_anchors(paths: list[str]) -> list[AnchoredHead] | None:
     heads: list[AnchoredHead] = []
     for path in paths:
         if path == "-":
-            heads += parse_anchor_lines(sys.stdin)
+            found = parse_anchor_lines(sys.stdin)
         else:
             with open(path, encoding="utf-8", errors="replace") as fh:
-                heads += parse_anchor_lines(fh)
+                found = parse_anchor_lines(fh)
+        if not found:
+            # Most likely the wrong file (or stderr was not captured): checking against no heads
+            # would quietly check nothing.
+            raise ValueError(f"no chain-head lines found in {'stdin' if path == '-' else path}")
+        heads += found
     return heads
 
 
@@ -86,20 +101,25 @@ def _verify(args: argparse.Namespace) -> int:
     key_file = args.key_file or os.environ.get("AGENTOBS_AUDIT_KEY_FILE")
     key = load_key(key_file) if key_file else None
     report = verify(args.directory, key=key, anchors=_read_anchors(args.anchor))
-    as_json = args.json
-    if as_json:
+    unchecked = any(p.kind == "keyed_unchecked" for p in report.warnings)
+    if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
         for problem in report.problems:
             print(problem.describe())
         span = f"seq {report.first_seq}..{report.last_seq}" if report.records else "no records"
-        verdict = "OK" if report.ok else f"FAILED ({len(report.errors)} problem(s))"
-        keyed = ("keyed, MACs checked" if key else "keyed, MACs NOT checked (no key)") if report.keyed \
+        verdict = ("UNCHECKED (integrity not checked: no key)" if unchecked else "OK") if report.ok \
+            else f"FAILED ({len(report.errors)} problem(s))"
+        wrong_key = any(p.kind == "key" for p in report.problems)
+        keyed = ("keyed, MACs NOT checked (not the trail's key)" if wrong_key else
+                 "keyed, MACs checked" if key else "keyed, MACs NOT checked (no key)") if report.keyed \
             else "UNKEYED (the chain shows damage, not a deliberate rewrite)"
         anchors = f", {report.anchors_checked} anchored head(s) checked" if args.anchor else ", no anchors"
         print(f"{verdict}: {report.records} record(s), {span}, {len(report.files)} file(s), "
               f"HEAD seq {report.head_seq}; {keyed}{anchors}")
-    return EXIT_OK if report.ok else EXIT_FINDINGS
+    if not report.ok:
+        return EXIT_FINDINGS
+    return EXIT_UNCHECKED if unchecked else EXIT_OK
 
 
 def _query(args: argparse.Namespace) -> int:

@@ -2,9 +2,10 @@
 
 This module owns the process-wide SDK state: from the injected variables, parsed into `Settings`
 (settings.py, which also lists them), it builds tracing, metrics, JSON logging and the audit
-trail, and keeps the one active `Handle`. A second `configure()` with the same
-settings returns the same handle; with different settings it raises `ConfigurationError` (a
-silently ignored configuration is a bug that shows up only in production). `Handle.shutdown()`
+trail, and keeps the one active `Handle` (whose `shutdown()` also runs at interpreter exit unless
+called before). A second `configure()` with the same settings returns the same handle; with
+different settings it raises `ConfigurationError` (a silently ignored configuration is a bug
+that shows up only in production). `Handle.shutdown()`
 waits for a final scrape of the metrics (bounded), flushes and releases everything, and turns the
 helpers into no-ops until a later `configure()` starts afresh. `OTEL_SDK_DISABLED=true` turns
 spans and metrics off (logs and the audit trail stay). Bad injected values are logged and degrade
@@ -15,6 +16,7 @@ trail is worse than a visible crash.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
@@ -26,12 +28,22 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 
 from . import logs, tracing
-from .audit import AuditTrail
+from .audit import AuditError, AuditTrail
 from .audit.keys import key_for
 from .metrics import AgentMetrics, DisabledMetrics
 from .settings import DEFAULT_METRICS_LINGER_S as DEFAULT_METRICS_LINGER_S  # re-exported
 from .settings import DEFAULT_SERVICE_NAME as DEFAULT_SERVICE_NAME
-from .settings import ENV_AUDIT_DIR, ENV_AUDIT_KEY_FILE, ENV_ENDPOINT, ENV_METRICS_PORT, ENV_SDK_DISABLED
+from .settings import (
+    ENV_AUDIT_DIR,
+    ENV_AUDIT_KEY_FILE,
+    ENV_CERTIFICATE,
+    ENV_ENDPOINT,
+    ENV_METRICS_LINGER,
+    ENV_METRICS_PORT,
+    ENV_SDK_DISABLED,
+    ENV_TRACES_EXPORTER,
+    EXPORTER_NONE,
+)
 from .settings import ENV_VARS as ENV_VARS
 from .settings import Settings as Settings
 
@@ -60,6 +72,7 @@ class Handle:
     metrics_port: int | None = None
     audit: AuditTrail | None = None
     exporting: bool = False
+    export_off: str | None = None  # why spans are not exported although an endpoint is set
     log_handler: logging.Handler | None = None
     options: tuple[object, ...] = ()
     _restore: list[Callable[[], None]] = field(default_factory=list)
@@ -84,11 +97,17 @@ class Handle:
             if _handle is self:
                 _handle = None
                 _shut_down = True
+        atexit.unregister(self.shutdown)
         try:
             linger = self.settings.metrics_linger_seconds
-            if self.metrics_port is not None and linger > 0 and not self.metrics.wait_for_scrape(linger):
-                log.warning("agentobs: no scrape within %ss of shutdown; the last metric values "
-                            "may not have reached Prometheus", linger)
+            if self.metrics_port is not None and linger > 0:
+                # Said first: a silent wait of up to 25 s looks like a hung process.
+                log.info("agentobs: shutdown waits up to %ss for a final scrape of port %s so the last "
+                         "metric values reach Prometheus (%s=0 skips the wait)",
+                         linger, self.metrics_port, ENV_METRICS_LINGER)
+                if not self.metrics.wait_for_scrape(linger):
+                    log.warning("agentobs: no scrape within %ss of shutdown; the last metric values "
+                                "may not have reached Prometheus", linger)
             self.tracer_provider.shutdown()
         finally:
             self.metrics.stop()
@@ -152,6 +171,9 @@ def configure(
             handle.options = options
             _handle = handle
             _shut_down = False
+            # An agent that never calls shutdown() still flushes its spans and closes its audit
+            # trail (logging its closing chain head) at interpreter exit.
+            atexit.register(handle.shutdown)
     if settings.genai.instrument_clients:
         # Outside the lock: importing a client library can take a while.
         from .instrumentation import instrument_installed
@@ -186,9 +208,16 @@ def _build(
 ) -> Handle:
     version = sdk_version()
     exporter = None
-    if settings.otlp_endpoint and not settings.sdk_disabled:
-        exporter = tracing.build_exporter(settings.otlp_protocol, settings.otlp_endpoint,
-                                          settings.otlp_certificate)
+    export_off: str | None = None  # why spans are not exported although an endpoint is set
+    if settings.otlp_endpoint and not settings.sdk_disabled and settings.traces_exporter != EXPORTER_NONE:
+        try:
+            exporter = tracing.build_exporter(settings.otlp_protocol, settings.otlp_endpoint,
+                                              settings.otlp_certificate)
+        except OSError as exc:
+            # A bad injected value degrades to "off" like the others; the agent keeps running.
+            export_off = f"cannot read {ENV_CERTIFICATE}={settings.otlp_certificate!r}, see the error above"
+            log.error("agentobs: %s=%r cannot be read (%s); spans are not exported",
+                      ENV_CERTIFICATE, settings.otlp_certificate, exc.strerror or exc)
     provider = tracing.build_tracer_provider(
         tracing.build_resource(settings.service_name, settings.resource_attributes, settings.agent_id,
                                # The latest GenAI names keep gen_ai.agent.id for a hosted agent's
@@ -228,6 +257,13 @@ def _build(
                 key=key,
                 on_durable=lambda seq: metrics.set_audit_seq(agent_id, seq),
             )
+        except OSError as exc:
+            metrics.stop()
+            provider.shutdown()
+            # Name the variable: a bare FileNotFoundError from makedirs does not say which
+            # setting led there.
+            raise AuditError(f"{ENV_AUDIT_DIR}={settings.audit_dir!r} cannot be used for the audit "
+                             f"trail: {exc.strerror or exc}") from exc
         except BaseException:
             # Leave no port bound and no exporter thread behind for the caller's retry.
             metrics.stop()
@@ -235,8 +271,8 @@ def _build(
             raise
         metrics.set_audit_seq(agent_id, audit.last_seq)
 
-    restore: list[Callable[[], None]] = [logs.install_record_factory()]
-    restore += logs.let_sdk_info_through(settings.log_level)
+    logs.install_record_factory()  # not undone at shutdown: formats may name its fields
+    restore = logs.let_sdk_info_through(settings.log_level)
     handler = None
     if json_logs:
         handler = logs.install(logs.JsonFormatter(agent_id=settings.instance_id,
@@ -254,6 +290,7 @@ def _build(
         metrics_port=port,
         audit=audit,
         exporting=exporter is not None,
+        export_off=export_off,
         log_handler=handler,
         _restore=restore,
     )
@@ -273,6 +310,10 @@ def _announce(handle: Handle, env: Mapping[str, str]) -> None:
     if handle.exporting:
         tls = "plain" if (s.otlp_endpoint or "").startswith("http://") else "TLS"
         parts.append(f"spans exported to {s.otlp_endpoint} over OTLP {s.otlp_protocol} ({tls})")
+    elif handle.export_off is not None:
+        parts.append(f"no exporter: spans are not exported ({handle.export_off})")
+    elif s.traces_exporter == EXPORTER_NONE:
+        parts.append(f"no exporter: spans are not exported ({ENV_TRACES_EXPORTER}=none)")
     elif handle.options and handle.options[2]:
         parts.append(f"no exporter ({ENV_ENDPOINT} not set): spans go only to the span processors "
                      "passed to configure()")

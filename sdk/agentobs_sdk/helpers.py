@@ -16,6 +16,7 @@ are recorded.
 from __future__ import annotations
 
 import contextvars
+import re
 import time
 from collections.abc import Sequence
 
@@ -27,6 +28,10 @@ from . import content, pricing, semconv
 from .instrument import Instrument, Operation, enter_agent, innermost, leave_agent, log
 from .metrics import ModelCall
 from .semconv import Mode
+
+# What ToolCall.fail() records as a metric label as given; other values become OTHER_ERROR_TYPE.
+_ERROR_TYPE_TOKEN = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+OTHER_ERROR_TYPE = "_OTHER"
 
 
 def _mode(op: Operation) -> Mode:
@@ -236,9 +241,15 @@ class ToolCall(Operation):
         """The tool's result (gen_ai.tool.call.result), when content capture is on."""
         content.record_attribute(self.span, semconv.TOOL_CALL_RESULT, result)
 
-    def fail(self, reason: str = "tool_error") -> None:
-        """Mark the call failed without raising (a tool that returned an error result)."""
-        self._failure = reason
+    def fail(self, error_type: str = "tool_error") -> None:
+        """Mark the call failed without raising (a tool that returned an error result).
+
+        `error_type` is a short token (`not_found`, `http.429`): it becomes the metrics'
+        `error_type` label and the span's `error.type`. Anything else (free text, a URL) would
+        make a series per value, so it is recorded there as `_OTHER` (OpenTelemetry's fallback
+        for `error.type`) and kept whole only in the span's status description."""
+        self._failure = error_type if _ERROR_TYPE_TOKEN.fullmatch(error_type) else OTHER_ERROR_TYPE
+        self._failure_text = error_type
 
     def _on_end(self, seconds: float, error_type: str | None) -> None:
         if self._handle is not None:

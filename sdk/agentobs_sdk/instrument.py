@@ -30,6 +30,7 @@ from opentelemetry.util.types import AttributeValue
 
 from . import config
 from .config import Handle
+from .settings import ENV_AUDIT_DIR
 
 log = logging.getLogger("agentobs_sdk")
 
@@ -69,6 +70,11 @@ def leave_agent(token: contextvars.Token[str | None]) -> None:
     _current_agent.reset(token)
 
 
+def current_agent() -> str | None:
+    """The name of the enclosing `agent_run`, or None outside one."""
+    return _current_agent.get()
+
+
 def _error_type(exc: BaseException) -> str:
     return type(exc).__qualname__
 
@@ -99,7 +105,8 @@ class Operation:
         self._handle: Handle | None = None
         self._t0 = 0.0
         self._tokens: tuple[contextvars.Token[Context] | None, contextvars.Token[Operation | None]] | None = None
-        self._failure: str | None = None
+        self._failure: str | None = None  # error type of a failure reported without raising
+        self._failure_text: str | None = None  # what the caller said, for the span's status
         self._parent: Operation | None = None
         self._agent: str | None = None
         self._ended = False  # the span has ended; a stream still read afterwards records nothing
@@ -194,7 +201,7 @@ class Operation:
                     metrics.record_error(self.agent, self.operation_name, error_type)
             elif self._failure is not None:
                 error_type = self._failure
-                self.span.set_status(Status(StatusCode.ERROR, error_type))
+                self.span.set_status(Status(StatusCode.ERROR, self._failure_text or error_type))
                 self.span.set_attribute("error.type", error_type)
             self._on_end(seconds, error_type)
         except Exception as own:
@@ -209,7 +216,14 @@ class Operation:
         """Append an audit record; a failure raises only if the operation itself succeeded."""
         trail = self._handle.audit if self._handle is not None else None
         if trail is None:
-            log.warning("agentobs: audit requested for %s but no audit trail is configured", action)
+            if self._handle is not None:
+                why = f"{ENV_AUDIT_DIR} is not set"
+            elif config.was_shut_down():
+                why = "the SDK was shut down (handle.shutdown())"
+            else:
+                why = "configure() has not been called"
+            log.warning("agentobs: audit requested for %s but no audit trail is configured: %s; "
+                        "the record is not kept", action, why)
             return
         try:
             trail.append(action, agent=self.agent, **fields)

@@ -6,10 +6,11 @@ text and any `extra=` fields. Formatting never raises: a value that does not ser
 as its repr, and a broken message template is written verbatim with its arguments.
 
 Trace correlation does not depend on this formatter: `install_record_factory()` (called by
-`configure()`) stamps every LogRecord with `trace_id`, `span_id` and `trace_flags` when it is
-created, so an application that configured logging itself keeps them too (its JSON formatter
-picks them up as record attributes, a text format can use `%(trace_id)s`), and a record handed to
-another thread (QueueHandler) keeps the ids of the span it was logged in.
+`configure()`, and kept after `shutdown()`) stamps every LogRecord with `trace_id`, `span_id` and
+`trace_flags` when it is created, so an application that configured logging itself keeps them
+too (its JSON formatter picks them up as record attributes, a text format can use
+`%(trace_id)s`), and a record handed to another thread (QueueHandler) keeps the ids of the span
+it was logged in.
 """
 
 from __future__ import annotations
@@ -138,15 +139,16 @@ def _trace_fields() -> dict[str, str]:
             "trace_flags": format(int(ctx.trace_flags), "02x")}
 
 
-def install_record_factory() -> Callable[[], None]:
+def install_record_factory() -> None:
     """Stamp every new LogRecord with the current trace ids (empty strings outside a span).
 
-    Wraps whatever factory is installed (once per process); returns a function that undoes it
-    when nothing was stacked on top since.
+    Wraps whatever factory is installed, once per process, and stays for the process's life:
+    a format that says `%(trace_id)s` was set up against records that carry the field, and
+    removing it at `shutdown()` would make every later log call fail to format.
     """
     previous = logging.getLogRecordFactory()
     if getattr(previous, "_agentobs", False):
-        return lambda: None
+        return
 
     def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = previous(*args, **kwargs)
@@ -156,13 +158,7 @@ def install_record_factory() -> Callable[[], None]:
         return record
 
     factory._agentobs = True  # type: ignore[attr-defined]
-
-    def undo() -> None:
-        if logging.getLogRecordFactory() is factory:
-            logging.setLogRecordFactory(previous)
-
     logging.setLogRecordFactory(factory)
-    return undo
 
 
 def let_sdk_info_through(level: str | None) -> list[Callable[[], None]]:

@@ -31,14 +31,17 @@ ENV_SDK_DISABLED = "OTEL_SDK_DISABLED"
 ENV_AUDIT_KEY_FILE = "AGENTOBS_AUDIT_KEY_FILE"
 ENV_METRICS_LINGER = "AGENTOBS_METRICS_LINGER_SECONDS"
 ENV_LOG_LEVEL = "AGENTOBS_LOG_LEVEL"
+ENV_TRACES_EXPORTER = "OTEL_TRACES_EXPORTER"
 
 ENV_VARS: tuple[str, ...] = (
     ENV_SERVICE_NAME, ENV_ENDPOINT, ENV_PROTOCOL, ENV_CERTIFICATE, ENV_RESOURCE_ATTRIBUTES,
     ENV_SAMPLER, ENV_SAMPLER_ARG, ENV_METRICS_PORT, ENV_AUDIT_DIR, ENV_AUDIT_RETENTION_DAYS,
     ENV_AGENT_ID, ENV_SDK_DISABLED, ENV_AUDIT_KEY_FILE, ENV_METRICS_LINGER, ENV_LOG_LEVEL,
+    ENV_TRACES_EXPORTER,
 )
 
 DEFAULT_SERVICE_NAME = "unknown_service:python"
+EXPORTER_OTLP, EXPORTER_NONE = "otlp", "none"
 # How long shutdown() waits for Prometheus to scrape the final values when metrics are served:
 # below Kubernetes' default 30 s termination grace period, so the pod is not killed mid-wait.
 DEFAULT_METRICS_LINGER_S = 25.0
@@ -91,6 +94,7 @@ class Settings:
     audit_key_file: str | None = None
     metrics_linger_seconds: float = DEFAULT_METRICS_LINGER_S
     log_level: str | None = None
+    traces_exporter: str = EXPORTER_OTLP  # "none": no span export (the webhook's "tracing off")
     genai: GenAIOptions = field(default_factory=GenAIOptions)
 
     @classmethod
@@ -116,6 +120,26 @@ class Settings:
             log.warning("agentobs: %s=%r is not a logging level; ignored", ENV_LOG_LEVEL, level)
             level = None
 
+        disabled = (_get(env, ENV_SDK_DISABLED) or "").lower()
+        if disabled not in ("", "true", "false"):
+            # The OpenTelemetry spec: only "true" (case-insensitive) disables the SDK.
+            log.warning("agentobs: %s=%r is neither true nor false; the SDK stays enabled",
+                        ENV_SDK_DISABLED, _get(env, ENV_SDK_DISABLED))
+
+        exporter = (_get(env, ENV_TRACES_EXPORTER) or EXPORTER_OTLP).lower()
+        if exporter not in (EXPORTER_OTLP, EXPORTER_NONE):
+            log.warning("agentobs: %s=%r is not supported (otlp, none); using otlp",
+                        ENV_TRACES_EXPORTER, _get(env, ENV_TRACES_EXPORTER))
+            exporter = EXPORTER_OTLP
+
+        audit_dir, key_file = _get(env, ENV_AUDIT_DIR), _get(env, ENV_AUDIT_KEY_FILE)
+        if key_file is not None and audit_dir is None:
+            # A key without a directory keys nothing: say so, or a developer believes they
+            # are writing a keyed trail when none is written at all.
+            log.warning("agentobs: %s is set but %s is not: no audit trail is kept and the key is "
+                        "ignored; set %s to a directory to keep a keyed trail",
+                        ENV_AUDIT_KEY_FILE, ENV_AUDIT_DIR, ENV_AUDIT_DIR)
+
         return cls(
             service_name=service,
             otlp_endpoint=_get(env, ENV_ENDPOINT),
@@ -125,14 +149,14 @@ class Settings:
             sampler=_get(env, ENV_SAMPLER),
             sampler_arg=_get(env, ENV_SAMPLER_ARG),
             metrics_port=port,
-            audit_dir=_get(env, ENV_AUDIT_DIR),
+            audit_dir=audit_dir,
             audit_retention_days=retention,
             agent_id=_get(env, ENV_AGENT_ID),
-            # The OpenTelemetry spec: only "true" (case-insensitive) disables the SDK.
-            sdk_disabled=(_get(env, ENV_SDK_DISABLED) or "").lower() == "true",
-            audit_key_file=_get(env, ENV_AUDIT_KEY_FILE),
+            sdk_disabled=disabled == "true",
+            audit_key_file=key_file,
             metrics_linger_seconds=linger,
             log_level=level.upper() if level else None,
+            traces_exporter=exporter,
             genai=GenAIOptions.from_env(env),
         )
 

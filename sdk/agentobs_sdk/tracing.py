@@ -103,9 +103,16 @@ def build_sampler(name: str | None, arg: str | None) -> Sampler:
 
 
 def build_exporter(protocol: str, endpoint: str, certificate: str | None) -> SpanExporter:
-    """OTLP span exporter for the protocol; TLS unless the endpoint says plain `http://`."""
+    """OTLP span exporter for the protocol; TLS unless the endpoint says plain `http://`.
+
+    OSError when the CA file cannot be read (both protocols: the HTTP exporter would otherwise
+    fail only at each export)."""
     parsed = urllib.parse.urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
     secure = parsed.scheme != "http"
+    root = None
+    if secure and certificate:
+        with open(certificate, "rb") as fh:
+            root = fh.read()
     if protocol == PROTOCOL_HTTP:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
             OTLPSpanExporter as HTTPExporter,
@@ -134,10 +141,6 @@ def build_exporter(protocol: str, endpoint: str, certificate: str | None) -> Spa
 
     credentials = None
     if secure:
-        root = None
-        if certificate:
-            with open(certificate, "rb") as fh:
-                root = fh.read()
         # grpc ships no type stubs; import it untyped rather than make stubs a dependency.
         grpc: Any = importlib.import_module("grpc")
         credentials = grpc.ssl_channel_credentials(root_certificates=root)

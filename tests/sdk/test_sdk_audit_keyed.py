@@ -219,6 +219,22 @@ def test_helper_records_carry_the_instance_id_and_queries_find_either(tmp_path: 
     assert cli.main(["query", str(tmp_path), "--agent-id", "researcher-7f9c", "--action", "decision"]) == 0
 
 
+def test_audit_event_names_the_agent_run_and_the_trace_like_helper_records(tmp_path: Path) -> None:
+    handle = agentobs_sdk.configure({"AGENTOBS_AUDIT_DIR": str(tmp_path), "AGENTOBS_AGENT_ID": "researcher-7f9c"},
+                                    json_logs=False)
+    with agentobs_sdk.agent_run("researcher"):
+        with agentobs_sdk.tool_call("search", audit=True) as tool:
+            agentobs_sdk.audit_event("login", user="alice", details={"method": "sso"})
+        agentobs_sdk.audit_event("logout", agent="named-by-caller")
+    handle.shutdown()
+    login, helper, logout = agentobs_sdk.query(tmp_path)
+    trace_id = f"{tool.span.get_span_context().trace_id:032x}"
+    assert (login["agent"], login["agent_id"]) == (helper["agent"], helper["agent_id"]) == ("researcher",
+                                                                                             "researcher-7f9c")
+    assert login["details"] == {"method": "sso", "trace_id": trace_id} and helper["details"]["trace_id"] == trace_id
+    assert logout["agent"] == "named-by-caller" and logout["details"]["trace_id"] == trace_id
+
+
 def test_configure_keys_the_trail_from_the_injected_key_file(tmp_path: Path) -> None:
     key_file = tmp_path / "key"
     key_file.write_bytes(KEY)

@@ -70,6 +70,7 @@ def test_settings_read_every_injected_variable() -> None:
         "AGENTOBS_AUDIT_KEY_FILE": "/var/run/agentobs/audit-key/key",
         "AGENTOBS_METRICS_LINGER_SECONDS": "12.5",
         "AGENTOBS_LOG_LEVEL": "debug",
+        "OTEL_TRACES_EXPORTER": "OTLP",
         "UNRELATED": "ignored",
     }
     s = config.Settings.from_env(env)
@@ -87,6 +88,7 @@ def test_settings_read_every_injected_variable() -> None:
     assert s.audit_key_file == "/var/run/agentobs/audit-key/key"
     assert s.metrics_linger_seconds == 12.5
     assert s.log_level == "DEBUG"
+    assert s.traces_exporter == "otlp"
     assert set(config.ENV_VARS) == set(env) - {"UNRELATED"}
 
 
@@ -108,6 +110,7 @@ def test_every_variable_is_documented_in_the_package_docstring() -> None:
         ({"AGENTOBS_METRICS_LINGER_SECONDS": "soon"}, "metrics_linger_seconds", config.DEFAULT_METRICS_LINGER_S),
         ({"AGENTOBS_LOG_LEVEL": "chatty"}, "log_level", None),
         ({"OTEL_SDK_DISABLED": "1"}, "sdk_disabled", False),  # the spec: only "true" disables
+        ({"OTEL_TRACES_EXPORTER": "zipkin"}, "traces_exporter", "otlp"),
     ],
 )
 def test_bad_injected_values_degrade_instead_of_failing(env: dict[str, str], field: str, expected: object) -> None:

@@ -116,6 +116,24 @@ def test_tool_failure_without_exception(sdk: agentobs_sdk.Handle, spans: InMemor
                               {"agent": "agent-7", "tool": "db", "error_type": "not_found"}) == 1
 
 
+def test_a_tool_failure_described_in_free_text_is_one_series(sdk: agentobs_sdk.Handle,
+                                                              spans: InMemorySpanExporter) -> None:
+    reasons = [f"GET https://api.example.com/items/{i} returned 404" for i in range(3)]
+    for reason in reasons:
+        with agentobs_sdk.tool_call("fetch") as tool:
+            tool.fail(reason)
+    with agentobs_sdk.tool_call("fetch") as tool:
+        tool.fail(error_type="http.404")
+    assert sdk.metrics.sample("agentobs_agent_tool_call_failures_total",
+                              {"agent": "agent-7", "tool": "fetch", "error_type": "_OTHER"}) == 3
+    assert sdk.metrics.sample("agentobs_agent_tool_call_failures_total",
+                              {"agent": "agent-7", "tool": "fetch", "error_type": "http.404"}) == 1
+    assert b"api.example.com" not in sdk.metrics.exposition()
+    finished = spans.get_finished_spans()
+    assert [s.status.description for s in finished] == [*reasons, "http.404"]
+    assert [(s.attributes or {})["error.type"] for s in finished] == ["_OTHER"] * 3 + ["http.404"]
+
+
 def test_decorators_sync_and_async(sdk: agentobs_sdk.Handle, spans: InMemorySpanExporter) -> None:
     @agentobs_sdk.tool_call("add")
     def add(a: int, b: int) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -145,6 +146,19 @@ def test_trace_ids_reach_logging_the_application_configured_first(root_logging: 
     lines = [line for line in stream.getvalue().splitlines() if "side" in line]
     assert lines == [f"INFO inside trace={ctx.trace_id:032x} span={ctx.span_id:016x}",
                      "INFO outside trace= span="]
+
+
+def test_a_text_format_naming_the_trace_id_still_works_after_shutdown(root_logging: logging.Logger) -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s trace=%(trace_id)s"))
+    root_logging.handlers[:] = [handler]  # logging.basicConfig(format="... %(trace_id)s ...")
+    root_logging.setLevel(logging.INFO)
+    agentobs_sdk.configure({}).shutdown()
+    with contextlib.redirect_stderr(io.StringIO()) as errors:  # where logging reports a bad format
+        logging.getLogger("agent").info("after shutdown")
+    assert "INFO after shutdown trace=\n" in stream.getvalue()
+    assert "trace_id" not in errors.getvalue()
 
 
 def test_a_json_formatter_of_the_application_gets_the_ids_from_the_record(root_logging: logging.Logger) -> None:

@@ -47,3 +47,9 @@ def test_the_helper_table_lists_every_keyword(helper: str) -> None:
         assert re.search(rf"\b{name}\b", row), (helper, name)
         if param.default not in (inspect.Parameter.empty, None, ()):
             assert f"{name}={param.default!r}".replace("'", '"') in row, (helper, name, param.default)
+
+
+def test_the_readme_says_what_exposition_returns(sdk: agentobs_sdk.Handle) -> None:
+    said = " ".join(README.split())  # the sentence may wrap
+    assert isinstance(sdk.metrics.exposition(), bytes)
+    assert "`handle.metrics.exposition()` returns the same exposition in-process, as bytes" in said

@@ -73,9 +73,16 @@ def query(
     until: datetime | str | None = None,
     limit: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Records matching every given filter, in chain order (at most `limit` of them)."""
+    """Records matching every given filter, in chain order (at most `limit` of them: the oldest).
+
+    ValueError when `since` is not before `until` (a window nothing can match)."""
     now = datetime.now(UTC)  # one "now" for both ends, so since="2h", until="1h" is one hour wide
     start, end = _as_datetime(since, now), _as_datetime(until, now)
+    if start is not None and end is not None and start >= end:
+        # Nothing can match; saying so beats an empty answer that reads as "no such records".
+        raise ValueError(f"the time window is empty: since ({start.isoformat()}) is not before until "
+                         f"({end.isoformat()}); an age counts back from now, so --since 3h --until 2h "
+                         "is the hour that ended two hours ago")
     wanted = {k: v for k, v in (("agent_id", agent_id), ("action", action), ("user", user),
                                 ("result", result)) if v is not None}
     found: list[dict[str, Any]] = []

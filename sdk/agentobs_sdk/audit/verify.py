@@ -8,9 +8,11 @@ Findings name the segment file, the line and the sequence number involved:
 - reordered / duplicate: a record appears after a later one, or twice;
 - truncated: the chain ends before the record HEAD says was made durable;
 - unparseable, anchor, head: lines that are not records, a chain start that retention did not
-  record, an unreadable or missing HEAD (or, keyed, one whose MAC is wrong);
+  record, an unreadable or missing HEAD (missing is an error even with no records left: a writer
+  makes HEAD when it opens the trail), or, keyed, one whose MAC is wrong;
 - unkeyed / downgrade / key: with a key, a record without a MAC; an unkeyed record after keyed
-  ones (checked even without the key); a key that is not the trail's key;
+  ones (checked even without the key); a key that is not the trail's key (HEAD names the trail's
+  key id; then that is the only finding about content, not an "edited" per record);
 - anchored: with anchored heads (anchor.py), an anchored record that is gone or has another hash.
 Without the key, keyed records' content cannot be checked: a warning says so.
 A torn last line (a crash mid-append) is a warning, not a failure: no acknowledged record is lost
@@ -30,7 +32,7 @@ from typing import Any, Literal
 
 from . import store
 from .anchor import AnchoredHead
-from .chain import ALG_HMAC, GENESIS, RETENTION_ACTION, decode, record_hash
+from .chain import ALG_HMAC, GENESIS, RETENTION_ACTION, AuditError, decode, record_hash
 from .keys import head_mac, key_id
 
 Severity = Literal["error", "warning"]
@@ -106,15 +108,25 @@ def _where(e: _Entry) -> str:
 
 def verify(directory: str | os.PathLike[str], *, key: bytes | None = None,
            anchors: Iterable[AnchoredHead] | None = None, _locked: bool = False) -> VerifyReport:
-    """Verify the chain in `directory`; raises FileNotFoundError when it does not exist.
+    """Verify the chain in `directory`; raises FileNotFoundError when it does not exist and
+    AuditError when it is not an audit trail (no TRAIL file).
 
     `key`: the audit key, to check MACs (a keyed trail verified without it gets a warning).
     `anchors`: chain heads shipped out of the pod; those of this trail must match the chain.
     """
+    if key is not None and not isinstance(key, bytes):
+        # A path passed as the key would otherwise fail deep inside hmac.
+        raise TypeError(f"key must be the audit key's bytes, not {type(key).__name__}: read a key file "
+                        "with agentobs_sdk.audit.load_key(path)")
     path = os.fspath(directory)
     if not os.path.isdir(path):
         raise FileNotFoundError(f"no audit directory at {path}")
-    report = VerifyReport(directory=path, trail=store.read_trail_id(path))
+    trail = store.read_trail_id(path)
+    if trail is None:
+        # A writer makes TRAIL before anything else: without it this is not a trail (a typo'd
+        # path, `.`), and reporting its zero records as intact would pass anything.
+        raise AuditError(f"{path} is not an audit trail (it has no {store.TRAIL_NAME} file)")
+    report = VerifyReport(directory=path, trail=trail)
     head = _read_head(path, report, locked=_locked)
     try:
         anchor = store.read_anchor(path)
@@ -122,7 +134,15 @@ def verify(directory: str | os.PathLike[str], *, key: bytes | None = None,
         anchor = None
         report.problems.append(Problem("anchor", str(exc), store.ANCHOR_NAME))
 
-    entries = _read_entries(path, report, key)
+    wrong_key = False
+    if key is not None and head is not None and head.kid is not None and head.kid != key_id(key):
+        # Every MAC would fail with another key: report the key, not each record as "edited".
+        # The chain's order, links and HEAD are still checked, as without a key.
+        report.problems.append(Problem(
+            "key", f"the key given (id {key_id(key)}) is not this trail's key (id {head.kid}): record "
+            "contents were not checked", store.HEAD_NAME))
+        key, wrong_key = None, True
+    entries = _read_entries(path, report, key, note_unchecked=not wrong_key)
     report.records = len(entries)
     _check_order(entries, report)
     ordered = sorted({e.seq: e for e in reversed(entries)}.values(), key=lambda e: e.seq)
@@ -161,7 +181,8 @@ def _read_head(path: str, report: VerifyReport, *, locked: bool) -> store.Head |
     return head
 
 
-def _read_entries(path: str, report: VerifyReport, key: bytes | None) -> list[_Entry]:
+def _read_entries(path: str, report: VerifyReport, key: bytes | None, *,
+                  note_unchecked: bool = True) -> list[_Entry]:
     segments = store.list_segments(path)
     entries: list[_Entry] = []
     unchecked = 0
@@ -206,7 +227,7 @@ def _read_entries(path: str, report: VerifyReport, key: bytes | None) -> list[_E
             if rec.get("action") == RETENTION_ACTION and isinstance(details, dict):
                 retention = (details.get("kept_from_seq"), details.get("kept_from_prev"))
             entries.append(_Entry(rec["seq"], rec["prev"], rec["hash"], name, lineno, retention))
-    if unchecked:
+    if unchecked and note_unchecked:
         report.problems.append(Problem(
             "keyed_unchecked", f"{unchecked} keyed record(s) not checked: give the audit key "
             "(--key-file) to verify their content", severity="warning"))
@@ -279,10 +300,11 @@ def _check_links(ordered: list[_Entry], report: VerifyReport) -> None:
 
 def _check_head(ordered: list[_Entry], head: store.Head | None, report: VerifyReport) -> None:
     if head is None:
-        if ordered:
-            report.problems.append(Problem(
-                "head", "HEAD is missing, so removal of the newest records cannot be ruled out",
-                store.HEAD_NAME))
+        # A writer writes HEAD when it opens the trail, before any record: with TRAIL present,
+        # no HEAD means it was removed, with or without the records.
+        why = ("so removal of the newest records cannot be ruled out" if ordered else
+               "and there are no records: the trail's records and HEAD were removed")
+        report.problems.append(Problem("head", f"HEAD is missing, {why}", store.HEAD_NAME))
         return
     last = ordered[-1] if ordered else None
     last_seq = last.seq if last is not None else 0
@@ -301,11 +323,8 @@ def _check_head(ordered: list[_Entry], head: store.Head | None, report: VerifyRe
 
 def _check_head_mac(head: store.Head | None, key: bytes | None, report: VerifyReport) -> None:
     if head is None or key is None or not report.keyed:
-        return
-    if head.kid is not None and head.kid != key_id(key):
-        report.problems.append(Problem(
-            "key", f"the key given (id {key_id(key)}) is not this trail's key (id {head.kid})", store.HEAD_NAME))
-    elif head.mac is None or head.mac != head_mac(key, report.trail or "", head.seq, head.hash):
+        return  # a key that is not the trail's was reported (and dropped) before the records
+    if head.mac is None or head.mac != head_mac(key, report.trail or "", head.seq, head.hash):
         report.problems.append(Problem(
             "head", "HEAD's MAC is missing or wrong: HEAD was rewritten by someone without the key",
             store.HEAD_NAME, seq=head.seq))
