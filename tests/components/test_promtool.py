@@ -80,8 +80,9 @@ def _prometheus_files(spec: dict[str, Any], root: Path) -> tuple[Path, Path, dic
 @pytest.mark.parametrize("spec", sorted(SPECS))
 def test_check_config_with_every_file_it_names(promtool: str, spec: str, tmp_path: Path) -> None:
     config, _, _ = _prometheus_files(SPECS[spec], tmp_path)
-    jobs = {j["job_name"] for j in yaml.safe_load(config.read_text())["scrape_configs"]}
-    assert {rules.JOB_LOG_AGGREGATOR, rules.JOB_LOG_COLLECTOR} <= jobs  # the log pipeline's, checked too
+    scrape = {j["job_name"]: j for j in yaml.safe_load(config.read_text())["scrape_configs"]}
+    assert {rules.JOB_LOG_AGGREGATOR, rules.JOB_LOG_COLLECTOR} <= set(scrape)  # the log pipeline's, checked too
+    assert "dns_sd_configs" in scrape["agentobs-operator"]  # every operator replica, checked too
     out = _run(promtool, "check", "config", str(config))
     if spec != "no-rules":
         assert "SUCCESS" in out.stdout and "rules found" in out.stdout
