@@ -8,6 +8,7 @@ No Fluentd build can run here: that documents arrive is asserted by the kind e2e
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -53,6 +54,30 @@ def test_buffers_are_files_on_the_replicas_volume_and_retry_forever() -> None:
     assert ("PodDisruptionBudget", "demo-fluentd") not in single
     assert single[("StatefulSet", "demo-fluentd")]["spec"]["volumeClaimTemplates"][0]["spec"]["resources"][
         "requests"]["storage"] == "20Gi"
+
+
+def _limits_mib(spec: dict[str, object]) -> list[int]:
+    root = fluentd_directives(fluentd.make_fluent_conf(owner_of(spec)))
+    sizes = [d.get("total_limit_size") or "" for d in root.walk() if d.name == "buffer"]
+    assert all(re.fullmatch(r"[0-9]+[MG]B", size) for size in sizes), sizes  # Fluentd reads them as MiB, GiB
+    return [int(size[:-2]) * (1024 if size.endswith("GB") else 1) for size in sizes]
+
+
+@pytest.mark.parametrize("size, mib", [("1Gi", 1024), ("5Gi", 5 * 1024), ("20Gi", 20 * 1024), ("500Gi", 500 * 1024)])
+def test_the_buffers_share_the_volume_they_live_on(size: str, mib: int) -> None:
+    """A fixed buffer size would fill a small volume before Fluentd saw its buffer full (and then
+    fail writes instead of pushing back), and leave most of a large one unused."""
+    limits = _limits_mib({"logging": {"storage": {"size": size}}})
+    assert len(limits) == 3
+    assert 0.6 * mib <= sum(limits) <= 0.7 * mib, (size, limits)
+    logs, audit, dead_letter = limits
+    assert logs > audit > dead_letter
+
+
+def test_the_default_volume_keeps_the_buffer_sizes_it_always_had() -> None:
+    assert _limits_mib({}) == [2048, 1024, 512]  # 2GB, 1GB, 512MB in Fluentd's units
+    conf = fluentd.make_fluent_conf(owner_of({}))
+    assert [line.split()[-1] for line in conf.splitlines() if "total_limit_size" in line] == ["2GB", "1GB", "512MB"]
 
 
 def test_refused_records_go_to_a_counted_dead_letter_route() -> None:

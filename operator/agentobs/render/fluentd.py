@@ -39,6 +39,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from agentobs.api.formats import parse_quantity
 from agentobs.render import egress, es_access, retention
 from agentobs.render.addresses import elasticsearch_url
 from agentobs.render.collector import NAMESPACE_EXTRA
@@ -73,7 +74,12 @@ COLLECTOR_CLIENT = "log-collector"  # the component of the collector's client ce
 COLLECTOR_CLIENT_NAME = "agentobs-log-collector"  # its name (no host has it: it is a client's)
 METRICS_PORT = 24231
 PROMETHEUS_COMPONENT = "prometheus"  # spelled here: prometheus imports this module
-BUFFER_LIMITS = {"logs": "2GB", "audit": "1GB", "dead-letter": "512MB"}  # within the 5Gi default volume
+# The buffers share the volume in these proportions, within BUFFER_VOLUME_SHARE of it: the rest is
+# for the dead-letter files themselves and Fluentd's own state. A fixed size would outgrow a small
+# volume (the disk fills before the buffer says it is full) and waste a large one.
+BUFFER_SHARES = {"logs": 4, "audit": 2, "dead-letter": 1}
+BUFFER_VOLUME_SHARE = 0.7
+BUFFER_FLOOR_MB = 32  # four chunks: a smaller buffer could not hold a chunk being written and flushed
 DEAD_LETTER_METRIC = "fluentd_dead_letter_records_total"
 ID_SEED_KEYS = ("file", "offset", "time", "stream", "log")  # set by the collector's tail and cri parser
 
@@ -104,12 +110,25 @@ def headless_name(owner: Owner) -> str:
     return owner.child_name(f"{COMPONENT}-headless")
 
 
-def _buffer(family: str, chunk_keys: str = "", timekey: str = "") -> str:
+def buffer_limits(owner: Owner) -> dict[str, int]:
+    """Each buffer's total_limit_size in MiB (Fluentd's MB), from the size of the buffer volume."""
+    volume = parse_quantity(owner.spec.logging.storage.size)
+    per_share = volume * BUFFER_VOLUME_SHARE / sum(BUFFER_SHARES.values()) / 2**20
+    return {family: max(BUFFER_FLOOR_MB, int(per_share * share)) for family, share in BUFFER_SHARES.items()}
+
+
+def _size(mib: int) -> str:
+    """In Fluentd's units (GB and MB are GiB and MiB); whole GiB as such, so that the default
+    volume renders the configuration it always had and an upgrade rolls no aggregator for it."""
+    return f"{mib // 1024}GB" if mib % 1024 == 0 else f"{mib}MB"
+
+
+def _buffer(owner: Owner, family: str, chunk_keys: str = "", timekey: str = "") -> str:
     return (
         f"    <buffer{' ' + chunk_keys if chunk_keys else ''}>\n"
         "      @type file\n"
         f"      path {STATE_DIR}/buffer/{family}\n"
-        f"      total_limit_size {BUFFER_LIMITS[family]}\n"
+        f"      total_limit_size {_size(buffer_limits(owner)[family])}\n"
         "      chunk_limit_size 8MB\n"
         + (f"      timekey {timekey}\n      timekey_wait 1m\n" if timekey else "")
         + "      flush_mode interval\n"
@@ -152,7 +171,7 @@ def _es_output(owner: Owner, family: str, index_prefix: str) -> str:
         "    reload_connections false\n"
         "    request_timeout 30s\n"
         "    log_es_400_reason true\n"
-        f"{_buffer(family)}"
+        f"{_buffer(owner, family)}"
         "  </match>\n"
     )
 
@@ -245,7 +264,7 @@ def make_fluent_conf(owner: Owner) -> str:
         f"    path {STATE_DIR}/dead-letter/${{tag}}.%Y%m%d\n"
         "    append true\n"
         "    <format>\n      @type json\n    </format>\n"
-        f"{_buffer('dead-letter', 'tag,time', timekey='1d')}"
+        f"{_buffer(owner, 'dead-letter', 'tag,time', timekey='1d')}"
         "  </match>\n"
         "</label>\n"
     )
