@@ -14,6 +14,7 @@ import yaml
 from agentobs.admission.injection import make_config
 from agentobs.api.spec import AgentObservabilitySpec
 from agentobs.render import Owner, certificate_requests, credential_requests, endpoints, make_stack
+from agentobs.render.common import ELSEWHERE_LABEL
 from agentobs.render.prometheus import AGENT_NAMESPACES
 from agentobs.render.rules import EXTRA_FILE, extra_rule_problems, rule_files
 from agentobs.stack.status import Observation, WorkloadState, disabled_conditions, make_status, pod_cause
@@ -193,9 +194,12 @@ def test_agents_are_discovered_in_every_selected_namespace_with_a_role_in_each()
         assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
         assert "ownerReferences" not in role["metadata"]  # cannot cross namespaces; pruned by labels
         binding = objects[("RoleBinding", namespace, "agentobs-agents-demo-prometheus")]
+        # What the orphan sweep selects them by, should their resource go while no operator runs.
+        assert role["metadata"]["labels"][ELSEWHERE_LABEL] == binding["metadata"]["labels"][ELSEWHERE_LABEL] == "true"
         assert binding["roleRef"]["name"] == role["metadata"]["name"]
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "demo-prometheus", "namespace": "agents"}]
     # The resource's own namespace has its Role, for the stack's own pods, and only once.
+    assert ELSEWHERE_LABEL not in objects[("Role", "agents", "demo-prometheus")]["metadata"]["labels"]
     assert [k for k in objects if k[0] == "Role"] == [
         ("Role", "agents", "demo-prometheus"), ("Role", "team-a", "agentobs-agents-demo-prometheus"),
         ("Role", "team-b", "agentobs-agents-demo-prometheus")]
@@ -313,3 +317,18 @@ def test_condition_carries_the_cause_as_reason_and_message() -> None:
     es = conditions["ElasticsearchReady"]
     assert es.status == "False" and es.reason == "Unschedulable"
     assert es.message == "elasticsearch: 0/3 ready (pod es-0: 0/3 nodes are available)"
+
+
+def test_a_ca_bundle_copy_in_an_agents_namespace_is_labelled_for_the_sweep() -> None:
+    import datetime as dt
+
+    from agentobs.pki import make_ca
+    from agentobs.render.tls import make_ca_bundle
+
+    owner = owner_of({})
+    ca = make_ca("test", dt.datetime(2026, 12, 4, tzinfo=dt.UTC), dt.timedelta(days=1))
+    copy = make_ca_bundle(owner, ca, namespace="team-a")["metadata"]
+    assert copy["namespace"] == "team-a" and "ownerReferences" not in copy
+    assert copy["labels"][ELSEWHERE_LABEL] == "true"
+    own = make_ca_bundle(owner, ca)["metadata"]
+    assert own["ownerReferences"] and ELSEWHERE_LABEL not in own["labels"]

@@ -22,6 +22,7 @@ PART_OF = "agentobs"
 # Set on every child so the operator finds the resource a child belongs to without an index.
 OWNER_LABEL = "agentobs.io/owner"
 OWNER_NAMESPACE_LABEL = "agentobs.io/owner-namespace"
+ELSEWHERE_LABEL = "agentobs.io/outside-owner-namespace"  # no owner reference can collect it
 # Pod-template annotations: a change of config or certificate rolls the pods.
 CONFIG_HASH_ANNOTATION = "agentobs.io/config-hash"
 CERT_HASH_ANNOTATION = "agentobs.io/cert-hash"
@@ -80,6 +81,16 @@ def labels(owner: Owner, component: str) -> dict[str, str]:
         OWNER_LABEL: owner.name,
         OWNER_NAMESPACE_LABEL: owner.namespace,
     }
+
+
+def moved_to(meta: dict[str, Any], namespace: str) -> dict[str, Any]:
+    """`meta` (from `metadata`) for an object in another namespace than its resource's: without
+    owner reference, which cannot cross namespaces, and labelled so that the operator finds it when
+    its resource went while no operator ran (`agentobs.stack.prune.sweep_orphans`)."""
+    meta["namespace"] = namespace
+    meta.pop("ownerReferences", None)
+    meta["labels"][ELSEWHERE_LABEL] = "true"
+    return meta
 
 
 def owner_reference(owner: Owner) -> dict[str, Any]:

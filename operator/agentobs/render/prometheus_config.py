@@ -16,7 +16,7 @@ import yaml
 
 from agentobs.render import alertmanager, collector, fluentd, rules
 from agentobs.render.addresses import PROMETHEUS_PORT
-from agentobs.render.common import Manifest, Owner, metadata, selector_labels
+from agentobs.render.common import Manifest, Owner, metadata, moved_to, selector_labels
 
 COMPONENT = "prometheus"
 WEB_PORT = PROMETHEUS_PORT
@@ -253,8 +253,8 @@ def _discovery_role(owner: Owner, namespace: str) -> list[Manifest]:
     sa = owner.child_name(COMPONENT)
     meta = metadata(owner, COMPONENT)
     if namespace != owner.namespace:
-        meta["name"], meta["namespace"] = f"agentobs-{owner.namespace}-{sa}", namespace
-        del meta["ownerReferences"]
+        meta["name"] = f"agentobs-{owner.namespace}-{sa}"
+        moved_to(meta, namespace)
     return [
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": meta,
          "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]},

@@ -16,7 +16,7 @@ from typing import Any
 
 from agentobs.api.spec import IssuerRef
 from agentobs.pki import KeyPair
-from agentobs.render.common import Manifest, Material, Owner, content_hash, labels, metadata
+from agentobs.render.common import Manifest, Material, Owner, content_hash, labels, metadata, moved_to
 
 CA_COMPONENT = "ca"
 CA_BUNDLE_KEY = "ca.crt"
@@ -71,8 +71,7 @@ def make_ca_bundle(owner: Owner, ca: KeyPair, namespace: str | None = None) -> M
     """The CA certificate alone, for clients to trust (agents mount it read-only)."""
     meta = metadata(owner, CA_COMPONENT, ca_bundle_name(owner))
     if namespace and namespace != owner.namespace:
-        meta["namespace"] = namespace
-        del meta["ownerReferences"]  # owner references cannot cross namespaces
+        moved_to(meta, namespace)
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta,
             "data": {CA_BUNDLE_KEY: ca.cert_pem.decode()}}
 

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 
 from agentobs.kube import KINDS, Kube, KubeError
-from agentobs.render.common import OWNER_LABEL, OWNER_NAMESPACE_LABEL, Owner
+from agentobs.render.common import ELSEWHERE_LABEL, MANAGED_BY, OWNER_LABEL, OWNER_NAMESPACE_LABEL, Owner
 from agentobs.render.tls import RETAINED_ANNOTATION
 
 log = logging.getLogger(__name__)
@@ -73,28 +73,35 @@ def forget(uid: str) -> None:
 
 
 def sweep_orphans(kube: Kube, watched: Callable[[str], bool] = lambda _namespace: True) -> list[str]:
-    """Delete cluster-scoped children whose resource is gone (deleted while no operator watched).
+    """Delete the children no owner reference collects (cluster-scoped ones, and copies in other
+    namespaces than their resource's) whose resource is gone: deleted while no operator watched.
 
     Only children of resources in namespaces this operator watches: another operator (another
     team's, scoped to its own namespaces) owns the rest, and this one may not even read them."""
     deleted: list[str] = []
     for api, kind in PRUNABLE:
-        if KINDS[(api, kind)].namespaced:
+        namespaced = KINDS[(api, kind)].namespaced
+        if namespaced and kind not in CROSS_NAMESPACE:
             continue
+        # Copies elsewhere carry a label of their own: a selector on the owner labels alone would
+        # list every ConfigMap of every stack, each time.
+        selector = f"app.kubernetes.io/managed-by={MANAGED_BY},{OWNER_LABEL}" + (
+            f",{ELSEWHERE_LABEL}=true" if namespaced else "")
         try:
-            found = kube.list(api, kind, None, f"app.kubernetes.io/managed-by=agentobs-operator,{OWNER_LABEL}")
+            found = kube.list(api, kind, None, selector)
         except KubeError as exc:
-            if exc.status in (403, 404):
+            if exc.status in (403, 404):  # namespaced operators may not list across namespaces
                 continue
             raise
         for obj in found:
-            labels = obj["metadata"].get("labels") or {}
+            meta = obj["metadata"]
+            labels = meta.get("labels") or {}
             namespace, name = labels.get(OWNER_NAMESPACE_LABEL), labels.get(OWNER_LABEL)
             if not namespace or not name or not watched(namespace):
                 continue
             if kube.get("agentobs.io/v1alpha1", "AgentObservability", namespace, name) is None:
-                kube.delete(api, kind, None, obj["metadata"]["name"])
-                deleted.append(f"{kind} {obj['metadata']['name']}")
+                kube.delete(api, kind, meta.get("namespace"), meta["name"])
+                deleted.append(f"{kind} {meta.get('namespace', '')}/{meta['name']}".replace(" /", " "))
     if deleted:
         log.info("deleted orphaned children: %s", ", ".join(deleted))
     return deleted
