@@ -27,7 +27,7 @@ import sys
 from collections.abc import Sequence
 from datetime import datetime
 
-from .audit import AuditError, load_key, parse_anchor_lines, query, verify
+from .audit import AuditError, VerifyReport, load_key, parse_anchor_lines, query, verify
 from .audit.anchor import AnchoredHead
 from .audit.query import parse_when
 
@@ -108,18 +108,28 @@ def _verify(args: argparse.Namespace) -> int:
         for problem in report.problems:
             print(problem.describe())
         span = f"seq {report.first_seq}..{report.last_seq}" if report.records else "no records"
-        verdict = ("UNCHECKED (integrity not checked: no key)" if unchecked else "OK") if report.ok \
-            else f"FAILED ({len(report.errors)} problem(s))"
-        wrong_key = any(p.kind == "key" for p in report.problems)
-        keyed = ("keyed, MACs NOT checked (not the trail's key)" if wrong_key else
-                 "keyed, MACs checked" if key else "keyed, MACs NOT checked (no key)") if report.keyed \
-            else "UNKEYED (the chain shows damage, not a deliberate rewrite)"
+        verdict = _verdict(report, unchecked)
+        keyed = _keying(report, key is not None)
         anchors = f", {report.anchors_checked} anchored head(s) checked" if args.anchor else ", no anchors"
         print(f"{verdict}: {report.records} record(s), {span}, {len(report.files)} file(s), "
               f"HEAD seq {report.head_seq}; {keyed}{anchors}")
     if not report.ok:
         return EXIT_FINDINGS
     return EXIT_UNCHECKED if unchecked else EXIT_OK
+
+
+def _verdict(report: VerifyReport, unchecked: bool) -> str:
+    if not report.ok:
+        return f"FAILED ({len(report.errors)} problem(s))"
+    return "UNCHECKED (integrity not checked: no key)" if unchecked else "OK"
+
+
+def _keying(report: VerifyReport, key_given: bool) -> str:
+    if not report.keyed:
+        return "UNKEYED (the chain shows damage, not a deliberate rewrite)"
+    if any(p.kind == "key" for p in report.problems):
+        return "keyed, MACs NOT checked (not the trail's key)"
+    return "keyed, MACs checked" if key_given else "keyed, MACs NOT checked (no key)"
 
 
 def _query(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from agentobs.kube import KINDS, Kube, KubeError
 from agentobs.render.common import ELSEWHERE_LABEL, MANAGED_BY, OWNER_LABEL, OWNER_NAMESPACE_LABEL, Owner
@@ -40,6 +41,12 @@ def key_of(manifest: dict[str, object]) -> Key:
     return (str(manifest["apiVersion"]), str(manifest["kind"]), str(meta.get("namespace", "")), str(meta["name"]))
 
 
+def _described(kind: str, meta: dict[str, Any]) -> str:
+    """`Kind namespace/name`, or `Kind name` for a cluster-scoped object."""
+    namespace = meta.get("namespace")
+    return f"{kind} {namespace}/{meta['name']}" if namespace else f"{kind} {meta['name']}"
+
+
 def prune(kube: Kube, owner: Owner, desired: set[Key], force: bool = False) -> list[str]:
     """Delete labelled children not in `desired`. Skipped when `desired` is what it was at the last
     prune of this resource (in this process), unless `force`."""
@@ -61,7 +68,7 @@ def prune(kube: Kube, owner: Owner, desired: set[Key], force: bool = False) -> l
             if key_of(obj) in desired or (meta.get("annotations") or {}).get(RETAINED_ANNOTATION) == "true":
                 continue
             kube.delete(api, kind, meta.get("namespace"), meta["name"])
-            deleted.append(f"{kind} {meta.get('namespace', '')}/{meta['name']}".replace(" /", " "))
+            deleted.append(_described(kind, meta))
     if deleted:
         log.debug("%s/%s: deleted %s", owner.namespace, owner.name, ", ".join(deleted))  # the pass's line says it
     _pruned_for[owner.uid] = frozen
@@ -101,7 +108,7 @@ def sweep_orphans(kube: Kube, watched: Callable[[str], bool] = lambda _namespace
                 continue
             if kube.get("agentobs.io/v1alpha1", "AgentObservability", namespace, name) is None:
                 kube.delete(api, kind, meta.get("namespace"), meta["name"])
-                deleted.append(f"{kind} {meta.get('namespace', '')}/{meta['name']}".replace(" /", " "))
+                deleted.append(_described(kind, meta))
     if deleted:
         log.info("deleted orphaned children: %s", ", ".join(deleted))
     return deleted
