@@ -20,6 +20,13 @@ more stacks per namespace each pod costs the control plane more, whatever the op
 operator runs with its defaults (4 workers, resync max(60 s, N / 2 per second)), limited to the
 benchmark's namespaces, as is the baseline.
 
+Before the operator's phase at each size, a replay phase (scale_replay.py; off with
+AGENTOBS_BENCH_REPLAY=0) applies the same rendered children of as many stacks with a plain client
+and waits until every workload is ready: the control plane's own time for the same objects on the
+same two cores. Time to Ready is mostly the control plane's work, so its growth from one size to
+the next is read against the replay's: the last line gives both and their quotient, the growth of
+the operator's own share.
+
 Requests come from the API server's `apiserver_request_total` (all clients: the controller
 manager, scheduler and kwok make the same background in both phases, so the ratio is that of the
 totals), sampled every 5 s over each window (mean, p50, p99 of the 5 s rates), and, for the
@@ -61,10 +68,15 @@ from scale_probes import (  # noqa: E402
 
 from cluster_support import free_port, start_cluster, tool_dir  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "bench"))
+from scale_replay import WorkloadWatch  # noqa: E402
+
 SIZES = [int(s) for s in os.environ.get("AGENTOBS_BENCH_SIZES", "50").split(",") if s]
 WINDOW = float(os.environ.get("AGENTOBS_BENCH_WINDOW", "30"))
 ROUNDS = int(os.environ.get("AGENTOBS_BENCH_ROUNDS", "2"))
 PER_NAMESPACE = int(os.environ.get("AGENTOBS_BENCH_PER_NAMESPACE", "200"))
+OPERATOR_WORKERS = 4  # the operator's default (AGENTOBS_WORKERS); the replay applies with as many threads
+REPLAY = os.environ.get("AGENTOBS_BENCH_REPLAY", "1") != "0"
 BENCH_LABEL = "bench.agentobs.io/run"  # on every resource a run creates, for its watch
 NODE_CAPACITY = {"cpu": "1000", "memory": "4Ti", "pods": "1000"}  # room for every pod of the stacks
 TINY = {"requests": {"cpu": "1m", "memory": "1Mi"}, "limits": {"memory": "16Mi"}}
@@ -265,19 +277,52 @@ def bench(kube: Kube, size: int, logs: Path) -> dict[str, Any]:
     finally:
         if operator is not None:
             operator.stop()
-        for namespace in namespaces:
-            kubectl("delete", "namespace", namespace, "--wait=false", check=False)
-        for node in nodes:
-            kubectl("delete", "node", node, "--wait=false", check=False)
         kubectl("delete", "mutatingwebhookconfiguration", f"agentobs-webhook-{prefix}", "--ignore-not-found",
                 check=False)
-        # The namespace controller's deletes would swamp the next size's measurements.
-        deadline = time.monotonic() + float(os.environ.get("AGENTOBS_BENCH_CLEANUP_TIMEOUT", "1800"))
-        while time.monotonic() < deadline and any(
-                kubectl("get", "namespace", n, "--ignore-not-found", "-o", "name", check=False).strip()
-                for n in namespaces):
-            time.sleep(10.0)
+        clean_up(namespaces, nodes)
     return result
+
+
+def clean_up(namespaces: list[str], nodes: list[str]) -> None:
+    for namespace in namespaces:
+        kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+    for node in nodes:
+        kubectl("delete", "node", node, "--wait=false", check=False)
+    # The namespace controller's deletes would swamp the next phase's measurements.
+    deadline = time.monotonic() + float(os.environ.get("AGENTOBS_BENCH_CLEANUP_TIMEOUT", "1800"))
+    while time.monotonic() < deadline and any(
+            kubectl("get", "namespace", n, "--ignore-not-found", "-o", "name", check=False).strip()
+            for n in namespaces):
+        time.sleep(10.0)
+
+
+def replay(kube: Kube, size: int, logs: Path) -> dict[str, Any]:
+    """The same children applied by a plain client, no operator (scale_replay.py): the control
+    plane's own time to Ready for `size` stacks, in namespaces and on nodes of its own."""
+    prefix = f"replay{uuid.uuid4().hex[:5]}"
+    namespaces = [f"{prefix}-{i}" for i in range(max(1, math.ceil(size / PER_NAMESPACE)))]
+    nodes = make_nodes(prefix, size)
+    for namespace in namespaces:
+        kubectl("create", "namespace", namespace)
+    watch = WorkloadWatch(kube, prefix)
+    log = logs / f"replay-{size}.log"
+    try:
+        plane0, started = control_plane_cpu(), time.monotonic()
+        with log.open("w") as out:
+            done = subprocess.run([sys.executable, str(ROOT / "bench" / "scale_replay.py"), prefix, str(size),
+                                   str(PER_NAMESPACE), str(OPERATOR_WORKERS)], input=json.dumps(LIGHT_SPEC),
+                                  text=True, stdout=subprocess.PIPE, stderr=out, check=True)
+        applied = json.loads(done.stdout.strip().splitlines()[-1])
+        timeout = float(os.environ.get("AGENTOBS_BENCH_READY_TIMEOUT", "3600"))
+        if not watch.wait_for(applied["workloads"], timeout):
+            raise RuntimeError(f"replay: {watch.count()}/{applied['workloads']} workloads ready after {timeout} s")
+        ready = time.monotonic() - started
+        plane = {k: (v - plane0.get(k, 0.0)) / size for k, v in control_plane_cpu().items()}
+        return {"applied_seconds": applied["seconds"], "ready_seconds": ready, "client_cpu": applied["cpu"] / size,
+                "control_plane_cpu": plane}
+    finally:
+        watch.stop()
+        clean_up(namespaces, nodes)
 
 
 def report(result: dict[str, Any]) -> None:
@@ -319,6 +364,16 @@ def report(result: dict[str, Any]) -> None:
           (", ".join(f"{k} {v / len(rounds['operator']):.3f}" for k, v in sorted(own.items())) or "none"))
 
 
+def report_replay(size: int, rep: dict[str, Any], operator_ready: float) -> None:
+    plane = rep["control_plane_cpu"]
+    print(f"the same objects without the operator (plain client, {OPERATOR_WORKERS} threads): applied in "
+          f"{rep['applied_seconds']:.1f} s, all workloads ready after {rep['ready_seconds']:.1f} s "
+          f"({rep['ready_seconds'] / size * 1000:.0f} ms per stack; the operator's phase took "
+          f"{operator_ready / rep['ready_seconds']:.2f}x); client CPU {rep['client_cpu'] * 1000:.0f} ms per stack; "
+          f"control-plane CPU per stack {sum(plane.values()) * 1000:.0f} ms (" +
+          ", ".join(f"{k} {v * 1000:.0f}" for k, v in sorted(plane.items(), key=lambda kv: -kv[1])) + ")")
+
+
 def _in_order(rounds: dict[str, list[dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
     out: list[tuple[str, dict[str, Any]]] = []
     for r in range(len(rounds["operator"])):
@@ -336,8 +391,22 @@ def main() -> None:
     logs.mkdir(parents=True, exist_ok=True)
     print(f"operator scale: sizes {SIZES}, {ROUNDS} rounds of {WINDOW:.0f} s each, logs in {logs}")
     started = time.monotonic()
+    replays: dict[int, dict[str, Any]] = {}
+    readies: dict[int, float] = {}
     for size in SIZES:
-        report(bench(kube, size, logs))
+        if REPLAY:  # first, on a quiet cluster, as the operator's phase starts on one
+            replays[size] = replay(kube, size, logs)
+        result = bench(kube, size, logs)
+        readies[size] = result["ready_seconds"]
+        report(result)
+        if size in replays:
+            report_replay(size, replays[size], result["ready_seconds"])
+    if len(replays) > 1:
+        small, large = min(replays), max(replays)
+        growth = (readies[large] / large) / (readies[small] / small)
+        alone = (replays[large]["ready_seconds"] / large) / (replays[small]["ready_seconds"] / small)
+        print(f"\ntime to Ready per stack, {large} against {small}: with the operator {growth:.2f}x, the same "
+              f"objects applied without it {alone:.2f}x; the operator's own share grows {growth / alone:.2f}x")
     print(f"\ntotal {time.monotonic() - started:.0f} s")
 
 
