@@ -18,6 +18,8 @@ INVALID_SPECS: list[tuple[str, dict[str, Any], str]] = [
      "spec.elasticsearch.external.credentialsSecret"),
     ("sampling-above-one", {"instrumentation": {"samplingRatio": 1.5}}, "spec.instrumentation.samplingRatio"),
     ("renew-after-expiry", {"tls": {"certificateLifetime": "24h", "renewBefore": "48h"}}, "spec.tls.renewBefore"),
+    ("lifetime-under-an-hour", {"tls": {"certificateLifetime": "30m"}}, "spec.tls.certificateLifetime"),
+    ("renew-before-under-5m", {"tls": {"renewBefore": "1m"}}, "spec.tls.renewBefore"),
     ("autoscaling-inverted", {"tracing": {"collector": {"autoscaling": {"minReplicas": 5, "maxReplicas": 2}}}},
      "spec.tracing.collector.autoscaling.maxReplicas"),
     # Stricter input (issue 12, item 7).

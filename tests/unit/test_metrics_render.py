@@ -76,6 +76,12 @@ def test_certificate_alert_is_scoped_to_this_resource_and_follows_renew_before()
     assert expr.endswith(f"< {8 * 3600}")
 
 
+def test_certificate_alert_follows_the_derived_renewal_window() -> None:
+    alerts = {r["alert"]: r for g in rules.built_in_rules(_owner({"tls": {"certificateLifetime": "48h"}}))["groups"]
+              for r in g["rules"]}
+    assert alerts["AgentObsCertificateNearExpiry"]["expr"].endswith(f"< {8 * 3600}")
+
+
 def _rule_files(spec: dict[str, Any]) -> dict[str, Any]:
     cm = _objects(spec)[("ConfigMap", "demo-prometheus-rules")]
     return {name: yaml.safe_load(text) for name, text in cm["data"].items()}

@@ -72,3 +72,13 @@ def parse_go_duration(text: str) -> dt.timedelta:
     if number:
         raise ValueError(f"invalid duration {text!r}: missing unit")
     return dt.timedelta(seconds=seconds)
+
+
+def format_go_duration(value: dt.timedelta) -> str:
+    """A duration in whole seconds as Go writes it without zero parts (`720h`, `8h20m`, `45s`), the
+    form cert-manager's `renewBefore` takes; fractions of a second are dropped."""
+    seconds = int(value.total_seconds())
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    parts = [f"{n}{unit}" for n, unit in ((hours, "h"), (minutes, "m"), (seconds, "s")) if n]
+    return "".join(parts) or "0s"
