@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 ROTATION_CHECK_SECONDS = 3600.0
 START_RETRY_SECONDS = 5.0
 START_RETRY_MAX_SECONDS = 300.0
+# The readiness path on the webhook port (the chart's readinessProbe, over HTTPS).
+READY_PATH = "readyz"
 # What the `webhook` health probe reports: starting, serving, or degraded with the reason.
 WEBHOOK_STATE: dict[str, str] = {"status": "starting"}
 NAMESPACE_CACHE_SECONDS = 30.0
@@ -142,11 +144,23 @@ async def _upkeep(settings: webhook.WebhookSettings, material: webhook.ServingMa
             webhook.load_serving_pair(context, material)
 
 
+async def _ready(_request: web.Request) -> web.Response:
+    return web.Response(text="serving")
+
+
+def make_app() -> web.Application:
+    """The webhook's routes. `GET /readyz` is the pod's readiness probe: kopf's /healthz answers
+    before the webhook listens (and while it cannot), so a pod probed there joined the webhook
+    Service early, and every rollout admitted the pods created meanwhile uninstrumented."""
+    app = web.Application()
+    app.add_routes([web.post(f"/{webhook.WEBHOOK_PATH}", _review), web.get(f"/{READY_PATH}", _ready)])
+    return app
+
+
 async def _serve(hook: webhook.WebhookSettings, memo: kopf.Memo) -> None:
     material, _changed = await asyncio.to_thread(webhook.ensure, _client(), hook, None, _now())
     context = _ssl_context(material)
-    app = web.Application()
-    app.add_routes([web.post(f"/{webhook.WEBHOOK_PATH}", _review)])
+    app = make_app()
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     try:
