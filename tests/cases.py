@@ -53,6 +53,17 @@ INVALID_SPECS: list[tuple[str, dict[str, Any], str]] = [
     ("rule-groups-same-name", {"prometheus": {"extraRules": [
         {"name": "team", "rules": [{"alert": "A", "expr": "up"}]},
         {"name": "team", "rules": [{"alert": "B", "expr": "up"}]}]}}, "spec.prometheus.extraRules"),
+    # Names the rendered pods and claims carry: refused on the resource, not as a Degraded child.
+    ("admin-secret-not-a-name", {"grafana": {"adminSecret": "Grafana_Admin"}}, "spec.grafana.adminSecret"),
+    ("receivers-key-with-slash", {"prometheus": {"alertmanager": {"receiversSecret": {
+        "name": "alertmanager", "key": "config/alertmanager.yml"}}}},
+     "spec.prometheus.alertmanager.receiversSecret.key"),
+    ("storage-class-with-space", {"prometheus": {"storage": {"storageClassName": "fast ssd"}}},
+     "spec.prometheus.storage.storageClassName"),
+    ("es-credentials-uppercase", {"elasticsearch": {"external": {"url": "https://es.example:9200",
+                                                                  "credentialsSecret": "ES-Creds"}}},
+     "spec.elasticsearch.external.credentialsSecret"),
+    ("issuer-name-with-underscore", {"tls": {"issuerRef": {"name": "team_ca"}}}, "spec.tls.issuerRef.name"),
     ("negative-model-price", {"instrumentation": {"modelPrices": {"gpt-4o": {"input": -1, "output": 1}}}},
      "spec.instrumentation.modelPrices"),
 ]

@@ -48,6 +48,19 @@ def test_a_renew_before_given_is_used_as_is() -> None:
     assert tls.renewal_window == parse_go_duration("2h")
 
 
+def test_object_names_and_keys_as_kubernetes_allows_them_are_accepted() -> None:
+    spec = AgentObservabilitySpec.model_validate({
+        "grafana": {"adminSecret": "grafana-admin.v2"},
+        "prometheus": {"storage": {"storageClassName": "ebs.csi.aws.com"}, "alertmanager": {
+            "receiversSecret": {"name": "alertmanager", "key": "Alertmanager_Config.yml"}}},
+        "elasticsearch": {"nodes": 1, "external": {"url": "https://es:9200", "credentialsSecret": "es-creds",
+                                                   "caSecret": "es-ca"}},
+        "tls": {"issuerRef": {"name": "letsencrypt.prod", "kind": "ClusterIssuer"}},
+    })
+    assert spec.prometheus.alertmanager.receivers_secret is not None
+    assert spec.prometheus.alertmanager.receivers_secret.key == "Alertmanager_Config.yml"
+
+
 def test_external_elasticsearch_lifts_the_node_rule() -> None:
     spec = AgentObservabilitySpec.model_validate(
         {"elasticsearch": {"nodes": 1, "external": {"url": "https://es:9200", "credentialsSecret": "c"}}}

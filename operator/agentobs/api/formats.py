@@ -16,6 +16,8 @@ QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei)?$"
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 # RFC 1123 subdomain (what Kubernetes accepts as a host name in an Ingress rule).
 HOSTNAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+# A key of a Secret or ConfigMap (what a volume's `items[].key` accepts).
+OBJECT_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
 # A Kubernetes label key: an optional DNS-subdomain prefix and `/`, then a name of at most 63
 # characters; and a label value. Written in the regex subset RE2 (the API server's CEL) and
 # Python share.

@@ -23,6 +23,7 @@ from agentobs.api.base import (
     LabelKey,
     LabelSelector,
     LabelValue,
+    ObjectName,
     ResourceRequirements,
     SecretKeyRef,
     SpecModel,
@@ -144,9 +145,8 @@ class GrafanaSpec(SpecModel):
     resources: ResourceRequirements = resources_field(
         "Grafana container resources.", cpu="100m", memory="256Mi", memory_limit="512Mi"
     )
-    admin_secret: str | None = Field(
+    admin_secret: ObjectName | None = Field(
         None,
-        max_length=253,
         description="Secret with `admin-user` and `admin-password`; generated (and kept) when unset.",
     )
     oidc: OIDCSpec | None = Field(None, description="Optional OIDC login.")
@@ -159,7 +159,7 @@ class GrafanaSpec(SpecModel):
 class IssuerRef(SpecModel):
     """A cert-manager issuer that signs the stack's certificates."""
 
-    name: str = Field(..., min_length=1, max_length=253, description="Issuer or ClusterIssuer name.")
+    name: ObjectName = Field(..., description="Issuer or ClusterIssuer name.")
     kind: Literal["Issuer", "ClusterIssuer"] = Field("Issuer", description="Issuer or ClusterIssuer.")
     group: str = Field("cert-manager.io", description="API group of the issuer.")
 
