@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from agentobs.api.crd import make_crd
-from agentobs.api.formats import DNS_LABEL_PATTERN, IMAGE_PATTERN
+from agentobs.api.formats import DNS_LABEL_PATTERN, IMAGE_PATTERN, RESOURCE_NAME_MAX_LENGTH, RESOURCE_NAME_PATTERN
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "charts" / "agentobs"
@@ -90,7 +90,8 @@ VALUE_SCHEMAS: dict[str, Schema] = {
     "metrics.service.port": PORT,
     "metrics.serviceMonitor.interval": {"type": "string", "pattern": r"^([0-9]+(ms|s|m|h))+$"},
     "metrics.serviceMonitor.labels": STRING_MAP,
-    "stack.name": DNS_LABEL_OR_EMPTY,
+    "stack.name": {"type": "string", "maxLength": RESOURCE_NAME_MAX_LENGTH,
+                   "pattern": f"^({RESOURCE_NAME_PATTERN[1:-1]})?$"},
     "stack.namespace": DNS_LABEL,
     "logCollector.image": IMAGE_OR_EMPTY,
     "nameOverride": DNS_LABEL_OR_EMPTY,

@@ -201,6 +201,15 @@ def test_the_stack_goes_to_its_own_restricted_namespace_never_the_release_s(rend
     assert refused.returncode != 0 and "is the release namespace" in refused.stderr
 
 
+def test_a_stack_name_the_operator_would_refuse_fails_the_install(helm: Run) -> None:
+    """The default stack name is the release's full name, which no schema sees: a long release
+    name made a stack the operator refuses (its Services could not be named)."""
+    long = "customer-support-agents-production-observability"
+    result = helm("template", long, str(CHART), "--set", "stack.enabled=true", check=False)
+    assert result.returncode != 0 and "stack.name" in result.stderr, result.stderr
+    helm("template", long, str(CHART), "--set", "stack.enabled=true", "--set", "stack.name=support")
+
+
 def test_namespaced_operator_is_bound_per_namespace_and_elects_in_its_own(render: Render) -> None:
     docs = render(VALUE_SETS["namespaced"], namespace="obs")
     env = env_of(docs)

@@ -36,6 +36,7 @@ REFUSED: list[tuple[str, dict[str, Any], str]] = [
     ("stack-namespace-not-a-name", {"stack.namespace": "Team_Agents"}, "/stack/namespace"),
     ("collector-image-with-space", {"logCollector.image": "fluent/fluent-bit: 4"}, "/logCollector/image"),
     ("image-tag-with-colon", {"operator.image.tag": "0.1.0:x"}, "/operator/image/tag"),
+    ("stack-name-too-long", {"stack.name": "customer-support-agents-production-stack"}, "/stack/name"),
 ]
 
 

@@ -29,6 +29,7 @@ from pydantic import ValidationError
 
 from agentobs import metrics
 from agentobs.admission import injection, webhook
+from agentobs.api.formats import resource_name_problem
 from agentobs.api.spec import AgentObservabilitySpec
 from agentobs.kube import Kube, KubeError, shared
 from agentobs.render.common import Owner
@@ -67,6 +68,9 @@ def track(body: dict[str, Any]) -> None:
         spec = AgentObservabilitySpec.model_validate(body.get("spec") or {})
     except ValidationError:
         CONFIGS.pop(key)  # reported by reconcile as Degraded; nothing to inject meanwhile
+        return
+    if resource_name_problem(meta.get("name", "")) is not None:
+        CONFIGS.pop(key)  # no stack is made under such a name: nothing to send to
         return
     config = injection.make_config(Owner(name=meta.get("name", ""), namespace=meta.get("namespace", ""),
                                          uid=meta.get("uid", ""), spec=spec))

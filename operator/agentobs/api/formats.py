@@ -39,6 +39,24 @@ _QUANTITY_FACTORS = {"": 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, 
                      "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
 
 
+# The resource's own name prefixes its children's. The longest is the Service
+# `<name>-elasticsearch-headless` (a Service name is a DNS-1035 label: a letter first, at most 63),
+# and a StatefulSet's pods carry `<statefulset>-<revision hash of up to 10>` in a 63-character
+# label, so `<name>-elasticsearch` must stay within 52: 38 characters leave room for both. A
+# longer or dotted name is a valid Kubernetes name whose stack the API server half refuses.
+RESOURCE_NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+RESOURCE_NAME_MAX_LENGTH = 38
+
+
+def resource_name_problem(name: str) -> str | None:
+    """Why `name` cannot name an AgentObservability (its children could not be named), or None."""
+    if len(name) > RESOURCE_NAME_MAX_LENGTH or not re.fullmatch(RESOURCE_NAME_PATTERN, name):
+        return (f"metadata.name: must be at most {RESOURCE_NAME_MAX_LENGTH} characters of lower-case letters, "
+                "digits and '-', starting with a letter: it prefixes the stack's Service and StatefulSet "
+                "names; create the resource again under such a name")
+    return None
+
+
 def parse_quantity(text: str) -> float:
     """A Kubernetes quantity of QUANTITY_PATTERN's form as a number (bytes for memory)."""
     match = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)([a-zA-Z]*)", text)
