@@ -130,7 +130,11 @@ class OIDCSpec(SpecModel):
     userinfo_url: str = Field(..., pattern=r"^https://", description="UserInfo endpoint (userinfo_endpoint).")
     client_id: str = Field(..., min_length=1, description="OAuth client id registered for Grafana.")
     client_secret: SecretKeyRef = Field(..., description="Secret key holding the OAuth client secret.")
-    allowed_groups: list[str] = Field(default_factory=list, description="Groups allowed to log in.")
+    allowed_groups: list[str] = Field(
+        default_factory=list,
+        description="Groups allowed to log in, as the provider's `groups` claim names them (spaces and "
+        "commas included); empty: any user the provider authenticates.",
+    )
 
 
 class GrafanaSpec(SpecModel):
