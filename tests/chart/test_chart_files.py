@@ -174,3 +174,13 @@ def test_base_image_is_pinned() -> None:
     text = (ROOT / "Dockerfile").read_text()
     [image] = re.findall(r"^ARG PYTHON_IMAGE=(\S+)$", text, re.MULTILINE)
     assert re.fullmatch(r"python:3\.11\.\d+-slim-\w+", image), image
+
+
+def test_the_notes_start_an_out_of_cluster_operator_with_its_namespace() -> None:
+    """Without AGENTOBS_OPERATOR_NAMESPACE the process NOTES.txt told users to start ran no node log
+    collector and kept the webhook's key in memory only, without a word; the chart README's
+    command set it."""
+    notes = (CHART / "templates" / "NOTES.txt").read_text()
+    command = notes[notes.index("KUBECONFIG=..."):notes.index("-m agentobs.main")]
+    assert "AGENTOBS_OPERATOR_NAMESPACE={{ $ns }}" in command
+    assert "AGENTOBS_NAMESPACES=" in command, "a namespaced install serves its namespaces only"
