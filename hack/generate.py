@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from agentobs.api.crd import make_crd
+from agentobs.api.formats import DNS_LABEL_PATTERN, IMAGE_PATTERN, RESOURCE_NAME_MAX_LENGTH, RESOURCE_NAME_PATTERN
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "charts" / "agentobs"
@@ -35,6 +36,9 @@ QUANTITY: Schema = {"anyOf": [{"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?
                               {"type": "number", "minimum": 0}]}
 OBJECT_LIST: Schema = {"type": "array", "items": {"type": "object"}}
 DNS_LABEL_OR_EMPTY: Schema = {"type": "string", "maxLength": 63, "pattern": r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$"}
+DNS_LABEL: Schema = {"type": "string", "minLength": 1, "maxLength": 63, "pattern": DNS_LABEL_PATTERN}
+# An image reference as the spec's images take it, or empty for the operator's pinned one.
+IMAGE_OR_EMPTY: Schema = {"type": "string", "maxLength": 512, "pattern": f"^({IMAGE_PATTERN[1:-1]})?$"}
 # kopf namespace patterns: a name, a glob (`team-*`), or a negation (`!kube-*`).
 NAMESPACE_PATTERN: Schema = {"type": "string", "minLength": 1, "pattern": r"^!?[a-z0-9*?\[\]-]+$"}
 
@@ -46,10 +50,16 @@ VALUE_SCHEMAS: dict[str, Schema] = {
                                                     "properties": {"name": {"type": "string", "minLength": 1}}}},
     "operator.replicas": {"type": "integer", "minimum": 1, "maximum": 10},
     "operator.image.repository": {"type": "string", "minLength": 1},
+    "operator.image.tag": {"type": "string", "pattern": r"^([A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$"},
     "operator.image.digest": {"type": "string", "pattern": r"^(sha256:[a-f0-9]{64})?$"},
     "operator.image.pullPolicy": {"type": "string", "enum": ["Always", "IfNotPresent", "Never"]},
     "operator.watchNamespaces": {"type": "array", "items": NAMESPACE_PATTERN, "uniqueItems": True},
     "operator.resyncSeconds": {"type": "integer", "minimum": 1, "maximum": 86400},
+    # The operator reads these without complaint at 0: a rate of 0 turned off the growth of the
+    # resync period, 0 workers ran 1, and 0 arenas left glibc's unbounded.
+    "operator.resyncRate": {"type": "number", "exclusiveMinimum": 0, "maximum": 1000},
+    "operator.workers": {"type": "integer", "minimum": 1, "maximum": 64},
+    "operator.mallocArenas": {"type": "integer", "minimum": 1, "maximum": 64},
     "operator.logLevel": {"type": "string", "enum": ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]},
     "operator.ports.metrics": PORT,
     "operator.ports.health": PORT,
@@ -80,7 +90,10 @@ VALUE_SCHEMAS: dict[str, Schema] = {
     "metrics.service.port": PORT,
     "metrics.serviceMonitor.interval": {"type": "string", "pattern": r"^([0-9]+(ms|s|m|h))+$"},
     "metrics.serviceMonitor.labels": STRING_MAP,
-    "stack.name": DNS_LABEL_OR_EMPTY,
+    "stack.name": {"type": "string", "maxLength": RESOURCE_NAME_MAX_LENGTH,
+                   "pattern": f"^({RESOURCE_NAME_PATTERN[1:-1]})?$"},
+    "stack.namespace": DNS_LABEL,
+    "logCollector.image": IMAGE_OR_EMPTY,
     "nameOverride": DNS_LABEL_OR_EMPTY,
     "fullnameOverride": DNS_LABEL_OR_EMPTY,
 }

@@ -18,6 +18,8 @@ INVALID_SPECS: list[tuple[str, dict[str, Any], str]] = [
      "spec.elasticsearch.external.credentialsSecret"),
     ("sampling-above-one", {"instrumentation": {"samplingRatio": 1.5}}, "spec.instrumentation.samplingRatio"),
     ("renew-after-expiry", {"tls": {"certificateLifetime": "24h", "renewBefore": "48h"}}, "spec.tls.renewBefore"),
+    ("lifetime-under-an-hour", {"tls": {"certificateLifetime": "30m"}}, "spec.tls.certificateLifetime"),
+    ("renew-before-under-5m", {"tls": {"renewBefore": "1m"}}, "spec.tls.renewBefore"),
     ("autoscaling-inverted", {"tracing": {"collector": {"autoscaling": {"minReplicas": 5, "maxReplicas": 2}}}},
      "spec.tracing.collector.autoscaling.maxReplicas"),
     # Stricter input (issue 12, item 7).
@@ -51,6 +53,17 @@ INVALID_SPECS: list[tuple[str, dict[str, Any], str]] = [
     ("rule-groups-same-name", {"prometheus": {"extraRules": [
         {"name": "team", "rules": [{"alert": "A", "expr": "up"}]},
         {"name": "team", "rules": [{"alert": "B", "expr": "up"}]}]}}, "spec.prometheus.extraRules"),
+    # Names the rendered pods and claims carry: refused on the resource, not as a Degraded child.
+    ("admin-secret-not-a-name", {"grafana": {"adminSecret": "Grafana_Admin"}}, "spec.grafana.adminSecret"),
+    ("receivers-key-with-slash", {"prometheus": {"alertmanager": {"receiversSecret": {
+        "name": "alertmanager", "key": "config/alertmanager.yml"}}}},
+     "spec.prometheus.alertmanager.receiversSecret.key"),
+    ("storage-class-with-space", {"prometheus": {"storage": {"storageClassName": "fast ssd"}}},
+     "spec.prometheus.storage.storageClassName"),
+    ("es-credentials-uppercase", {"elasticsearch": {"external": {"url": "https://es.example:9200",
+                                                                  "credentialsSecret": "ES-Creds"}}},
+     "spec.elasticsearch.external.credentialsSecret"),
+    ("issuer-name-with-underscore", {"tls": {"issuerRef": {"name": "team_ca"}}}, "spec.tls.issuerRef.name"),
     ("negative-model-price", {"instrumentation": {"modelPrices": {"gpt-4o": {"input": -1, "output": 1}}}},
      "spec.instrumentation.modelPrices"),
 ]

@@ -69,7 +69,7 @@ def test_selectors_do_not_change_with_version_or_values(render: Render) -> None:
         assert service["spec"]["selector"] == selector, service["metadata"]["name"]
 
 
-def test_operator_runs_two_replicas_electing_a_leader_probed_on_healthz(render: Render) -> None:
+def test_operator_runs_two_replicas_electing_a_leader_ready_when_the_webhook_serves(render: Render) -> None:
     docs = render({}, namespace="obs")
     deployment = one(docs, "Deployment")
     assert deployment["spec"]["replicas"] == 2
@@ -84,8 +84,9 @@ def test_operator_runs_two_replicas_electing_a_leader_probed_on_healthz(render: 
     c = container(docs)
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
     assert ports == {"webhook": 9443, "metrics": 8080, "health": 8081}
-    for probe in ("livenessProbe", "readinessProbe"):
-        assert c[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    # kopf's /healthz answers before the webhook listens: ready only when the webhook serves.
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "webhook", "scheme": "HTTPS"}
     assert one(docs, "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
     anti = deployment["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]
     assert anti["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]["labelSelector"][
@@ -200,6 +201,15 @@ def test_the_stack_goes_to_its_own_restricted_namespace_never_the_release_s(rend
     assert refused.returncode != 0 and "is the release namespace" in refused.stderr
 
 
+def test_a_stack_name_the_operator_would_refuse_fails_the_install(helm: Run) -> None:
+    """The default stack name is the release's full name, which no schema sees: a long release
+    name made a stack the operator refuses (its Services could not be named)."""
+    long = "customer-support-agents-production-observability"
+    result = helm("template", long, str(CHART), "--set", "stack.enabled=true", check=False)
+    assert result.returncode != 0 and "stack.name" in result.stderr, result.stderr
+    helm("template", long, str(CHART), "--set", "stack.enabled=true", "--set", "stack.name=support")
+
+
 def test_namespaced_operator_is_bound_per_namespace_and_elects_in_its_own(render: Render) -> None:
     docs = render(VALUE_SETS["namespaced"], namespace="obs")
     env = env_of(docs)
@@ -242,6 +252,8 @@ def test_stacks_scrape_every_operator_replica_through_a_headless_service(render:
     name, namespace, _ = host.split(".", 2)
     [pods] = [d for d in kind_of(docs, "Service") if d["metadata"]["name"] == name]
     assert namespace == "agentobs" and pods["spec"]["clusterIP"] == "None"
+    # Readiness is the webhook's: a leader whose webhook cannot start still exports the series.
+    assert pods["spec"]["publishNotReadyAddresses"] is True
     assert pods["spec"]["ports"][0]["port"] == int(port) and pods["spec"]["ports"][0]["targetPort"] == "metrics"
     deployment = one(docs, "Deployment")
     assert pods["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()

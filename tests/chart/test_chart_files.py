@@ -10,6 +10,7 @@ import re
 import tomllib
 from typing import Any
 
+import jsonschema
 import pytest
 import yaml
 
@@ -29,6 +30,13 @@ REFUSED: list[tuple[str, dict[str, Any], str]] = [
     ("port-range", {"operator.ports.webhook": 70000}, "/operator/ports/webhook"),
     ("pull-policy", {"operator.image.pullPolicy": "Sometimes"}, "/operator/image/pullPolicy"),
     ("watch-namespace-type", {"operator.watchNamespaces": "team-a"}, "/operator/watchNamespaces"),
+    ("no-workers", {"operator.workers": 0}, "/operator/workers"),
+    ("zero-resync-rate", {"operator.resyncRate": 0}, "/operator/resyncRate"),
+    ("no-malloc-arenas", {"operator.mallocArenas": 0}, "/operator/mallocArenas"),
+    ("stack-namespace-not-a-name", {"stack.namespace": "Team_Agents"}, "/stack/namespace"),
+    ("collector-image-with-space", {"logCollector.image": "fluent/fluent-bit: 4"}, "/logCollector/image"),
+    ("image-tag-with-colon", {"operator.image.tag": "0.1.0:x"}, "/operator/image/tag"),
+    ("stack-name-too-long", {"stack.name": "customer-support-agents-production-stack"}, "/stack/name"),
 ]
 
 
@@ -48,6 +56,34 @@ def test_schema_accepts_documented_non_defaults(render: Render) -> None:
                    "stack.enabled": True, "stack.spec": {"prometheus": {"replicas": 2}, "paused": True},
                    "webhook.url": "https://10.0.0.1:9443/mutate-pods", "metrics.serviceMonitor.interval": "1m30s"})
     assert container(docs)["image"] == f"ghcr.io/agentobs/agentobs-operator@{digest}"
+
+
+def _schema_errors(values: dict[str, Any]) -> list[str]:
+    """Where the chart's schema (draft-07, as helm reads it) refuses these values merged over the
+    defaults, as /-paths; no helm needed."""
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    merged = yaml.safe_load((CHART / "values.yaml").read_text())
+    for dotted, value in values.items():
+        *parents, last = dotted.split(".")
+        node = merged
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = value
+    validator = jsonschema.Draft7Validator(schema)
+    return ["/" + "/".join(str(p) for p in e.absolute_path) for e in validator.iter_errors(merged)]
+
+
+@pytest.mark.parametrize(("case", "values", "path"), REFUSED, ids=[c[0] for c in REFUSED])
+def test_schema_file_refuses_bad_values_naming_them(case: str, values: dict[str, Any], path: str) -> None:
+    errors = _schema_errors(values)
+    assert any(e.startswith(path) for e in errors), (case, errors)
+
+
+def test_schema_file_accepts_the_defaults_and_sensible_settings() -> None:
+    assert _schema_errors({}) == []
+    assert _schema_errors({"operator.resyncRate": 0.5, "operator.workers": 8, "stack.namespace": "team-a",
+                           "logCollector.image": "registry.example.com:5000/fluent/fluent-bit:4.0.3",
+                           "operator.image.tag": "0.2.0-rc.1"}) == []
 
 
 def _leaves(schema: dict[str, Any], path: str = "") -> list[tuple[str, dict[str, Any]]]:
@@ -138,3 +174,13 @@ def test_base_image_is_pinned() -> None:
     text = (ROOT / "Dockerfile").read_text()
     [image] = re.findall(r"^ARG PYTHON_IMAGE=(\S+)$", text, re.MULTILINE)
     assert re.fullmatch(r"python:3\.11\.\d+-slim-\w+", image), image
+
+
+def test_the_notes_start_an_out_of_cluster_operator_with_its_namespace() -> None:
+    """Without AGENTOBS_OPERATOR_NAMESPACE the process NOTES.txt told users to start ran no node log
+    collector and kept the webhook's key in memory only, without a word; the chart README's
+    command set it."""
+    notes = (CHART / "templates" / "NOTES.txt").read_text()
+    command = notes[notes.index("KUBECONFIG=..."):notes.index("-m agentobs.main")]
+    assert "AGENTOBS_OPERATOR_NAMESPACE={{ $ns }}" in command
+    assert "AGENTOBS_NAMESPACES=" in command, "a namespaced install serves its namespaces only"

@@ -75,6 +75,12 @@ def test_issuer_defaults_reach_the_certificate() -> None:
     assert (cert["spec"]["duration"], cert["spec"]["renewBefore"]) == ("2160h", "720h")
 
 
+def test_a_lifetime_alone_gives_cert_manager_a_third_of_it_to_renew() -> None:
+    owner = _owner({"issuerRef": {"name": "team-ca"}, "certificateLifetime": "25h"})
+    cert = _by_kind(make_stack(owner, _pending(owner)), "Certificate")["demo-prometheus-tls"]
+    assert (cert["spec"]["duration"], cert["spec"]["renewBefore"]) == ("25h", "8h20m")
+
+
 def test_no_tls_or_ca_secret_is_rendered_with_cert_manager() -> None:
     owner = _owner()
     objects = make_stack(owner, placeholder_material(owner))

@@ -82,6 +82,18 @@ def test_cross_field_rules_are_cel_with_field_paths() -> None:
             assert rule["fieldPath"].startswith(".") and name in rule["message"]
 
 
+def test_renew_before_is_not_stored_so_a_shorter_lifetime_alone_is_valid() -> None:
+    """The API server checks the tls rules on the defaulted object: a stored renewBefore default
+    would fail every lifetime at or below it that was given alone."""
+    tls = _schema()["properties"]["spec"]["properties"]["tls"]
+    assert "renewBefore" not in tls["default"]
+    assert "default" not in tls["properties"]["renewBefore"]
+    assert "a third of certificateLifetime" in tls["properties"]["renewBefore"]["description"]
+    for rule in tls["x-kubernetes-validations"]:
+        if "self.renewBefore" in rule["rule"]:
+            assert rule["rule"].startswith("!has(self.renewBefore) || "), rule
+
+
 def test_status_subresource_printer_columns_and_short_name() -> None:
     version = make_crd()["spec"]["versions"][0]
     assert version["subresources"] == {"status": {}}

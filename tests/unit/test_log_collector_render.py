@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -234,3 +235,27 @@ def test_routes_roll_the_collector_and_no_route_means_no_collector() -> None:
     assert collector.render("agentobs", []) == []
     with pytest.raises(ValueError, match="not a safe tag"):
         collector.render("agentobs", [route("Bad NS", "x", ("a",), {})])
+
+
+# --- what is left after uninstall -------------------------------------------------------------------
+
+def _delete_commands(notes: str) -> list[tuple[bool, set[str]]]:
+    """(namespaced, kinds) of each `kubectl ... delete KINDS -l ...=agentobs-log-collector` line."""
+    found = []
+    for line in notes.splitlines():
+        if "delete" in line and f"app.kubernetes.io/instance={collector.NAME}" in line:
+            kinds = re.search(r"delete ([a-z,]+) -l", line)
+            assert kinds, line
+            found.append((" -n " in line, set(kinds.group(1).split(","))))
+    return found
+
+
+def test_the_uninstall_notes_delete_every_kind_of_collector_object() -> None:
+    """The collector outlives an operator uninstalled before the stacks; the notes' commands are how
+    it goes. One left out was the Secret of client keys every stack's Fluentd accepts."""
+    text = (Path(__file__).resolve().parents[2] / "charts/agentobs/templates/NOTES.txt").read_text()
+    listed = dict(_delete_commands(text))
+    assert set(listed) == {True, False}, "a command for the release namespace and one cluster-wide"
+    for obj in collector.render("agentobs", ROUTES):
+        namespaced = "namespace" in obj["metadata"]
+        assert obj["kind"].lower() in listed.get(namespaced, set()), (obj["kind"], listed)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,12 @@ def test_certificate_alert_is_scoped_to_this_resource_and_follows_renew_before()
     expr = alerts["AgentObsCertificateNearExpiry"]["expr"]
     assert 'namespace="agents"' in expr and 'resource="demo"' in expr
     assert expr.endswith(f"< {8 * 3600}")
+
+
+def test_certificate_alert_follows_the_derived_renewal_window() -> None:
+    alerts = {r["alert"]: r for g in rules.built_in_rules(_owner({"tls": {"certificateLifetime": "48h"}}))["groups"]
+              for r in g["rules"]}
+    assert alerts["AgentObsCertificateNearExpiry"]["expr"].endswith(f"< {8 * 3600}")
 
 
 def _rule_files(spec: dict[str, Any]) -> dict[str, Any]:
@@ -311,9 +318,29 @@ def test_oidc_settings_only_when_set() -> None:
     assert env["GF_AUTH_GENERIC_OAUTH_ENABLED"]["value"] == "true"
     assert env["GF_AUTH_GENERIC_OAUTH_CLIENT_ID"]["value"] == "grafana"
     assert env["GF_AUTH_GENERIC_OAUTH_CLIENT_SECRET"]["valueFrom"]["secretKeyRef"] == {"name": "oidc", "key": "secret"}
-    assert env["GF_AUTH_GENERIC_OAUTH_ALLOWED_GROUPS"]["value"] == "sre,ml"
+    assert _grafana_list(env["GF_AUTH_GENERIC_OAUTH_ALLOWED_GROUPS"]["value"]) == ["sre", "ml"]
     assert env["GF_AUTH_GENERIC_OAUTH_TOKEN_URL"]["value"] == "https://id.example/token"
     assert env["GF_AUTH_GENERIC_OAUTH_API_URL"]["value"] == "https://id.example/userinfo"
+
+
+def _grafana_list(value: str) -> list[str]:
+    """How Grafana reads a list setting such as allowed_groups (pkg/util SplitString): a JSON list
+    when the value starts with `[`, else the words between commas and white space."""
+    if value.strip().startswith("["):
+        parsed: list[str] = json.loads(value)
+        return parsed
+    return value.replace(",", " ").split()
+
+
+def test_allowed_groups_with_spaces_and_commas_stay_whole() -> None:
+    """Joined with commas, the group "Platform Admins" reached Grafana as two groups, letting in
+    the members of either."""
+    oidc = {"issuerUrl": "https://id.example", "authUrl": "https://id.example/auth",
+            "tokenUrl": "https://id.example/token", "userinfoUrl": "https://id.example/userinfo",
+            "clientId": "grafana", "clientSecret": {"name": "oidc", "key": "secret"},
+            "allowedGroups": ["Platform Admins", "ml, research"]}
+    env = _env(_container(_objects({"grafana": {"oidc": oidc}}), "Deployment", "demo-grafana"))
+    assert _grafana_list(env["GF_AUTH_GENERIC_OAUTH_ALLOWED_GROUPS"]["value"]) == ["Platform Admins", "ml, research"]
 
 
 def test_ingress_only_with_a_host_and_the_certificate_covers_it() -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
+from agentobs.api.formats import format_go_duration
 from agentobs.api.spec import AgentObservabilitySpec, parse_go_duration
 
 from cases import INVALID_SPECS
@@ -19,7 +21,7 @@ def test_empty_spec_gets_production_defaults() -> None:
     assert spec.elasticsearch.nodes == 3
     assert spec.tracing.collector.replicas == 2
     assert spec.instrumentation.pod_selector.match_labels == {"agentobs.io/agent": "true"}
-    assert parse_go_duration(spec.tls.renew_before) * 3 == parse_go_duration(spec.tls.certificate_lifetime)
+    assert spec.tls.renewal_window * 3 == parse_go_duration(spec.tls.certificate_lifetime)
 
 
 @pytest.mark.parametrize(("spec", "field"), [(s, f) for _, s, f in INVALID_SPECS],
@@ -30,6 +32,33 @@ def test_invalid_spec_rejected_naming_the_field(spec: dict[str, Any], field: str
     locations = {".".join(str(p) for p in e["loc"]) for e in caught.value.errors()}
     top = field.split(".")[1]
     assert any(loc.startswith(top) for loc in locations), locations
+
+
+@pytest.mark.parametrize(("lifetime", "window"), [("720h", "240h"), ("24h", "8h"), ("1h", "20m")])
+def test_a_lifetime_alone_is_valid_and_renews_at_a_third_of_it(lifetime: str, window: str) -> None:
+    """Shortening certificateLifetime alone is sensible; a stored 720h renewBefore made any lifetime
+    up to 720h invalid, with a message about a field the user never set."""
+    tls = AgentObservabilitySpec.model_validate({"tls": {"certificateLifetime": lifetime}}).tls
+    assert tls.renew_before is None
+    assert tls.renewal_window == parse_go_duration(window)
+
+
+def test_a_renew_before_given_is_used_as_is() -> None:
+    tls = AgentObservabilitySpec.model_validate({"tls": {"certificateLifetime": "24h", "renewBefore": "2h"}}).tls
+    assert tls.renewal_window == parse_go_duration("2h")
+
+
+def test_object_names_and_keys_as_kubernetes_allows_them_are_accepted() -> None:
+    spec = AgentObservabilitySpec.model_validate({
+        "grafana": {"adminSecret": "grafana-admin.v2"},
+        "prometheus": {"storage": {"storageClassName": "ebs.csi.aws.com"}, "alertmanager": {
+            "receiversSecret": {"name": "alertmanager", "key": "Alertmanager_Config.yml"}}},
+        "elasticsearch": {"nodes": 1, "external": {"url": "https://es:9200", "credentialsSecret": "es-creds",
+                                                   "caSecret": "es-ca"}},
+        "tls": {"issuerRef": {"name": "letsencrypt.prod", "kind": "ClusterIssuer"}},
+    })
+    assert spec.prometheus.alertmanager.receivers_secret is not None
+    assert spec.prometheus.alertmanager.receivers_secret.key == "Alertmanager_Config.yml"
 
 
 def test_external_elasticsearch_lifts_the_node_rule() -> None:
@@ -47,6 +76,11 @@ def test_unknown_fields_are_refused() -> None:
 @pytest.mark.parametrize(("text", "seconds"), [("2160h", 2160 * 3600), ("1h30m", 5400), ("1.5s", 1.5), ("250ms", 0.25)])
 def test_go_durations(text: str, seconds: float) -> None:
     assert parse_go_duration(text).total_seconds() == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("720h", 720 * 3600), ("8h20m", 30000), ("45s", 45.9), ("0s", 0)])
+def test_go_durations_written_back(text: str, seconds: float) -> None:
+    assert format_go_duration(dt.timedelta(seconds=seconds)) == text
 
 
 @pytest.mark.parametrize("text", ["", "10", "h", "10x", "1d"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import socket
 import ssl
@@ -74,3 +75,19 @@ def test_a_renewed_pair_replaces_the_served_one_in_place(private_tmp: Path) -> N
     assert list(private_tmp.iterdir()) == []
     served = _served_certificate(context, later.ca.cert_pem)
     assert served == ssl.PEM_cert_to_DER_cert(later.cert.cert_pem.decode())
+
+
+def test_the_webhook_answers_its_readiness_path_beside_the_review_path() -> None:
+    """The chart's readiness probe asks the webhook itself: kopf's /healthz answered before the
+    webhook listened, so a new pod took admissions it dropped (uninstrumented) at every rollout."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from agentobs.admission import server
+
+    async def ask() -> tuple[int, int]:
+        async with TestClient(TestServer(server.make_app())) as client:
+            ready = await client.get(f"/{server.READY_PATH}")
+            review = await client.post(f"/{webhook.WEBHOOK_PATH}", data=b"not json")
+            return ready.status, review.status
+
+    assert asyncio.run(ask()) == (200, 400)

@@ -98,10 +98,17 @@ agentobs-operator-leader
 {{- end -}}
 
 {{/*
-agentobs.stackName: the AgentObservability resource rendered when stack.enabled.
+agentobs.stackName: the AgentObservability resource rendered when stack.enabled. Refuses what the
+operator refuses (agentobs.api.formats.RESOURCE_NAME_MAX_LENGTH): the name prefixes the stack's
+Service and StatefulSet names, so at most 38 characters, a letter first. Checked here too because
+the default, the release's full name, is no value the schema sees.
 */}}
 {{- define "agentobs.stackName" -}}
-{{- default (include "agentobs.fullname" .) .Values.stack.name -}}
+{{- $name := default (include "agentobs.fullname" .) .Values.stack.name -}}
+{{- if or (gt (len $name) 38) (not (regexMatch "^[a-z]([-a-z0-9]*[a-z0-9])?$" $name)) -}}
+{{- fail (printf "stack.name: %q cannot name a stack (at most 38 characters of a-z, 0-9 and '-', a letter first: it prefixes the stack's Service and StatefulSet names); set stack.name" $name) -}}
+{{- end -}}
+{{- $name -}}
 {{- end -}}
 
 {{/*

@@ -29,6 +29,7 @@ from pydantic import ValidationError
 
 from agentobs import metrics
 from agentobs.admission import injection, webhook
+from agentobs.api.formats import resource_name_problem
 from agentobs.api.spec import AgentObservabilitySpec
 from agentobs.kube import Kube, KubeError, shared
 from agentobs.render.common import Owner
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 ROTATION_CHECK_SECONDS = 3600.0
 START_RETRY_SECONDS = 5.0
 START_RETRY_MAX_SECONDS = 300.0
+# The readiness path on the webhook port (the chart's readinessProbe, over HTTPS).
+READY_PATH = "readyz"
 # What the `webhook` health probe reports: starting, serving, or degraded with the reason.
 WEBHOOK_STATE: dict[str, str] = {"status": "starting"}
 NAMESPACE_CACHE_SECONDS = 30.0
@@ -65,6 +68,9 @@ def track(body: dict[str, Any]) -> None:
         spec = AgentObservabilitySpec.model_validate(body.get("spec") or {})
     except ValidationError:
         CONFIGS.pop(key)  # reported by reconcile as Degraded; nothing to inject meanwhile
+        return
+    if resource_name_problem(meta.get("name", "")) is not None:
+        CONFIGS.pop(key)  # no stack is made under such a name: nothing to send to
         return
     config = injection.make_config(Owner(name=meta.get("name", ""), namespace=meta.get("namespace", ""),
                                          uid=meta.get("uid", ""), spec=spec))
@@ -142,11 +148,23 @@ async def _upkeep(settings: webhook.WebhookSettings, material: webhook.ServingMa
             webhook.load_serving_pair(context, material)
 
 
+async def _ready(_request: web.Request) -> web.Response:
+    return web.Response(text="serving")
+
+
+def make_app() -> web.Application:
+    """The webhook's routes. `GET /readyz` is the pod's readiness probe: kopf's /healthz answers
+    before the webhook listens (and while it cannot), so a pod probed there joined the webhook
+    Service early, and every rollout admitted the pods created meanwhile uninstrumented."""
+    app = web.Application()
+    app.add_routes([web.post(f"/{webhook.WEBHOOK_PATH}", _review), web.get(f"/{READY_PATH}", _ready)])
+    return app
+
+
 async def _serve(hook: webhook.WebhookSettings, memo: kopf.Memo) -> None:
     material, _changed = await asyncio.to_thread(webhook.ensure, _client(), hook, None, _now())
     context = _ssl_context(material)
-    app = web.Application()
-    app.add_routes([web.post(f"/{webhook.WEBHOOK_PATH}", _review)])
+    app = make_app()
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     try:

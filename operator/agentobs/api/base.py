@@ -10,7 +10,14 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from agentobs.api.formats import IMAGE_PATTERN, LABEL_KEY_PATTERN, LABEL_VALUE_PATTERN, QUANTITY_PATTERN
+from agentobs.api.formats import (
+    HOSTNAME_PATTERN,
+    IMAGE_PATTERN,
+    LABEL_KEY_PATTERN,
+    LABEL_VALUE_PATTERN,
+    OBJECT_KEY_PATTERN,
+    QUANTITY_PATTERN,
+)
 
 
 def cel(*rules: tuple[str, str, str | None]) -> dict[str, Any]:
@@ -27,6 +34,10 @@ def cel(*rules: tuple[str, str, str | None]) -> dict[str, Any]:
 LabelKey = Annotated[str, Field(pattern=LABEL_KEY_PATTERN, max_length=317)]
 LabelValue = Annotated[str, Field(pattern=LABEL_VALUE_PATTERN, max_length=63)]
 Image = Annotated[str, Field(pattern=IMAGE_PATTERN, max_length=512)]
+# The name of a Secret, StorageClass or issuer (an RFC 1123 subdomain). Checked here so that a
+# name the API server would refuse in the rendered pod or claim is refused on the resource,
+# naming the spec's field, instead of leaving the stack Degraded with a message about a child.
+ObjectName = Annotated[str, Field(min_length=1, max_length=253, pattern=HOSTNAME_PATTERN)]
 
 
 class SpecModel(BaseModel):
@@ -43,8 +54,9 @@ def with_cel(*rules: tuple[str, str, str | None]) -> ConfigDict:
 class SecretKeyRef(SpecModel):
     """A key in a Secret of the resource's namespace."""
 
-    name: Annotated[str, Field(min_length=1, max_length=253, description="Name of the Secret.")]
-    key: Annotated[str, Field(min_length=1, max_length=253, description="Key within the Secret.")]
+    name: Annotated[ObjectName, Field(description="Name of the Secret.")]
+    key: Annotated[str, Field(min_length=1, max_length=253, pattern=OBJECT_KEY_PATTERN,
+                              description="Key within the Secret.")]
 
 
 class ResourceRequirements(SpecModel):
@@ -75,8 +87,8 @@ class StorageSpec(SpecModel):
     """A persistent volume claim template for a stateful component."""
 
     size: str = Field("10Gi", pattern=QUANTITY_PATTERN, description="Requested volume size.")
-    storage_class_name: str | None = Field(
-        None, max_length=253, description="StorageClass of the claim; the cluster default when unset."
+    storage_class_name: ObjectName | None = Field(
+        None, description="StorageClass of the claim; the cluster default when unset."
     )
     keep_on_delete: bool = Field(
         True,

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from agentobs.api import GROUP, KIND, PLURAL, SHORT_NAME, SINGULAR, VERSION, spec
+from agentobs.api.formats import RESOURCE_NAME_MAX_LENGTH
 from agentobs.api.spec import AgentObservabilitySpec
 from agentobs.api.status import AgentObservabilityStatus
 
@@ -183,7 +184,10 @@ def make_crd() -> dict[str, Any]:
                             "type": "object",
                             "description": f"{KIND} provisions an observability stack for the AI agents "
                             "of a namespace: Prometheus and Alertmanager, Jaeger on Elasticsearch, Fluentd "
-                            "and Grafana, with TLS, and instruments the agent pods it selects.",
+                            "and Grafana, with TLS, and instruments the agent pods it selects. Its name "
+                            f"prefixes its children's: at most {RESOURCE_NAME_MAX_LENGTH} characters of a-z, "
+                            "0-9 and '-', a letter first (the operator leaves a resource named otherwise "
+                            "Degraded, reason InvalidSpec, and makes nothing).",
                             "properties": {
                                 "apiVersion": {"type": "string", "description": "API version of the object."},
                                 "kind": {"type": "string", "description": "Kind of the object."},

@@ -16,6 +16,8 @@ QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei)?$"
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 # RFC 1123 subdomain (what Kubernetes accepts as a host name in an Ingress rule).
 HOSTNAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+# A key of a Secret or ConfigMap (what a volume's `items[].key` accepts).
+OBJECT_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
 # A Kubernetes label key: an optional DNS-subdomain prefix and `/`, then a name of at most 63
 # characters; and a label value. Written in the regex subset RE2 (the API server's CEL) and
 # Python share.
@@ -35,6 +37,24 @@ METRIC_NAME_PATTERN = r"^[a-zA-Z_:][a-zA-Z0-9_:]*$"
 PROM_LABEL_PATTERN = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
 _QUANTITY_FACTORS = {"": 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
                      "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+
+
+# The resource's own name prefixes its children's. The longest is the Service
+# `<name>-elasticsearch-headless` (a Service name is a DNS-1035 label: a letter first, at most 63),
+# and a StatefulSet's pods carry `<statefulset>-<revision hash of up to 10>` in a 63-character
+# label, so `<name>-elasticsearch` must stay within 52: 38 characters leave room for both. A
+# longer or dotted name is a valid Kubernetes name whose stack the API server half refuses.
+RESOURCE_NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+RESOURCE_NAME_MAX_LENGTH = 38
+
+
+def resource_name_problem(name: str) -> str | None:
+    """Why `name` cannot name an AgentObservability (its children could not be named), or None."""
+    if len(name) > RESOURCE_NAME_MAX_LENGTH or not re.fullmatch(RESOURCE_NAME_PATTERN, name):
+        return (f"metadata.name: must be at most {RESOURCE_NAME_MAX_LENGTH} characters of lower-case letters, "
+                "digits and '-', starting with a letter: it prefixes the stack's Service and StatefulSet "
+                "names; create the resource again under such a name")
+    return None
 
 
 def parse_quantity(text: str) -> float:
@@ -72,3 +92,13 @@ def parse_go_duration(text: str) -> dt.timedelta:
     if number:
         raise ValueError(f"invalid duration {text!r}: missing unit")
     return dt.timedelta(seconds=seconds)
+
+
+def format_go_duration(value: dt.timedelta) -> str:
+    """A duration in whole seconds as Go writes it without zero parts (`720h`, `8h20m`, `45s`), the
+    form cert-manager's `renewBefore` takes; fractions of a second are dropped."""
+    seconds = int(value.total_seconds())
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    parts = [f"{n}{unit}" for n, unit in ((hours, "h"), (minutes, "m"), (seconds, "s")) if n]
+    return "".join(parts) or "0s"

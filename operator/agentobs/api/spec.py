@@ -13,6 +13,7 @@ Elasticsearch), built from `base` and `formats`; every name stays importable fro
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
@@ -22,6 +23,7 @@ from agentobs.api.base import (
     LabelKey,
     LabelSelector,
     LabelValue,
+    ObjectName,
     ResourceRequirements,
     SecretKeyRef,
     SpecModel,
@@ -128,7 +130,11 @@ class OIDCSpec(SpecModel):
     userinfo_url: str = Field(..., pattern=r"^https://", description="UserInfo endpoint (userinfo_endpoint).")
     client_id: str = Field(..., min_length=1, description="OAuth client id registered for Grafana.")
     client_secret: SecretKeyRef = Field(..., description="Secret key holding the OAuth client secret.")
-    allowed_groups: list[str] = Field(default_factory=list, description="Groups allowed to log in.")
+    allowed_groups: list[str] = Field(
+        default_factory=list,
+        description="Groups allowed to log in, as the provider's `groups` claim names them (spaces and "
+        "commas included); empty: any user the provider authenticates.",
+    )
 
 
 class GrafanaSpec(SpecModel):
@@ -143,9 +149,8 @@ class GrafanaSpec(SpecModel):
     resources: ResourceRequirements = resources_field(
         "Grafana container resources.", cpu="100m", memory="256Mi", memory_limit="512Mi"
     )
-    admin_secret: str | None = Field(
+    admin_secret: ObjectName | None = Field(
         None,
-        max_length=253,
         description="Secret with `admin-user` and `admin-password`; generated (and kept) when unset.",
     )
     oidc: OIDCSpec | None = Field(None, description="Optional OIDC login.")
@@ -158,7 +163,7 @@ class GrafanaSpec(SpecModel):
 class IssuerRef(SpecModel):
     """A cert-manager issuer that signs the stack's certificates."""
 
-    name: str = Field(..., min_length=1, max_length=253, description="Issuer or ClusterIssuer name.")
+    name: ObjectName = Field(..., description="Issuer or ClusterIssuer name.")
     kind: Literal["Issuer", "ClusterIssuer"] = Field("Issuer", description="Issuer or ClusterIssuer.")
     group: str = Field("cert-manager.io", description="API group of the issuer.")
 
@@ -166,8 +171,15 @@ class IssuerRef(SpecModel):
 class TLSSpec(SpecModel):
     """Certificates for every endpoint of the stack."""
 
+    # cert-manager refuses a Certificate with a duration under 1h or a renewBefore under 5m, and the
+    # operator's own CA would reissue such certificates on nearly every pass: both bounds hold for
+    # either issuer, so a spec is valid or not whichever signs it.
     model_config = with_cel(
-        ("duration(self.renewBefore) < duration(self.certificateLifetime)",
+        ("duration(self.certificateLifetime) >= duration('1h')",
+         "tls.certificateLifetime must be at least 1h", ".certificateLifetime"),
+        ("!has(self.renewBefore) || duration(self.renewBefore) >= duration('5m')",
+         "tls.renewBefore must be at least 5m", ".renewBefore"),
+        ("!has(self.renewBefore) || duration(self.renewBefore) < duration(self.certificateLifetime)",
          "tls.renewBefore must be shorter than tls.certificateLifetime", ".renewBefore"),
     )
 
@@ -175,18 +187,35 @@ class TLSSpec(SpecModel):
         None, description="Use cert-manager with this issuer; the operator's own CA when unset."
     )
     certificate_lifetime: str = Field(
-        "2160h", pattern=GO_DURATION_PATTERN, description="Lifetime of serving certificates (Go duration)."
+        "2160h", pattern=GO_DURATION_PATTERN,
+        description="Lifetime of serving certificates (Go duration, at least 1h).",
     )
-    renew_before: str = Field(
-        "720h",
+    # No stored default: a fixed one (it was 720h) made a lifetime of 720h or less invalid unless
+    # renewBefore was set too, with an error about a field the user never wrote.
+    renew_before: str | None = Field(
+        None,
         pattern=GO_DURATION_PATTERN,
-        description="Renew a certificate this long before it expires; default is a third of the lifetime.",
+        description="Renew a certificate this long before it expires (Go duration, at least 5m, shorter "
+        "than certificateLifetime). Unset: a third of certificateLifetime (720h for the default 2160h).",
     )
+
+    @property
+    def renewal_window(self) -> dt.timedelta:
+        """How long before expiry a certificate is renewed: renewBefore, or a third of the lifetime."""
+        if self.renew_before is None:
+            return parse_go_duration(self.certificate_lifetime) / 3
+        return parse_go_duration(self.renew_before)
 
     @model_validator(mode="after")
     def _renew_in_lifetime(self) -> TLSSpec:
-        if parse_go_duration(self.renew_before) >= parse_go_duration(self.certificate_lifetime):
-            raise ValueError("tls.renewBefore must be shorter than tls.certificateLifetime")
+        lifetime = parse_go_duration(self.certificate_lifetime)
+        if lifetime < dt.timedelta(hours=1):
+            raise ValueError("tls.certificateLifetime must be at least 1h")
+        if self.renew_before is not None:
+            if parse_go_duration(self.renew_before) < dt.timedelta(minutes=5):
+                raise ValueError("tls.renewBefore must be at least 5m")
+            if parse_go_duration(self.renew_before) >= lifetime:
+                raise ValueError("tls.renewBefore must be shorter than tls.certificateLifetime")
         return self
 
 

@@ -13,6 +13,7 @@ from agentobs.api.base import (
     ElasticsearchStorageSpec,
     LabelKey,
     LabelValue,
+    ObjectName,
     ResourceRequirements,
     SpecModel,
     resources_field,
@@ -73,11 +74,9 @@ class ExternalElasticsearch(SpecModel):
     url: str = Field(
         ..., min_length=1, pattern=r"^https://", description="HTTPS URL of the cluster, e.g. https://es:9200."
     )
-    credentials_secret: str = Field(
-        ..., min_length=1, max_length=253, description="Secret with `username` and `password` keys."
-    )
-    ca_secret: str | None = Field(
-        None, max_length=253, description="Secret with a `ca.crt` key that signs the cluster's certificate."
+    credentials_secret: ObjectName = Field(..., description="Secret with `username` and `password` keys.")
+    ca_secret: ObjectName | None = Field(
+        None, description="Secret with a `ca.crt` key that signs the cluster's certificate."
     )
 
 

@@ -10,6 +10,7 @@ the CA the user names).
 
 from __future__ import annotations
 
+import json
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -181,7 +182,9 @@ def oidc_env(owner: Owner) -> list[dict[str, Any]]:
     ]
     if oidc.allowed_groups:
         env += [{"name": f"{prefix}GROUPS_ATTRIBUTE_PATH", "value": "groups"},
-                {"name": f"{prefix}ALLOWED_GROUPS", "value": ",".join(oidc.allowed_groups)}]
+                # A JSON list: Grafana splits any other value at commas and spaces, so the group
+                # "Platform Admins" would have let in everyone in "Platform" and everyone in "Admins".
+                {"name": f"{prefix}ALLOWED_GROUPS", "value": json.dumps(oidc.allowed_groups)}]
     return env
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from agentobs.api.spec import parse_go_duration
 from agentobs.render.common import Owner
 
 BUILT_IN_FILE = "agentobs.rules.yml"
@@ -155,7 +154,7 @@ def stack_rules(owner: Owner) -> dict[str, Any]:
     """Health of the stack itself: Prometheus replicas, the Alertmanager cluster, scrapes, certificates."""
     # Half of the renewal window gone without a new certificate means renewal is stuck, and
     # still leaves half of that window to act.
-    renew_before = parse_go_duration(owner.spec.tls.renew_before).total_seconds()
+    renew_before = owner.spec.tls.renewal_window.total_seconds()
     threshold = int(renew_before / 2)
     # Each operator replica is a target and only the leader has these series (an ex-leader drops
     # them): the max over targets is the leader's, and no target label splits an alert in two.

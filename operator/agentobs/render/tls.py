@@ -14,6 +14,7 @@ import base64
 from collections.abc import Mapping
 from typing import Any
 
+from agentobs.api.formats import format_go_duration
 from agentobs.api.spec import IssuerRef
 from agentobs.pki import KeyPair
 from agentobs.render.common import Manifest, Material, Owner, content_hash, labels, metadata, moved_to
@@ -116,7 +117,7 @@ def make_certificate(owner: Owner, component: str, dns_names: list[str]) -> Mani
             "secretName": name,
             "dnsNames": list(dns_names),
             "duration": tls.certificate_lifetime,
-            "renewBefore": tls.renew_before,
+            "renewBefore": format_go_duration(tls.renewal_window),
             "issuerRef": {"name": issuer.name, "kind": issuer.kind, "group": issuer_group(issuer)},
             "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"},
             # Both ends of mutual TLS (Elasticsearch transport, Alertmanager gossip) use one certificate.

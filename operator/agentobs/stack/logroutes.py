@@ -28,6 +28,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from agentobs.api.formats import resource_name_problem
 from agentobs.api.spec import AgentObservabilitySpec
 from agentobs.kube import Kube, KubeError
 from agentobs.render import collector, fluentd
@@ -119,6 +120,8 @@ def _owner(body: dict[str, Any]) -> Owner | None:
         spec = AgentObservabilitySpec.model_validate(body.get("spec") or {})
     except ValidationError:
         return None  # its status says why; an invalid spec keeps no route
+    if resource_name_problem(meta.get("name", "")) is not None:
+        return None  # no aggregator was made to route to
     return Owner(name=meta.get("name", ""), namespace=meta.get("namespace", ""), uid=meta.get("uid", ""), spec=spec)
 
 

@@ -81,7 +81,7 @@ def _covers(pair: pki.KeyPair, dns_names: list[str]) -> bool:
 def ensure_certificate(kube: Kube, owner: Owner, component: str, dns_names: list[str], ca: pki.KeyPair,
                        now: dt.datetime) -> tuple[pki.KeyPair, bool]:
     tls = owner.spec.tls
-    lifetime, renew_before = parse_go_duration(tls.certificate_lifetime), parse_go_duration(tls.renew_before)
+    lifetime, renew_before = parse_go_duration(tls.certificate_lifetime), tls.renewal_window
     secret = kube.get("v1", "Secret", owner.namespace, tls_secret_name(owner, component))
     pair = pki.load(_decode(secret, "tls.crt"), _decode(secret, "tls.key"))
     if (pair is not None and pki.signed_by(pair, ca) and _covers(pair, dns_names)

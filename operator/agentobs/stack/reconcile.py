@@ -24,6 +24,7 @@ from agentobs import metrics
 from agentobs.admission.coverage import observe
 from agentobs.admission.injection import make_config
 from agentobs.api import API_VERSION, KIND
+from agentobs.api.formats import resource_name_problem
 from agentobs.api.spec import AgentObservabilitySpec
 from agentobs.api.status import AgentObservabilityStatus, Endpoints, InjectionStatus
 from agentobs.kube import Kube, KubeError, Manifest
@@ -120,6 +121,11 @@ def reconcile(kube: Kube, body: dict[str, Any], now: Callable[[], dt.datetime],
         spec = AgentObservabilitySpec.model_validate(body.get("spec") or {})
     except ValidationError as exc:
         obs.invalid_spec = _validation_summary(exc)
+        spec = None
+    name_problem = resource_name_problem(meta["name"])
+    if name_problem is not None:
+        # Nothing is applied: half a stack (the Services and StatefulSets refused) never gets Ready.
+        obs.invalid_spec = "; ".join(filter(None, [name_problem, obs.invalid_spec]))
         spec = None
 
     if spec is not None and spec.paused:
