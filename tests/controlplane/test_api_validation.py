@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from agentobs.api.formats import RESOURCE_NAME_MAX_LENGTH
 from agentobs.kube import Kube, KubeError
 
 from cases import INVALID_SPECS
@@ -21,6 +22,21 @@ def test_invalid_resource_is_refused_naming_the_field(kube: Kube, namespace: str
     assert refused.value.status == 422, refused.value
     assert field in refused.value.message, refused.value.message
     assert kube.get(API, KIND, namespace, "bad") is None
+
+
+@pytest.mark.parametrize("name", ["a" * (RESOURCE_NAME_MAX_LENGTH + 1), "team.search", "team-"])
+def test_a_name_the_children_cannot_carry_is_refused_naming_metadata_name(kube: Kube, namespace: str,
+                                                                          name: str) -> None:
+    with pytest.raises(KubeError) as refused:
+        kube.apply(make_resource(name, namespace, {}))
+    assert refused.value.status == 422, refused.value
+    assert "metadata.name" in refused.value.message, refused.value.message
+    assert kube.get(API, KIND, namespace, name) is None
+
+
+def test_the_longest_name_allowed_is_stored(kube: Kube, namespace: str) -> None:
+    name = "a" * RESOURCE_NAME_MAX_LENGTH
+    assert kube.apply(make_resource(name, namespace, {}))["metadata"]["name"] == name
 
 
 def test_server_fills_defaults(kube: Kube, namespace: str) -> None:

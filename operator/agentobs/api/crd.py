@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from agentobs.api import GROUP, KIND, PLURAL, SHORT_NAME, SINGULAR, VERSION, spec
-from agentobs.api.formats import RESOURCE_NAME_MAX_LENGTH
+from agentobs.api.formats import RESOURCE_NAME_MAX_LENGTH, RESOURCE_NAME_PATTERN
 from agentobs.api.spec import AgentObservabilitySpec
 from agentobs.api.status import AgentObservabilityStatus
 
@@ -129,6 +129,21 @@ def _without_defaults(schema: JSONSchema) -> None:
         _without_defaults(prop)
 
 
+def _name_rule() -> dict[str, str]:
+    """The API server refuses a name the children cannot carry, naming the field, rather than the
+    operator finding out after the resource is stored. Root rules may read `metadata.name`; the
+    API server's validation ratcheting lets a resource stored before the rule keep being updated."""
+    if "'" in RESOURCE_NAME_PATTERN:
+        raise ValueError("cannot quote the name pattern in CEL")
+    return {
+        "rule": f"size(self.metadata.name) <= {RESOURCE_NAME_MAX_LENGTH} && "
+                f"self.metadata.name.matches(r'{RESOURCE_NAME_PATTERN}')",
+        "message": f"metadata.name must be at most {RESOURCE_NAME_MAX_LENGTH} characters of a-z, 0-9 and '-', "
+                   "starting with a letter and ending with a letter or digit: it prefixes the names of the "
+                   "stack's Services and StatefulSets",
+    }
+
+
 def make_crd() -> dict[str, Any]:
     spec_schema = openapi_schema(AgentObservabilitySpec)
     spec_schema["default"] = {}
@@ -186,8 +201,8 @@ def make_crd() -> dict[str, Any]:
                             "of a namespace: Prometheus and Alertmanager, Jaeger on Elasticsearch, Fluentd "
                             "and Grafana, with TLS, and instruments the agent pods it selects. Its name "
                             f"prefixes its children's: at most {RESOURCE_NAME_MAX_LENGTH} characters of a-z, "
-                            "0-9 and '-', a letter first (the operator leaves a resource named otherwise "
-                            "Degraded, reason InvalidSpec, and makes nothing).",
+                            "0-9 and '-', a letter first (the API server refuses other names; one stored before "
+                            "that rule is left Degraded, reason InvalidSpec, with nothing made).",
                             "properties": {
                                 "apiVersion": {"type": "string", "description": "API version of the object."},
                                 "kind": {"type": "string", "description": "Kind of the object."},
@@ -195,6 +210,7 @@ def make_crd() -> dict[str, Any]:
                                 "spec": spec_schema,
                                 "status": status_schema,
                             },
+                            "x-kubernetes-validations": [_name_rule()],
                         }
                     },
                 }
