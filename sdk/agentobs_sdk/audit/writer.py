@@ -301,10 +301,20 @@ class AuditTrail:
                 f"audit trail in {self.directory} ends at seq {last_seq} but HEAD says seq "
                 f"{head.seq} was durable: records were removed; run `agentobs-audit verify`"
             )
-        if head is None or head.seq < last_seq:
-            if head is None and last_seq > 0:
-                log.warning("agentobs audit: HEAD in %s was missing; recreated from the chain tail",
-                            self.directory)
+        if head is None and (last_seq > 0 or store.list_segments(self.directory)):
+            # HEAD is written (and synced, below) before the first record, so records without a
+            # readable HEAD are not a crash: HEAD was removed, typically with the newest records.
+            # Recreating it from the tail would launder exactly that into a trail that verifies.
+            raise AuditError(
+                f"audit trail in {self.directory} has records up to seq {last_seq} but its HEAD is "
+                "missing or unreadable, so removal of the newest records cannot be ruled out: "
+                "refusing to append; run `agentobs-audit verify` (with --anchor) and keep the "
+                "trail as evidence; point AGENTOBS_AUDIT_DIR at a new directory to go on")
+        if head is None:
+            self._write_head()
+            # Durable before any record exists, so that no crash leaves records without HEAD.
+            os.fsync(self._head_fd)
+        elif head.seq < last_seq:
             self._write_head()
 
     def _head_line(self) -> bytes:
