@@ -97,9 +97,14 @@ from .helpers import (
     tool_call,
 )
 from .instrument import Operation, current_agent, current_operation
-from .logs import JsonFormatter
+from .logs import JsonFormatter, install_record_factory
 from .series import emitted_series, promql_metric_names, unknown_series
 from .threads import ContextThreadPoolExecutor, in_context, submit
+
+# At import, not only in configure(): an agent typically sets up logging with a format naming
+# %(trace_id)s and logs its first lines before calling configure(); records without the fields
+# would make each of those lines a "--- Logging error ---". Outside a span the fields are empty.
+install_record_factory()
 
 __all__ = [
     "ENV_VARS",

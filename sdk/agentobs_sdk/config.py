@@ -154,6 +154,9 @@ def configure(
     line says so.
     """
     global _handle, _shut_down
+    # First, before the SDK logs anything: an application format naming %(trace_id)s would fail
+    # on every warning configure() logs (an unkeyed trail, a bad port) without the fields.
+    logs.install_record_factory()  # not undone at shutdown: formats may name its fields
     env = os.environ if environ is None else environ
     options = (metrics_addr, json_logs, tuple(span_processors), set_global_tracer_provider)
     # Warnings about the environment come before the JSON handler exists: held, then sent as JSON.
@@ -271,7 +274,6 @@ def _build(
             raise
         metrics.set_audit_seq(agent_id, audit.last_seq)
 
-    logs.install_record_factory()  # not undone at shutdown: formats may name its fields
     restore = logs.let_sdk_info_through(settings.log_level)
     handler = None
     if json_logs:
