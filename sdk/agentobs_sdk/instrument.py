@@ -13,7 +13,6 @@ The concrete operations live in helpers.py.
 
 from __future__ import annotations
 
-import collections
 import contextvars
 import functools
 import inspect
@@ -30,6 +29,7 @@ from opentelemetry.util.types import AttributeValue
 
 from . import config
 from .config import Handle
+from .counting import first_sighting
 from .settings import ENV_AUDIT_DIR
 
 log = logging.getLogger("agentobs_sdk")
@@ -41,11 +41,6 @@ O = TypeVar("O", bound="Operation")  # noqa: E741 - conventional TypeVar name
 _current_op: contextvars.ContextVar[Operation | None] = contextvars.ContextVar("agentobs_op", default=None)
 _current_agent: contextvars.ContextVar[str | None] = contextvars.ContextVar("agentobs_agent", default=None)
 
-# Exceptions already counted in agentobs_agent_errors_total. An attribute on the exception is the
-# normal mark; this bounded set covers the rare exception type that refuses new attributes.
-_COUNTED_ATTR = "_agentobs_counted"
-_counted_fallback: collections.OrderedDict[int, BaseException] = collections.OrderedDict()
-_COUNTED_FALLBACK_MAX = 256
 
 
 def current_operation() -> Operation | None:
@@ -77,20 +72,6 @@ def current_agent() -> str | None:
 
 def _error_type(exc: BaseException) -> str:
     return type(exc).__qualname__
-
-
-def first_sighting(exc: BaseException) -> bool:
-    """True the first time an exception is seen by any helper; marks it seen."""
-    if getattr(exc, _COUNTED_ATTR, False) or id(exc) in _counted_fallback:
-        return False
-    try:
-        setattr(exc, _COUNTED_ATTR, True)
-    except (AttributeError, TypeError):
-        # Keeping a reference pins the id, so it cannot be reused by another exception meanwhile.
-        _counted_fallback[id(exc)] = exc
-        while len(_counted_fallback) > _COUNTED_FALLBACK_MAX:
-            _counted_fallback.popitem(last=False)
-    return True
 
 
 class Operation:

@@ -184,6 +184,37 @@ def test_one_exception_is_counted_once_across_nested_helpers(sdk: agentobs_sdk.H
         "agent": "nested", "gen_ai_operation_name": "execute_tool", "error_type": "Boom"}) == 10
 
 
+def test_a_task_group_failure_is_counted_once_not_again_as_its_exception_group(
+        sdk: agentobs_sdk.Handle) -> None:
+    """asyncio.TaskGroup wraps the tool's exception in a new ExceptionGroup, which then crosses
+    the agent run: still one failure, counted by the tool where it happened."""
+    async def tool(name: str, fail: bool) -> None:
+        async with agentobs_sdk.tool_call(name):
+            await asyncio.sleep(0)
+            if fail:
+                raise Boom()
+
+    async def run() -> None:
+        async with agentobs_sdk.agent_run("grouped"), asyncio.TaskGroup() as group:
+            group.create_task(tool("bad", True))
+            group.create_task(tool("good", False))
+
+    with pytest.raises(ExceptionGroup):
+        asyncio.run(run())
+
+    def errors(op: str, error_type: str) -> float:
+        return sdk.metrics.sample("agentobs_agent_errors_total", {
+            "agent": "grouped", "gen_ai_operation_name": op, "error_type": error_type}) or 0
+
+    assert errors("execute_tool", "Boom") == 1
+    assert errors("invoke_agent", "ExceptionGroup") == 0
+    # A group whose failure no helper saw (raised outside any tool) is still counted once.
+    with pytest.raises(ExceptionGroup), agentobs_sdk.agent_run("grouped"), agentobs_sdk.reasoning_step("s"):
+        raise ExceptionGroup("plain", [Boom()])
+    assert errors("reasoning_step", "ExceptionGroup") == 1
+    assert errors("invoke_agent", "ExceptionGroup") == 0
+
+
 # --- on / off -------------------------------------------------------------------------------------
 
 
