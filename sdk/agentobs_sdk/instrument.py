@@ -45,15 +45,31 @@ _current_agent: contextvars.ContextVar[str | None] = contextvars.ContextVar("age
 
 def current_operation() -> Operation | None:
     """The innermost active helper operation (e.g. to record token usage inside a decorated call)."""
-    return _current_op.get()
+    return _live(_current_op.get())[0]
 
 
 def innermost(kind: type[O]) -> O | None:
     """The innermost active operation of `kind`, looking through the ones nested inside it."""
-    op = _current_op.get()
+    op = _live(_current_op.get())[0]
     while op is not None and not isinstance(op, kind):
         op = op._parent
     return op
+
+
+def _live(op: Operation | None) -> tuple[Operation | None, Context | None]:
+    """`op`, or its nearest ancestor still running, and the OpenTelemetry context to start a
+    child in (None: the current one).
+
+    An operation can end in another context than the one it was entered in: `async with
+    llm_call()` around the yields of an async generator the consumer leaves with `break` is
+    closed by asyncio in a task of its own, and the consumer's context keeps the ended operation
+    (and its span) as current. Skipping it gives later operations the parent they would have had.
+    """
+    ctx: Context | None = None
+    while op is not None and op._ended:
+        ctx = op._outer
+        op = op._parent
+    return op, ctx
 
 
 def enter_agent(name: str) -> contextvars.Token[str | None]:
@@ -91,6 +107,7 @@ class Operation:
         self._parent: Operation | None = None
         self._agent: str | None = None
         self._ended = False  # the span has ended; a stream still read afterwards records nothing
+        self._outer: Context | None = None  # the OpenTelemetry context the span was started in
 
     # What a subclass defines.
     def span_name(self) -> str:
@@ -121,7 +138,8 @@ class Operation:
     # Lifecycle: begin (span starts) / activate, deactivate (current while code runs) / end.
     def _begin(self) -> None:
         self._handle = config.current_handle()
-        self._parent = _current_op.get()
+        self._parent, parent_ctx = _live(_current_op.get())
+        self._outer = parent_ctx if parent_ctx is not None else otel_context.get_current()
         # Captured now, so an operation that ends elsewhere (a stream closed by its consumer, a
         # context carried into a thread) still reports the agent it started under.
         self._agent = _current_agent.get()
@@ -133,7 +151,7 @@ class Operation:
             tracer = trace.get_tracer("agentobs_sdk")
         attrs = self._span_attributes()
         attrs.update(self._attributes)
-        self.span = tracer.start_span(self.span_name(), kind=self.kind, attributes=attrs)
+        self.span = tracer.start_span(self.span_name(), kind=self.kind, attributes=attrs, context=parent_ctx)
         self._t0 = time.perf_counter()
 
     def _activate(self) -> None:
@@ -148,7 +166,12 @@ class Operation:
         if self._tokens is not None:
             ctx_token, op_token = self._tokens
             self._tokens = None
-            _current_op.reset(op_token)
+            try:
+                _current_op.reset(op_token)
+            except ValueError:
+                # Entered in another context (see _live); nothing of it to undo in this one, and
+                # raising here would fail the agent's cleanup (asyncio logs it as an error).
+                return
             if ctx_token is not None:
                 otel_context.detach(ctx_token)
 

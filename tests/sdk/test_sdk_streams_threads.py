@@ -168,6 +168,38 @@ def test_context_follows_work_into_a_thread_pool(sdk: agentobs_sdk.Handle, spans
                     {"agent": "agent-7", "tool": "fetch", "status": "ok"}) is None
 
 
+def test_async_with_inside_an_async_generator_left_with_break(
+        sdk: agentobs_sdk.Handle, spans: InMemorySpanExporter) -> None:
+    """The README's alternative to the decorator. On `break` asyncio closes the generator in a
+    task of its own: closing must not raise there, and the consumer's later operations must not
+    be parented under (or record usage on) the LLM call that has ended."""
+    loop_errors: list[dict[str, object]] = []
+
+    async def astream() -> AsyncIterator[int]:
+        async with agentobs_sdk.llm_call("m", provider="fake"):
+            for i in range(5):
+                await asyncio.sleep(0)
+                yield i
+
+    async def consume() -> None:
+        asyncio.get_running_loop().set_exception_handler(lambda _loop, ctx: loop_errors.append(ctx))
+        async with agentobs_sdk.agent_run("breaker"):
+            async for i in astream():
+                if i == 1:
+                    break
+            await asyncio.sleep(0.05)  # asyncio's finaliser closes the generator meanwhile
+            assert not isinstance(agentobs_sdk.current_operation(), agentobs_sdk.LLMCall)
+            with agentobs_sdk.tool_call("after"):
+                pass
+
+    asyncio.run(consume())
+    assert loop_errors == []
+    run, llm = _one(spans, "invoke_agent breaker"), _one(spans, "chat m")
+    assert llm.parent is not None and llm.parent.span_id == run.context.span_id
+    after = _one(spans, "execute_tool after")
+    assert after.parent is not None and after.parent.span_id == run.context.span_id
+
+
 # --- errors --------------------------------------------------------------------------------------
 
 
