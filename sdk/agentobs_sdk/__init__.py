@@ -54,8 +54,8 @@ AGENTOBS_METRICS_LINGER_SECONDS
 AGENTOBS_LOG_LEVEL
     Root logging level to set (e.g. `DEBUG`). Unset: INFO when the SDK installs the JSON handler.
 OTEL_SDK_DISABLED
-    `true` turns spans and metrics off (the audit trail and logs stay); any value but
-    true/false is logged and ignored.
+    `true` turns spans and metrics off and leaves the LLM clients uninstrumented (the audit trail
+    and logs stay); any value but true/false is logged and ignored.
 OTEL_TRACES_EXPORTER
     `none` (what the webhook injects when the resource's tracing is off): spans are not exported.
     `otlp` (default): exported when OTEL_EXPORTER_OTLP_ENDPOINT is set. Others are logged; otlp.

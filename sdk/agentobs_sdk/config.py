@@ -177,8 +177,10 @@ def configure(
             # An agent that never calls shutdown() still flushes its spans and closes its audit
             # trail (logging its closing chain head) at interpreter exit.
             atexit.register(handle.shutdown)
-    if settings.genai.instrument_clients:
-        # Outside the lock: importing a client library can take a while.
+    if settings.genai.instrument_clients and not settings.sdk_disabled:
+        # Disabled means hands off the client libraries too: people switch the SDK off to rule
+        # it out, which patched client methods would defeat. Outside the lock: importing a
+        # client library can take a while.
         from .instrumentation import instrument_installed
 
         handle.instrumented_clients = instrument_installed()
