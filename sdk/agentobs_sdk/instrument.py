@@ -4,22 +4,16 @@ An `Operation` starts its span, makes it current (OpenTelemetry context and this
 context variables, so it propagates across awaits and nested helpers), and on exit records an
 exception on the span (status ERROR, `error.type`, exception event) before ending it. The error
 counter counts an exception once, at the innermost helper it crosses, however many enclosing
-helpers it then passes through. `Instrument` turns a factory of operations into a context manager
-and a decorator, for plain functions, coroutines, generators and async generators: a decorated
-generator keeps its span open until the stream is exhausted or closed, and the span is current
-only while the generator body runs (each resumption), never in the consumer's code between items.
-The concrete operations live in helpers.py.
+helpers it then passes through. `Instrument` (wrappers.py) turns a factory of operations into a
+context manager and a decorator. The concrete operations live in helpers.py.
 """
 
 from __future__ import annotations
 
 import contextvars
-import functools
-import inspect
 import logging
 import time
-from collections.abc import AsyncGenerator, Callable, Generator
-from typing import Any, Generic, ParamSpec, TypeVar, cast
+from typing import Any, TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -34,8 +28,6 @@ from .settings import ENV_AUDIT_DIR
 
 log = logging.getLogger("agentobs_sdk")
 
-P = ParamSpec("P")
-R = TypeVar("R")
 O = TypeVar("O", bound="Operation")  # noqa: E741 - conventional TypeVar name
 
 _current_op: contextvars.ContextVar[Operation | None] = contextvars.ContextVar("agentobs_op", default=None)
@@ -90,6 +82,19 @@ def _error_type(exc: BaseException) -> str:
     return type(exc).__qualname__
 
 
+class Origin:
+    """The caller's helper context (span context, innermost operation, agent) when created."""
+
+    __slots__ = ("agent", "ctx", "op")
+
+    def __init__(self) -> None:
+        # Ended operations are skipped now, at the call, not when a stream starts: the run a
+        # stream was called in may well have ended by the time the stream is read.
+        self.op, ctx = _live(_current_op.get())
+        self.ctx: Context = ctx if ctx is not None else otel_context.get_current()
+        self.agent: str | None = _current_agent.get()
+
+
 class Operation:
     """One instrumented operation; subclasses add what their kind records."""
 
@@ -136,13 +141,16 @@ class Operation:
         return self._handle.settings.effective_agent_id if self._handle is not None else "unknown"
 
     # Lifecycle: begin (span starts) / activate, deactivate (current while code runs) / end.
-    def _begin(self) -> None:
+    def _begin(self, origin: Origin | None = None) -> None:
+        """Start the span; `origin` is where a stream was called (see `Origin`), else here."""
         self._handle = config.current_handle()
-        self._parent, parent_ctx = _live(_current_op.get())
-        self._outer = parent_ctx if parent_ctx is not None else otel_context.get_current()
-        # Captured now, so an operation that ends elsewhere (a stream closed by its consumer, a
+        if origin is None:
+            origin = Origin()
+        self._parent = origin.op
+        self._outer = parent_ctx = origin.ctx
+        # Captured, so an operation that ends elsewhere (a stream closed by its consumer, a
         # context carried into a thread) still reports the agent it started under.
-        self._agent = _current_agent.get()
+        self._agent = origin.agent
         if self._handle is not None:
             tracer: trace.Tracer = self._handle.tracer
         elif config.was_shut_down():
@@ -245,153 +253,3 @@ class _MustRaise(Exception):
     def __init__(self, error: Exception) -> None:
         super().__init__(str(error))
         self.error = error
-
-
-class _Running:
-    """`with _Running(op):` makes `op` current for the block (a generator body's resumption)."""
-
-    __slots__ = ("_op",)
-
-    def __init__(self, op: Operation) -> None:
-        self._op = op
-
-    def __enter__(self) -> None:
-        self._op._activate()
-
-    def __exit__(self, *exc: object) -> None:
-        self._op._deactivate()
-
-
-def _drive(op: Operation, gen: Generator[Any, Any, R]) -> Generator[Any, Any, R]:
-    """Run `gen` item by item with `op` current only while the generator body runs."""
-    to_send: Any = None
-    to_throw: BaseException | None = None
-    while True:
-        try:
-            with _Running(op):
-                item = gen.throw(to_throw) if to_throw is not None else gen.send(to_send)
-        except StopIteration as stop:
-            return cast(R, stop.value)
-        try:
-            to_send, to_throw = (yield item), None
-        except GeneratorExit:
-            with _Running(op):
-                gen.close()
-            raise
-        except BaseException as exc:  # thrown in by the consumer: pass it to the generator
-            to_send, to_throw = None, exc
-
-
-def _stream_wrapper(factory: Callable[[], Operation], fn: Callable[..., Generator[Any, Any, Any]]
-                    ) -> Callable[..., Generator[Any, Any, Any]]:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
-        op = factory()
-        op._begin()
-        try:
-            result = yield from _drive(op, fn(*args, **kwargs))
-        except BaseException as exc:
-            op._end(exc)
-            raise
-        op._end(None)
-        return result
-
-    return wrapper
-
-
-def _async_stream_wrapper(factory: Callable[[], Operation], fn: Callable[..., AsyncGenerator[Any, Any]]
-                          ) -> Callable[..., AsyncGenerator[Any, Any]]:
-    @functools.wraps(fn)
-    async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
-        op = factory()
-        op._begin()
-        agen = fn(*args, **kwargs)
-        to_send: Any = None
-        to_throw: BaseException | None = None
-        try:
-            while True:
-                try:
-                    with _Running(op):
-                        item = await (agen.athrow(to_throw) if to_throw is not None else agen.asend(to_send))
-                except StopAsyncIteration:
-                    break
-                try:
-                    to_send, to_throw = (yield item), None
-                except GeneratorExit:
-                    with _Running(op):
-                        await agen.aclose()
-                    raise
-                except BaseException as exc:
-                    to_send, to_throw = None, exc
-        except BaseException as exc:
-            op._end(exc)
-            raise
-        op._end(None)
-
-    return wrapper
-
-
-class Instrument(Generic[O]):
-    """Context manager (sync/async) and decorator (function, coroutine, generator, async
-    generator) around a fresh `Operation`.
-
-    Every `with`, `async with` or decorated call gets its own operation; the active ones are
-    kept per context (thread or asyncio task), so one instrument object may be shared.
-    """
-
-    def __init__(self, factory: Callable[[], O]) -> None:
-        self._factory = factory
-        self._stack: contextvars.ContextVar[tuple[O, ...]] = contextvars.ContextVar(
-            "agentobs_instrument", default=())
-
-    def __enter__(self) -> O:
-        op = self._factory()
-        op._start()
-        self._stack.set((*self._stack.get(), op))
-        return op
-
-    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
-        stack = self._stack.get()
-        self._stack.set(stack[:-1])
-        stack[-1]._finish(exc)
-
-    async def __aenter__(self) -> O:
-        return self.__enter__()
-
-    async def __aexit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
-        self.__exit__(exc_type, exc, tb)
-
-    def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
-        factory = self._factory
-        if inspect.isasyncgenfunction(fn):
-            return cast(Callable[P, R], _async_stream_wrapper(factory, fn))
-        if inspect.isgeneratorfunction(fn):
-            return cast(Callable[P, R], _stream_wrapper(factory, fn))
-        if inspect.iscoroutinefunction(fn):
-            @functools.wraps(fn)
-            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                op = factory()
-                op._start()
-                try:
-                    result = await fn(*args, **kwargs)
-                except BaseException as exc:
-                    op._finish(exc)
-                    raise
-                op._finish(None)
-                return result
-
-            return cast(Callable[P, R], async_wrapper)
-
-        @functools.wraps(fn)
-        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            op = factory()
-            op._start()
-            try:
-                result = fn(*args, **kwargs)
-            except BaseException as exc:
-                op._finish(exc)
-                raise
-            op._finish(None)
-            return result
-
-        return wrapper

@@ -168,6 +168,66 @@ def test_context_follows_work_into_a_thread_pool(sdk: agentobs_sdk.Handle, spans
                     {"agent": "agent-7", "tool": "fetch", "status": "ok"}) is None
 
 
+def test_a_stream_belongs_to_the_run_that_called_it_wherever_it_is_read(
+        sdk: agentobs_sdk.Handle, spans: InMemorySpanExporter) -> None:
+    """A stream returned from inside an agent_run and read elsewhere (a worker thread, or a web
+    framework's streaming response after the handler returned) is still that run's LLM call:
+    its parent and its `agent` label are those of the call, not of the reader."""
+    def record() -> None:
+        call = agentobs_sdk.current_operation()
+        assert isinstance(call, agentobs_sdk.LLMCall)
+        call.record_usage(input_tokens=5, output_tokens=1)
+        call.add_cost(0.25)  # the cost series is labelled with the call's agent
+
+    @agentobs_sdk.llm_call("m", provider="fake")
+    def stream() -> Iterator[int]:
+        yield 1
+        record()
+
+    @agentobs_sdk.llm_call("m", provider="fake")
+    async def astream() -> AsyncIterator[int]:
+        yield 1
+        record()
+
+    with agentobs_sdk.agent_run("caller"):
+        gen = stream()
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            assert pool.submit(list, gen).result() == [1]  # no context carried: only the call's
+
+    async def handler() -> AsyncIterator[int]:
+        async with agentobs_sdk.agent_run("caller"):
+            response = astream()
+        return response  # read after the run's block, like a StreamingResponse
+
+    async def serve() -> list[int]:
+        return [i async for i in await handler()]
+
+    assert asyncio.run(serve()) == [1]
+    runs = [s for s in spans.get_finished_spans() if s.name == "invoke_agent caller"]
+    calls = [s for s in spans.get_finished_spans() if s.name == "chat m"]
+    assert len(runs) == len(calls) == 2
+    for run, call in zip(runs, calls, strict=True):
+        assert call.parent is not None and call.parent.span_id == run.context.span_id
+    assert _usage(sdk, "input") == 10
+    assert sdk.metrics.sample("agentobs_agent_cost_usd_total", {
+        "agent": "caller", "gen_ai_provider_name": "fake", "gen_ai_request_model": "m"}) == 0.5
+
+
+def test_stacked_stream_decorators_nest(sdk: agentobs_sdk.Handle, spans: InMemorySpanExporter) -> None:
+    @agentobs_sdk.agent_run("outer")
+    @agentobs_sdk.llm_call("m", provider="fake")
+    def stream() -> Iterator[int]:
+        yield 1
+        yield 2
+
+    gen = stream()
+    assert not spans.get_finished_spans()  # nothing starts before the first item is read
+    assert list(gen) == [1, 2]
+    run, call = _one(spans, "invoke_agent outer"), _one(spans, "chat m")
+    assert call.parent is not None and call.parent.span_id == run.context.span_id
+    assert run.end_time is not None and call.end_time is not None and run.end_time >= call.end_time
+
+
 def test_async_with_inside_an_async_generator_left_with_break(
         sdk: agentobs_sdk.Handle, spans: InMemorySpanExporter) -> None:
     """The README's alternative to the decorator. On `break` asyncio closes the generator in a
