@@ -157,6 +157,32 @@ def test_a_writer_does_not_recreate_a_lost_head_over_records(tmp_path: Path, key
     assert len(records(tmp_path)) == 8
 
 
+@pytest.mark.parametrize("key", [KEY, None], ids=["keyed", "unkeyed"])
+def test_a_wiped_trail_is_not_restarted_at_seq_1(tmp_path: Path, key: bytes | None) -> None:
+    """Every segment and HEAD removed, TRAIL kept: a writer starting the chain afresh under the
+    same trail id would leave a trail that verifies clean and hides the removal."""
+    write_trail(tmp_path, key=key)
+    for path in tmp_path.glob("audit-*.jsonl"):
+        path.unlink()
+    (tmp_path / "HEAD").unlink()
+    with pytest.raises(AuditError, match="HEAD is missing or unreadable"):
+        AuditTrail(tmp_path, key=key, anchor_sink=None)
+    assert not list(tmp_path.glob("audit-*.jsonl"))
+    assert not verify(tmp_path, key=key).ok
+
+
+@pytest.mark.parametrize("key", [KEY, None], ids=["keyed", "unkeyed"])
+def test_a_trail_whose_creation_was_interrupted_before_trail_opens(tmp_path: Path, key: bytes | None) -> None:
+    """A new trail writes HEAD before TRAIL: a crash between the two leaves a HEAD of seq 0 and
+    no TRAIL, which the next writer takes as a new trail, not as damage."""
+    with AuditTrail(tmp_path, key=key, anchor_sink=None):
+        pass
+    (tmp_path / "TRAIL").unlink()
+    with AuditTrail(tmp_path, key=key, anchor_sink=None) as trail:
+        assert trail.append("tool_call", user="alice").seq == 1
+    assert verify(tmp_path, key=key).ok
+
+
 def test_a_replayed_old_head_is_caught_only_by_the_anchor(tmp_path: Path) -> None:
     """The limit of a local check: someone who saved HEAD when seq 8 was newest, drops 9..10 and
     puts that HEAD back leaves a chain that is valid by itself. The copy shipped out catches it."""
