@@ -54,8 +54,8 @@ AGENTOBS_METRICS_LINGER_SECONDS
 AGENTOBS_LOG_LEVEL
     Root logging level to set (e.g. `DEBUG`). Unset: INFO when the SDK installs the JSON handler.
 OTEL_SDK_DISABLED
-    `true` turns spans and metrics off (the audit trail and logs stay); any value but
-    true/false is logged and ignored.
+    `true` turns spans and metrics off and leaves the LLM clients uninstrumented (the audit trail
+    and logs stay); any value but true/false is logged and ignored.
 OTEL_TRACES_EXPORTER
     `none` (what the webhook injects when the resource's tracing is off): spans are not exported.
     `otlp` (default): exported when OTEL_EXPORTER_OTLP_ENDPOINT is set. Others are logged; otlp.
@@ -97,9 +97,14 @@ from .helpers import (
     tool_call,
 )
 from .instrument import Operation, current_agent, current_operation
-from .logs import JsonFormatter
+from .logs import JsonFormatter, install_record_factory
 from .series import emitted_series, promql_metric_names, unknown_series
 from .threads import ContextThreadPoolExecutor, in_context, submit
+
+# At import, not only in configure(): an agent typically sets up logging with a format naming
+# %(trace_id)s and logs its first lines before calling configure(); records without the fields
+# would make each of those lines a "--- Logging error ---". Outside a span the fields are empty.
+install_record_factory()
 
 __all__ = [
     "ENV_VARS",

@@ -154,6 +154,9 @@ def configure(
     line says so.
     """
     global _handle, _shut_down
+    # First, before the SDK logs anything: an application format naming %(trace_id)s would fail
+    # on every warning configure() logs (an unkeyed trail, a bad port) without the fields.
+    logs.install_record_factory()  # not undone at shutdown: formats may name its fields
     env = os.environ if environ is None else environ
     options = (metrics_addr, json_logs, tuple(span_processors), set_global_tracer_provider)
     # Warnings about the environment come before the JSON handler exists: held, then sent as JSON.
@@ -174,8 +177,10 @@ def configure(
             # An agent that never calls shutdown() still flushes its spans and closes its audit
             # trail (logging its closing chain head) at interpreter exit.
             atexit.register(handle.shutdown)
-    if settings.genai.instrument_clients:
-        # Outside the lock: importing a client library can take a while.
+    if settings.genai.instrument_clients and not settings.sdk_disabled:
+        # Disabled means hands off the client libraries too: people switch the SDK off to rule
+        # it out, which patched client methods would defeat. Outside the lock: importing a
+        # client library can take a while.
         from .instrumentation import instrument_installed
 
         handle.instrumented_clients = instrument_installed()
@@ -271,7 +276,6 @@ def _build(
             raise
         metrics.set_audit_seq(agent_id, audit.last_seq)
 
-    logs.install_record_factory()  # not undone at shutdown: formats may name its fields
     restore = logs.let_sdk_info_through(settings.log_level)
     handler = None
     if json_logs:

@@ -25,9 +25,10 @@ from opentelemetry.trace import SpanKind
 from opentelemetry.util.types import AttributeValue
 
 from . import content, pricing, semconv
-from .instrument import Instrument, Operation, enter_agent, innermost, leave_agent, log
+from .instrument import Operation, enter_agent, innermost, leave_agent, log
 from .metrics import ModelCall
 from .semconv import Mode
+from .wrappers import Instrument
 
 # What ToolCall.fail() records as a metric label as given; other values become OTHER_ERROR_TYPE.
 _ERROR_TYPE_TOKEN = re.compile(r"[A-Za-z0-9_.:-]{1,64}")

@@ -4,23 +4,16 @@ An `Operation` starts its span, makes it current (OpenTelemetry context and this
 context variables, so it propagates across awaits and nested helpers), and on exit records an
 exception on the span (status ERROR, `error.type`, exception event) before ending it. The error
 counter counts an exception once, at the innermost helper it crosses, however many enclosing
-helpers it then passes through. `Instrument` turns a factory of operations into a context manager
-and a decorator, for plain functions, coroutines, generators and async generators: a decorated
-generator keeps its span open until the stream is exhausted or closed, and the span is current
-only while the generator body runs (each resumption), never in the consumer's code between items.
-The concrete operations live in helpers.py.
+helpers it then passes through. `Instrument` (wrappers.py) turns a factory of operations into a
+context manager and a decorator. The concrete operations live in helpers.py.
 """
 
 from __future__ import annotations
 
-import collections
 import contextvars
-import functools
-import inspect
 import logging
 import time
-from collections.abc import AsyncGenerator, Callable, Generator
-from typing import Any, Generic, ParamSpec, TypeVar, cast
+from typing import Any, TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -30,35 +23,45 @@ from opentelemetry.util.types import AttributeValue
 
 from . import config
 from .config import Handle
+from .counting import first_sighting
 from .settings import ENV_AUDIT_DIR
 
 log = logging.getLogger("agentobs_sdk")
 
-P = ParamSpec("P")
-R = TypeVar("R")
 O = TypeVar("O", bound="Operation")  # noqa: E741 - conventional TypeVar name
 
 _current_op: contextvars.ContextVar[Operation | None] = contextvars.ContextVar("agentobs_op", default=None)
 _current_agent: contextvars.ContextVar[str | None] = contextvars.ContextVar("agentobs_agent", default=None)
 
-# Exceptions already counted in agentobs_agent_errors_total. An attribute on the exception is the
-# normal mark; this bounded set covers the rare exception type that refuses new attributes.
-_COUNTED_ATTR = "_agentobs_counted"
-_counted_fallback: collections.OrderedDict[int, BaseException] = collections.OrderedDict()
-_COUNTED_FALLBACK_MAX = 256
 
 
 def current_operation() -> Operation | None:
     """The innermost active helper operation (e.g. to record token usage inside a decorated call)."""
-    return _current_op.get()
+    return _live(_current_op.get())[0]
 
 
 def innermost(kind: type[O]) -> O | None:
     """The innermost active operation of `kind`, looking through the ones nested inside it."""
-    op = _current_op.get()
+    op = _live(_current_op.get())[0]
     while op is not None and not isinstance(op, kind):
         op = op._parent
     return op
+
+
+def _live(op: Operation | None) -> tuple[Operation | None, Context | None]:
+    """`op`, or its nearest ancestor still running, and the OpenTelemetry context to start a
+    child in (None: the current one).
+
+    An operation can end in another context than the one it was entered in: `async with
+    llm_call()` around the yields of an async generator the consumer leaves with `break` is
+    closed by asyncio in a task of its own, and the consumer's context keeps the ended operation
+    (and its span) as current. Skipping it gives later operations the parent they would have had.
+    """
+    ctx: Context | None = None
+    while op is not None and op._ended:
+        ctx = op._outer
+        op = op._parent
+    return op, ctx
 
 
 def enter_agent(name: str) -> contextvars.Token[str | None]:
@@ -79,18 +82,17 @@ def _error_type(exc: BaseException) -> str:
     return type(exc).__qualname__
 
 
-def first_sighting(exc: BaseException) -> bool:
-    """True the first time an exception is seen by any helper; marks it seen."""
-    if getattr(exc, _COUNTED_ATTR, False) or id(exc) in _counted_fallback:
-        return False
-    try:
-        setattr(exc, _COUNTED_ATTR, True)
-    except (AttributeError, TypeError):
-        # Keeping a reference pins the id, so it cannot be reused by another exception meanwhile.
-        _counted_fallback[id(exc)] = exc
-        while len(_counted_fallback) > _COUNTED_FALLBACK_MAX:
-            _counted_fallback.popitem(last=False)
-    return True
+class Origin:
+    """The caller's helper context (span context, innermost operation, agent) when created."""
+
+    __slots__ = ("agent", "ctx", "op")
+
+    def __init__(self) -> None:
+        # Ended operations are skipped now, at the call, not when a stream starts: the run a
+        # stream was called in may well have ended by the time the stream is read.
+        self.op, ctx = _live(_current_op.get())
+        self.ctx: Context = ctx if ctx is not None else otel_context.get_current()
+        self.agent: str | None = _current_agent.get()
 
 
 class Operation:
@@ -110,6 +112,7 @@ class Operation:
         self._parent: Operation | None = None
         self._agent: str | None = None
         self._ended = False  # the span has ended; a stream still read afterwards records nothing
+        self._outer: Context | None = None  # the OpenTelemetry context the span was started in
 
     # What a subclass defines.
     def span_name(self) -> str:
@@ -138,12 +141,16 @@ class Operation:
         return self._handle.settings.effective_agent_id if self._handle is not None else "unknown"
 
     # Lifecycle: begin (span starts) / activate, deactivate (current while code runs) / end.
-    def _begin(self) -> None:
+    def _begin(self, origin: Origin | None = None) -> None:
+        """Start the span; `origin` is where a stream was called (see `Origin`), else here."""
         self._handle = config.current_handle()
-        self._parent = _current_op.get()
-        # Captured now, so an operation that ends elsewhere (a stream closed by its consumer, a
+        if origin is None:
+            origin = Origin()
+        self._parent = origin.op
+        self._outer = parent_ctx = origin.ctx
+        # Captured, so an operation that ends elsewhere (a stream closed by its consumer, a
         # context carried into a thread) still reports the agent it started under.
-        self._agent = _current_agent.get()
+        self._agent = origin.agent
         if self._handle is not None:
             tracer: trace.Tracer = self._handle.tracer
         elif config.was_shut_down():
@@ -152,7 +159,7 @@ class Operation:
             tracer = trace.get_tracer("agentobs_sdk")
         attrs = self._span_attributes()
         attrs.update(self._attributes)
-        self.span = tracer.start_span(self.span_name(), kind=self.kind, attributes=attrs)
+        self.span = tracer.start_span(self.span_name(), kind=self.kind, attributes=attrs, context=parent_ctx)
         self._t0 = time.perf_counter()
 
     def _activate(self) -> None:
@@ -167,7 +174,12 @@ class Operation:
         if self._tokens is not None:
             ctx_token, op_token = self._tokens
             self._tokens = None
-            _current_op.reset(op_token)
+            try:
+                _current_op.reset(op_token)
+            except ValueError:
+                # Entered in another context (see _live); nothing of it to undo in this one, and
+                # raising here would fail the agent's cleanup (asyncio logs it as an error).
+                return
             if ctx_token is not None:
                 otel_context.detach(ctx_token)
 
@@ -241,153 +253,3 @@ class _MustRaise(Exception):
     def __init__(self, error: Exception) -> None:
         super().__init__(str(error))
         self.error = error
-
-
-class _Running:
-    """`with _Running(op):` makes `op` current for the block (a generator body's resumption)."""
-
-    __slots__ = ("_op",)
-
-    def __init__(self, op: Operation) -> None:
-        self._op = op
-
-    def __enter__(self) -> None:
-        self._op._activate()
-
-    def __exit__(self, *exc: object) -> None:
-        self._op._deactivate()
-
-
-def _drive(op: Operation, gen: Generator[Any, Any, R]) -> Generator[Any, Any, R]:
-    """Run `gen` item by item with `op` current only while the generator body runs."""
-    to_send: Any = None
-    to_throw: BaseException | None = None
-    while True:
-        try:
-            with _Running(op):
-                item = gen.throw(to_throw) if to_throw is not None else gen.send(to_send)
-        except StopIteration as stop:
-            return cast(R, stop.value)
-        try:
-            to_send, to_throw = (yield item), None
-        except GeneratorExit:
-            with _Running(op):
-                gen.close()
-            raise
-        except BaseException as exc:  # thrown in by the consumer: pass it to the generator
-            to_send, to_throw = None, exc
-
-
-def _stream_wrapper(factory: Callable[[], Operation], fn: Callable[..., Generator[Any, Any, Any]]
-                    ) -> Callable[..., Generator[Any, Any, Any]]:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
-        op = factory()
-        op._begin()
-        try:
-            result = yield from _drive(op, fn(*args, **kwargs))
-        except BaseException as exc:
-            op._end(exc)
-            raise
-        op._end(None)
-        return result
-
-    return wrapper
-
-
-def _async_stream_wrapper(factory: Callable[[], Operation], fn: Callable[..., AsyncGenerator[Any, Any]]
-                          ) -> Callable[..., AsyncGenerator[Any, Any]]:
-    @functools.wraps(fn)
-    async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
-        op = factory()
-        op._begin()
-        agen = fn(*args, **kwargs)
-        to_send: Any = None
-        to_throw: BaseException | None = None
-        try:
-            while True:
-                try:
-                    with _Running(op):
-                        item = await (agen.athrow(to_throw) if to_throw is not None else agen.asend(to_send))
-                except StopAsyncIteration:
-                    break
-                try:
-                    to_send, to_throw = (yield item), None
-                except GeneratorExit:
-                    with _Running(op):
-                        await agen.aclose()
-                    raise
-                except BaseException as exc:
-                    to_send, to_throw = None, exc
-        except BaseException as exc:
-            op._end(exc)
-            raise
-        op._end(None)
-
-    return wrapper
-
-
-class Instrument(Generic[O]):
-    """Context manager (sync/async) and decorator (function, coroutine, generator, async
-    generator) around a fresh `Operation`.
-
-    Every `with`, `async with` or decorated call gets its own operation; the active ones are
-    kept per context (thread or asyncio task), so one instrument object may be shared.
-    """
-
-    def __init__(self, factory: Callable[[], O]) -> None:
-        self._factory = factory
-        self._stack: contextvars.ContextVar[tuple[O, ...]] = contextvars.ContextVar(
-            "agentobs_instrument", default=())
-
-    def __enter__(self) -> O:
-        op = self._factory()
-        op._start()
-        self._stack.set((*self._stack.get(), op))
-        return op
-
-    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
-        stack = self._stack.get()
-        self._stack.set(stack[:-1])
-        stack[-1]._finish(exc)
-
-    async def __aenter__(self) -> O:
-        return self.__enter__()
-
-    async def __aexit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
-        self.__exit__(exc_type, exc, tb)
-
-    def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
-        factory = self._factory
-        if inspect.isasyncgenfunction(fn):
-            return cast(Callable[P, R], _async_stream_wrapper(factory, fn))
-        if inspect.isgeneratorfunction(fn):
-            return cast(Callable[P, R], _stream_wrapper(factory, fn))
-        if inspect.iscoroutinefunction(fn):
-            @functools.wraps(fn)
-            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                op = factory()
-                op._start()
-                try:
-                    result = await fn(*args, **kwargs)
-                except BaseException as exc:
-                    op._finish(exc)
-                    raise
-                op._finish(None)
-                return result
-
-            return cast(Callable[P, R], async_wrapper)
-
-        @functools.wraps(fn)
-        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            op = factory()
-            op._start()
-            try:
-                result = fn(*args, **kwargs)
-            except BaseException as exc:
-                op._finish(exc)
-                raise
-            op._finish(None)
-            return result
-
-        return wrapper

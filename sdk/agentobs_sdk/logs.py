@@ -5,12 +5,12 @@ timestamp, level, logger, message, trace_id/span_id of the active span, the agen
 text and any `extra=` fields. Formatting never raises: a value that does not serialise is written
 as its repr, and a broken message template is written verbatim with its arguments.
 
-Trace correlation does not depend on this formatter: `install_record_factory()` (called by
-`configure()`, and kept after `shutdown()`) stamps every LogRecord with `trace_id`, `span_id` and
-`trace_flags` when it is created, so an application that configured logging itself keeps them
-too (its JSON formatter picks them up as record attributes, a text format can use
-`%(trace_id)s`), and a record handed to another thread (QueueHandler) keeps the ids of the span
-it was logged in.
+Trace correlation does not depend on this formatter: `install_record_factory()` (called on
+importing the package and by `configure()`, kept after `shutdown()`) stamps every LogRecord with
+`trace_id`, `span_id` and `trace_flags` when it is created, so an application that configured
+logging itself keeps them too (its JSON formatter picks them up as record attributes, a text
+format can use `%(trace_id)s`), and a record handed to another thread (QueueHandler) keeps the ids
+of the span it was logged in.
 """
 
 from __future__ import annotations

@@ -263,3 +263,15 @@ def test_clients_are_left_alone_when_switched_off(fake: fake_llm.FakeLLM) -> Non
     # shutdown() puts the library back as it found it
     assert openai.resources.chat.completions.Completions.create is original
     assert anthropic.resources.messages.Messages.create.__name__ == "create"
+
+
+def test_otel_sdk_disabled_leaves_the_clients_alone() -> None:
+    original = openai.resources.chat.completions.Completions.create
+    original_messages = anthropic.resources.messages.Messages.create
+    handle = agentobs_sdk.configure({"OTEL_SDK_DISABLED": "true"}, json_logs=False)
+    try:
+        assert handle.instrumented_clients == ()
+        assert openai.resources.chat.completions.Completions.create is original
+        assert anthropic.resources.messages.Messages.create is original_messages
+    finally:
+        handle.shutdown()

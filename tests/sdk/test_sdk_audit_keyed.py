@@ -95,6 +95,12 @@ def drop_tail_rewrite_head(d: Path) -> None:
     set_head(d, 8, recs[-1]["hash"])
 
 
+def drop_tail_delete_head(d: Path) -> None:
+    # Without the key HEAD cannot be rewritten, but it can be removed along with the records.
+    write_records(d, records(d)[:8])
+    (d / "HEAD").unlink()
+
+
 def downgrade_to_unkeyed(d: Path) -> None:
     recs = records(d)
     for rec in recs:
@@ -108,7 +114,7 @@ def downgrade_to_unkeyed(d: Path) -> None:
 TAMPERING: dict[str, Callable[[Path], None]] = {
     "edit a byte": edit_a_byte, "delete a line": delete_a_line, "truncate": truncate, "reorder": reorder,
     "re-hash after an edit": rehash_after_edit, "drop the tail and rewrite HEAD": drop_tail_rewrite_head,
-    "downgrade to an unkeyed chain": downgrade_to_unkeyed,
+    "downgrade to an unkeyed chain": downgrade_to_unkeyed, "drop the tail and delete HEAD": drop_tail_delete_head,
 }
 
 
@@ -132,6 +138,49 @@ def test_tampering_is_detected_and_the_writer_refuses(tmp_path: Path, name: str)
     with pytest.raises(AuditError, match=r"refusing|removed"):
         AuditTrail(tmp_path, key=KEY, anchor_sink=None)
     assert len(records(tmp_path)) <= 10  # nothing was appended
+
+
+@pytest.mark.parametrize("key", [KEY, None], ids=["keyed", "unkeyed"])
+@pytest.mark.parametrize("damage", [b"", b"not json"], ids=["deleted", "garbled"])
+def test_a_writer_does_not_recreate_a_lost_head_over_records(tmp_path: Path, key: bytes | None,
+                                                             damage: bytes) -> None:
+    """Recreating HEAD from the tail at the next start would make a dropped tail verify clean."""
+    write_trail(tmp_path, key=key)
+    write_records(tmp_path, records(tmp_path)[:8])
+    (tmp_path / "HEAD").unlink()
+    if damage:
+        (tmp_path / "HEAD").write_bytes(damage)
+    with pytest.raises(AuditError, match="HEAD is missing or unreadable"):
+        AuditTrail(tmp_path, key=key, anchor_sink=None)
+    report = verify(tmp_path, key=key)
+    assert not report.ok and any(p.kind == "head" for p in report.problems)  # the evidence stays
+    assert len(records(tmp_path)) == 8
+
+
+@pytest.mark.parametrize("key", [KEY, None], ids=["keyed", "unkeyed"])
+def test_a_wiped_trail_is_not_restarted_at_seq_1(tmp_path: Path, key: bytes | None) -> None:
+    """Every segment and HEAD removed, TRAIL kept: a writer starting the chain afresh under the
+    same trail id would leave a trail that verifies clean and hides the removal."""
+    write_trail(tmp_path, key=key)
+    for path in tmp_path.glob("audit-*.jsonl"):
+        path.unlink()
+    (tmp_path / "HEAD").unlink()
+    with pytest.raises(AuditError, match="HEAD is missing or unreadable"):
+        AuditTrail(tmp_path, key=key, anchor_sink=None)
+    assert not list(tmp_path.glob("audit-*.jsonl"))
+    assert not verify(tmp_path, key=key).ok
+
+
+@pytest.mark.parametrize("key", [KEY, None], ids=["keyed", "unkeyed"])
+def test_a_trail_whose_creation_was_interrupted_before_trail_opens(tmp_path: Path, key: bytes | None) -> None:
+    """A new trail writes HEAD before TRAIL: a crash between the two leaves a HEAD of seq 0 and
+    no TRAIL, which the next writer takes as a new trail, not as damage."""
+    with AuditTrail(tmp_path, key=key, anchor_sink=None):
+        pass
+    (tmp_path / "TRAIL").unlink()
+    with AuditTrail(tmp_path, key=key, anchor_sink=None) as trail:
+        assert trail.append("tool_call", user="alice").seq == 1
+    assert verify(tmp_path, key=key).ok
 
 
 def test_a_replayed_old_head_is_caught_only_by_the_anchor(tmp_path: Path) -> None:

@@ -6,7 +6,10 @@ import contextlib
 import io
 import json
 import logging
+import os
+import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -196,3 +199,25 @@ def test_when_the_sdk_installs_logging_the_agents_info_lines_are_kept(root_loggi
     assert logging.getLogger("agent").isEnabledFor(logging.INFO)
     handle.shutdown()
     assert root_logging.level == logging.WARNING  # restored
+
+
+def test_a_format_naming_the_trace_id_works_before_and_during_configure(tmp_path: Path) -> None:
+    """Logging set up first, as a newcomer does: lines logged before configure() and the SDK's own
+    warnings during it (an unkeyed trail, a bad port) must format, not raise logging errors.
+    A fresh interpreter, because the record factory is process-wide once installed."""
+    script = (
+        "import logging, sys\n"
+        "import agentobs_sdk as aobs\n"
+        "logging.basicConfig(stream=sys.stdout, level=logging.INFO,\n"
+        "                    format='%(levelname)s trace=%(trace_id)s %(message)s')\n"
+        "logging.getLogger('agent').info('starting')\n"
+        f"h = aobs.configure({{'AGENTOBS_AUDIT_DIR': {str(tmp_path / 'audit')!r},\n"
+        "                    'AGENTOBS_METRICS_PORT': 'nine'})\n"
+        "h.shutdown()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "AGENTOBS_METRICS_LINGER_SECONDS": "0"}, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "Logging error" not in done.stderr, done.stderr
+    assert "INFO trace= starting" in done.stdout
+    assert "UNKEYED" in done.stdout and "'nine' is not a port" in done.stdout, done.stdout

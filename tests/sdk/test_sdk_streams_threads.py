@@ -168,6 +168,98 @@ def test_context_follows_work_into_a_thread_pool(sdk: agentobs_sdk.Handle, spans
                     {"agent": "agent-7", "tool": "fetch", "status": "ok"}) is None
 
 
+def test_a_stream_belongs_to_the_run_that_called_it_wherever_it_is_read(
+        sdk: agentobs_sdk.Handle, spans: InMemorySpanExporter) -> None:
+    """A stream returned from inside an agent_run and read elsewhere (a worker thread, or a web
+    framework's streaming response after the handler returned) is still that run's LLM call:
+    its parent and its `agent` label are those of the call, not of the reader."""
+    def record() -> None:
+        call = agentobs_sdk.current_operation()
+        assert isinstance(call, agentobs_sdk.LLMCall)
+        call.record_usage(input_tokens=5, output_tokens=1)
+        call.add_cost(0.25)  # the cost series is labelled with the call's agent
+
+    @agentobs_sdk.llm_call("m", provider="fake")
+    def stream() -> Iterator[int]:
+        yield 1
+        record()
+
+    @agentobs_sdk.llm_call("m", provider="fake")
+    async def astream() -> AsyncIterator[int]:
+        yield 1
+        record()
+
+    with agentobs_sdk.agent_run("caller"):
+        gen = stream()
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            assert pool.submit(list, gen).result() == [1]  # no context carried: only the call's
+
+    async def handler() -> AsyncIterator[int]:
+        async with agentobs_sdk.agent_run("caller"):
+            response = astream()
+        return response  # read after the run's block, like a StreamingResponse
+
+    async def serve() -> list[int]:
+        return [i async for i in await handler()]
+
+    assert asyncio.run(serve()) == [1]
+    runs = [s for s in spans.get_finished_spans() if s.name == "invoke_agent caller"]
+    calls = [s for s in spans.get_finished_spans() if s.name == "chat m"]
+    assert len(runs) == len(calls) == 2
+    for run, call in zip(runs, calls, strict=True):
+        assert call.parent is not None and call.parent.span_id == run.context.span_id
+    assert _usage(sdk, "input") == 10
+    assert sdk.metrics.sample("agentobs_agent_cost_usd_total", {
+        "agent": "caller", "gen_ai_provider_name": "fake", "gen_ai_request_model": "m"}) == 0.5
+
+
+def test_stacked_stream_decorators_nest(sdk: agentobs_sdk.Handle, spans: InMemorySpanExporter) -> None:
+    @agentobs_sdk.agent_run("outer")
+    @agentobs_sdk.llm_call("m", provider="fake")
+    def stream() -> Iterator[int]:
+        yield 1
+        yield 2
+
+    gen = stream()
+    assert not spans.get_finished_spans()  # nothing starts before the first item is read
+    assert list(gen) == [1, 2]
+    run, call = _one(spans, "invoke_agent outer"), _one(spans, "chat m")
+    assert call.parent is not None and call.parent.span_id == run.context.span_id
+    assert run.end_time is not None and call.end_time is not None and run.end_time >= call.end_time
+
+
+def test_async_with_inside_an_async_generator_left_with_break(
+        sdk: agentobs_sdk.Handle, spans: InMemorySpanExporter) -> None:
+    """The README's alternative to the decorator. On `break` asyncio closes the generator in a
+    task of its own: closing must not raise there, and the consumer's later operations must not
+    be parented under (or record usage on) the LLM call that has ended."""
+    loop_errors: list[dict[str, object]] = []
+
+    async def astream() -> AsyncIterator[int]:
+        async with agentobs_sdk.llm_call("m", provider="fake"):
+            for i in range(5):
+                await asyncio.sleep(0)
+                yield i
+
+    async def consume() -> None:
+        asyncio.get_running_loop().set_exception_handler(lambda _loop, ctx: loop_errors.append(ctx))
+        async with agentobs_sdk.agent_run("breaker"):
+            async for i in astream():
+                if i == 1:
+                    break
+            await asyncio.sleep(0.05)  # asyncio's finaliser closes the generator meanwhile
+            assert not isinstance(agentobs_sdk.current_operation(), agentobs_sdk.LLMCall)
+            with agentobs_sdk.tool_call("after"):
+                pass
+
+    asyncio.run(consume())
+    assert loop_errors == []
+    run, llm = _one(spans, "invoke_agent breaker"), _one(spans, "chat m")
+    assert llm.parent is not None and llm.parent.span_id == run.context.span_id
+    after = _one(spans, "execute_tool after")
+    assert after.parent is not None and after.parent.span_id == run.context.span_id
+
+
 # --- errors --------------------------------------------------------------------------------------
 
 
@@ -182,6 +274,37 @@ def test_one_exception_is_counted_once_across_nested_helpers(sdk: agentobs_sdk.H
     assert total == 10
     assert sdk.metrics.sample("agentobs_agent_errors_total", {
         "agent": "nested", "gen_ai_operation_name": "execute_tool", "error_type": "Boom"}) == 10
+
+
+def test_a_task_group_failure_is_counted_once_not_again_as_its_exception_group(
+        sdk: agentobs_sdk.Handle) -> None:
+    """asyncio.TaskGroup wraps the tool's exception in a new ExceptionGroup, which then crosses
+    the agent run: still one failure, counted by the tool where it happened."""
+    async def tool(name: str, fail: bool) -> None:
+        async with agentobs_sdk.tool_call(name):
+            await asyncio.sleep(0)
+            if fail:
+                raise Boom()
+
+    async def run() -> None:
+        async with agentobs_sdk.agent_run("grouped"), asyncio.TaskGroup() as group:
+            group.create_task(tool("bad", True))
+            group.create_task(tool("good", False))
+
+    with pytest.raises(ExceptionGroup):
+        asyncio.run(run())
+
+    def errors(op: str, error_type: str) -> float:
+        return sdk.metrics.sample("agentobs_agent_errors_total", {
+            "agent": "grouped", "gen_ai_operation_name": op, "error_type": error_type}) or 0
+
+    assert errors("execute_tool", "Boom") == 1
+    assert errors("invoke_agent", "ExceptionGroup") == 0
+    # A group whose failure no helper saw (raised outside any tool) is still counted once.
+    with pytest.raises(ExceptionGroup), agentobs_sdk.agent_run("grouped"), agentobs_sdk.reasoning_step("s"):
+        raise ExceptionGroup("plain", [Boom()])
+    assert errors("reasoning_step", "ExceptionGroup") == 1
+    assert errors("invoke_agent", "ExceptionGroup") == 0
 
 
 # --- on / off -------------------------------------------------------------------------------------

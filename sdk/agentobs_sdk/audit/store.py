@@ -92,12 +92,12 @@ def head_formatter(kid: str | None) -> Callable[[int, str, str | None], bytes]:
     return line
 
 
-def ensure_trail_id(directory: str) -> str:
-    """The trail's id from DIR/TRAIL, created (random, durable) when absent."""
-    existing = read_trail_id(directory)
-    if existing is not None:
-        return existing
-    trail = uuid.uuid4().hex
+def new_trail_id() -> str:
+    return uuid.uuid4().hex
+
+
+def write_trail_id(directory: str, trail: str) -> None:
+    """Create DIR/TRAIL durably (a new trail's last step: see AuditTrail's HEAD check)."""
     tmp = os.path.join(directory, f".{TRAIL_NAME}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
     try:
@@ -107,7 +107,6 @@ def ensure_trail_id(directory: str) -> str:
         os.close(fd)
     os.replace(tmp, os.path.join(directory, TRAIL_NAME))
     fsync_dir(directory)
-    return trail
 
 
 def read_trail_id(directory: str) -> str | None:

@@ -131,11 +131,16 @@ class AuditTrail:
 
         try:
             with self._io, store.dir_lock(self._lock_fd):
-                self.trail_id = store.ensure_trail_id(self.directory)
+                existing = store.read_trail_id(self.directory)
+                self.trail_id = existing or store.new_trail_id()
                 if key is not None:
                     self._sign_head = head_signer(key, self.trail_id)
                 self._scan()
-                self._check_head()
+                self._check_head(new=existing is None)
+                if existing is None:
+                    # TRAIL last, once HEAD is durable: a trail with TRAIL has a HEAD, so a
+                    # missing HEAD is never a crash at creation but a removal.
+                    store.write_trail_id(self.directory, self.trail_id)
                 refuse_unless_verified(self.directory, self._key)
                 self._retention_locked()
         except BaseException:
@@ -289,22 +294,38 @@ class AuditTrail:
         """Re-read the chain tail and reopen the newest segment (flock held)."""
         self.repairs.extend(self._end.scan(lambda record: check_tail_record(self.directory, record, self._key)))
 
-    def _check_head(self) -> None:
-        """Refuse to write over a trail that lost records HEAD says were durable."""
+    def _check_head(self, *, new: bool) -> None:
+        """Refuse to write over a trail that lost records HEAD says were durable, or lost HEAD.
+
+        HEAD is written and synced before TRAIL and before the first record, so in a trail that
+        has TRAIL or records a missing (or unreadable) HEAD was removed, most likely with the
+        newest records. Recreating it from what is left would launder exactly that into a trail
+        that verifies clean; refusing keeps the evidence for `verify`.
+        """
         try:
             head = store.read_head(self.directory)
         except ValueError:
             head = None
         last_seq = self._end.last_seq
+        has_records = last_seq > 0 or bool(store.list_segments(self.directory))
         if head is not None and head.seq > last_seq:
             raise AuditError(
                 f"audit trail in {self.directory} ends at seq {last_seq} but HEAD says seq "
                 f"{head.seq} was durable: records were removed; run `agentobs-audit verify`"
             )
-        if head is None or head.seq < last_seq:
-            if head is None and last_seq > 0:
-                log.warning("agentobs audit: HEAD in %s was missing; recreated from the chain tail",
-                            self.directory)
+        if head is None and (has_records or not new):
+            what = f"has records up to seq {last_seq}" if has_records else "exists (TRAIL) without records"
+            raise AuditError(
+                f"audit trail in {self.directory} {what} but its HEAD is missing or unreadable, so "
+                "removal of records cannot be ruled out: refusing to append; run `agentobs-audit "
+                "verify` (with --anchor) and keep the trail as evidence; point AGENTOBS_AUDIT_DIR "
+                "at a new directory to go on")
+        if head is None or (new and not has_records):
+            # A new trail (also one whose creation a crash interrupted before TRAIL): HEAD made
+            # for this trail id and durable before TRAIL and any record exist.
+            self._write_head()
+            os.fsync(self._head_fd)
+        elif head.seq < last_seq:
             self._write_head()
 
     def _head_line(self) -> bytes:
