@@ -60,6 +60,8 @@ VALUE_SCHEMAS: dict[str, Schema] = {
     "operator.resyncRate": {"type": "number", "exclusiveMinimum": 0, "maximum": 1000},
     "operator.workers": {"type": "integer", "minimum": 1, "maximum": 64},
     "operator.mallocArenas": {"type": "integer", "minimum": 1, "maximum": 64},
+    # A link that a notification can open, or empty for the repository-relative path.
+    "metrics.runbookURL": {"type": "string", "pattern": r"^(https?://[^\s#?]+)?$"},
     "operator.logLevel": {"type": "string", "enum": ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]},
     "operator.ports.metrics": PORT,
     "operator.ports.health": PORT,

@@ -38,6 +38,7 @@ from agentobs.leader import Elector
 from agentobs.render import collector
 from agentobs.render.common import Owner
 from agentobs.render.prometheus import OPERATOR_METRICS_TARGET
+from agentobs.render.rules import RUNBOOK_URL
 from agentobs.stack import logroutes
 from agentobs.stack.cache import Cache, PassClient, serves
 from agentobs.stack.prune import PRUNABLE, forget, prune, sweep_orphans
@@ -54,8 +55,9 @@ RETRY_SECONDS = 10.0
 SWEEP_SECONDS = 600.0
 CACHE_SYNC_SECONDS = 60.0
 # Where each stack's Prometheus scrapes the operator's own metrics (certificate expiry), if known.
-OWNER_EXTRA = ({OPERATOR_METRICS_TARGET: os.environ["AGENTOBS_METRICS_TARGET"]}
-               if os.environ.get("AGENTOBS_METRICS_TARGET") else {})
+# Where the alerts' runbook links point (the published docs/runbooks.md), if set.
+OWNER_EXTRA = {key: os.environ[env] for key, env in ((OPERATOR_METRICS_TARGET, "AGENTOBS_METRICS_TARGET"),
+                                                     (RUNBOOK_URL, "AGENTOBS_RUNBOOK_URL")) if os.environ.get(env)}
 # The cluster's node log collector (render.collector): where it runs (empty: not run) and its image.
 COLLECTOR_NAMESPACE = os.environ.get("AGENTOBS_LOG_COLLECTOR_NAMESPACE",
                                      os.environ.get("AGENTOBS_OPERATOR_NAMESPACE", ""))

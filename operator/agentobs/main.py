@@ -60,6 +60,8 @@ Stacks
   AGENTOBS_METRICS_TARGET    "host:port" of the operator's metrics Service, which each stack's
                              Prometheus scrapes for the certificate-expiry alert (default empty:
                              not scraped).
+  AGENTOBS_RUNBOOK_URL       where docs/runbooks.md is published; each stack's alerts link to
+                             their section of it (default empty: the repository-relative path).
   AGENTOBS_LOG_COLLECTOR_NAMESPACE  where the node log collector runs (one Fluent Bit DaemonSet
                              for every resource, agentobs.render.collector); unset:
                              AGENTOBS_OPERATOR_NAMESPACE, the one namespace that must allow Pod

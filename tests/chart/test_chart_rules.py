@@ -84,6 +84,16 @@ def test_every_alert_has_a_case_and_a_runbook_section(operator_rules: dict[str, 
         assert name.lower() in anchors, f"docs/runbooks.md has no section for {name}"
 
 
+def test_runbook_links_point_where_the_runbooks_are_published(render: Render) -> None:
+    base = "https://git.example.com/platform/agentobs/blob/main/docs/runbooks.md"
+    objects = render({"metrics.runbookURL": base}, api_versions=(SERVICE_MONITOR_API,))
+    alerts = _alerts(one(objects, "PrometheusRule")["spec"])
+    assert {r["annotations"]["runbook_url"] for r in alerts.values()} == {f"{base}#{n.lower()}" for n in alerts}
+    env = {e["name"]: e.get("value") for c in one(objects, "Deployment")["spec"]["template"]["spec"]["containers"]
+           for e in c.get("env", [])}
+    assert env["AGENTOBS_RUNBOOK_URL"] == base, "each stack's alerts link there too"
+
+
 def test_each_alert_fires_on_its_symptom_and_stays_silent_when_healthy(promtool: str, operator_rules: dict[str, Any],
                                                                       tmp_path: Path) -> None:
     rule_file = tmp_path / "operator.rules.yml"

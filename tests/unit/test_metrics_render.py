@@ -66,6 +66,14 @@ def test_every_alert_has_summary_description_and_a_runbook_section() -> None:
         assert alert["labels"]["severity"] in ("warning", "critical")
 
 
+def test_runbook_links_point_where_the_operator_says_the_runbooks_are_published() -> None:
+    base = "https://docs.example.com/agentobs/runbooks.md"
+    owner = Owner(name="demo", namespace="agents", uid="uid-1", spec=AgentObservabilitySpec.model_validate(
+        {"logging": {"enabled": True}}), extra={rules.RUNBOOK_URL: base})
+    alerts = [r for g in rules.built_in_rules(owner)["groups"] for r in g["rules"] if "alert" in r]
+    assert {a["annotations"]["runbook_url"] for a in alerts} == {f"{base}#{a['alert'].lower()}" for a in alerts}
+
+
 def test_certificate_alert_is_scoped_to_this_resource_and_follows_renew_before() -> None:
     alerts = {
         r["alert"]: r

@@ -21,6 +21,10 @@ from agentobs.render.common import Owner
 BUILT_IN_FILE = "agentobs.rules.yml"
 EXTRA_FILE = "extra.rules.yml"
 RUNBOOK_BASE = "docs/runbooks.md"
+# Owner.extra key: where the operator's settings say docs/runbooks.md is published
+# (AGENTOBS_RUNBOOK_URL). Without it the links stay repository-relative, which a notification
+# cannot open.
+RUNBOOK_URL = "runbook_url"
 
 # Series the rules and dashboards query that the SDK does not emit, and who emits each.
 STACK_SERIES: dict[str, str] = {
@@ -66,9 +70,9 @@ TOKENS_PER_HOUR = 1_000_000
 COST_USD_PER_HOUR = 10
 
 
-def runbook_url(alert: str) -> str:
+def runbook_url(alert: str, base: str = RUNBOOK_BASE) -> str:
     """The alert's section of docs/runbooks.md (a Markdown heading `## <alert>` has this anchor)."""
-    return f"{RUNBOOK_BASE}#{alert.lower()}"
+    return f"{base}#{alert.lower()}"
 
 
 def _alert(name: str, expr: str, for_: str, severity: str, summary: str, description: str) -> dict[str, Any]:
@@ -254,6 +258,12 @@ def built_in_rules(owner: Owner) -> dict[str, Any]:
     groups = [agent_rules(), stack_rules(owner)]
     if owner.spec.logging.enabled:
         groups.append(logging_rules(owner))
+    base = str(owner.extra.get(RUNBOOK_URL) or "")
+    if base:
+        for group in groups:
+            for rule in group["rules"]:
+                if "alert" in rule:
+                    rule["annotations"]["runbook_url"] = runbook_url(rule["alert"], base)
     return {"groups": groups}
 
 
