@@ -96,7 +96,7 @@ from .helpers import (
     record_llm_usage,
     tool_call,
 )
-from .instrument import Operation, current_agent, current_operation
+from .instrument import Operation, current_agent, current_operation, warn_no_trail
 from .logs import JsonFormatter, install_record_factory
 from .series import emitted_series, promql_metric_names, unknown_series
 from .threads import ContextThreadPoolExecutor, in_context, submit
@@ -144,13 +144,15 @@ __all__ = [
 
 
 def audit_event(action: str, **fields: Unpack[AuditFields]) -> AuditReceipt | None:
-    """Append to the configured audit trail (None when `AGENTOBS_AUDIT_DIR` was not injected).
+    """Append to the configured audit trail (None, with a warning saying why, when there is none:
+    `AGENTOBS_AUDIT_DIR` not injected, `configure()` not called, or the SDK shut down).
 
     Fields as `AuditTrail.append`: agent, user, result, resource, details. Like the records the
     helpers write, `agent` defaults to the enclosing `agent_run`'s name (else the instance id)
     and `details` gets the current span's `trace_id`, unless the caller gave them."""
     handle = current_handle()
     if handle is None or handle.audit is None:
+        warn_no_trail(action, handle)  # as for a helper's audit=True: a dropped record is said
         return None
     if fields.get("agent") is None:
         fields["agent"] = current_agent()  # None outside an agent_run: the trail's default

@@ -82,6 +82,18 @@ def _error_type(exc: BaseException) -> str:
     return type(exc).__qualname__
 
 
+
+def warn_no_trail(action: str, handle: Handle | None) -> None:
+    """Say why an audit record asked for is not kept: a dropped record must not pass unnoticed."""
+    if handle is not None:
+        why = f"{ENV_AUDIT_DIR} is not set"
+    elif config.was_shut_down():
+        why = "the SDK was shut down (handle.shutdown())"
+    else:
+        why = "configure() has not been called"
+    log.warning("agentobs: audit requested for %s but no audit trail is configured: %s; "
+                "the record is not kept", action, why)
+
 class Origin:
     """The caller's helper context (span context, innermost operation, agent) when created."""
 
@@ -228,14 +240,7 @@ class Operation:
         """Append an audit record; a failure raises only if the operation itself succeeded."""
         trail = self._handle.audit if self._handle is not None else None
         if trail is None:
-            if self._handle is not None:
-                why = f"{ENV_AUDIT_DIR} is not set"
-            elif config.was_shut_down():
-                why = "the SDK was shut down (handle.shutdown())"
-            else:
-                why = "configure() has not been called"
-            log.warning("agentobs: audit requested for %s but no audit trail is configured: %s; "
-                        "the record is not kept", action, why)
+            warn_no_trail(action, self._handle)
             return
         try:
             trail.append(action, agent=self.agent, **fields)

@@ -159,3 +159,20 @@ def test_shutdown_is_registered_at_exit_once_and_unregistered_by_shutdown(monkey
     assert registered == [handle.shutdown]
     handle.shutdown()
     assert registered == []
+
+
+def test_audit_event_without_a_trail_says_why_the_record_is_not_kept(caplog: pytest.LogCaptureFixture,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    def dropped() -> str:
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="agentobs_sdk"):
+            assert agentobs_sdk.audit_event("login", user="alice") is None
+        (line,) = [m for m in _messages(caplog) if "audit requested for login" in m]
+        return line
+
+    monkeypatch.setattr(config, "_shut_down", False)
+    assert "configure() has not been called" in dropped()
+    handle = agentobs_sdk.configure({}, json_logs=False)
+    assert "AGENTOBS_AUDIT_DIR is not set" in dropped()
+    handle.shutdown()
+    assert "shut down" in dropped()
