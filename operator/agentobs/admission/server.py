@@ -25,14 +25,11 @@ from typing import Any
 
 import kopf
 from aiohttp import web
-from pydantic import ValidationError
 
 from agentobs import metrics
 from agentobs.admission import injection, webhook
-from agentobs.api.formats import resource_name_problem
-from agentobs.api.spec import AgentObservabilitySpec
 from agentobs.kube import Kube, KubeError, shared
-from agentobs.render.common import Owner
+from agentobs.render.common import owner_of
 
 log = logging.getLogger(__name__)
 
@@ -64,16 +61,11 @@ def track(body: dict[str, Any]) -> None:
     """Record what a resource injects (from its watch events); invalid or disabled: nothing."""
     meta = body.get("metadata") or {}
     key = f"{meta.get('namespace', '')}/{meta.get('name', '')}"
-    try:
-        spec = AgentObservabilitySpec.model_validate(body.get("spec") or {})
-    except ValidationError:
-        CONFIGS.pop(key)  # reported by reconcile as Degraded; nothing to inject meanwhile
+    owner = owner_of(body)
+    if owner is None:
+        CONFIGS.pop(key)  # reported by reconcile as Degraded; no stack to send to meanwhile
         return
-    if resource_name_problem(meta.get("name", "")) is not None:
-        CONFIGS.pop(key)  # no stack is made under such a name: nothing to send to
-        return
-    config = injection.make_config(Owner(name=meta.get("name", ""), namespace=meta.get("namespace", ""),
-                                         uid=meta.get("uid", ""), spec=spec))
+    config = injection.make_config(owner)
     if config is None:
         CONFIGS.pop(key)
     else:

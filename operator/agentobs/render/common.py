@@ -11,7 +11,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
+
 from agentobs.api import API_VERSION, KIND
+from agentobs.api.formats import resource_name_problem
 from agentobs.api.spec import AgentObservabilitySpec, ResourceRequirements
 from agentobs.pki import KeyPair
 
@@ -44,6 +47,20 @@ class Owner:
 
     def service_host(self, component: str) -> str:
         return f"{self.child_name(component)}.{self.namespace}.svc"
+
+
+def owner_of(body: Mapping[str, Any]) -> Owner | None:
+    """The stack a stored resource describes, or None when none is made for it: its spec is
+    invalid, or its name cannot prefix its children's (reconcile reports both as InvalidSpec)."""
+    meta = body.get("metadata") or {}
+    name = meta.get("name", "")
+    if resource_name_problem(name) is not None:
+        return None
+    try:
+        spec = AgentObservabilitySpec.model_validate(body.get("spec") or {})
+    except ValidationError:
+        return None
+    return Owner(name=name, namespace=meta.get("namespace", ""), uid=meta.get("uid", ""), spec=spec)
 
 
 @dataclass(frozen=True)

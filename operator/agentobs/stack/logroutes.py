@@ -26,13 +26,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import ValidationError
-
-from agentobs.api.formats import resource_name_problem
-from agentobs.api.spec import AgentObservabilitySpec
 from agentobs.kube import Kube, KubeError
 from agentobs.render import collector, fluentd
-from agentobs.render.common import Owner, content_hash
+from agentobs.render.common import Owner, content_hash, owner_of
 from agentobs.render.tls import CA_BUNDLE_KEY, ca_bundle_name, tls_secret_name
 from agentobs.stack.cache import PassClient
 from agentobs.stack.desired import applied_hash, stamp
@@ -114,17 +110,6 @@ def _material(kube: Kube, owner: Owner) -> tuple[str, str, str] | None:
     return found
 
 
-def _owner(body: dict[str, Any]) -> Owner | None:
-    meta = body.get("metadata") or {}
-    try:
-        spec = AgentObservabilitySpec.model_validate(body.get("spec") or {})
-    except ValidationError:
-        return None  # its status says why; an invalid spec keeps no route
-    if resource_name_problem(meta.get("name", "")) is not None:
-        return None  # no aggregator was made to route to
-    return Owner(name=meta.get("name", ""), namespace=meta.get("namespace", ""), uid=meta.get("uid", ""), spec=spec)
-
-
 def _namespaces(kube: Kube, owner: Owner, cache: dict[str, list[str]]) -> list[str]:
     names = fluentd.selected_namespaces(owner)
     if names is not None:
@@ -145,7 +130,7 @@ def routes(kube: Kube, bodies: list[dict[str, Any]]) -> tuple[list[collector.Rou
     for uid in [u for u in _state.material if u not in uids]:
         del _state.material[uid]
     for body in bodies:
-        owner = _owner(body)
+        owner = owner_of(body)  # None: invalid, its status says why; no aggregator to route to
         if owner is None or not fluentd.enabled(owner):
             continue
         material = _material(kube, owner)
