@@ -34,7 +34,6 @@ _current_op: contextvars.ContextVar[Operation | None] = contextvars.ContextVar("
 _current_agent: contextvars.ContextVar[str | None] = contextvars.ContextVar("agentobs_agent", default=None)
 
 
-
 def current_operation() -> Operation | None:
     """The innermost active helper operation (e.g. to record token usage inside a decorated call)."""
     return _live(_current_op.get())[0]
@@ -82,7 +81,6 @@ def _error_type(exc: BaseException) -> str:
     return type(exc).__qualname__
 
 
-
 def warn_no_trail(action: str, handle: Handle | None) -> None:
     """Say why an audit record asked for is not kept: a dropped record must not pass unnoticed."""
     if handle is not None:
@@ -93,6 +91,7 @@ def warn_no_trail(action: str, handle: Handle | None) -> None:
         why = "configure() has not been called"
     log.warning("agentobs: audit requested for %s but no audit trail is configured: %s; "
                 "the record is not kept", action, why)
+
 
 class Origin:
     """The caller's helper context (span context, innermost operation, agent) when created."""
