@@ -21,6 +21,8 @@ pip beside it. Go programs are copied with the shared libraries `ldd` names.
 
   hack/images.py build [NAME ...]             write the archives (cached by content) and print them
   hack/images.py import --address SOCK [NAME ...]   build, then import into containerd (k8s.io)
+
+Either then prunes the cache of archives and layers that newer builds superseded (image_cache.py).
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import image_cache
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "agentobs" / "images"
@@ -109,6 +113,7 @@ def cached_layer(key: str, build: Callable[[Path], None]) -> Layer:
         meta = json.loads(index.read_text())
         path = CACHE / f"layer-{meta['digest']}.tar"
         if path.exists():
+            os.utime(path)  # used: image_cache.prune keeps what builds use
             return Layer(path, meta["digest"], path.stat().st_size)
     with tempfile.TemporaryDirectory(dir=CACHE.parent if CACHE.parent.exists() else None) as tmp:
         tree = Path(tmp) / "rootfs"
@@ -291,6 +296,7 @@ def write_archive(image: Image) -> Path:
     }
     out = CACHE / f"image-{re.sub(r'[^A-Za-z0-9.-]', '_', image.name)}-{manifest_digest[:16]}.tar"
     if out.exists():
+        os.utime(out)
         return out
     tmp = out.with_suffix(".partial")
     with tarfile.open(tmp, "w") as tar:
@@ -384,6 +390,10 @@ def main() -> None:
                            check=True, stdout=subprocess.DEVNULL)
         print(f"{image.name}\t{archive}", flush=True)
         sys.stdout.flush()
+    pruned = image_cache.prune(CACHE)
+    if pruned.files:
+        print(f"images.py: removed {len(pruned.files)} superseded files ({pruned.bytes / 2**20:.0f} MiB) "
+              f"from {CACHE}", file=sys.stderr)
 
 
 if __name__ == "__main__":
