@@ -92,6 +92,7 @@ VALUE_SCHEMAS: dict[str, Schema] = {
     "metrics.service.port": PORT,
     "metrics.serviceMonitor.interval": {"type": "string", "pattern": r"^([0-9]+(ms|s|m|h))+$"},
     "metrics.serviceMonitor.labels": STRING_MAP,
+    "metrics.prometheusRule.labels": STRING_MAP,
     "stack.name": {"type": "string", "maxLength": RESOURCE_NAME_MAX_LENGTH,
                    "pattern": f"^({RESOURCE_NAME_PATTERN[1:-1]})?$"},
     "stack.namespace": DNS_LABEL,
@@ -167,6 +168,11 @@ def _schema_of(path: str, value: Any, descriptions: dict[str, str], used: set[st
         schema = {"type": "integer"}
     elif isinstance(value, str):
         schema = {"type": "string"}
+    elif isinstance(value, dict) and not value:
+        # Built from its (empty) default, a map would allow no key at all: every label a user gave
+        # metrics.prometheusRule.labels was refused.
+        raise ValueError(f"values.yaml: {path} is an empty map; give it an entry in VALUE_SCHEMAS saying "
+                         "what its keys and values are")
     elif isinstance(value, dict):
         schema = {"type": "object", "additionalProperties": False,
                   "properties": {k: _schema_of(f"{path}.{k}", v, descriptions, used) for k, v in value.items()}}

@@ -93,6 +93,21 @@ def _leaves(schema: dict[str, Any], path: str = "") -> list[tuple[str, dict[str,
     return out
 
 
+def test_no_map_value_is_closed_to_every_key() -> None:
+    """A map value (labels, annotations) whose schema came from its empty default allowed no key:
+    metrics.prometheusRule.labels refused whatever a user put there."""
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    closed = [p for p, s in _leaves(schema) if s.get("type") == "object" and s.get("additionalProperties") is False
+              and not s.get("properties")]
+    assert not closed, closed
+    assert _schema_errors({"metrics.prometheusRule.labels": {"release": "prom"}}) == []
+
+
+def test_the_generator_wants_a_schema_for_an_empty_map() -> None:
+    with pytest.raises(ValueError, match="empty map"):
+        _generator()._schema_of("extraLabels", {}, {"extraLabels": "Labels."}, set())
+
+
 def test_every_value_is_described_in_the_schema() -> None:
     schema = json.loads((CHART / "values.schema.json").read_text())
     values = yaml.safe_load((CHART / "values.yaml").read_text())
