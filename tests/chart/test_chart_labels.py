@@ -4,12 +4,15 @@ naming the value, where they would repeat a key the chart sets (a selector key a
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 import yaml
 
-from chart_support import CHART, SERVICE_MONITOR_API, Run, set_args
+from agentobs.api.formats import LABEL_VALUE_PATTERN
+
+from chart_support import CHART, SERVICE_MONITOR_API, Render, Run, set_args
 
 SELECTOR_KEYS = ("app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/component")
 
@@ -64,3 +67,16 @@ def test_user_labels_merge_the_more_specific_winning_and_no_key_written_twice(he
     assert by_kind["PrometheusRule"]["metadata"]["labels"]["release"] == "prom"
     for doc in docs:
         assert doc["metadata"]["labels"]["cost-center"] == "42", (doc["kind"], doc["metadata"]["name"])
+
+
+@pytest.mark.parametrize("tag", ["1.4.0-", "_nightly.7", "build.", "v1.2.3-" + "a" * 55 + ".b"])
+def test_any_valid_image_tag_gives_a_valid_version_label(render: Render, tag: str) -> None:
+    """The tag becomes app.kubernetes.io/version; as it was, a tag ending in `-` or `.` (valid for a
+    registry), starting with `_`, or cut to 63 characters at a `.`, was a label value the API server
+    refuses, on every object of the release."""
+    docs = render({"operator.image.tag": tag})
+    versions = {d["metadata"]["labels"]["app.kubernetes.io/version"] for d in docs}
+    assert len(versions) == 1, versions
+    version = versions.pop()
+    assert re.fullmatch(LABEL_VALUE_PATTERN, version) and version, version
+    assert version in tag, "the tag, trimmed"

@@ -189,7 +189,16 @@ name/instance/component.
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: agentobs
-app.kubernetes.io/version: {{ default .Chart.AppVersion .Values.operator.image.tag | trunc 63 | quote }}
+app.kubernetes.io/version: {{ include "agentobs.versionLabel" . | quote }}
+{{- end -}}
+
+{{/*
+agentobs.versionLabel: the image tag (or appVersion) as a label value: at most 63 characters,
+starting and ending with a letter or digit. A tag may begin with `_` and end with `.` or `-` (or
+end so once cut to 63), which as a label value the API server refuses on every object.
+*/}}
+{{- define "agentobs.versionLabel" -}}
+{{- regexReplaceAll "^[^A-Za-z0-9]+|[^A-Za-z0-9]+$" (default .Chart.AppVersion .Values.operator.image.tag | trunc 63) "" -}}
 {{- end -}}
 
 {{/*
