@@ -208,6 +208,9 @@ def test_a_stack_name_the_operator_would_refuse_fails_the_install(helm: Run) -> 
     result = helm("template", long, str(CHART), "--set", "stack.enabled=true", check=False)
     assert result.returncode != 0 and "stack.name" in result.stderr, result.stderr
     helm("template", long, str(CHART), "--set", "stack.enabled=true", "--set", "stack.name=support")
+    # Without a stack the name is nobody's: NOTES.txt checked it all the same, and a long release
+    # name could not install the operator alone.
+    helm("template", long, str(CHART))
 
 
 def test_namespaced_operator_is_bound_per_namespace_and_elects_in_its_own(render: Render) -> None:
