@@ -21,7 +21,14 @@ from typing import Any
 import yaml
 
 from agentobs.api.crd import make_crd
-from agentobs.api.formats import DNS_LABEL_PATTERN, IMAGE_PATTERN, RESOURCE_NAME_MAX_LENGTH, RESOURCE_NAME_PATTERN
+from agentobs.api.formats import (
+    DNS_LABEL_PATTERN,
+    IMAGE_PATTERN,
+    LABEL_KEY_PATTERN,
+    LABEL_VALUE_PATTERN,
+    RESOURCE_NAME_MAX_LENGTH,
+    RESOURCE_NAME_PATTERN,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "charts" / "agentobs"
@@ -31,7 +38,14 @@ CRD_FILE = "agentobs.io_agentobservabilities.yaml"
 Schema = dict[str, Any]
 
 PORT: Schema = {"type": "integer", "minimum": 1, "maximum": 65535}
-STRING_MAP: Schema = {"type": "object", "additionalProperties": {"type": "string"}}
+# Labels and annotations as the API server takes them, so that `helm install` names the value of a
+# malformed key or label value instead of the API server refusing a rendered object. (Keys the
+# chart sets itself are refused by the templates, which can say why.)
+# Keys go through patternProperties, not propertyNames, whose errors helm reports at a wrong path.
+LABEL_MAP: Schema = {"type": "object", "additionalProperties": False, "patternProperties": {
+    LABEL_KEY_PATTERN: {"type": "string", "pattern": LABEL_VALUE_PATTERN, "maxLength": 63}}}
+ANNOTATION_MAP: Schema = {"type": "object", "additionalProperties": False,
+                          "patternProperties": {LABEL_KEY_PATTERN: {"type": "string"}}}
 QUANTITY: Schema = {"anyOf": [{"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei)?$"},
                               {"type": "number", "minimum": 0}]}
 OBJECT_LIST: Schema = {"type": "array", "items": {"type": "object"}}
@@ -45,7 +59,7 @@ NAMESPACE_PATTERN: Schema = {"type": "string", "minLength": 1, "pattern": r"^!?[
 # Values handed to Kubernetes as they are, or needing more than their default's type: the schema
 # for each. Every path here must exist in values.yaml (the generator checks).
 VALUE_SCHEMAS: dict[str, Schema] = {
-    "commonLabels": STRING_MAP,
+    "commonLabels": LABEL_MAP,
     "imagePullSecrets": {"type": "array", "items": {"type": "object", "required": ["name"],
                                                     "properties": {"name": {"type": "string", "minLength": 1}}}},
     "operator.replicas": {"type": "integer", "minimum": 1, "maximum": 10},
@@ -72,9 +86,9 @@ VALUE_SCHEMAS: dict[str, Schema] = {
     "operator.resources.limits": {"type": "object", "additionalProperties": QUANTITY},
     "operator.podSecurityContext": {"type": "object"},
     "operator.securityContext": {"type": "object"},
-    "operator.podAnnotations": STRING_MAP,
-    "operator.podLabels": STRING_MAP,
-    "operator.nodeSelector": STRING_MAP,
+    "operator.podAnnotations": ANNOTATION_MAP,
+    "operator.podLabels": LABEL_MAP,
+    "operator.nodeSelector": LABEL_MAP,
     "operator.tolerations": OBJECT_LIST,
     "operator.affinity": {"type": "object"},
     "operator.topologySpreadConstraints": OBJECT_LIST,
@@ -83,7 +97,7 @@ VALUE_SCHEMAS: dict[str, Schema] = {
     "operator.podDisruptionBudget.maxUnavailable": {"type": "integer", "minimum": 1},
     "operator.networkPolicy.metricsFrom": OBJECT_LIST,
     "operator.serviceAccount.name": {"type": "string", "maxLength": 253},
-    "operator.serviceAccount.annotations": STRING_MAP,
+    "operator.serviceAccount.annotations": ANNOTATION_MAP,
     "webhook.url": {"type": "string", "pattern": r"^(https://[^\s]+)?$"},
     "webhook.timeoutSeconds": {"type": "integer", "minimum": 1, "maximum": 30},
     "webhook.excludeNamespaces": {"type": "array", "items": DNS_LABEL_OR_EMPTY | {"minLength": 1},
@@ -91,7 +105,8 @@ VALUE_SCHEMAS: dict[str, Schema] = {
     "webhook.service.port": PORT,
     "metrics.service.port": PORT,
     "metrics.serviceMonitor.interval": {"type": "string", "pattern": r"^([0-9]+(ms|s|m|h))+$"},
-    "metrics.serviceMonitor.labels": STRING_MAP,
+    "metrics.serviceMonitor.labels": LABEL_MAP,
+    "metrics.prometheusRule.labels": LABEL_MAP,
     "stack.name": {"type": "string", "maxLength": RESOURCE_NAME_MAX_LENGTH,
                    "pattern": f"^({RESOURCE_NAME_PATTERN[1:-1]})?$"},
     "stack.namespace": DNS_LABEL,
@@ -167,6 +182,11 @@ def _schema_of(path: str, value: Any, descriptions: dict[str, str], used: set[st
         schema = {"type": "integer"}
     elif isinstance(value, str):
         schema = {"type": "string"}
+    elif isinstance(value, dict) and not value:
+        # Built from its (empty) default, a map would allow no key at all: every label a user gave
+        # metrics.prometheusRule.labels was refused.
+        raise ValueError(f"values.yaml: {path} is an empty map; give it an entry in VALUE_SCHEMAS saying "
+                         "what its keys and values are")
     elif isinstance(value, dict):
         schema = {"type": "object", "additionalProperties": False,
                   "properties": {k: _schema_of(f"{path}.{k}", v, descriptions, used) for k, v in value.items()}}

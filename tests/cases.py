@@ -7,6 +7,13 @@ from __future__ import annotations
 
 from typing import Any
 
+# A valid OIDC block, for the cases that break one of its fields.
+_OIDC: dict[str, Any] = {
+    "issuerUrl": "https://sso.example.com", "authUrl": "https://sso.example.com/auth",
+    "tokenUrl": "https://sso.example.com/token", "userinfoUrl": "https://sso.example.com/userinfo",
+    "clientId": "grafana", "clientSecret": {"name": "grafana-oidc", "key": "secret"},
+}
+
 INVALID_SPECS: list[tuple[str, dict[str, Any], str]] = [
     ("ha-single-replica", {"prometheus": {"replicas": 1}}, "spec.prometheus.replicas"),
     ("bad-retention", {"prometheus": {"retention": "10 days"}}, "spec.prometheus.retention"),
@@ -64,6 +71,16 @@ INVALID_SPECS: list[tuple[str, dict[str, Any], str]] = [
                                                                   "credentialsSecret": "ES-Creds"}}},
      "spec.elasticsearch.external.credentialsSecret"),
     ("issuer-name-with-underscore", {"tls": {"issuerRef": {"name": "team_ca"}}}, "spec.tls.issuerRef.name"),
+    # Grafana compares each item with the provider's groups claim as it is: an empty or padded item
+    # matches nobody.
+    ("oidc-group-empty", {"grafana": {"oidc": _OIDC | {"allowedGroups": ["sre", ""]}}},
+     "spec.grafana.oidc.allowedGroups"),
+    ("oidc-group-padded", {"grafana": {"oidc": _OIDC | {"allowedGroups": [" sre"]}}},
+     "spec.grafana.oidc.allowedGroups"),
+    ("oidc-group-too-long", {"grafana": {"oidc": _OIDC | {"allowedGroups": ["g" * 257]}}},
+     "spec.grafana.oidc.allowedGroups"),
+    ("oidc-groups-too-many", {"grafana": {"oidc": _OIDC | {"allowedGroups": [f"g{i}" for i in range(101)]}}},
+     "spec.grafana.oidc.allowedGroups"),
     ("negative-model-price", {"instrumentation": {"modelPrices": {"gpt-4o": {"input": -1, "output": 1}}}},
      "spec.instrumentation.modelPrices"),
 ]

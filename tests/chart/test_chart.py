@@ -146,6 +146,23 @@ def test_chart_sets_every_variable_the_operator_reads(render: Render) -> None:
     assert env["AGENTOBS_OPERATOR_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
 
 
+@pytest.mark.parametrize(("name", "hint"), [("AGENTOBS_WORKERS", "set operator.workers instead"),
+                                            ("AGENTOBS_LOG_LEVEL", "set operator.logLevel instead"),
+                                            ("POD_ID", "its own, not a setting")])
+def test_extra_env_repeating_a_chart_variable_is_refused_naming_the_value(helm: Run, name: str, hint: str) -> None:
+    """Given twice, Kubernetes kept the extraEnv entry, and a later patch removing it could remove both."""
+    values = {"operator.extraEnv": [{"name": name, "value": "x"}]}
+    result = helm("template", "agentobs", str(CHART), *set_args(values), check=False)
+    assert result.returncode != 0, f"{name} accepted"
+    assert f"operator.extraEnv: {name} is set by the chart ({hint})" in result.stderr, result.stderr
+
+
+def test_extra_env_adds_other_variables_after_the_chart_s(render: Render) -> None:
+    env = container(render({"operator.extraEnv": [{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}]}))["env"]
+    names = [e["name"] for e in env]
+    assert len(names) == len(set(names)) and names[-1] == "HTTPS_PROXY"
+
+
 def test_webhook_configuration_leaves_the_ca_to_the_operator(render: Render) -> None:
     docs = render({}, namespace="obs")
     config = one(docs, "MutatingWebhookConfiguration")
@@ -208,6 +225,9 @@ def test_a_stack_name_the_operator_would_refuse_fails_the_install(helm: Run) -> 
     result = helm("template", long, str(CHART), "--set", "stack.enabled=true", check=False)
     assert result.returncode != 0 and "stack.name" in result.stderr, result.stderr
     helm("template", long, str(CHART), "--set", "stack.enabled=true", "--set", "stack.name=support")
+    # Without a stack the name is nobody's: NOTES.txt checked it all the same, and a long release
+    # name could not install the operator alone.
+    helm("template", long, str(CHART))
 
 
 def test_namespaced_operator_is_bound_per_namespace_and_elects_in_its_own(render: Render) -> None:

@@ -37,6 +37,13 @@ REFUSED: list[tuple[str, dict[str, Any], str]] = [
     ("collector-image-with-space", {"logCollector.image": "fluent/fluent-bit: 4"}, "/logCollector/image"),
     ("image-tag-with-colon", {"operator.image.tag": "0.1.0:x"}, "/operator/image/tag"),
     ("stack-name-too-long", {"stack.name": "customer-support-agents-production-stack"}, "/stack/name"),
+    # Labels and annotations the API server would refuse on the rendered object, named here.
+    ("pod-label-key-with-space", {"operator.podLabels": {"team name": "obs"}}, "/operator/podLabels"),
+    ("common-label-value-with-space", {"commonLabels": {"team": "platform team"}}, "/commonLabels/team"),
+    ("label-value-too-long", {"metrics.serviceMonitor.labels": {"release": "p" * 64}},
+     "/metrics/serviceMonitor/labels/release"),
+    ("node-selector-key-with-slashes", {"operator.nodeSelector": {"a/b/c": "x"}}, "/operator/nodeSelector"),
+    ("annotation-key-with-colon", {"operator.podAnnotations": {"team:owner": "obs"}}, "/operator/podAnnotations"),
 ]
 
 
@@ -83,7 +90,12 @@ def test_schema_file_accepts_the_defaults_and_sensible_settings() -> None:
     assert _schema_errors({}) == []
     assert _schema_errors({"operator.resyncRate": 0.5, "operator.workers": 8, "stack.namespace": "team-a",
                            "logCollector.image": "registry.example.com:5000/fluent/fluent-bit:4.0.3",
-                           "operator.image.tag": "0.2.0-rc.1"}) == []
+                           "operator.image.tag": "0.2.0-rc.1",
+                           "operator.podLabels": {"example.com/team": "obs", "tier": ""},
+                           "operator.podAnnotations": {"example.com/owner": "Platform team, #obs"},
+                           "operator.nodeSelector": {"kubernetes.io/os": "linux"},
+                           "operator.serviceAccount.annotations": {
+                               "iam.gke.io/gcp-service-account": "agentobs@p.iam.gserviceaccount.com"}}) == []
 
 
 def _leaves(schema: dict[str, Any], path: str = "") -> list[tuple[str, dict[str, Any]]]:
@@ -91,6 +103,21 @@ def _leaves(schema: dict[str, Any], path: str = "") -> list[tuple[str, dict[str,
     for name, sub in (schema.get("properties") or {}).items():
         out += _leaves(sub, f"{path}.{name}".lstrip("."))
     return out
+
+
+def test_no_map_value_is_closed_to_every_key() -> None:
+    """A map value (labels, annotations) whose schema came from its empty default allowed no key:
+    metrics.prometheusRule.labels refused whatever a user put there."""
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    closed = [p for p, s in _leaves(schema) if s.get("type") == "object" and s.get("additionalProperties") is False
+              and not s.get("properties") and not s.get("patternProperties")]
+    assert not closed, closed
+    assert _schema_errors({"metrics.prometheusRule.labels": {"release": "prom"}}) == []
+
+
+def test_the_generator_wants_a_schema_for_an_empty_map() -> None:
+    with pytest.raises(ValueError, match="empty map"):
+        _generator()._schema_of("extraLabels", {}, {"extraLabels": "Labels."}, set())
 
 
 def test_every_value_is_described_in_the_schema() -> None:

@@ -173,16 +173,68 @@ bound ahead of time and fall back to a ClusterRoleBinding.
 {{- end -}}
 
 {{/*
-agentobs.labels: the labels every object of the chart carries, besides name/instance/component.
+agentobs.chartLabelKeys: the label keys the chart sets itself, as a JSON list: the standard ones
+of agentobs.standardLabels and the name/instance/component that select each component's pods.
 */}}
-{{- define "agentobs.labels" -}}
+{{- define "agentobs.chartLabelKeys" -}}
+{{- list "helm.sh/chart" "app.kubernetes.io/managed-by" "app.kubernetes.io/part-of" "app.kubernetes.io/version"
+    "app.kubernetes.io/name" "app.kubernetes.io/instance" "app.kubernetes.io/component" | toJson -}}
+{{- end -}}
+
+{{/*
+agentobs.standardLabels: the labels every object of the chart carries, besides
+name/instance/component.
+*/}}
+{{- define "agentobs.standardLabels" -}}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: agentobs
-app.kubernetes.io/version: {{ default .Chart.AppVersion .Values.operator.image.tag | trunc 63 | quote }}
-{{- with .Values.commonLabels }}
+app.kubernetes.io/version: {{ include "agentobs.versionLabel" . | quote }}
+{{- end -}}
+
+{{/*
+agentobs.versionLabel: the image tag (or appVersion) as a label value: at most 63 characters,
+starting and ending with a letter or digit. A tag may begin with `_` and end with `.` or `-` (or
+end so once cut to 63), which as a label value the API server refuses on every object.
+*/}}
+{{- define "agentobs.versionLabel" -}}
+{{- regexReplaceAll "^[^A-Za-z0-9]+|[^A-Za-z0-9]+$" (default .Chart.AppVersion .Values.operator.image.tag | trunc 63) "" -}}
+{{- end -}}
+
+{{/*
+agentobs.labelsWith: the standard labels, then commonLabels merged with the labels of one more
+value (call with (dict "context" $ "value" "operator.podLabels" "extra" $map); "extra" may be
+empty), that value winning where both name a key, so no key is written twice (a YAML map with a
+repeated key is refused, or silently keeps the last). A user label repeating a key the chart sets
+is refused, naming the value: on pods one of the selector's keys would leave the Deployment
+selecting none of its pods (the API server refuses it, or the release stops matching its own
+Services and PodDisruptionBudget), and on any object a second value of a chart label is ambiguous.
+*/}}
+{{- define "agentobs.labelsWith" -}}
+{{- $ctx := .context -}}
+{{- $chartKeys := include "agentobs.chartLabelKeys" $ctx | fromJsonArray -}}
+{{- $merged := dict -}}
+{{- range $source := list (list "commonLabels" $ctx.Values.commonLabels) (list .value .extra) -}}
+{{- $value := index $source 0 -}}
+{{- range $key, $label := index $source 1 -}}
+{{- if has $key $chartKeys -}}
+{{- fail (printf "%s: the label %q is one the chart sets itself on every object (the app.kubernetes.io/name, instance and component labels select each component's pods, so a value of yours would break the selectors); remove it, or use another key" $value $key) -}}
+{{- end -}}
+{{- $_ := set $merged $key $label -}}
+{{- end -}}
+{{- end -}}
+{{ include "agentobs.standardLabels" $ctx }}
+{{- with $merged }}
 {{ toYaml . }}
 {{- end }}
+{{- end -}}
+
+{{/*
+agentobs.labels: the labels every object of the chart carries, besides name/instance/component:
+the standard ones and commonLabels.
+*/}}
+{{- define "agentobs.labels" -}}
+{{ include "agentobs.labelsWith" (dict "context" . "value" "" "extra" (dict)) }}
 {{- end -}}
 
 {{/*
@@ -204,11 +256,21 @@ agentobs.operatorLabels: labels of the operator's objects: the common ones plus 
 {{- end -}}
 
 {{/*
+agentobs.operatorPodLabels: labels of the operator pods: operatorLabels with operator.podLabels
+merged in (checked by agentobs.labelsWith).
+*/}}
+{{- define "agentobs.operatorPodLabels" -}}
+{{ include "agentobs.labelsWith" (dict "context" . "value" "operator.podLabels" "extra" .Values.operator.podLabels) }}
+{{ include "agentobs.operatorSelectorLabels" . }}
+{{- end -}}
+
+{{/*
 agentobs.componentLabels: labels of an object of one chart component other than the operator
-pods; call with (dict "context" $ "component" "webhook").
+pods; call with (dict "context" $ "component" "webhook"), adding "value" and "extra" to merge a
+value's labels in (see agentobs.labelsWith).
 */}}
 {{- define "agentobs.componentLabels" -}}
-{{ include "agentobs.labels" .context }}
+{{ include "agentobs.labelsWith" (dict "context" .context "value" (default "" .value) "extra" (default (dict) .extra)) }}
 app.kubernetes.io/name: {{ include "agentobs.name" .context }}
 app.kubernetes.io/instance: {{ .context.Release.Name }}
 app.kubernetes.io/component: {{ .component }}

@@ -130,10 +130,14 @@ class OIDCSpec(SpecModel):
     userinfo_url: str = Field(..., pattern=r"^https://", description="UserInfo endpoint (userinfo_endpoint).")
     client_id: str = Field(..., min_length=1, description="OAuth client id registered for Grafana.")
     client_secret: SecretKeyRef = Field(..., description="Secret key holding the OAuth client secret.")
-    allowed_groups: list[str] = Field(
-        default_factory=list,
+    # An empty item, or one with a stray space at either end (a YAML copy-paste), equals no group a
+    # provider sends: those users are locked out with nothing saying why (a list of only "" lets
+    # nobody in). Bounded so the list stays a sane environment variable, which Grafana reads it from.
+    allowed_groups: list[Annotated[str, Field(min_length=1, max_length=256, pattern=r"^\S(.*\S)?$")]] = Field(
+        default_factory=list, max_length=100,
         description="Groups allowed to log in, as the provider's `groups` claim names them (spaces and "
-        "commas included); empty: any user the provider authenticates.",
+        "commas inside a name included; none at either end; at most 256 characters each, 100 groups); "
+        "empty: any user the provider authenticates.",
     )
 
 
