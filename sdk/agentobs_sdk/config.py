@@ -99,6 +99,14 @@ class Handle:
                 _shut_down = True
         atexit.unregister(self.shutdown)
         try:
+            # Before the last scrape and the exporter's flush, so what they record is in both.
+            from .instrument import UNFINISHED_ATTRIBUTE, end_open_streams
+
+            unfinished = end_open_streams(self)
+            if unfinished:
+                log.warning("agentobs: %d stream(s) were neither read to the end nor closed; their spans "
+                            "were ended at shutdown, marked %s (close a stream you stop reading: "
+                            "close(), aclose(), or a with block)", unfinished, UNFINISHED_ATTRIBUTE)
             linger = self.settings.metrics_linger_seconds
             if self.metrics_port is not None and linger > 0:
                 # Said first: a silent wait of up to 25 s looks like a hung process.

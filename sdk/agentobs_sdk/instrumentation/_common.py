@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Protocol
 
 from ..helpers import LLMCall
-from ..instrument import Operation, current_operation
+from ..instrument import Operation, current_operation, track_stream
 
 log = logging.getLogger("agentobs_sdk")
 
@@ -124,6 +124,7 @@ def _returned(call: LLMCall, owned: bool, extractor: Extractor, kwargs: dict[str
     if kwargs.get("stream") is True:
         if owned:
             _detach(call)
+            track_stream(call)  # a stream kept unread to the end is ended at shutdown()
         return proxy(result, call, extractor, owned)
     _safe("recording the response", lambda: extractor.response(call, result))
     if owned:
