@@ -316,8 +316,17 @@ def _announce(handle: Handle, env: Mapping[str, str]) -> None:
     s = handle.settings
     parts = []
     if s.sdk_disabled:
-        log.warning("agentobs: %s=true: spans and metrics are off (logs and the audit trail are not)",
-                    ENV_SDK_DISABLED)
+        trail = f"the audit trail in {handle.audit.directory}" if handle.audit is not None else "no audit trail"
+        scrape = ""
+        if s.metrics_port is not None:
+            # The webhook's scrape annotations stay on the pod: Prometheus keeps trying the port,
+            # and the stack alerts on it. Said here so that alert is not a mystery.
+            scrape = (f"; /metrics is not served on port {s.metrics_port}, so Prometheus' scrapes of "
+                      "this pod fail (alert AgentObsAgentScrapeFailing); to take a pod out of the "
+                      "stack, annotate it agentobs.io/inject: \"false\" instead")
+        log.warning("agentobs: %s=true: spans and metrics are off, the model clients are not "
+                    "instrumented; JSON logs and %s stay on (the trail is a compliance record)%s",
+                    ENV_SDK_DISABLED, trail, scrape)
         return
     if handle.exporting:
         tls = "plain" if (s.otlp_endpoint or "").startswith("http://") else "TLS"
