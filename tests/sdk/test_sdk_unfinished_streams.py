@@ -117,15 +117,22 @@ def test_an_instrumented_client_stream_kept_unread_is_ended_at_shutdown(
         sdk: agentobs_sdk.Handle, spans: InMemorySpanExporter) -> None:
     with fake_llm.serve() as fake:
         client = openai.OpenAI(base_url=fake.base_url + "/v1", api_key="test-key", max_retries=0)
+
+        @agentobs_sdk.llm_call("gpt-4o", provider="openai")
+        def ask() -> openai.Stream[object]:
+            return client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}],
+                                                  stream=True)
+
         stream = client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}],
                                                 stream=True)
         next(iter(stream))
+        returned = ask()  # returned by a decorated function, never read
         sdk.shutdown()
-        (llm,) = _chat(spans)
-        assert llm.attributes is not None and llm.attributes[UNFINISHED] is True
+        assert [s.attributes and s.attributes.get(UNFINISHED) for s in _chat(spans)] == [True, True]
         stream.close()
+        returned.close()
         client.close()
-    assert len(_chat(spans)) == 1
+    assert len(_chat(spans)) == 2
 
 
 AGENT = """
