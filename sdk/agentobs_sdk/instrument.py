@@ -108,6 +108,12 @@ def current_agent() -> str | None:
     return _current_agent.get()
 
 
+def _ends_normally(exc: BaseException) -> bool:
+    """Exceptions that end an operation without it failing: a generator closed early, and
+    `sys.exit()` / `sys.exit(0)` (a CLI agent that exits from inside its run succeeded)."""
+    return isinstance(exc, GeneratorExit) or (isinstance(exc, SystemExit) and exc.code in (None, 0))
+
+
 def _error_type(exc: BaseException) -> str:
     return type(exc).__qualname__
 
@@ -253,7 +259,7 @@ class Operation:
         seconds = time.perf_counter() - self._t0
         error_type: str | None = None
         try:
-            if exc is not None and not isinstance(exc, GeneratorExit):
+            if exc is not None and not _ends_normally(exc):
                 error_type = _error_type(exc)
                 self.span.record_exception(exc)
                 self.span.set_status(Status(StatusCode.ERROR, f"{error_type}: {exc}"))
