@@ -97,6 +97,7 @@ class Handle:
             if _handle is self:
                 _handle = None
                 _shut_down = True
+                said_no_trail.clear()
         atexit.unregister(self.shutdown)
         try:
             # Before the last scrape and the exporter's flush, so what they record is in both.
@@ -134,6 +135,9 @@ class Handle:
 _lock = threading.Lock()
 _handle: Handle | None = None
 _shut_down = False
+# (action, cause) of the audit records dropped for want of a trail that were already warned about
+# (instrument.warn_no_trail); cleared when configure() or shutdown() changes the cause.
+said_no_trail: set[tuple[str, str]] = set()
 
 
 def current_handle() -> Handle | None:
@@ -182,6 +186,7 @@ def configure(
             handle.options = options
             _handle = handle
             _shut_down = False
+            said_no_trail.clear()
             # An agent that never calls shutdown() still flushes its spans and closes its audit
             # trail (logging its closing chain head) at interpreter exit.
             atexit.register(handle.shutdown)

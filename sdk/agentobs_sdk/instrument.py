@@ -126,8 +126,15 @@ def warn_no_trail(action: str, handle: Handle | None) -> None:
         why = "the SDK was shut down (handle.shutdown())"
     else:
         why = "configure() has not been called"
+    # Once per action and cause until the SDK's state changes: an agent calling an audited tool
+    # in a loop would otherwise log this on every call, burying its own lines.
+    # (Unlocked: two threads racing here at worst both say it.)
+    if (action, why) in config.said_no_trail:
+        return
+    config.said_no_trail.add((action, why))
     log.warning("agentobs: audit requested for %s but no audit trail is configured: %s; "
-                "the record is not kept", action, why)
+                "the record is not kept (said once for %s until configure() or shutdown())",
+                action, why, action)
 
 
 class Origin:
