@@ -125,14 +125,24 @@ def test_an_instrumented_client_stream_kept_unread_is_ended_at_shutdown(
 
         stream = client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}],
                                                 stream=True)
+        @agentobs_sdk.llm_call("gpt-4o", provider="openai")
+        def relay() -> Iterator[str]:
+            inner = client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}],
+                                                   stream=True)
+            yield "thinking"  # the consumer stops here, before the client stream is read
+            yield from (c.choices[0].delta.content or "" for c in inner if c.choices)
+
         next(iter(stream))
         returned = ask()  # returned by a decorated function, never read
+        relayed = relay()
+        assert next(relayed) == "thinking"
         sdk.shutdown()
-        assert [s.attributes and s.attributes.get(UNFINISHED) for s in _chat(spans)] == [True, True]
+        assert [s.attributes and s.attributes.get(UNFINISHED) for s in _chat(spans)] == [True, True, True]
         stream.close()
         returned.close()
+        relayed.close()
         client.close()
-    assert len(_chat(spans)) == 2
+    assert len(_chat(spans)) == 3
 
 
 AGENT = """

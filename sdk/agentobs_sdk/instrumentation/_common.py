@@ -148,6 +148,9 @@ def _hand_over(ref: weakref.ReferenceType[_StreamState]) -> Callable[[], bool]:
         stream = ref()
         if stream is None or stream._done or stream._read:
             return False
+        handle = stream._call._handle
+        if handle is not None and handle._closed:
+            return False  # shutdown() is ending open calls: nothing would end it later
         stream._owned = True
         track_stream(stream._call)  # ended at shutdown() if never read to the end
         return True
