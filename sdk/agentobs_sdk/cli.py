@@ -44,6 +44,16 @@ def parse_time(value: str, now: datetime | None = None) -> datetime:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def positive(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:  # 0 or -1 printed nothing and exited 1, "nothing matched", whatever the trail held
+        raise argparse.ArgumentTypeError(f"{value!r} is not a positive number of records")
+    return n
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="agentobs-audit", description="Verify or query an agentobs audit trail.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -63,7 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--result")
     q.add_argument("--since", type=parse_time, help="ISO 8601 time or age (15m, 2h, 7d)")
     q.add_argument("--until", type=parse_time, help="ISO 8601 time or age (15m, 2h, 7d)")
-    q.add_argument("--limit", type=int, metavar="N",
+    q.add_argument("--limit", type=positive, metavar="N",
                    help="print at most N records: the first N that match, oldest first")
     return p
 

@@ -97,8 +97,17 @@ class Handle:
             if _handle is self:
                 _handle = None
                 _shut_down = True
+                said_no_trail.clear()
         atexit.unregister(self.shutdown)
         try:
+            # Before the last scrape and the exporter's flush, so what they record is in both.
+            from .instrument import UNFINISHED_ATTRIBUTE, end_open_streams
+
+            unfinished = end_open_streams(self)
+            if unfinished:
+                log.warning("agentobs: %d stream(s) were neither read to the end nor closed; their spans "
+                            "were ended at shutdown, marked %s (close a stream you stop reading: "
+                            "close(), aclose(), or a with block)", unfinished, UNFINISHED_ATTRIBUTE)
             linger = self.settings.metrics_linger_seconds
             if self.metrics_port is not None and linger > 0:
                 # Said first: a silent wait of up to 25 s looks like a hung process.
@@ -126,6 +135,9 @@ class Handle:
 _lock = threading.Lock()
 _handle: Handle | None = None
 _shut_down = False
+# (action, cause) of the audit records dropped for want of a trail that were already warned about
+# (instrument.warn_no_trail); cleared when configure() or shutdown() changes the cause.
+said_no_trail: set[tuple[str, str]] = set()
 
 
 def current_handle() -> Handle | None:
@@ -174,6 +186,7 @@ def configure(
             handle.options = options
             _handle = handle
             _shut_down = False
+            said_no_trail.clear()
             # An agent that never calls shutdown() still flushes its spans and closes its audit
             # trail (logging its closing chain head) at interpreter exit.
             atexit.register(handle.shutdown)
@@ -308,8 +321,17 @@ def _announce(handle: Handle, env: Mapping[str, str]) -> None:
     s = handle.settings
     parts = []
     if s.sdk_disabled:
-        log.warning("agentobs: %s=true: spans and metrics are off (logs and the audit trail are not)",
-                    ENV_SDK_DISABLED)
+        trail = f"the audit trail in {handle.audit.directory}" if handle.audit is not None else "no audit trail"
+        scrape = ""
+        if s.metrics_port is not None:
+            # The webhook's scrape annotations stay on the pod: Prometheus keeps trying the port,
+            # and the stack alerts on it. Said here so that alert is not a mystery.
+            scrape = (f"; /metrics is not served on port {s.metrics_port}, so Prometheus' scrapes of "
+                      "this pod fail (alert AgentObsAgentScrapeFailing); to take a pod out of the "
+                      "stack, annotate it agentobs.io/inject: \"false\" instead")
+        log.warning("agentobs: %s=true: spans and metrics are off, the model clients are not "
+                    "instrumented; JSON logs and %s stay on (the trail is a compliance record)%s",
+                    ENV_SDK_DISABLED, trail, scrape)
         return
     if handle.exporting:
         tls = "plain" if (s.otlp_endpoint or "").startswith("http://") else "TLS"

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextvars
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
@@ -107,9 +107,17 @@ class LLMCall(Operation):
         self.time_to_first_chunk: float | None = None
         # Set when an instrumented client call was recorded on this call (instrumentation/).
         self._client_call = False
+        # Set by the client instrumentation: at the end, a client stream still unread takes it over.
+        self._stream_takes_end: Callable[[], bool] | None = None
 
     def span_name(self) -> str:
         return f"{self.operation_name} {self.model}"
+
+    def _end(self, exc: BaseException | None) -> None:
+        hand_over, self._stream_takes_end = self._stream_takes_end, None
+        if exc is None and hand_over is not None and hand_over():
+            return  # `@llm_call def ask(): return client...create(stream=True)`: the stream ends it
+        super()._end(exc)
 
     def _span_attributes(self) -> dict[str, AttributeValue]:
         attrs: dict[str, AttributeValue] = {"gen_ai.operation.name": self.operation_name,

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import threading
 import time
+import weakref
 from typing import Any, TypeVar
 
 from opentelemetry import context as otel_context
@@ -63,6 +65,35 @@ def _live(op: Operation | None) -> tuple[Operation | None, Context | None]:
     return op, ctx
 
 
+# Streams begun and not yet ended: a stream the agent stops reading but keeps (a `break` out of a
+# `for` over a stream held in a variable, a process exiting mid-stream) is neither exhausted nor
+# closed, so nothing would end its span before the exporter shuts down, and the span would be
+# lost. `end_open_streams()` ends them at `shutdown()`. Weak, so a stream dropped unread leaves
+# nothing behind here (its generator's finalizer closes it, which ends it anyway).
+_open_streams: weakref.WeakSet[Operation] = weakref.WeakSet()
+_open_lock = threading.Lock()  # iterating a WeakSet while another thread adds to it raises
+UNFINISHED_ATTRIBUTE = "agentobs.stream.unfinished"
+
+
+def track_stream(op: Operation) -> None:
+    """Have `shutdown()` end `op` if it is still open then (see `end_open_streams`)."""
+    op._tracked = True
+    with _open_lock:
+        _open_streams.add(op)
+
+
+def end_open_streams(handle: Handle) -> int:
+    """End the streams of `handle` that were neither read to the end nor closed, as closing them
+    would (not an error: closing a stream early is not one), marked `agentobs.stream.unfinished`
+    so the span says why it is short. Returns how many; the caller logs it."""
+    with _open_lock:
+        ops = [op for op in _open_streams if op._handle is handle and not op._ended]
+    for op in ops:
+        op.span.set_attribute(UNFINISHED_ATTRIBUTE, True)
+        op._end(None)
+    return len(ops)
+
+
 def enter_agent(name: str) -> contextvars.Token[str | None]:
     """Make `name` the agent that nested operations report in their metrics."""
     return _current_agent.set(name)
@@ -77,6 +108,12 @@ def current_agent() -> str | None:
     return _current_agent.get()
 
 
+def _ends_normally(exc: BaseException) -> bool:
+    """Exceptions that end an operation without it failing: a generator closed early, and
+    `sys.exit()` / `sys.exit(0)` (a CLI agent that exits from inside its run succeeded)."""
+    return isinstance(exc, GeneratorExit) or (isinstance(exc, SystemExit) and exc.code in (None, 0))
+
+
 def _error_type(exc: BaseException) -> str:
     return type(exc).__qualname__
 
@@ -89,8 +126,15 @@ def warn_no_trail(action: str, handle: Handle | None) -> None:
         why = "the SDK was shut down (handle.shutdown())"
     else:
         why = "configure() has not been called"
+    # Once per action and cause until the SDK's state changes: an agent calling an audited tool
+    # in a loop would otherwise log this on every call, burying its own lines.
+    # (Unlocked: two threads racing here at worst both say it.)
+    if (action, why) in config.said_no_trail:
+        return
+    config.said_no_trail.add((action, why))
     log.warning("agentobs: audit requested for %s but no audit trail is configured: %s; "
-                "the record is not kept", action, why)
+                "the record is not kept (said once for %s until configure() or shutdown())",
+                action, why, action)
 
 
 class Origin:
@@ -124,6 +168,7 @@ class Operation:
         self._agent: str | None = None
         self._ended = False  # the span has ended; a stream still read afterwards records nothing
         self._outer: Context | None = None  # the OpenTelemetry context the span was started in
+        self._tracked = False  # in _open_streams (a stream; see track_stream)
 
     # What a subclass defines.
     def span_name(self) -> str:
@@ -211,10 +256,17 @@ class Operation:
             self._deactivate()
 
     def _end(self, exc: BaseException | None) -> None:
+        if self._ended:
+            # A stream ended by shutdown() and read or closed afterwards: already recorded, and
+            # ending the span twice would make OpenTelemetry warn.
+            return
+        if self._tracked:
+            with _open_lock:
+                _open_streams.discard(self)
         seconds = time.perf_counter() - self._t0
         error_type: str | None = None
         try:
-            if exc is not None and not isinstance(exc, GeneratorExit):
+            if exc is not None and not _ends_normally(exc):
                 error_type = _error_type(exc)
                 self.span.record_exception(exc)
                 self.span.set_status(Status(StatusCode.ERROR, f"{error_type}: {exc}"))

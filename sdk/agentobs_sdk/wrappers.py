@@ -1,7 +1,8 @@
 """`Instrument`: a helper as context manager (`with`, `async with`) and decorator (functions,
 coroutines, generators, async generators).
 
-A decorated generator keeps its span open until the stream is exhausted or closed, and the span is
+A decorated generator keeps its span open until the stream is exhausted or closed (or, if neither
+happens, until `shutdown()`, which ends it marked `agentobs.stream.unfinished`), and the span is
 current only while the generator body runs (each resumption), never in the consumer's code between
 items. Its parent and agent are those of the code that called the generator function, captured at
 the call, not of wherever the stream is first read: a stream returned from inside an `agent_run`
@@ -16,7 +17,7 @@ import inspect
 from collections.abc import AsyncGenerator, Callable, Generator
 from typing import Any, Generic, ParamSpec, TypeVar, cast
 
-from .instrument import Operation, Origin
+from .instrument import Operation, Origin, track_stream
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -74,6 +75,7 @@ def _stream_wrapper(factory: Callable[[], Operation], fn: Callable[..., Generato
 
 def _stream(op: Operation, origin: Origin, make: Callable[[], Generator[Any, Any, R]]) -> Generator[Any, Any, R]:
     op._begin(origin)  # at the first item: the time until then is not the call's
+    track_stream(op)  # ended at shutdown() if the consumer never finishes nor closes it
     try:
         with _Running(op):  # made while current: a stream decorated twice nests under this one
             gen = make()
@@ -98,6 +100,7 @@ def _async_stream_wrapper(factory: Callable[[], Operation], fn: Callable[..., As
 async def _astream(op: Operation, origin: Origin, make: Callable[[], AsyncGenerator[Any, Any]]
                    ) -> AsyncGenerator[Any, Any]:
     op._begin(origin)
+    track_stream(op)
     to_send: Any = None
     to_throw: BaseException | None = None
     try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from typing import Any
 
 import anthropic
 import openai
@@ -108,3 +109,54 @@ def test_a_second_client_call_in_one_llm_call_is_its_own_call(
     assert finished[2].attributes is not None and finished[2].attributes["error.type"] == "RateLimitError"
     assert sdk.metrics.sample("agentobs_agent_errors_total", {"agent": "agent-7", "gen_ai_operation_name": "chat",
                                                               "error_type": "RateLimitError"}) == 1
+
+
+def test_a_decorated_function_returning_the_client_stream_records_what_the_stream_says(
+        sdk: agentobs_sdk.Handle, spans: InMemorySpanExporter, fake: fake_llm.FakeLLM) -> None:
+    # `return client...create(stream=True)` from a decorated function: the function's llm_call
+    # ends before the caller reads the stream. It used to end there, with no tokens, no response
+    # model and no time to first chunk; the chunks read later were dropped.
+    client = openai.OpenAI(base_url=fake.base_url + "/v1", api_key="test-key", max_retries=0)
+    aclient = anthropic.AsyncAnthropic(base_url=fake.base_url, api_key="test-key", max_retries=0)
+
+    @agentobs_sdk.llm_call("gpt-4o", provider="openai")
+    def ask() -> openai.Stream[Any]:
+        return client.chat.completions.create(model="gpt-4o", messages=PROMPT, stream=True,
+                                              stream_options={"include_usage": True})
+
+    @agentobs_sdk.llm_call("claude-sonnet-4", provider="anthropic")
+    async def ask_claude() -> anthropic.AsyncStream[Any]:
+        return await aclient.messages.create(model="claude-sonnet-4", max_tokens=50, messages=PROMPT,
+                                             stream=True)
+
+    async def read_claude() -> int:
+        return len([event async for event in await ask_claude()])
+
+    with agentobs_sdk.agent_run("streamer"):
+        text = "".join(c.choices[0].delta.content or "" for c in ask() if c.choices)
+        assert asyncio.run(read_claude()) > 0
+    assert text.strip() == fake_llm.ANSWER
+    client.close()
+    asyncio.run(aclient.close())
+
+    gpt, claude = _chat_spans(spans)
+    assert gpt["gen_ai.usage.output_tokens"] == fake_llm.OPENAI_USAGE["completion_tokens"]
+    assert gpt["gen_ai.response.model"] == "gpt-4o-2024-08-06"
+    assert float(str(gpt["gen_ai.response.time_to_first_chunk"])) >= fake_llm.FIRST_CHUNK_DELAY_S
+    assert claude["gen_ai.usage.output_tokens"] == fake_llm.ANTHROPIC_USAGE["output_tokens"]
+    assert _token_observations(sdk, "output") == 2  # one call each, counted once
+    ended = {s.name: s.end_time or 0 for s in spans.get_finished_spans()}
+    assert ended["chat gpt-4o"] <= ended["invoke_agent streamer"]
+
+
+def test_a_stream_broken_off_inside_llm_call_ends_with_the_block(
+        sdk: agentobs_sdk.Handle, spans: InMemorySpanExporter, fake: fake_llm.FakeLLM) -> None:
+    client = openai.OpenAI(base_url=fake.base_url + "/v1", api_key="test-key", max_retries=0)
+    with agentobs_sdk.llm_call("gpt-4o", provider="openai"):
+        stream = client.chat.completions.create(model="gpt-4o", messages=PROMPT, stream=True)
+        for _ in stream:
+            break
+    assert [s.name for s in spans.get_finished_spans()] == ["chat gpt-4o"]  # ended by the block
+    stream.close()
+    client.close()
+    assert len(spans.get_finished_spans()) == 1

@@ -41,6 +41,17 @@ def test_a_directory_that_is_not_a_trail_is_a_usage_error(directory: str,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["verify", directory]) == 2
     assert "not an audit trail" in capsys.readouterr().err
+    # query too: "nothing matched" (1) would pass a wrong directory off as an answer
+    assert cli.main(["query", directory, "--user", "alice"]) == 2
+    assert "not an audit trail" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("limit", ["0", "-1", "ten"])
+def test_a_limit_that_is_not_a_positive_count_is_a_usage_error(tmp_path: Path, limit: str) -> None:
+    fill(tmp_path)
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["query", str(tmp_path), "--limit", limit])
+    assert exited.value.code == 2
 
 
 def test_a_fresh_trail_without_records_still_verifies(tmp_path: Path) -> None:

@@ -213,8 +213,15 @@ def test_without_the_key_verify_says_what_it_could_not_check(tmp_path: Path) -> 
 
 def test_a_wrong_key_is_named_as_such(tmp_path: Path) -> None:
     write_trail(tmp_path)
-    report = verify(tmp_path, key=b"another key of sixteen+ bytes")
+    other = b"another key of sixteen+ bytes"
+    report = verify(tmp_path, key=other)
     assert "key" in {p.kind for p in report.errors}
+    # A writer given it says the same, not that the last record "does not match its hash"
+    # (which reads as tampering), and names neither key, only their ids.
+    with pytest.raises(AuditError, match=r"is not the key the trail .* was written with") as err:
+        AuditTrail(tmp_path, key=other, anchor_sink=None)
+    assert "does not match" not in str(err.value)
+    assert other.decode() not in str(err.value) and KEY.decode() not in str(err.value)
 
 
 def test_anchored_heads_go_to_stderr_as_json_log_lines(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:

@@ -93,7 +93,13 @@ def test_an_audit_request_says_why_no_trail_keeps_it(caplog: pytest.LogCaptureFi
         return line
 
     monkeypatch.setattr(config, "_shut_down", False)  # as in a fresh process (earlier tests shut down)
+    monkeypatch.setattr(config, "said_no_trail", set())
     assert "configure() has not been called" in audited_once()
+    with caplog.at_level(logging.WARNING, logger="agentobs_sdk"):
+        for _ in range(3):  # an audited tool in a loop: said once, not on every call
+            with agentobs_sdk.tool_call("t", audit=True):
+                pass
+    assert len([m for m in _messages(caplog) if "audit requested for tool_call" in m]) == 1
     handle = agentobs_sdk.configure({}, json_logs=False)
     assert "AGENTOBS_AUDIT_DIR is not set" in audited_once()
     handle.shutdown()
@@ -171,6 +177,7 @@ def test_audit_event_without_a_trail_says_why_the_record_is_not_kept(caplog: pyt
         return line
 
     monkeypatch.setattr(config, "_shut_down", False)
+    monkeypatch.setattr(config, "said_no_trail", set())
     assert "configure() has not been called" in dropped()
     handle = agentobs_sdk.configure({}, json_logs=False)
     assert "AGENTOBS_AUDIT_DIR is not set" in dropped()

@@ -273,3 +273,19 @@ def test_failed_audit_append_is_raised_unless_the_block_already_failed(tmp_path:
         pass
     with pytest.raises(Boom), agentobs_sdk.tool_call("t", audit=True):
         raise Boom()  # the agent's own error wins over the audit failure
+
+
+def test_sys_exit_0_inside_a_run_is_not_a_failure(sdk: agentobs_sdk.Handle, spans: InMemorySpanExporter) -> None:
+    # A CLI agent that is done calls sys.exit() from inside its run; only a failing exit code fails it.
+    for code in (None, 0, 3):
+        with pytest.raises(SystemExit), agentobs_sdk.agent_run(f"cli-{code}"), agentobs_sdk.tool_call("t"):
+            raise SystemExit(code)
+    got = _by_name(spans)
+    assert got["invoke_agent cli-None"].status.status_code == StatusCode.UNSET
+    assert got["invoke_agent cli-0"].status.status_code == StatusCode.UNSET
+    assert got["invoke_agent cli-3"].status.status_code == StatusCode.ERROR
+    ok = sdk.metrics.sample("agentobs_agent_run_duration_seconds_count", {"agent": "cli-0", "status": "ok"})
+    assert ok == 1
+    errors = [s for f in sdk.metrics.registry.collect() for s in f.samples
+              if s.name == "agentobs_agent_errors_total" and s.value]
+    assert [(s.labels["agent"], s.labels["error_type"]) for s in errors] == [("cli-3", "SystemExit")]

@@ -7,6 +7,7 @@ import asyncio
 import concurrent.futures
 import logging
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan
@@ -321,6 +322,21 @@ def test_otel_sdk_disabled_turns_off_spans_and_metrics() -> None:
     assert b"agentobs_agent_run_duration_seconds_count{" not in handle.metrics.exposition()
     assert handle.metrics.sample("agentobs_agent_run_duration_seconds_count",
                                  {"agent": "quiet", "status": "ok"}) is None
+
+
+def test_otel_sdk_disabled_keeps_the_audit_trail_and_says_what_it_leaves(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, "agentobs_sdk"):
+        handle = agentobs_sdk.configure({"OTEL_SDK_DISABLED": "true", "AGENTOBS_METRICS_PORT": "9464",
+                                         "AGENTOBS_AUDIT_DIR": str(tmp_path)}, json_logs=False)
+    with agentobs_sdk.tool_call("search", audit=True, user="alice"):
+        pass
+    handle.shutdown()
+    assert [r["action"] for r in agentobs_sdk.query(tmp_path)] == ["tool_call"]  # a compliance record
+    said = caplog.text
+    assert f"the audit trail in {tmp_path} stay on" in said
+    # The pod's scrape annotations stay: the failing scrapes and their alert are explained.
+    assert "/metrics is not served on port 9464" in said and "AgentObsAgentScrapeFailing" in said
 
 
 def test_helpers_are_no_ops_after_shutdown() -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 from . import store
 from .chain import ALG_HMAC, AuditError, decode, record_hash
+from .keys import key_id
 from .verify import verify
 
 
@@ -36,8 +37,28 @@ def check_tail_record(directory: str, record: dict[str, Any], key: bytes | None)
         raise AuditError(f"the last record of the audit trail in {directory} is not keyed although "
                          "earlier ones are: refusing to extend it; run `agentobs-audit verify`")
     if record_hash(record, key) != record["hash"]:
+        if key is not None:
+            _refuse_other_key(directory, key)
         raise AuditError(f"the last record of the audit trail in {directory} (seq {record['seq']}) "
                          "does not match its hash: refusing to extend it; run `agentobs-audit verify`")
+
+
+def _refuse_other_key(directory: str, key: bytes) -> None:
+    """A MAC that does not match because the key is not the trail's is not damage: say which.
+
+    Without this, a writer given another key (a regenerated Secret, a key file of another
+    resource) reported the trail's last record as not matching its hash, sending the user after
+    tampering that never happened. HEAD names the key id the trail was written with."""
+    try:
+        head = store.read_head(directory)
+    except ValueError:
+        return  # unreadable HEAD: the generic refusal, and `verify` names it
+    if head is not None and head.kid is not None and head.kid != key_id(key):
+        raise AuditError(
+            f"the audit key given (id {key_id(key)}) is not the key the trail in {directory} was "
+            f"written with (id {head.kid}): refusing to extend it. Point AGENTOBS_AUDIT_KEY_FILE at "
+            "that key, or AGENTOBS_AUDIT_DIR at a new directory for a trail with this one; "
+            "`agentobs-audit verify --key-file` with the trail's key checks its records")
 
 
 def refuse_unless_verified(directory: str, key: bytes | None) -> None:

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from . import store
-from .chain import decode, parse_ts
+from .chain import AuditError, decode, parse_ts
 
 _AGE = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -28,7 +28,13 @@ def iter_records(directory: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
     path = os.fspath(directory)
     if not os.path.isdir(path):
         raise FileNotFoundError(f"no audit directory at {path}")
-    for _, name in store.list_segments(path):
+    segments = store.list_segments(path)
+    if not segments and store.read_trail_id(path) is None:
+        # A typo'd or parent directory (`/var/lib/agentobs` for `.../audit`): "no record matched"
+        # would read as an answer. Segments without TRAIL are still read (verify says what is
+        # wrong with them).
+        raise AuditError(f"{path} is not an audit trail (it has no {store.TRAIL_NAME} file)")
+    for _, name in segments:
         for _, raw, complete in store.iter_lines(os.path.join(path, name)):
             if not complete:
                 continue

@@ -7,7 +7,9 @@ call is traced and its tokens and cost counted once. A plain call ends when the
 method returns or raises. A streamed call (`stream=True`) returns a proxy around the library's
 stream: its span ends when the stream is exhausted, closed, fails, or is garbage collected, and
 the first chunk marks the time to first chunk. A streamed call's span is not left current after
-`create()` returns, so spans the caller starts while consuming the stream are its siblings.
+`create()` returns, so spans the caller starts while consuming the stream are its siblings. The
+caller's own `llm_call` that ends with its client stream still unread (a decorated function that
+returns the stream) hands its end to the stream.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ import functools
 import inspect
 import logging
 import urllib.parse
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Protocol
 
 from ..helpers import LLMCall
-from ..instrument import Operation, current_operation
+from ..instrument import Operation, current_operation, track_stream
 
 log = logging.getLogger("agentobs_sdk")
 
@@ -124,11 +127,35 @@ def _returned(call: LLMCall, owned: bool, extractor: Extractor, kwargs: dict[str
     if kwargs.get("stream") is True:
         if owned:
             _detach(call)
-        return proxy(result, call, extractor, owned)
+            track_stream(call)  # a stream kept unread to the end is ended at shutdown()
+        wrapped = proxy(result, call, extractor, owned)
+        if not owned:
+            call._stream_takes_end = _hand_over(weakref.ref(wrapped))
+        return wrapped
     _safe("recording the response", lambda: extractor.response(call, result))
     if owned:
         call._finish(None)
     return result
+
+
+def _hand_over(ref: weakref.ReferenceType[_StreamState]) -> Callable[[], bool]:
+    """For the caller's `llm_call` that ends while the stream its client call returned is still
+    unread (a decorated function that returns the stream): the stream then ends the call, so its
+    chunks, usage and time to first chunk are recorded on it rather than dropped. A stream already
+    being read when the caller's block ends (a `break` inside `with llm_call()`) leaves the end to
+    the block. Weak: the call must not keep an abandoned stream alive."""
+    def take() -> bool:
+        stream = ref()
+        if stream is None or stream._done or stream._read:
+            return False
+        handle = stream._call._handle
+        if handle is not None and handle._closed:
+            return False  # shutdown() is ending open calls: nothing would end it later
+        stream._owned = True
+        track_stream(stream._call)  # ended at shutdown() if never read to the end
+        return True
+
+    return take
 
 
 def _sync_wrapper(original: Callable[..., Any], extractor: Extractor) -> Callable[..., Any]:
@@ -169,6 +196,7 @@ class _StreamState:
         self._owned = owned
         self._state: dict[str, Any] = {}
         self._done = False
+        self._read = False  # a chunk was asked for
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
@@ -204,6 +232,7 @@ class SyncStreamProxy(_StreamState):
         return self
 
     def __next__(self) -> Any:
+        self._read = True
         try:
             chunk = next(self._stream)
         except BaseException as exc:
@@ -229,6 +258,7 @@ class AsyncStreamProxy(_StreamState):
         return self
 
     async def __anext__(self) -> Any:
+        self._read = True
         try:
             chunk = await self._stream.__anext__()
         except BaseException as exc:
