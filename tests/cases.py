@@ -83,4 +83,45 @@ INVALID_SPECS: list[tuple[str, dict[str, Any], str]] = [
      "spec.grafana.oidc.allowedGroups"),
     ("negative-model-price", {"instrumentation": {"modelPrices": {"gpt-4o": {"input": -1, "output": 1}}}},
      "spec.instrumentation.modelPrices"),
+    # Container resources as a pod takes them: refused on the spec's field, not by the StatefulSet
+    # the operator renders (which left the stack Degraded with a message about the child).
+    ("resource-name-uppercase", {"prometheus": {"resources": {"requests": {"CPU": "1"}}}},
+     "spec.prometheus.resources.requests"),
+    ("resource-name-abbreviated", {"grafana": {"resources": {"limits": {"mem": "1Gi"}}}},
+     "spec.grafana.resources.limits"),
+    ("resource-name-trailing-space", {"tracing": {"collector": {"resources": {
+        "requests": {"nvidia.com/gpu ": "1"}, "limits": {"nvidia.com/gpu ": "1"}}}}},
+     "spec.tracing.collector.resources.requests"),
+    ("resource-hugepages-without-size", {"elasticsearch": {"resources": {"limits": {"hugepages-": "1Gi"}}}},
+     "spec.elasticsearch.resources.limits"),
+    ("resource-quantity-with-space", {"logging": {"resources": {"requests": {"memory": "1 Gi"}}}},
+     "spec.logging.resources.requests"),
+    ("resource-quantity-lowercase-unit", {"tracing": {"queryResources": {"limits": {"memory": "1gi"}}}},
+     "spec.tracing.queryResources.limits"),
+    ("resource-quantity-too-long", {"grafana": {"resources": {"requests": {"cpu": "1" * 33}}}},
+     "spec.grafana.resources.requests"),
+    ("resources-too-many", {"grafana": {"resources": {"limits": {f"example.com/r{i}": "1" for i in range(17)}}}},
+     "spec.grafana.resources.limits"),
+    ("limit-below-request", {"prometheus": {"resources": {"requests": {"memory": "4Gi"}, "limits": {"memory": "2Gi"}}}},
+     "spec.prometheus.resources.limits"),
+    ("cpu-limit-below-request", {"prometheus": {"alertmanager": {"resources": {
+        "requests": {"cpu": "1"}, "limits": {"cpu": "500m"}}}}}, "spec.prometheus.alertmanager.resources.limits"),
+    ("extended-request-without-limit", {"grafana": {"resources": {"requests": {"nvidia.com/gpu": "1"}}}},
+     "spec.grafana.resources.limits"),
+    ("extended-fraction", {"grafana": {"resources": {"requests": {"nvidia.com/gpu": "0.5"},
+                                                     "limits": {"nvidia.com/gpu": "0.5"}}}},
+     "spec.grafana.resources.requests"),
+]
+
+# Valid specs at the edge of the rules above: both pydantic and the API server store them as given.
+VALID_BOUNDARY_SPECS: list[tuple[str, dict[str, Any]]] = [
+    ("resources-every-kind-of-name", {"elasticsearch": {"resources": {
+        "requests": {"cpu": "1500m", "memory": "2Gi", "ephemeral-storage": "1Gi", "hugepages-2Mi": "64Mi",
+                     "nvidia.com/gpu": "1", "example.com/foo_bar.v2": "2"},
+        "limits": {"cpu": "1.5", "memory": "2Gi", "ephemeral-storage": "2Gi", "hugepages-2Mi": "64Mi",
+                   "nvidia.com/gpu": "1", "example.com/foo_bar.v2": "2"}}}}),
+    ("resources-limit-equal-in-other-units", {"prometheus": {"resources": {
+        "requests": {"cpu": "1", "memory": "1024Mi"}, "limits": {"cpu": "1000m", "memory": "1Gi"}}}}),
+    ("resources-limit-only", {"grafana": {"resources": {"limits": {"memory": "1Gi", "nvidia.com/gpu": "2"}}}}),
+    ("resources-request-only", {"grafana": {"resources": {"requests": {"cpu": "100m"}}}}),
 ]

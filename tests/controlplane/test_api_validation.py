@@ -9,7 +9,7 @@ import pytest
 from agentobs.api.formats import RESOURCE_NAME_MAX_LENGTH
 from agentobs.kube import Kube, KubeError
 
-from cases import INVALID_SPECS
+from cases import INVALID_SPECS, VALID_BOUNDARY_SPECS
 from conftest import API, KIND, make_resource
 
 
@@ -22,6 +22,14 @@ def test_invalid_resource_is_refused_naming_the_field(kube: Kube, namespace: str
     assert refused.value.status == 422, refused.value
     assert field in refused.value.message, refused.value.message
     assert kube.get(API, KIND, namespace, "bad") is None
+
+
+@pytest.mark.parametrize("spec", [s for _, s in VALID_BOUNDARY_SPECS], ids=[i for i, _ in VALID_BOUNDARY_SPECS])
+def test_the_sensible_values_at_each_bound_are_stored(kube: Kube, namespace: str, spec: dict[str, Any]) -> None:
+    created = kube.apply(make_resource("edge", namespace, spec))
+    for area, fields in spec.items():
+        for key, value in fields.items():
+            assert created["spec"][area][key] == value, (area, key)
 
 
 @pytest.mark.parametrize("name", ["a" * (RESOURCE_NAME_MAX_LENGTH + 1), "team.search", "team-"])

@@ -13,6 +13,13 @@ import re
 RETENTION_PATTERN = r"^[0-9]+(ms|s|m|h|d|w|y)$"
 GO_DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$"
 QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei)?$"
+# A container resource name as the API server accepts one in a pod: a standard name, a huge page
+# size (`hugepages-2Mi`), or an extended resource (a DNS-subdomain domain, '/', a label-like name,
+# e.g. nvidia.com/gpu). `CPU`, `mem` or a trailing space would otherwise reach the StatefulSet, which
+# the API server refuses, leaving the stack Degraded with a message about a child.
+COMPUTE_RESOURCE_PATTERN = (r"^(cpu|memory|ephemeral-storage|hugepages-[0-9]+(k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei)?|"
+                            r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/"
+                            r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)$")
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 # RFC 1123 subdomain (what Kubernetes accepts as a host name in an Ingress rule).
 HOSTNAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
