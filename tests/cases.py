@@ -111,6 +111,18 @@ INVALID_SPECS: list[tuple[str, dict[str, Any], str]] = [
     ("extended-fraction", {"grafana": {"resources": {"requests": {"nvidia.com/gpu": "0.5"},
                                                      "limits": {"nvidia.com/gpu": "0.5"}}}},
      "spec.grafana.resources.requests"),
+    # Zero where it means nothing: Prometheus reads a zero retention or interval as unset and keeps
+    # its default (15d, 1m); a zero volume or heap fails only once the stack is made.
+    ("retention-zero-days", {"prometheus": {"retention": "0d"}}, "spec.prometheus.retention"),
+    ("retention-zero-seconds", {"prometheus": {"retention": "00s"}}, "spec.prometheus.retention"),
+    ("scrape-interval-zero", {"prometheus": {"scrapeInterval": "0s"}}, "spec.prometheus.scrapeInterval"),
+    ("rule-group-interval-zero", {"prometheus": {"extraRules": [{"name": "team", "interval": "0m", "rules": [
+        {"alert": "A", "expr": "up"}]}]}}, "spec.prometheus.extraRules[0].interval"),
+    ("prometheus-storage-zero", {"prometheus": {"storage": {"size": "0Gi"}}}, "spec.prometheus.storage.size"),
+    ("es-storage-zero-no-unit", {"elasticsearch": {"storage": {"size": "0"}}}, "spec.elasticsearch.storage.size"),
+    ("buffer-storage-zero-decimal", {"logging": {"storage": {"size": "0.0Mi"}}}, "spec.logging.storage.size"),
+    ("es-heap-zero", {"elasticsearch": {"heap": "0g"}}, "spec.elasticsearch.heap"),
+    ("es-heap-zero-megabytes", {"elasticsearch": {"heap": "000m"}}, "spec.elasticsearch.heap"),
 ]
 
 # Valid specs at the edge of the rules above: both pydantic and the API server store them as given.
@@ -124,4 +136,10 @@ VALID_BOUNDARY_SPECS: list[tuple[str, dict[str, Any]]] = [
         "requests": {"cpu": "1", "memory": "1024Mi"}, "limits": {"cpu": "1000m", "memory": "1Gi"}}}}),
     ("resources-limit-only", {"grafana": {"resources": {"limits": {"memory": "1Gi", "nvidia.com/gpu": "2"}}}}),
     ("resources-request-only", {"grafana": {"resources": {"requests": {"cpu": "100m"}}}}),
+    ("positive-periods-sizes-and-heap", {
+        "prometheus": {"retention": "1h", "scrapeInterval": "500ms", "storage": {"size": "0.5Gi"},
+                       "extraRules": [{"name": "team", "interval": "10s", "rules": [
+                           {"alert": "A", "expr": "up == 0", "for": "0s", "keep_firing_for": "0s"}]}]},
+        "elasticsearch": {"heap": "256m", "storage": {"size": "100Gi"}},
+        "logging": {"storage": {"size": "1"}}}),
 ]

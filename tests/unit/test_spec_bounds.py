@@ -37,6 +37,8 @@ STORED_BEFORE: list[tuple[dict[str, Any], str]] = [
     ({"prometheus": {"resources": {"requests": {"CPU": "1"}}}}, "spec.prometheus.resources.requests"),
     ({"grafana": {"resources": {"requests": {"memory": "1Gi"}, "limits": {"memory": "512Mi"}}}},
      "spec.grafana.resources.limits"),
+    ({"prometheus": {"retention": "0d"}}, "spec.prometheus.retention"),
+    ({"elasticsearch": {"heap": "0g", "storage": {"size": "0Gi"}}}, "spec.elasticsearch.heap"),
 ]
 
 

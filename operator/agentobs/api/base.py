@@ -5,9 +5,10 @@ share (a Secret key, container resources, a storage claim, a label selector).
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic.alias_generators import to_camel
 
 from agentobs.api.formats import (
@@ -18,6 +19,7 @@ from agentobs.api.formats import (
     LABEL_VALUE_PATTERN,
     OBJECT_KEY_PATTERN,
     QUANTITY_PATTERN,
+    ZERO_PATTERN,
     parse_quantity,
 )
 
@@ -40,6 +42,26 @@ Image = Annotated[str, Field(pattern=IMAGE_PATTERN, max_length=512)]
 # name the API server would refuse in the rendered pod or claim is refused on the resource,
 # naming the spec's field, instead of leaving the stack Degraded with a message about a child.
 ObjectName = Annotated[str, Field(min_length=1, max_length=253, pattern=HOSTNAME_PATTERN)]
+
+
+def _refuse_zero(value: str) -> str:
+    if re.fullmatch(ZERO_PATTERN, value):
+        raise ValueError("must be more than zero")
+    return value
+
+
+def not_zero(message: str) -> dict[str, Any]:
+    """The CEL half of `NOT_ZERO`, for a string field's schema (`json_schema_extra`)."""
+    if "'" in ZERO_PATTERN:
+        raise ValueError("cannot quote the zero pattern in CEL")
+    return cel((f"!self.matches(r'{ZERO_PATTERN}')", message, None))
+
+
+# The pydantic half: refuses a value of ZERO_PATTERN, naming the field like the CEL rule does.
+NOT_ZERO = AfterValidator(_refuse_zero)
+# A volume size: a quantity, more than zero (a claim of 0 is refused by the API server, as a child).
+Size = Annotated[str, Field(pattern=QUANTITY_PATTERN, max_length=32,
+                            json_schema_extra=not_zero("a volume size must be more than zero")), NOT_ZERO]
 
 
 class SpecModel(BaseModel):
@@ -151,7 +173,7 @@ def resources_field(description: str, *, cpu: str, memory: str, memory_limit: st
 class StorageSpec(SpecModel):
     """A persistent volume claim template for a stateful component."""
 
-    size: str = Field("10Gi", pattern=QUANTITY_PATTERN, description="Requested volume size.")
+    size: Size = Field("10Gi", description="Requested volume size, more than zero.")
     storage_class_name: ObjectName | None = Field(
         None, description="StorageClass of the claim; the cluster default when unset."
     )
@@ -166,13 +188,13 @@ class ElasticsearchStorageSpec(StorageSpec):
     """The data volume of an Elasticsearch node: its own default size, which a spec that sets
     only the StorageClass keeps."""
 
-    size: str = Field("50Gi", pattern=QUANTITY_PATTERN, description="Requested volume size.")
+    size: Size = Field("50Gi", description="Requested volume size, more than zero.")
 
 
 class BufferStorageSpec(StorageSpec):
     """The buffer volume of a log aggregator replica, with its own default size."""
 
-    size: str = Field("5Gi", pattern=QUANTITY_PATTERN, description="Requested volume size.")
+    size: Size = Field("5Gi", description="Requested volume size, more than zero.")
 
 
 class LabelSelector(SpecModel):

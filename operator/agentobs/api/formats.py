@@ -20,6 +20,10 @@ QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei)?$"
 COMPUTE_RESOURCE_PATTERN = (r"^(cpu|memory|ephemeral-storage|hugepages-[0-9]+(k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei)?|"
                             r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/"
                             r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)$")
+# A number of nothing in any unit (0d, 0s, 0Gi, 0.0, 0g): valid by the patterns above, but where a
+# length of time, a size or a heap must be positive. Prometheus reads a zero retention or interval
+# as unset and keeps its own default, so the spec would say 0 while the stack keeps 15 days.
+ZERO_PATTERN = r"^[0.]+[a-zA-Z]*$"
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 # RFC 1123 subdomain (what Kubernetes accepts as a host name in an Ingress rule).
 HOSTNAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"

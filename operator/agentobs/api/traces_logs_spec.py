@@ -9,6 +9,7 @@ from typing import Annotated
 from pydantic import Field, model_validator
 
 from agentobs.api.base import (
+    NOT_ZERO,
     BufferStorageSpec,
     ElasticsearchStorageSpec,
     LabelKey,
@@ -16,6 +17,7 @@ from agentobs.api.base import (
     ObjectName,
     ResourceRequirements,
     SpecModel,
+    not_zero,
     resources_field,
     with_cel,
 )
@@ -94,8 +96,11 @@ class ElasticsearchSpec(SpecModel):
     )
 
     nodes: int = Field(3, ge=1, le=99, description="Elasticsearch nodes (master and data); odd, at least 3.")
-    heap: str = Field("1g", pattern=r"^[0-9]{1,6}[mg]$", max_length=7,
-                      description="JVM heap of each node, e.g. 1g, 512m; smaller than the memory limit.")
+    # A zero heap passed every rule (it is below any limit) and left the JVM unable to start.
+    heap: Annotated[str, NOT_ZERO] = Field(
+        "1g", pattern=r"^[0-9]{1,6}[mg]$", max_length=7,
+        json_schema_extra=not_zero("elasticsearch.heap must be more than zero"),
+        description="JVM heap of each node, e.g. 1g, 512m; more than zero and smaller than the memory limit.")
     storage: ElasticsearchStorageSpec = Field(
         default_factory=ElasticsearchStorageSpec, description="Data volume of each node."
     )
