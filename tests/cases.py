@@ -123,6 +123,29 @@ INVALID_SPECS: list[tuple[str, dict[str, Any], str]] = [
     ("buffer-storage-zero-decimal", {"logging": {"storage": {"size": "0.0Mi"}}}, "spec.logging.storage.size"),
     ("es-heap-zero", {"elasticsearch": {"heap": "0g"}}, "spec.elasticsearch.heap"),
     ("es-heap-zero-megabytes", {"elasticsearch": {"heap": "000m"}}, "spec.elasticsearch.heap"),
+    # Strings that go into Grafana's environment or a Certificate, bounded and without whitespace.
+    ("oidc-client-id-too-long", {"grafana": {"oidc": _OIDC | {"clientId": "c" * 257}}}, "spec.grafana.oidc.clientId"),
+    ("oidc-client-id-padded", {"grafana": {"oidc": _OIDC | {"clientId": "grafana "}}}, "spec.grafana.oidc.clientId"),
+    ("oidc-client-id-line-break", {"grafana": {"oidc": _OIDC | {"clientId": "gra\nfana"}}},
+     "spec.grafana.oidc.clientId"),
+    ("oidc-issuer-url-with-space", {"grafana": {"oidc": _OIDC | {"issuerUrl": "https://sso.example.com /realms/a"}}},
+     "spec.grafana.oidc.issuerUrl"),
+    ("oidc-auth-url-too-long", {"grafana": {"oidc": _OIDC | {"authUrl": "https://sso.example.com/" + "a" * 2030}}},
+     "spec.grafana.oidc.authUrl"),
+    ("oidc-token-url-no-host", {"grafana": {"oidc": _OIDC | {"tokenUrl": "https:///token"}}},
+     "spec.grafana.oidc.tokenUrl"),
+    ("oidc-userinfo-url-trailing-newline",
+     {"grafana": {"oidc": _OIDC | {"userinfoUrl": "https://sso.example.com/userinfo\n"}}},
+     "spec.grafana.oidc.userinfoUrl"),
+    ("external-es-url-with-tab", {"elasticsearch": {"external": {"url": "https://es.example:9200\t",
+                                                                  "credentialsSecret": "es-creds"}}},
+     "spec.elasticsearch.external.url"),
+    ("issuer-group-uppercase", {"tls": {"issuerRef": {"name": "ca", "group": "Cert-Manager.io"}}},
+     "spec.tls.issuerRef.group"),
+    ("issuer-group-with-version", {"tls": {"issuerRef": {"name": "ca", "group": "cert-manager.io/v1"}}},
+     "spec.tls.issuerRef.group"),
+    ("issuer-group-too-long", {"tls": {"issuerRef": {"name": "ca", "group": "a." * 126 + "io"}}},
+     "spec.tls.issuerRef.group"),
 ]
 
 # Valid specs at the edge of the rules above: both pydantic and the API server store them as given.
@@ -142,4 +165,14 @@ VALID_BOUNDARY_SPECS: list[tuple[str, dict[str, Any]]] = [
                            {"alert": "A", "expr": "up == 0", "for": "0s", "keep_firing_for": "0s"}]}]},
         "elasticsearch": {"heap": "256m", "storage": {"size": "100Gi"}},
         "logging": {"storage": {"size": "1"}}}),
+    ("oidc-and-issuer-at-their-bounds", {
+        "grafana": {"oidc": _OIDC | {
+            "clientId": "c" * 256, "issuerUrl": "https://sso.example.com:8443/realms/team",
+            "authUrl": "https://sso.example.com/auth?prompt=login&" + "a" * 1990,
+            "tokenUrl": "https://login.example.com/tenant-id/oauth2/v2.0/token",
+            "userinfoUrl": "https://sso.example.com/userinfo"}},
+        "tls": {"issuerRef": {"name": "ca", "kind": "ClusterIssuer", "group": "awspca.cert-manager.io"}}}),
+    ("oidc-client-id-with-inner-space-and-empty-issuer-group", {
+        "grafana": {"oidc": _OIDC | {"clientId": "team grafana"}},
+        "tls": {"issuerRef": {"name": "ca", "group": ""}}}),
 ]

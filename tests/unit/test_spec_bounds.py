@@ -39,6 +39,7 @@ STORED_BEFORE: list[tuple[dict[str, Any], str]] = [
      "spec.grafana.resources.limits"),
     ({"prometheus": {"retention": "0d"}}, "spec.prometheus.retention"),
     ({"elasticsearch": {"heap": "0g", "storage": {"size": "0Gi"}}}, "spec.elasticsearch.heap"),
+    ({"tls": {"issuerRef": {"name": "ca", "group": "Cert-Manager.io"}}}, "spec.tls.issuerRef.group"),
 ]
 
 

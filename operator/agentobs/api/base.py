@@ -14,6 +14,8 @@ from pydantic.alias_generators import to_camel
 from agentobs.api.formats import (
     COMPUTE_RESOURCE_PATTERN,
     HOSTNAME_PATTERN,
+    HTTPS_URL_MAX_LENGTH,
+    HTTPS_URL_PATTERN,
     IMAGE_PATTERN,
     LABEL_KEY_PATTERN,
     LABEL_VALUE_PATTERN,
@@ -42,6 +44,7 @@ Image = Annotated[str, Field(pattern=IMAGE_PATTERN, max_length=512)]
 # name the API server would refuse in the rendered pod or claim is refused on the resource,
 # naming the spec's field, instead of leaving the stack Degraded with a message about a child.
 ObjectName = Annotated[str, Field(min_length=1, max_length=253, pattern=HOSTNAME_PATTERN)]
+HttpsUrl = Annotated[str, Field(max_length=HTTPS_URL_MAX_LENGTH, pattern=HTTPS_URL_PATTERN)]
 
 
 def _refuse_zero(value: str) -> str:

@@ -24,9 +24,18 @@ COMPUTE_RESOURCE_PATTERN = (r"^(cpu|memory|ephemeral-storage|hugepages-[0-9]+(k|
 # length of time, a size or a heap must be positive. Prometheus reads a zero retention or interval
 # as unset and keeps its own default, so the spec would say 0 while the stack keeps 15 days.
 ZERO_PATTERN = r"^[0.]+[a-zA-Z]*$"
+# An https URL with a host and no whitespace or control character (an ASCII range, so RE2 and
+# Python agree): a pasted space or line break went into Grafana's environment as part of the URL,
+# and login failed at the provider with nothing on the resource saying why.
+HTTPS_URL_PATTERN = r"^https://[^\x00-\x20\x7f/?#]+([/?#][^\x00-\x20\x7f]*)?$"
+HTTPS_URL_MAX_LENGTH = 2048
+# An OAuth client id is printable ASCII (RFC 6749, VSCHAR); no space at either end.
+CLIENT_ID_PATTERN = r"^[!-~]([ -~]*[!-~])?$"
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 # RFC 1123 subdomain (what Kubernetes accepts as a host name in an Ingress rule).
 HOSTNAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+# An API group: a DNS subdomain, or empty (for cert-manager, its own group).
+API_GROUP_PATTERN = "^(" + HOSTNAME_PATTERN[1:-1] + ")?$"
 # A key of a Secret or ConfigMap (what a volume's `items[].key` accepts).
 OBJECT_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
 # A Kubernetes label key: an optional DNS-subdomain prefix and `/`, then a name of at most 63

@@ -12,6 +12,7 @@ from agentobs.api.base import (
     NOT_ZERO,
     BufferStorageSpec,
     ElasticsearchStorageSpec,
+    HttpsUrl,
     LabelKey,
     LabelValue,
     ObjectName,
@@ -73,9 +74,7 @@ class TracingSpec(SpecModel):
 class ExternalElasticsearch(SpecModel):
     """An existing Elasticsearch cluster to use instead of provisioning one."""
 
-    url: str = Field(
-        ..., min_length=1, pattern=r"^https://", description="HTTPS URL of the cluster, e.g. https://es:9200."
-    )
+    url: HttpsUrl = Field(..., description="HTTPS URL of the cluster, e.g. https://es:9200 (no whitespace).")
     credentials_secret: ObjectName = Field(..., description="Secret with `username` and `password` keys.")
     ca_secret: ObjectName | None = Field(
         None, description="Secret with a `ca.crt` key that signs the cluster's certificate."
