@@ -9,7 +9,7 @@ import pytest
 from agentobs.api.formats import RESOURCE_NAME_MAX_LENGTH
 from agentobs.kube import Kube, KubeError
 
-from cases import INVALID_SPECS
+from cases import INVALID_SPECS, VALID_BOUNDARY_SPECS
 from conftest import API, KIND, make_resource
 
 
@@ -22,6 +22,21 @@ def test_invalid_resource_is_refused_naming_the_field(kube: Kube, namespace: str
     assert refused.value.status == 422, refused.value
     assert field in refused.value.message, refused.value.message
     assert kube.get(API, KIND, namespace, "bad") is None
+
+
+@pytest.mark.parametrize("spec", [s for _, s in VALID_BOUNDARY_SPECS], ids=[i for i, _ in VALID_BOUNDARY_SPECS])
+def test_the_sensible_values_at_each_bound_are_stored(kube: Kube, namespace: str, spec: dict[str, Any]) -> None:
+    created = kube.apply(make_resource("edge", namespace, spec))
+    assert _holds(created["spec"], spec), created["spec"]
+
+
+def _holds(stored: Any, given: Any) -> bool:
+    """Whether `stored` carries every value of `given` (defaults may fill in the rest)."""
+    if isinstance(given, dict):
+        return isinstance(stored, dict) and all(k in stored and _holds(stored[k], v) for k, v in given.items())
+    if isinstance(given, list):
+        return isinstance(stored, list) and len(stored) == len(given) and all(map(_holds, stored, given))
+    return bool(stored == given)
 
 
 @pytest.mark.parametrize("name", ["a" * (RESOURCE_NAME_MAX_LENGTH + 1), "team.search", "team-"])

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from agentobs.api import GROUP, KIND, PLURAL, SHORT_NAME, SINGULAR, VERSION, spec
-from agentobs.api.formats import RESOURCE_NAME_MAX_LENGTH, RESOURCE_NAME_PATTERN
+from agentobs.api.formats import COMPUTE_RESOURCE_PATTERN, RESOURCE_NAME_MAX_LENGTH, RESOURCE_NAME_PATTERN
 from agentobs.api.spec import AgentObservabilitySpec
 from agentobs.api.status import AgentObservabilityStatus
 
@@ -26,6 +26,8 @@ _KEY_KINDS = {
     spec.LABEL_KEY_PATTERN: "label keys (an optional DNS-subdomain prefix and '/', then a name of up to 63 "
                             "letters, digits, '-', '_' or '.', starting and ending alphanumeric)",
     spec.ATTRIBUTE_KEY_PATTERN: "OpenTelemetry attribute keys (a letter or '_', then letters, digits, '_', '.', '-')",
+    COMPUTE_RESOURCE_PATTERN: "container resource names (cpu, memory, ephemeral-storage, hugepages-<size>, or an "
+                              "extended resource: a domain, '/' and a name, e.g. nvidia.com/gpu)",
     spec.PROM_LABEL_PATTERN: "Prometheus label names (a letter or '_', then letters, digits or '_')",
 }
 

@@ -13,9 +13,29 @@ import re
 RETENTION_PATTERN = r"^[0-9]+(ms|s|m|h|d|w|y)$"
 GO_DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$"
 QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei)?$"
+# A container resource name as the API server accepts one in a pod: a standard name, a huge page
+# size (`hugepages-2Mi`), or an extended resource (a DNS-subdomain domain, '/', a label-like name,
+# e.g. nvidia.com/gpu). `CPU`, `mem` or a trailing space would otherwise reach the StatefulSet, which
+# the API server refuses, leaving the stack Degraded with a message about a child.
+COMPUTE_RESOURCE_PATTERN = (r"^(cpu|memory|ephemeral-storage|hugepages-[0-9]+(k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei)?|"
+                            r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/"
+                            r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)$")
+# A number of nothing in any unit (0d, 0s, 0Gi, 0.0, 0g): valid by the patterns above, but where a
+# length of time, a size or a heap must be positive. Prometheus reads a zero retention or interval
+# as unset and keeps its own default, so the spec would say 0 while the stack keeps 15 days.
+ZERO_PATTERN = r"^[0.]+[a-zA-Z]*$"
+# An https URL with a host and no whitespace or control character (an ASCII range, so RE2 and
+# Python agree): a pasted space or line break went into Grafana's environment as part of the URL,
+# and login failed at the provider with nothing on the resource saying why.
+HTTPS_URL_PATTERN = r"^https://[^\x00-\x20\x7f/?#]+([/?#][^\x00-\x20\x7f]*)?$"
+HTTPS_URL_MAX_LENGTH = 2048
+# An OAuth client id is printable ASCII (RFC 6749, VSCHAR); no space at either end.
+CLIENT_ID_PATTERN = r"^[!-~]([ -~]*[!-~])?$"
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 # RFC 1123 subdomain (what Kubernetes accepts as a host name in an Ingress rule).
 HOSTNAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+# An API group: a DNS subdomain, or empty (for cert-manager, its own group).
+API_GROUP_PATTERN = "^(" + HOSTNAME_PATTERN[1:-1] + ")?$"
 # A key of a Secret or ConfigMap (what a volume's `items[].key` accepts).
 OBJECT_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
 # A Kubernetes label key: an optional DNS-subdomain prefix and `/`, then a name of at most 63

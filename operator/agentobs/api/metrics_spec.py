@@ -8,8 +8,24 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from agentobs.api.base import ResourceRequirements, SecretKeyRef, SpecModel, StorageSpec, cel, resources_field, with_cel
+from agentobs.api.base import (
+    NOT_ZERO,
+    ResourceRequirements,
+    SecretKeyRef,
+    SpecModel,
+    StorageSpec,
+    cel,
+    not_zero,
+    resources_field,
+    with_cel,
+)
 from agentobs.api.formats import METRIC_NAME_PATTERN, PROM_LABEL_PATTERN, RETENTION_PATTERN
+
+# A retention or interval Prometheus uses as given: it reads 0 as unset and quietly keeps its own
+# default (15d of retention, 1m between scrapes), whatever the spec says. The length bound keeps the
+# rule's estimated cost, over 50 groups, within what the API server admits in a CRD.
+Period = Annotated[str, Field(pattern=RETENTION_PATTERN, max_length=32, json_schema_extra=not_zero(
+    "must be more than zero: Prometheus reads 0 as unset and keeps its own default")), NOT_ZERO]
 
 
 class AlertmanagerSpec(SpecModel):
@@ -72,8 +88,8 @@ class RuleGroup(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     name: str = Field(..., min_length=1, max_length=253, description="Group name, unique among the groups.")
-    interval: str | None = Field(None, pattern=RETENTION_PATTERN,
-                                 description="Evaluation interval; the global one when unset.")
+    interval: Period | None = Field(None, description="Evaluation interval, more than zero; the global "
+                                    "one when unset.")
     limit: int | None = Field(None, ge=0, description="Most alerts or series one evaluation may produce.")
     rules: list[RecordingOrAlertingRule] = Field(..., min_length=1, max_length=200,
                                                  description="The group's rules.")
@@ -99,10 +115,8 @@ class PrometheusSpec(SpecModel):
         True, description="Run at least two identical replicas, each with its own `replica` external label."
     )
     replicas: int = Field(2, ge=1, le=10, description="Prometheus replicas; at least 2 with high availability.")
-    retention: str = Field(
-        "15d", pattern=RETENTION_PATTERN, description="How long samples are kept, e.g. 15d, 12h, 2w."
-    )
-    scrape_interval: str = Field("30s", pattern=RETENTION_PATTERN, description="How often agents are scraped.")
+    retention: Period = Field("15d", description="How long samples are kept, e.g. 15d, 12h, 2w; more than zero.")
+    scrape_interval: Period = Field("30s", description="How often agents are scraped; more than zero.")
     storage: StorageSpec = Field(default_factory=StorageSpec, description="Data volume of each replica.")
     resources: ResourceRequirements = resources_field(
         "Prometheus container resources.", cpu="250m", memory="512Mi", memory_limit="2Gi"

@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, model_validator
 
 from agentobs.api.base import (
+    HttpsUrl,
     Image,
     LabelKey,
     LabelSelector,
@@ -33,8 +34,10 @@ from agentobs.api.base import (
     with_cel,
 )
 from agentobs.api.formats import (
+    API_GROUP_PATTERN,
     ATTRIBUTE_KEY_PATTERN,
     ATTRIBUTE_VALUE_PATTERN,
+    CLIENT_ID_PATTERN,
     DNS_LABEL_PATTERN,
     GO_DURATION_PATTERN,
     HOSTNAME_PATTERN,
@@ -123,12 +126,16 @@ class InstrumentationSpec(SpecModel):
 class OIDCSpec(SpecModel):
     """Grafana login through an OpenID Connect provider."""
 
-    issuer_url: str = Field(..., pattern=r"^https://", description="The provider's issuer URL.")
-    auth_url: str = Field(..., pattern=r"^https://",
-                          description="Authorization endpoint (authorization_endpoint of the provider's discovery).")
-    token_url: str = Field(..., pattern=r"^https://", description="Token endpoint (token_endpoint).")
-    userinfo_url: str = Field(..., pattern=r"^https://", description="UserInfo endpoint (userinfo_endpoint).")
-    client_id: str = Field(..., min_length=1, description="OAuth client id registered for Grafana.")
+    issuer_url: HttpsUrl = Field(..., description="The provider's issuer URL (https, no whitespace).")
+    auth_url: HttpsUrl = Field(..., description="Authorization endpoint (authorization_endpoint of the "
+                                                "provider's discovery).")
+    token_url: HttpsUrl = Field(..., description="Token endpoint (token_endpoint).")
+    userinfo_url: HttpsUrl = Field(..., description="UserInfo endpoint (userinfo_endpoint).")
+    # Bounded like the URLs: it goes into Grafana's environment, and an unbounded string there is
+    # only an accident (a pasted secret or document) that fails at the provider.
+    client_id: str = Field(..., min_length=1, max_length=256, pattern=CLIENT_ID_PATTERN,
+                           description="OAuth client id registered for Grafana (printable ASCII, at most 256 "
+                           "characters, no space at either end).")
     client_secret: SecretKeyRef = Field(..., description="Secret key holding the OAuth client secret.")
     # An empty item, or one with a stray space at either end (a YAML copy-paste), equals no group a
     # provider sends: those users are locked out with nothing saying why (a list of only "" lets
@@ -169,7 +176,11 @@ class IssuerRef(SpecModel):
 
     name: ObjectName = Field(..., description="Issuer or ClusterIssuer name.")
     kind: Literal["Issuer", "ClusterIssuer"] = Field("Issuer", description="Issuer or ClusterIssuer.")
-    group: str = Field("cert-manager.io", description="API group of the issuer.")
+    # Rendered into each Certificate's issuerRef: a group that is no DNS subdomain was stored, and
+    # cert-manager never found the issuer, so the stack waited on certificates with no word why.
+    group: str = Field("cert-manager.io", max_length=253, pattern=API_GROUP_PATTERN,
+                       description="API group of the issuer (a DNS subdomain; empty means cert-manager.io), "
+                       "e.g. awspca.cert-manager.io for an external issuer.")
 
 
 class TLSSpec(SpecModel):

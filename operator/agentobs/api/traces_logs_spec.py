@@ -9,13 +9,16 @@ from typing import Annotated
 from pydantic import Field, model_validator
 
 from agentobs.api.base import (
+    NOT_ZERO,
     BufferStorageSpec,
     ElasticsearchStorageSpec,
+    HttpsUrl,
     LabelKey,
     LabelValue,
     ObjectName,
     ResourceRequirements,
     SpecModel,
+    not_zero,
     resources_field,
     with_cel,
 )
@@ -71,9 +74,7 @@ class TracingSpec(SpecModel):
 class ExternalElasticsearch(SpecModel):
     """An existing Elasticsearch cluster to use instead of provisioning one."""
 
-    url: str = Field(
-        ..., min_length=1, pattern=r"^https://", description="HTTPS URL of the cluster, e.g. https://es:9200."
-    )
+    url: HttpsUrl = Field(..., description="HTTPS URL of the cluster, e.g. https://es:9200 (no whitespace).")
     credentials_secret: ObjectName = Field(..., description="Secret with `username` and `password` keys.")
     ca_secret: ObjectName | None = Field(
         None, description="Secret with a `ca.crt` key that signs the cluster's certificate."
@@ -94,8 +95,11 @@ class ElasticsearchSpec(SpecModel):
     )
 
     nodes: int = Field(3, ge=1, le=99, description="Elasticsearch nodes (master and data); odd, at least 3.")
-    heap: str = Field("1g", pattern=r"^[0-9]{1,6}[mg]$", max_length=7,
-                      description="JVM heap of each node, e.g. 1g, 512m; smaller than the memory limit.")
+    # A zero heap passed every rule (it is below any limit) and left the JVM unable to start.
+    heap: Annotated[str, NOT_ZERO] = Field(
+        "1g", pattern=r"^[0-9]{1,6}[mg]$", max_length=7,
+        json_schema_extra=not_zero("elasticsearch.heap must be more than zero"),
+        description="JVM heap of each node, e.g. 1g, 512m; more than zero and smaller than the memory limit.")
     storage: ElasticsearchStorageSpec = Field(
         default_factory=ElasticsearchStorageSpec, description="Data volume of each node."
     )
