@@ -82,7 +82,8 @@ class AgentRun(Operation):
 
     def _on_end(self, seconds: float, error_type: str | None) -> None:
         if self._handle is not None:
-            self._handle.metrics.record_agent_run(self.name, seconds, ok=error_type is None, error_type=error_type)
+            self._handle.metrics.record_agent_run(self.name, seconds, ok=error_type is None, error_type=error_type,
+                                                  cancelled=self._cancelled)
 
 
 class LLMCall(Operation):
@@ -263,9 +264,9 @@ class ToolCall(Operation):
     def _on_end(self, seconds: float, error_type: str | None) -> None:
         if self._handle is not None:
             self._handle.metrics.record_tool_call(self.agent, self.tool, seconds, error_type=error_type,
-                                                  tool_type=self.tool_type)
+                                                  tool_type=self.tool_type, cancelled=self._cancelled)
         if self.audit:
-            self._audit("tool_call", user=self.user, result="error" if error_type else "ok",
+            self._audit("tool_call", user=self.user, result=_outcome(self, error_type, "ok"),
                         resource=self.tool, details={"call_id": self.call_id, "error_type": error_type,
                                                      "trace_id": _trace_id(self.span)})
 
@@ -344,14 +345,21 @@ class Decision(Operation):
             self.span.set_attribute(key, value)
 
     def _on_end(self, seconds: float, error_type: str | None) -> None:
-        if self._handle is not None and error_type is None:
+        if self._handle is not None and error_type is None and not self._cancelled:  # else none was taken
             self._handle.metrics.record_decision(self.agent, self.name, self.confidence)
         if self.audit:
-            self._audit("decision", user=self.user, result=self.choice if error_type is None else "error",
+            self._audit("decision", user=self.user, result=_outcome(self, error_type, self.choice),
                         resource=self.name, details={"confidence": self.confidence,
                                                      "alternatives": self.alternatives,
                                                      "rationale": self.rationale,
                                                      "trace_id": _trace_id(self.span)})
+
+
+def _outcome(op: Operation, error_type: str | None, ok: str | None) -> str | None:
+    """An audit record's `result`: "error", "cancelled" (stopped, not failed), or `ok`."""
+    if error_type is not None:
+        return "error"
+    return "cancelled" if op._cancelled else ok
 
 
 def _trace_id(span: trace.Span) -> str | None:
