@@ -110,6 +110,9 @@ class LLMCall(Operation):
         self._client_call = False
         # Set by the client instrumentation: at the end, a client stream still unread takes it over.
         self._stream_takes_end: Callable[[], bool] | None = None
+        # Set by the client instrumentation: records what the client stream's chunks read so far
+        # said (usage, response model) when shutdown() ends the call before the stream's end.
+        self._stream_seen: Callable[[], None] | None = None
 
     def span_name(self) -> str:
         return f"{self.operation_name} {self.model}"
@@ -119,6 +122,11 @@ class LLMCall(Operation):
         if exc is None and hand_over is not None and hand_over():
             return  # `@llm_call def ask(): return client...create(stream=True)`: the stream ends it
         super()._end(exc)
+
+    def _record_unfinished(self) -> None:
+        seen, self._stream_seen = self._stream_seen, None
+        if seen is not None:
+            seen()
 
     def _span_attributes(self) -> dict[str, AttributeValue]:
         attrs: dict[str, AttributeValue] = {"gen_ai.operation.name": self.operation_name,

@@ -94,6 +94,7 @@ def end_open_streams(handle: Handle) -> int:
         ops = [op for op in _open_streams if op._handle is handle and not op._ended]
     for op in ops:
         op.span.set_attribute(UNFINISHED_ATTRIBUTE, True)
+        op._record_unfinished()
         op._end(None)
     return len(ops)
 
@@ -202,6 +203,10 @@ class Operation:
 
         `error_type` is None for an operation that did not fail, which includes a cancelled one
         (`self._cancelled` tells them apart)."""
+
+    def _record_unfinished(self) -> None:
+        """Record what is known so far of a stream `shutdown()` ends before its end (see
+        end_open_streams); runs before the span ends."""
 
     # Recording API.
     def set(self, key: str, value: AttributeValue) -> None:
