@@ -6,7 +6,7 @@ exception on the span (status ERROR, `error.type`, exception event) before endin
 counter counts an exception once, at the innermost helper it crosses, however many enclosing
 helpers it then passes through. A cancelled operation (asyncio.CancelledError) is not a failure:
 see `is_cancellation`. `Instrument` (wrappers.py) turns a factory of operations into a
-context manager and a decorator. The concrete operations live in helpers.py.
+context manager and a decorator. The concrete operations live in helpers.py and model_call.py.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from opentelemetry.util.types import AttributeValue
 from . import config
 from .config import Handle
 from .counting import first_sighting, leaves
+from .semconv import Mode
 from .settings import ENV_AUDIT_DIR
 
 log = logging.getLogger("agentobs_sdk")
@@ -97,6 +98,11 @@ def end_open_streams(handle: Handle) -> int:
         op._record_unfinished()
         op._end(None)
     return len(ops)
+
+
+def semconv_mode(op: Operation) -> Mode:
+    """The semantic-convention mode `op` records in (the configured one; v1.41.0 unconfigured)."""
+    return op._handle.metrics.mode if op._handle is not None else Mode.OLD
 
 
 def enter_agent(name: str) -> contextvars.Token[str | None]:

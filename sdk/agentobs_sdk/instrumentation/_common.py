@@ -1,6 +1,6 @@
 """What the client instrumentations share: method wrapping, the call lifecycle, stream proxies.
 
-A wrapped method opens an `LLMCall` (helpers.py) around the original, unless it is called
+A wrapped method opens an `LLMCall` (model_call.py) around the original, unless it is called
 directly inside the caller's own `llm_call` (the README's quickstart wraps the client call in
 one): that call then is this model call, and takes what the request and response say, so the
 call is traced and its tokens and cost counted once. A plain call ends when the
@@ -23,8 +23,8 @@ import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Protocol
 
-from ..helpers import LLMCall
 from ..instrument import Operation, current_operation, track_stream
+from ..model_call import LLMCall
 
 log = logging.getLogger("agentobs_sdk")
 
