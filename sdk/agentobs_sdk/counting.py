@@ -28,10 +28,10 @@ def _mark_seen(exc: BaseException) -> None:
             _counted_fallback.popitem(last=False)
 
 
-def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+def leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
     found: list[BaseException] = []
     for exc in group.exceptions:
-        found.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+        found.extend(leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
     return found
 
 
@@ -47,7 +47,7 @@ def first_sighting(exc: BaseException) -> bool:
     _mark_seen(exc)
     if not isinstance(exc, BaseExceptionGroup):
         return True
-    unseen = [leaf for leaf in _leaves(exc) if not _seen(leaf)]
+    unseen = [leaf for leaf in leaves(exc) if not _seen(leaf)]
     for leaf in unseen:
         _mark_seen(leaf)
     return bool(unseen)

@@ -10,33 +10,30 @@ of its own are logged, never raised into the agent, except a failed audit append
 asked for with `audit=True` (raised when the operation itself succeeded).
 
 Without `configure()` the helpers still run: spans go to the global (no-op) tracer and no metrics
-are recorded.
+are recorded. The model call (`LLMCall`, `record_llm_usage`) lives in model_call.py, the
+vocabulary the client instrumentations record in; it is re-exported here.
 """
 
 from __future__ import annotations
 
 import contextvars
 import re
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind
 from opentelemetry.util.types import AttributeValue
 
-from . import content, pricing, semconv
-from .instrument import Operation, enter_agent, innermost, leave_agent, log
-from .metrics import ModelCall
-from .semconv import Mode
+from . import content, semconv
+from .instrument import Operation, enter_agent, leave_agent, semconv_mode
+from .model_call import LLMCall, record_llm_usage
 from .wrappers import Instrument
+
+__all__ = ["OTHER_ERROR_TYPE", "AgentRun", "Decision", "LLMCall", "ReasoningStep", "ToolCall", "agent_run",
+           "decision", "llm_call", "reasoning_step", "record_llm_usage", "tool_call"]
 
 # What ToolCall.fail() records as a metric label as given; other values become OTHER_ERROR_TYPE.
 _ERROR_TYPE_TOKEN = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 OTHER_ERROR_TYPE = "_OTHER"
-
-
-def _mode(op: Operation) -> Mode:
-    return op._handle.metrics.mode if op._handle is not None else Mode.OLD
 
 # --- the operations ------------------------------------------------------------------------------
 
@@ -62,7 +59,7 @@ class AgentRun(Operation):
             agent_id = self._handle.settings.effective_agent_id
         attrs: dict[str, AttributeValue] = {"gen_ai.operation.name": "invoke_agent",
                                             "gen_ai.agent.name": self.name}
-        if not _mode(self).old and self.agent_id is None:
+        if not semconv_mode(self).old and self.agent_id is None:
             # The latest conventions dropped gen_ai.agent.id from in-process agent spans (it now
             # names a hosted agent); the instance id stays on the resource.
             agent_id = None
@@ -82,140 +79,8 @@ class AgentRun(Operation):
 
     def _on_end(self, seconds: float, error_type: str | None) -> None:
         if self._handle is not None:
-            self._handle.metrics.record_agent_run(self.name, seconds, ok=error_type is None, error_type=error_type)
-
-
-class LLMCall(Operation):
-    kind = SpanKind.CLIENT
-
-    def __init__(self, model: str, provider: str, operation: str, response_model: str | None,
-                 attributes: dict[str, AttributeValue] | None) -> None:
-        super().__init__(attributes)
-        self.operation_name = operation
-        self.model = model
-        self.provider = provider
-        self.response_model = response_model
-        self.input_tokens: int | None = None
-        self.output_tokens: int | None = None
-        self.cost_usd: float | None = None
-        # Recorded by the client instrumentation or the caller (see set_server, record_usage).
-        self.cache_read_tokens: int | None = None
-        self.cache_write_tokens: int | None = None
-        self.reasoning_tokens: int | None = None
-        self.server_address: str | None = None
-        self.server_port: int | None = None
-        self.time_to_first_chunk: float | None = None
-        # Set when an instrumented client call was recorded on this call (instrumentation/).
-        self._client_call = False
-        # Set by the client instrumentation: at the end, a client stream still unread takes it over.
-        self._stream_takes_end: Callable[[], bool] | None = None
-
-    def span_name(self) -> str:
-        return f"{self.operation_name} {self.model}"
-
-    def _end(self, exc: BaseException | None) -> None:
-        hand_over, self._stream_takes_end = self._stream_takes_end, None
-        if exc is None and hand_over is not None and hand_over():
-            return  # `@llm_call def ask(): return client...create(stream=True)`: the stream ends it
-        super()._end(exc)
-
-    def _span_attributes(self) -> dict[str, AttributeValue]:
-        attrs: dict[str, AttributeValue] = {"gen_ai.operation.name": self.operation_name,
-                                            "gen_ai.provider.name": self.provider,
-                                            "gen_ai.request.model": self.model}
-        if self.response_model:
-            attrs["gen_ai.response.model"] = self.response_model
-        return attrs
-
-    def record_usage(self, input_tokens: int | None = None, output_tokens: int | None = None,
-                     *, response_model: str | None = None, cache_read_tokens: int | None = None,
-                     cache_write_tokens: int | None = None, reasoning_tokens: int | None = None) -> None:
-        """Token counts the provider reported (billable ones, per the semantic conventions).
-
-        Cache and reasoning tokens are subsets of the input and output counts.
-        """
-        for label, value in (("input", input_tokens), ("output", output_tokens), ("cache read", cache_read_tokens),
-                             ("cache write", cache_write_tokens), ("reasoning", reasoning_tokens)):
-            if value is not None and value < 0:
-                raise ValueError(f"{label} token count must not be negative, got {value}")
-        if input_tokens is not None:
-            self.input_tokens = input_tokens
-            self.span.set_attribute("gen_ai.usage.input_tokens", input_tokens)
-        if output_tokens is not None:
-            self.output_tokens = output_tokens
-            self.span.set_attribute("gen_ai.usage.output_tokens", output_tokens)
-        if response_model is not None:
-            self.set_response_model(response_model)
-        if cache_read_tokens is not None:
-            self.cache_read_tokens = cache_read_tokens
-            self.span.set_attribute(semconv.USAGE_CACHE_READ, cache_read_tokens)
-        if cache_write_tokens is not None:
-            self.cache_write_tokens = cache_write_tokens
-            for key in semconv.cache_write_attribute(_mode(self)):
-                self.span.set_attribute(key, cache_write_tokens)
-        if reasoning_tokens is not None:
-            self.reasoning_tokens = reasoning_tokens
-            self.span.set_attribute(semconv.USAGE_REASONING, reasoning_tokens)
-
-    def set_server(self, address: str | None, port: int | None) -> None:
-        """`server.address` / `server.port` of the model endpoint."""
-        if address:
-            self.server_address = address
-            self.span.set_attribute(semconv.SERVER_ADDRESS, address)
-        if port is not None:
-            self.server_port = port
-            self.span.set_attribute(semconv.SERVER_PORT, port)
-
-    def first_chunk(self) -> None:
-        """Mark the arrival of a stream's first chunk (time to first chunk, once per call)."""
-        if self.time_to_first_chunk is None:
-            self.time_to_first_chunk = time.perf_counter() - self._t0
-            self.span.set_attribute(semconv.TIME_TO_FIRST_CHUNK, self.time_to_first_chunk)
-
-    def capture_input(self, messages: object, system: object = None) -> None:
-        """Prompt messages, when content capture is on (redacted and capped; see `content`)."""
-        content.record_input(self.span, messages, system)
-
-    def capture_output(self, messages: object) -> None:
-        """Completion messages, when content capture is on."""
-        content.record_output(self.span, messages)
-
-    def set_response_model(self, model: str) -> None:
-        self.response_model = model
-        self.span.set_attribute("gen_ai.response.model", model)
-
-    def set_finish_reasons(self, reasons: Sequence[str]) -> None:
-        self.span.set_attribute("gen_ai.response.finish_reasons", list(reasons))
-
-    def add_cost(self, usd: float) -> None:
-        if usd < 0:
-            raise ValueError(f"cost must not be negative, got {usd}")
-        self.cost_usd = (self.cost_usd or 0.0) + usd
-        self.span.set_attribute("agentobs.cost.usd", self.cost_usd)
-
-    def _on_end(self, seconds: float, error_type: str | None) -> None:
-        if self._handle is None:
-            return
-        m = self._handle.metrics
-        call: ModelCall = {"operation": self.operation_name, "provider": self.provider, "request_model": self.model,
-                           "response_model": self.response_model, "server_address": self.server_address,
-                           "server_port": self.server_port}
-        m.record_operation_duration(seconds, error_type=error_type, **call)
-        if self.time_to_first_chunk is not None:
-            m.record_time_to_first_chunk(self.time_to_first_chunk, **call)
-        for token_type, count in (("input", self.input_tokens), ("output", self.output_tokens)):
-            if count is not None:
-                m.record_token_usage(token_type, count, error_type=error_type, **call)
-        m.record_token_details(cache_read=self.cache_read_tokens, cache_write=self.cache_write_tokens,
-                               reasoning=self.reasoning_tokens, **call)
-        if self.cost_usd is None:
-            # No cost from the caller: price the tokens from the configured table, if any.
-            priced = pricing.cost_usd(self._handle.settings.genai.prices, self.response_model or self.model,
-                                      self.input_tokens, self.output_tokens, self.cache_read_tokens)
-            if priced is not None:
-                self.add_cost(priced)
-        if self.cost_usd:
-            m.add_cost(self.agent, self.cost_usd, provider=self.provider, model=self.model)
+            self._handle.metrics.record_agent_run(self.name, seconds, ok=error_type is None, error_type=error_type,
+                                                  cancelled=self._cancelled)
 
 
 class ToolCall(Operation):
@@ -263,9 +128,9 @@ class ToolCall(Operation):
     def _on_end(self, seconds: float, error_type: str | None) -> None:
         if self._handle is not None:
             self._handle.metrics.record_tool_call(self.agent, self.tool, seconds, error_type=error_type,
-                                                  tool_type=self.tool_type)
+                                                  tool_type=self.tool_type, cancelled=self._cancelled)
         if self.audit:
-            self._audit("tool_call", user=self.user, result="error" if error_type else "ok",
+            self._audit("tool_call", user=self.user, result=_outcome(self, error_type, "ok"),
                         resource=self.tool, details={"call_id": self.call_id, "error_type": error_type,
                                                      "trace_id": _trace_id(self.span)})
 
@@ -344,14 +209,21 @@ class Decision(Operation):
             self.span.set_attribute(key, value)
 
     def _on_end(self, seconds: float, error_type: str | None) -> None:
-        if self._handle is not None and error_type is None:
+        if self._handle is not None and error_type is None and not self._cancelled:  # else none was taken
             self._handle.metrics.record_decision(self.agent, self.name, self.confidence)
         if self.audit:
-            self._audit("decision", user=self.user, result=self.choice if error_type is None else "error",
+            self._audit("decision", user=self.user, result=_outcome(self, error_type, self.choice),
                         resource=self.name, details={"confidence": self.confidence,
                                                      "alternatives": self.alternatives,
                                                      "rationale": self.rationale,
                                                      "trace_id": _trace_id(self.span)})
+
+
+def _outcome(op: Operation, error_type: str | None, ok: str | None) -> str | None:
+    """An audit record's `result`: "error", "cancelled" (stopped, not failed), or `ok`."""
+    if error_type is not None:
+        return "error"
+    return "cancelled" if op._cancelled else ok
 
 
 def _trace_id(span: trace.Span) -> str | None:
@@ -396,15 +268,3 @@ def decision(name: str, *, choice: str | None = None, confidence: float | None =
     _check_confidence(confidence)  # fail at the call site, not later inside the block
     return Instrument(lambda: Decision(name, choice, confidence, alternatives, rationale, audit, user,
                                        attributes))
-
-
-def record_llm_usage(input_tokens: int | None = None, output_tokens: int | None = None, *,
-                     response_model: str | None = None, cache_read_tokens: int | None = None,
-                     cache_write_tokens: int | None = None, reasoning_tokens: int | None = None) -> None:
-    """Record token usage on the innermost active `llm_call` (handy inside a decorated function)."""
-    op = innermost(LLMCall)
-    if op is None:
-        log.warning("agentobs: record_llm_usage() outside an llm_call; ignored")
-        return
-    op.record_usage(input_tokens, output_tokens, response_model=response_model, cache_read_tokens=cache_read_tokens,
-                    cache_write_tokens=cache_write_tokens, reasoning_tokens=reasoning_tokens)

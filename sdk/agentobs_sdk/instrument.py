@@ -4,12 +4,14 @@ An `Operation` starts its span, makes it current (OpenTelemetry context and this
 context variables, so it propagates across awaits and nested helpers), and on exit records an
 exception on the span (status ERROR, `error.type`, exception event) before ending it. The error
 counter counts an exception once, at the innermost helper it crosses, however many enclosing
-helpers it then passes through. `Instrument` (wrappers.py) turns a factory of operations into a
-context manager and a decorator. The concrete operations live in helpers.py.
+helpers it then passes through. A cancelled operation (asyncio.CancelledError) is not a failure:
+see `is_cancellation`. `Instrument` (wrappers.py) turns a factory of operations into a
+context manager and a decorator. The concrete operations live in helpers.py and model_call.py.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import logging
 import threading
@@ -25,7 +27,8 @@ from opentelemetry.util.types import AttributeValue
 
 from . import config
 from .config import Handle
-from .counting import first_sighting
+from .counting import first_sighting, leaves
+from .semconv import Mode
 from .settings import ENV_AUDIT_DIR
 
 log = logging.getLogger("agentobs_sdk")
@@ -73,6 +76,8 @@ def _live(op: Operation | None) -> tuple[Operation | None, Context | None]:
 _open_streams: weakref.WeakSet[Operation] = weakref.WeakSet()
 _open_lock = threading.Lock()  # iterating a WeakSet while another thread adds to it raises
 UNFINISHED_ATTRIBUTE = "agentobs.stream.unfinished"
+# On the span of an operation that was cancelled rather than failed (see is_cancellation).
+CANCELLED_ATTRIBUTE = "agentobs.cancelled"
 
 
 def track_stream(op: Operation) -> None:
@@ -90,8 +95,14 @@ def end_open_streams(handle: Handle) -> int:
         ops = [op for op in _open_streams if op._handle is handle and not op._ended]
     for op in ops:
         op.span.set_attribute(UNFINISHED_ATTRIBUTE, True)
+        op._record_unfinished()
         op._end(None)
     return len(ops)
+
+
+def semconv_mode(op: Operation) -> Mode:
+    """The semantic-convention mode `op` records in (the configured one; v1.41.0 unconfigured)."""
+    return op._handle.metrics.mode if op._handle is not None else Mode.OLD
 
 
 def enter_agent(name: str) -> contextvars.Token[str | None]:
@@ -112,6 +123,21 @@ def _ends_normally(exc: BaseException) -> bool:
     """Exceptions that end an operation without it failing: a generator closed early, and
     `sys.exit()` / `sys.exit(0)` (a CLI agent that exits from inside its run succeeded)."""
     return isinstance(exc, GeneratorExit) or (isinstance(exc, SystemExit) and exc.code in (None, 0))
+
+
+def is_cancellation(exc: BaseException) -> bool:
+    """An operation stopped from outside rather than failed: asyncio cancelled its task (a
+    `task.cancel()` such as a user's stop button, a sibling's failure in a `TaskGroup`, an
+    `asyncio.timeout` expiring inside it). Recorded as cancelled, not as an error: counting these
+    would make one failure in a group of N tasks N errors, and every stop button press a failure
+    in the error-rate alerts. A group of nothing but cancellations is one too.
+
+    The code *around* an `async with asyncio.timeout()` sees TimeoutError, not CancelledError:
+    a deadline it set and missed is its failure, and is recorded as one."""
+    if isinstance(exc, asyncio.CancelledError):
+        return True
+    return isinstance(exc, BaseExceptionGroup) and all(
+        isinstance(leaf, asyncio.CancelledError) for leaf in leaves(exc))
 
 
 def _error_type(exc: BaseException) -> str:
@@ -164,6 +190,7 @@ class Operation:
         self._tokens: tuple[contextvars.Token[Context] | None, contextvars.Token[Operation | None]] | None = None
         self._failure: str | None = None  # error type of a failure reported without raising
         self._failure_text: str | None = None  # what the caller said, for the span's status
+        self._cancelled = False  # ended by a cancellation (is_cancellation); set before _on_end
         self._parent: Operation | None = None
         self._agent: str | None = None
         self._ended = False  # the span has ended; a stream still read afterwards records nothing
@@ -178,7 +205,14 @@ class Operation:
         return {}
 
     def _on_end(self, seconds: float, error_type: str | None) -> None:
-        """Record metrics (and audit) when the operation ends; runs before the span ends."""
+        """Record metrics (and audit) when the operation ends; runs before the span ends.
+
+        `error_type` is None for an operation that did not fail, which includes a cancelled one
+        (`self._cancelled` tells them apart)."""
+
+    def _record_unfinished(self) -> None:
+        """Record what is known so far of a stream `shutdown()` ends before its end (see
+        end_open_streams); runs before the span ends."""
 
     # Recording API.
     def set(self, key: str, value: AttributeValue) -> None:
@@ -266,7 +300,11 @@ class Operation:
         seconds = time.perf_counter() - self._t0
         error_type: str | None = None
         try:
-            if exc is not None and not _ends_normally(exc):
+            if exc is not None and is_cancellation(exc):
+                # Not an error (status left unset, not counted): see is_cancellation.
+                self._cancelled = True
+                self.span.set_attribute(CANCELLED_ATTRIBUTE, True)
+            elif exc is not None and not _ends_normally(exc):
                 error_type = _error_type(exc)
                 self.span.record_exception(exc)
                 self.span.set_status(Status(StatusCode.ERROR, f"{error_type}: {exc}"))

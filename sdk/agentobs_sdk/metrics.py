@@ -57,6 +57,12 @@ def _gauge(spec: SeriesSpec, registry: CollectorRegistry, built: set[str]) -> Ga
     return Gauge(spec.name, spec.help, spec.labels, registry=registry)
 
 
+def _status(ok: bool, cancelled: bool) -> str:
+    if cancelled:
+        return series.STATUS_CANCELLED
+    return series.STATUS_OK if ok else series.STATUS_ERROR
+
+
 def _port(value: int | None) -> str:
     return str(value) if value is not None else ""
 
@@ -203,21 +209,25 @@ class AgentMetrics:
 
     # --- agent metrics -------------------------------------------------------------------------
 
-    def record_agent_run(self, agent: str, seconds: float, *, ok: bool, error_type: str | None = None) -> None:
+    def record_agent_run(self, agent: str, seconds: float, *, ok: bool, error_type: str | None = None,
+                         cancelled: bool = False) -> None:
+        # A cancelled run is `status="cancelled"` where there is a status label; the semantic
+        # conventions' families have only error_type, which stays empty for it as on its span
+        # (error.type is set for failures only, and a cancellation is not one).
         run = self._h(series.AGENT_RUN_DURATION)
         if run is not None:
-            self._of(run, _label(agent), series.STATUS_OK if ok else series.STATUS_ERROR).observe(seconds)
+            self._of(run, _label(agent), _status(ok, cancelled)).observe(seconds)
         invoke = self._h(series.INVOKE_AGENT_DURATION)
         if invoke is not None:
             err = "" if ok else (error_type or "_OTHER")
             self._of(invoke, _label(agent), err).observe(seconds)
 
     def record_tool_call(self, agent: str, tool: str, seconds: float, *, error_type: str | None,
-                         tool_type: str | None = None) -> None:
+                         tool_type: str | None = None, cancelled: bool = False) -> None:
+        """`cancelled`: see record_agent_run (error_type is None then: not a failure)."""
         duration = self._h(series.TOOL_CALL_DURATION)
         if duration is not None:
-            status = series.STATUS_OK if error_type is None else series.STATUS_ERROR
-            self._of(duration, _label(agent), _label(tool), status).observe(seconds)
+            self._of(duration, _label(agent), _label(tool), _status(error_type is None, cancelled)).observe(seconds)
         failures = self._c(series.TOOL_CALL_FAILURES)
         if failures is not None and error_type is not None:
             self._of(failures, _label(agent), _label(tool), error_type).inc()

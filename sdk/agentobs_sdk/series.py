@@ -71,6 +71,9 @@ L_VERSION = "version"
 
 STATUS_OK = "ok"
 STATUS_ERROR = "error"
+# Cancelled (asyncio), neither ok nor failed: kept apart so error ratios do not count a stop
+# button or a TaskGroup sibling's failure, and latency panels can leave the cut-short runs out.
+STATUS_CANCELLED = "cancelled"
 
 ALL_MODES = frozenset(Mode)
 OLD_MODES = frozenset({Mode.OLD, Mode.DUP})

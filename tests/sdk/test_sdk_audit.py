@@ -261,7 +261,7 @@ def test_query_takes_ages_like_the_cli(tmp_path: Path) -> None:
         query(tmp_path, since="yesterday")
 
 
-def test_details_that_do_not_serialise_are_stored_as_repr(tmp_path: Path) -> None:
+def test_details_without_a_natural_text_are_stored_as_repr(tmp_path: Path) -> None:
     with AuditTrail(tmp_path) as trail:
         trail.append("x", details={"obj": object(), (1, 2): "tuple key", "n": [1, {"k": b"raw"}]})
         with pytest.raises(ValueError, match="finite"):

@@ -21,6 +21,7 @@ import weakref
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import anthropic
 import openai
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan
@@ -143,6 +144,43 @@ def test_an_instrumented_client_stream_kept_unread_is_ended_at_shutdown(
         relayed.close()
         client.close()
     assert len(_chat(spans)) == 3
+
+
+def test_a_partly_read_client_stream_ended_at_shutdown_keeps_what_its_chunks_said(
+        sdk: agentobs_sdk.Handle, spans: InMemorySpanExporter) -> None:
+    with fake_llm.serve() as fake:
+        claude = anthropic.Anthropic(base_url=fake.base_url, api_key="test-key", max_retries=0)
+        gpt = openai.OpenAI(base_url=fake.base_url + "/v1", api_key="test-key", max_retries=0)
+        events = claude.messages.create(model="claude-sonnet-4", max_tokens=64, stream=True,
+                                        messages=[{"role": "user", "content": "hi"}])
+        assert next(iter(events)).type == "message_start"  # usage and model so far; the rest unread
+        chunks = gpt.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}],
+                                             stream=True)
+        next(iter(chunks))
+        unread = gpt.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}],
+                                             stream=True)
+        sdk.shutdown()
+        ended = [dict(s.attributes or {}) for s in _chat(spans)]
+        for stream in (events, chunks, unread):
+            stream.close()
+        claude.close()
+        gpt.close()
+    usage = fake_llm.ANTHROPIC_USAGE
+    [claude_span] = [a for a in ended if a["gen_ai.provider.name"] == "anthropic"]
+    assert claude_span[UNFINISHED] is True
+    assert claude_span["gen_ai.response.model"] == "claude-sonnet-4-20250514"
+    assert claude_span["gen_ai.usage.input_tokens"] == (usage["input_tokens"] + usage["cache_read_input_tokens"]
+                                                         + usage["cache_creation_input_tokens"])
+    assert claude_span["gen_ai.usage.cache_read.input_tokens"] == usage["cache_read_input_tokens"]
+    assert sdk.metrics.sample("gen_ai_client_token_usage_sum", {
+        "gen_ai_token_type": "input", "gen_ai_operation_name": "chat", "gen_ai_provider_name": "anthropic",
+        "gen_ai_request_model": "claude-sonnet-4", "gen_ai_response_model": "claude-sonnet-4-20250514"}) == 69
+    gpt_spans = [a for a in ended if a["gen_ai.provider.name"] == "openai"]
+    [read] = [a for a in gpt_spans if "gen_ai.response.model" in a]
+    [unread_span] = [a for a in gpt_spans if "gen_ai.response.model" not in a]
+    assert read["gen_ai.response.model"] == "gpt-4o-2024-08-06" and read[UNFINISHED] is True
+    # The unread one said nothing: no finish reasons made up for it.
+    assert unread_span[UNFINISHED] is True and "gen_ai.response.finish_reasons" not in unread_span
 
 
 AGENT = """

@@ -99,7 +99,7 @@ def agent_monitoring() -> dict[str, Any]:
         stat("Tool failure ratio", f"sum(rate({tool_failures}[5m])) / sum(rate({tools}[5m]))", "percentunit"),
         series("Agent runs by outcome", [(f"sum by (gen_ai_agent_name, error_type) (rate({runs}[5m]))",
                                           "{{gen_ai_agent_name}} {{error_type}}")], "ops",
-               description="error_type is empty for runs that succeeded."),
+               description="error_type is empty for runs that did not fail, cancelled ones included."),
         series("Agent run duration", [
             (f"histogram_quantile(0.5, sum by (gen_ai_agent_name, le) (rate({run_buckets}[5m])))",
              "{{gen_ai_agent_name}} p50"),

@@ -15,8 +15,12 @@ import hmac
 import json
 import math
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time
+from decimal import Decimal
+from enum import Enum
+from pathlib import PurePath
 from typing import Any
+from uuid import UUID
 
 GENESIS = "0" * 64
 REQUIRED = ("seq", "ts", "action", "prev", "hash")
@@ -143,9 +147,13 @@ def parse_ts(value: str) -> datetime:
 def normalise_details(details: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """`details` as plain JSON values: what is hashed must be exactly what is read back later.
 
-    Values JSON cannot express are stored as their repr; non-finite floats are refused because a
-    reader could not reproduce them. The result holds only dicts with str keys, lists, str, int,
-    finite float, bool and None, so its canonical JSON reads back as an equal value.
+    Common values JSON has no type for are stored in their natural text, as a reader or a `jq`
+    filter would look them up: UUID, Decimal and paths as `str()`, datetime, date and time as ISO
+    8601, an Enum as its value (then normalised too); anything else as its repr. Non-finite
+    floats are refused because a reader could not reproduce them. The result holds only dicts
+    with str keys, lists, str, int, finite float, bool and None, so its canonical JSON reads back
+    as an equal value. (Records written before UUIDs and the like got their text form hold their
+    repr; they are bytes like any other and verify as written.)
     """
     if details is None:
         return None
@@ -162,19 +170,57 @@ def normalise_details(details: Mapping[str, Any] | None) -> dict[str, Any] | Non
 
 
 _FLAT = frozenset({str, int, bool, type(None)})  # floats need the finiteness check
+# Stored as str(): the text their own constructors parse back (UUID(s), Decimal(s), Path(s)).
+_AS_STR = (UUID, Decimal, PurePath)
 
 
 def _plain(value: Any, depth: int = 0) -> Any:
+    if type(value) in _FLAT:
+        return value
+    if isinstance(value, Enum):  # before str/int: a StrEnum or IntEnum member is its value
+        return _plain(value.value, depth + 1)
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"audit details must be finite JSON: {value!r} is not")
-    if value is None or isinstance(value, bool | int | float | str):
+    if isinstance(value, bool | int | float | str):
         return value
     if depth > 32:
         raise ValueError("audit details nest too deeply (or refer to themselves)")
     if isinstance(value, Mapping):
-        return {str(k): _plain(v, depth + 1) for k, v in value.items()}
+        return {k if type(k) is str else _key(k): _plain(v, depth + 1) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_plain(v, depth + 1) for v in value]
-    if isinstance(value, datetime):
+    if isinstance(value, datetime | date | time):
         return value.isoformat()
+    if isinstance(value, _AS_STR):
+        return str(value)
     return repr(value)
+
+
+def _key(key: Any) -> str:
+    """A details key that is not a str: its natural text as for values; str() (UUID, Decimal,
+    path, number, tuple) otherwise, as before."""
+    if isinstance(key, Enum):
+        key = key.value
+    if isinstance(key, datetime | date | time):
+        return key.isoformat()
+    return str(key)
+
+
+def field_text(name: str, value: Any) -> str:
+    """A record's `agent`, `user`, `result` or `resource` given as something other than a str.
+
+    Queries (`query(user=...)`, `agentobs-audit query --user 123`) compare these as strings, so a
+    numeric user id stored as the JSON number 123 would never be found: numbers (not bools),
+    UUIDs, Decimals and Enums of those are stored as their text. Anything else (a bool, a dict, an
+    object whose repr is all it has) is most likely a bug at the call site, and a record that
+    cannot be looked up is worse than an error there: TypeError."""
+    if isinstance(value, Enum):
+        value = value.value
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"audit record field {name!r} must be finite, not {value!r}")
+    if isinstance(value, int | float | UUID | Decimal) and not isinstance(value, bool):
+        return str(value)
+    raise TypeError(f"audit record field {name!r} must be a str (a number or UUID is stored as its text), "
+                    f"not {type(value).__name__}")

@@ -1,6 +1,7 @@
 """Reading records back: iterate a trail in chain order and filter it.
 
-Filters match exactly on agent, agent_id, action, user and result, and on the record timestamp
+Filters match exactly on agent, agent_id, action, user and result (a number stored by an older
+writer matches its text), and on the record timestamp
 with `since <= ts < until`; a time is a datetime, an ISO 8601 string or an age before now
 (`90s`, `15m`, `2h`, `7d`, `1w`), the same forms `agentobs-audit query --since` takes. `agent`
 matches either name a record carries: the agent (the `agent_run` name) or the agent instance id
@@ -67,6 +68,13 @@ def _as_datetime(value: datetime | str | None, now: datetime) -> datetime | None
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
+def _matches(stored: Any, wanted: str) -> bool:
+    # Records written before numbers were stored as text (chain.field_text) may hold user 123 as
+    # a JSON number; `--user 123` finds them too.
+    return stored == wanted or (isinstance(stored, int | float) and not isinstance(stored, bool)
+                                and str(stored) == wanted)
+
+
 def query(
     directory: str | os.PathLike[str],
     *,
@@ -95,7 +103,7 @@ def query(
     if limit is not None and limit <= 0:
         return found
     for rec in iter_records(directory):
-        if any(rec.get(k) != v for k, v in wanted.items()):
+        if any(not _matches(rec.get(k), v) for k, v in wanted.items()):
             continue
         if agent is not None and agent not in (rec.get("agent"), rec.get("agent_id")):
             continue

@@ -37,10 +37,11 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypedDict, Unpack
+from uuid import UUID
 
 from . import store
 from .anchor import AnchoredHead, Announcer, stderr_sink
-from .chain import ALG_HMAC, AuditError, digester, normalise_details, now_ts
+from .chain import ALG_HMAC, AuditError, digester, field_text, normalise_details, now_ts
 from .draft import Draft, layout
 from .group import GroupCommitter
 from .integrity import check_tail_record, refuse_unless_verified
@@ -60,9 +61,10 @@ class AuditFields(TypedDict, total=False):
     """What a caller says in an audit record besides its action (all optional)."""
 
     agent: str | None  # the agent_run name; default: the trail's default agent
-    user: str | None
+    # A number or UUID is stored as its text, as queries compare (chain.field_text).
+    user: str | int | UUID | None
     result: str | None
-    resource: str | None
+    resource: str | int | UUID | None
     details: Mapping[str, Any] | None
 
 
@@ -212,11 +214,21 @@ class AuditTrail:
             unknown = sorted(fields.keys() - AUDIT_FIELDS)
             raise TypeError(f"unknown audit record fields {unknown}; allowed: {sorted(AUDIT_FIELDS)}")
         get = fields.get
-        agent, details = get("agent"), get("details")
+        agent, user, result, resource, details = (get("agent"), get("user"), get("result"), get("resource"),
+                                                  get("details"))
+        # Queries compare these as text; only a value that is not a str (nor None) costs more here.
+        if type(agent) is not str and agent is not None:
+            agent = field_text("agent", agent)
+        if type(user) is not str and user is not None:
+            user = field_text("user", user)
+        if type(result) is not str and result is not None:
+            result = field_text("result", result)
+        if type(resource) is not str and resource is not None:
+            resource = field_text("resource", resource)
         # No timestamp yet: it is taken under the lock, when the record gets its seq.
         return self._layout.draft((
-            action, self.default_agent if agent is None else agent, get("user"), get("result"),
-            get("resource"), None if details is None else normalise_details(details),
+            action, self.default_agent if agent is None else agent, user, result, resource,
+            None if details is None else normalise_details(details),
         ))
 
     def _submit(self, prepare: Callable[[], list[Draft]]) -> list[AuditReceipt]:

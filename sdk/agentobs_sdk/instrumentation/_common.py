@@ -1,6 +1,6 @@
 """What the client instrumentations share: method wrapping, the call lifecycle, stream proxies.
 
-A wrapped method opens an `LLMCall` (helpers.py) around the original, unless it is called
+A wrapped method opens an `LLMCall` (model_call.py) around the original, unless it is called
 directly inside the caller's own `llm_call` (the README's quickstart wraps the client call in
 one): that call then is this model call, and takes what the request and response say, so the
 call is traced and its tokens and cost counted once. A plain call ends when the
@@ -9,7 +9,8 @@ stream: its span ends when the stream is exhausted, closed, fails, or is garbage
 the first chunk marks the time to first chunk. A streamed call's span is not left current after
 `create()` returns, so spans the caller starts while consuming the stream are its siblings. The
 caller's own `llm_call` that ends with its client stream still unread (a decorated function that
-returns the stream) hands its end to the stream.
+returns the stream) hands its end to the stream. A stream `shutdown()` ends before its end
+records what its chunks read so far said.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Protocol
 
-from ..helpers import LLMCall
 from ..instrument import Operation, current_operation, track_stream
+from ..model_call import LLMCall
 
 log = logging.getLogger("agentobs_sdk")
 
@@ -188,6 +189,20 @@ def _async_wrapper(original: Callable[..., Any], extractor: Extractor) -> Callab
     return wrapper
 
 
+def _seen_so_far(ref: weakref.ReferenceType[_StreamState]) -> Callable[[], None]:
+    """For `shutdown()` ending a call whose client stream was not read to its end: record what
+    the chunks read so far said (usage, response model, id, finish reasons), as closing the
+    stream would, instead of ending the span without them: a stream read but for its last
+    chunks has used tokens. Nothing when no chunk said anything. Weak, as in `_hand_over`."""
+    def record() -> None:
+        stream = ref()
+        if stream is None or stream._done or stream._call._ended or not stream._state:
+            return
+        _safe("recording the stream so far", lambda: stream._extractor.stream_end(stream._call, stream._state))
+
+    return record
+
+
 class _StreamState:
     def __init__(self, stream: Any, call: LLMCall, extractor: Extractor, owned: bool = True) -> None:
         self._stream = stream
@@ -197,6 +212,7 @@ class _StreamState:
         self._state: dict[str, Any] = {}
         self._done = False
         self._read = False  # a chunk was asked for
+        call._stream_seen = _seen_so_far(weakref.ref(self))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)

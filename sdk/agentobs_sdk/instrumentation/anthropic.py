@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import semconv
-from ..helpers import LLMCall
+from ..model_call import LLMCall
 from ._common import as_int, get, text_parts, wrap
 
 PROVIDER = "anthropic"
