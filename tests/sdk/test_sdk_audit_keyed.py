@@ -230,12 +230,24 @@ def test_anchored_heads_go_to_stderr_as_json_log_lines(tmp_path: Path, capfd: py
         trail.append("y")
     err = capfd.readouterr().err
     lines = [json.loads(line) for line in err.splitlines() if "audit_head" in line]
-    assert lines and lines[-1]["level"] == "INFO" and lines[-1]["logger"] == "agentobs_sdk.audit"
+    assert lines and lines[-1]["level"] == "INFO" and lines[-1]["logger"] == "agentobs.audit"
     heads = parse_anchor_lines(err.splitlines())
     assert [(h.seq, h.agent_id) for h in heads] == [(0, "pod-1"), (2, "pod-1")]
     # What comes back from Elasticsearch parses too.
     es = json.dumps({"hits": {"hits": [{"_source": lines[-1]}]}})
     assert parse_anchor_lines([es]) == [heads[-1]]
+
+
+def test_anchored_heads_carry_the_logger_the_stacks_fluentd_routes_to_the_audit_index(
+        tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """Under another logger name the heads would land in the logs index, expire with the logs,
+    and `verify --anchor` against the audit index would have nothing to check."""
+    from agentobs.render import fluentd  # the operator: on the path the project's test run sets
+
+    with AuditTrail(tmp_path, agent_id="pod-1") as trail:
+        trail.append("x")
+    lines = [json.loads(line) for line in capfd.readouterr().err.splitlines() if "audit_head" in line]
+    assert lines and {line["logger"] for line in lines} == {fluentd.AUDIT_LOGGER}  # matched as ^...$
 
 
 def test_cli_verify_with_key_and_anchor_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -27,6 +27,11 @@ log = logging.getLogger("agentobs_sdk.audit")
 
 HEAD_FIELD = "audit_head"
 MESSAGE = "agentobs audit chain head"
+# The `logger` field of a head line. The stack's Fluentd routes lines of this logger to the audit
+# index (kept for the audit retention) and keeps them out of the logs index; under the SDK's own
+# logger name the heads would land among ordinary logs, expire with them, and leave the audit
+# index, where an auditor looks for them, empty.
+LOGGER = "agentobs.audit"
 
 
 @dataclass(frozen=True)
@@ -45,7 +50,7 @@ class AnchoredHead:
 def stderr_sink(head: AnchoredHead) -> None:
     """The default sink: one JSON log line on stderr, which the container log shipping carries."""
     now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    line = json.dumps({"ts": now, "level": "INFO", "logger": "agentobs_sdk.audit", "message": MESSAGE,
+    line = json.dumps({"ts": now, "level": "INFO", "logger": LOGGER, "message": MESSAGE,
                        HEAD_FIELD: head.to_json()}, separators=(",", ":"))
     try:
         sys.stderr.write(line + "\n")
