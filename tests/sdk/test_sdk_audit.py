@@ -306,3 +306,27 @@ def test_console_script_is_declared_and_runs(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     assert "OK" in done.stdout
+
+
+def test_retention_also_deletes_the_segment_its_own_record_rotated_away_from(tmp_path: Path) -> None:
+    """An agent restarted after days: the newest segment is expired too, and the retention record
+    starts a new one. That segment was spared only as the newest; it no longer is, so it goes in
+    the same pass instead of outliving the retention period until the next rotation."""
+    clock = Clock()
+    with AuditTrail(tmp_path, clock=clock, anchor_sink=None) as trail:
+        trail.append("a")
+        clock.now += 2 * 86400
+        trail.append("b")  # rotates: a day has passed
+    clock.now += 2 * 86400
+    old = segments(tmp_path)
+    assert len(old) == 2
+    for f in old:
+        _age(f, clock, 3)
+    with AuditTrail(tmp_path, retention_days=1, clock=clock, anchor_sink=None):
+        pass
+    (kept,) = segments(tmp_path)
+    assert kept.name not in {f.name for f in old}
+    report = verify(tmp_path)
+    assert report.ok, [p.describe() for p in report.problems]
+    deleted = [name for cut in query(tmp_path, action="audit.retention") for name in cut["details"]["deleted"]]
+    assert deleted == [f.name for f in old]

@@ -22,7 +22,20 @@ log = logging.getLogger("agentobs_sdk.audit")
 
 def expire_segments(directory: str, retention_days: float, now: float,
                     write_record: Callable[[dict[str, Any]], int]) -> list[str]:
-    """Delete the expired segments (flock held); `write_record` appends a body, returns its seq."""
+    """Delete the expired segments (flock held); `write_record` appends a body, returns its seq.
+
+    Repeats while a pass deletes something: the retention record can itself start a new segment
+    (the newest one was past its rotation age, as after a restart days later), and the segment it
+    left was spared only as the newest. Each pass deletes at least one file, so this ends.
+    """
+    deleted: list[str] = []
+    while doomed := _expire_once(directory, retention_days, now, write_record):
+        deleted += doomed
+    return deleted
+
+
+def _expire_once(directory: str, retention_days: float, now: float,
+                 write_record: Callable[[dict[str, Any]], int]) -> list[str]:
     segments = store.list_segments(directory)
     anchor = store.read_anchor(directory)
     doomed = store.expired_prefix(directory, segments, anchor, now - retention_days * 86400.0)
