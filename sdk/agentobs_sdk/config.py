@@ -107,7 +107,8 @@ class Handle:
             if unfinished:
                 log.warning("agentobs: %d stream(s) were neither read to the end nor closed; their spans "
                             "were ended at shutdown, marked %s (close a stream you stop reading: "
-                            "close(), aclose(), or a with block)", unfinished, UNFINISHED_ATTRIBUTE)
+                            "close(), aclose(), contextlib.closing()/aclosing() around a decorated generator, "
+                            "or a with block around an openai/anthropic stream)", unfinished, UNFINISHED_ATTRIBUTE)
             linger = self.settings.metrics_linger_seconds
             if self.metrics_port is not None and linger > 0:
                 # Said first: a silent wait of up to 25 s looks like a hung process.

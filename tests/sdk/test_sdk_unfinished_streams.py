@@ -10,6 +10,7 @@ reference to the streams that end normally.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import logging
@@ -62,6 +63,9 @@ def test_a_sync_stream_left_after_break_is_ended_at_shutdown(
     assert llm.status.status_code == StatusCode.UNSET  # not an error, like closing it early
     assert llm.parent is not None  # still in the run's trace
     assert "1 stream(s) were neither read to the end nor closed" in caplog.text
+    # The advice fits this stream: a bare `with reply()` raises TypeError (a generator is no
+    # context manager), so the warning names what works for it.
+    assert "contextlib.closing()" in caplog.text
     # Read or closed after shutdown: nothing more recorded, and no "end() on an ended span".
     caplog.clear()
     with caplog.at_level(logging.WARNING):
@@ -220,3 +224,18 @@ def test_a_cli_agent_exiting_mid_stream_exports_the_stream(tmp_path: Path) -> No
     assert set(names) == {"invoke_agent one-shot", "chat m"}, out
     assert names["chat m"]["attributes"][UNFINISHED] is True
     assert "were neither read to the end nor closed" in done.stderr
+
+
+def test_contextlib_closing_as_the_shutdown_warning_advises_ends_the_span_at_once(
+        sdk: agentobs_sdk.Handle, spans: InMemorySpanExporter, caplog: pytest.LogCaptureFixture) -> None:
+    @agentobs_sdk.llm_call("m", provider="fake")
+    def reply() -> Iterator[str]:
+        yield from ("a", "b", "c")
+
+    with agentobs_sdk.agent_run("cli"), contextlib.closing(reply()) as stream:
+        for _chunk in stream:
+            break
+    assert len(_chat(spans)) == 1
+    with caplog.at_level(logging.WARNING):
+        sdk.shutdown()
+    assert "neither read to the end nor closed" not in caplog.text
