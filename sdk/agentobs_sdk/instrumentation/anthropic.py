@@ -11,8 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from .. import semconv
+from ..instrument import innermost
 from ..model_call import LLMCall
-from ._common import as_int, get, text_parts, wrap
+from ._common import _wrapped, as_int, get, text_parts, wrap
 
 PROVIDER = "anthropic"
 
@@ -85,3 +86,25 @@ def instrument() -> None:
 
     for cls in (SyncMessages, AsyncMessages):
         wrap(cls, "create", Messages())
+    _quiet_native_spans()
+
+
+def _quiet_native_spans() -> None:
+    """Releases of `anthropic` that trace their own calls (a `_tracer` on the client, from the
+    global tracer provider configure() sets) would add a second span per call, with the same
+    token usage, next to the `llm_call` this module records: one call, two spans, tokens counted
+    twice by anything that sums spans. Inside an `llm_call` the client is given no tracer; calls
+    outside one (other endpoints) keep the library's own spans."""
+    from anthropic._base_client import BaseClient
+
+    native = BaseClient.__dict__.get("_tracer")
+    if not isinstance(native, property) or native.fget is None or getattr(native.fget, "_agentobs", False):
+        return
+    fget = native.fget
+
+    def tracer(self: Any) -> Any:
+        return None if innermost(LLMCall) is not None else fget(self)
+
+    tracer._agentobs = True  # type: ignore[attr-defined]  # so a second configure() does not stack
+    BaseClient._tracer = property(tracer)  # type: ignore[method-assign,assignment]
+    _wrapped.append((BaseClient, "_tracer", native))  # unwrap_all() puts it back
