@@ -102,6 +102,12 @@ _WAITING_CAUSES = ("ImagePullBackOff", "ErrImagePull", "InvalidImageName", "Cras
 POD_CAUSES = frozenset({"Unschedulable", "VolumeNotBound", *_WAITING_CAUSES})
 
 
+# The scheduler's word for a pod waiting on a claim of an Immediate-binding class still being
+# provisioned: no lack of room, which `Unschedulable` tells the user, but the claim's own state,
+# judged below (and gone once it binds: every new stack on such a class passes through it).
+_UNBOUND_IMMEDIATE = "unbound immediate PersistentVolumeClaims"
+
+
 def pod_cause(pods: list[dict[str, Any]], claims: list[dict[str, Any]]) -> tuple[str, str] | None:
     """Why a component's pods are not ready, as the cluster says it: (reason, message) of the first
     telling cause (a claim not bound, a pod the scheduler cannot place, a container that cannot be
@@ -112,7 +118,8 @@ def pod_cause(pods: list[dict[str, Any]], claims: list[dict[str, Any]]) -> tuple
     for pod in pods:
         for cond in (pod.get("status") or {}).get("conditions") or []:
             if cond.get("type") == "PodScheduled" and cond.get("status") == "False" \
-                    and cond.get("reason") == "Unschedulable":
+                    and cond.get("reason") == "Unschedulable" \
+                    and _UNBOUND_IMMEDIATE not in str(cond.get("message", "")):
                 return "Unschedulable", f"pod {pod['metadata']['name']}: {cond.get('message', '')}".strip()
     for claim in sorted(claims, key=lambda c: str(c["metadata"]["name"])):
         phase = (claim.get("status") or {}).get("phase")
