@@ -84,6 +84,13 @@ def _endpoints(owner: Owner) -> Endpoints:
     return Endpoints.model_validate(endpoints(owner))
 
 
+# Namespaces whose pods the API server never sends to the webhook (the operator's, kube-system),
+# comma-separated.
+WEBHOOK_EXCLUDED_EXTRA = "webhook_excluded_namespaces"
+# Condition reasons that are worth a Warning event when they first appear, beside the pod causes.
+WARNING_REASONS = frozenset({"InvalidSpec", "ApplyFailed", "NamespaceExcluded"})
+
+
 # The kubelet alternates these two at each pull back-off: one cause, one Event.
 _SAME_CAUSE = {"ErrImagePull": "ImagePullBackOff"}
 
@@ -93,6 +100,10 @@ def _transitions(before: list[dict[str, Any]], after: AgentObservabilityStatus) 
     out = [(c.type, c.reason, c.message) for c in after.conditions
            if c.type in ("Ready", "Degraded") and old.get(c.type) != c.status
            and (c.type == "Ready" or c.status == "True")]
+    # A stack that can never instrument a pod says so once: it is Ready all the same.
+    old_reasons = {c.get("type"): c.get("reason") for c in before}
+    out += [(c.type, c.reason, c.message) for c in after.conditions
+            if c.reason == "NamespaceExcluded" and old_reasons.get(c.type) != c.reason]
     # A component held back by something the cluster names (an image it cannot pull, a pod it
     # cannot place) is said once per new cause, where `kubectl describe` and event alerts see it.
     old_causes = {c.get("type"): _SAME_CAUSE.get(str(c.get("reason")), c.get("reason")) for c in before
@@ -193,6 +204,9 @@ def _apply_stack(kube: Kube, owner: Owner, obs: Observation, now: dt.datetime) -
     obs.rule_problems = extra_rule_problems(owner)
     config = make_config(owner)
     manifests: list[Manifest] = []
+    if config is not None and not config.namespace_selector \
+            and owner.namespace in str(owner.extra.get(WEBHOOK_EXCLUDED_EXTRA, "")).split(","):
+        obs.excluded_namespace = owner.namespace
     if config is not None:
         try:
             coverage = observe(kube, config, owner.spec.instrumentation.rollout_on_change, now)

@@ -55,6 +55,9 @@ class Observation:
     disabled: dict[str, str] = field(default_factory=dict)  # condition type -> the switch that turned it off
     causes: dict[str, tuple[str, str]] = field(default_factory=dict)  # component -> (reason, message)
     rule_problems: dict[str, str] = field(default_factory=dict)  # extraRules group -> why it was left out
+    # The resource's namespace when the webhook is never called for pods there (the operator's own,
+    # kube-system) and it selects no other: it can instrument nothing, however Ready it is.
+    excluded_namespace: str = ""
 
 
 def disabled_conditions(spec: AgentObservabilitySpec) -> dict[str, str]:
@@ -227,7 +230,12 @@ def make_status(obs: Observation, previous_conditions: list[dict[str, Any]], now
                        ", ".join(not_ready) if not degraded else "")
     summary = [ready, progressing, cond("Degraded", degraded, degraded_reason, degraded_message)]
     # Coverage is reported beside, not inside, readiness: agent pods are the user's workloads.
-    if obs.injection is not None:
+    if obs.excluded_namespace:
+        conditions.append(cond("InjectionCoverage", False, "NamespaceExcluded",
+                               f"the webhook never instruments pods in namespace {obs.excluded_namespace} "
+                               "(the operator's own or kube-system): apply the resource in its agents' "
+                               "namespace, or select theirs with spec.instrumentation.namespaceSelector"))
+    elif obs.injection is not None:
         lacking = obs.injection.stale + obs.injection.missing
         message = (f"{lacking} of {obs.injection.selected} selected pods lack the current injection "
                    f"({obs.injection.missing} without, {obs.injection.stale} with earlier settings)") if lacking else ""
