@@ -76,6 +76,29 @@ def test_paused_keeps_component_conditions() -> None:
     assert cond["PrometheusReady"]["status"] == "True"
 
 
+def test_a_paused_pass_keeps_counts_and_endpoints() -> None:
+    """`kubectl get aobs -o wide` of a paused stack showed blank COMPONENTS, OTLP and PROMETHEUS:
+    the paused status kept the conditions but dropped what the printer columns read."""
+    from typing import Any
+
+    from agentobs.stack.reconcile import reconcile
+
+    running = make_status(Observation(generation=1, tls_ready=True,
+                                      workloads={"prometheus": WorkloadState(2, 2, True)}), [], NOW)
+    running.endpoints.prometheus = "https://demo-prometheus.agents.svc:9090"
+    body = {"metadata": {"name": "demo", "namespace": "agents", "uid": "u", "generation": 2},
+            "spec": {"paused": True}, "status": running.model_dump(by_alias=True, exclude_none=True, mode="json")}
+
+    class Kube:
+        def __getattr__(self, method: str) -> Any:
+            return lambda *args, **kwargs: None
+
+    paused = reconcile(Kube(), body, lambda: LATER).status  # type: ignore[arg-type]
+    assert paused.components_ready == "2/2" and paused.components["prometheus"].ready == 2
+    assert paused.endpoints.prometheus == "https://demo-prometheus.agents.svc:9090"
+    assert paused.observed_generation == 2
+
+
 def test_workload_state_reads_statefulset_status() -> None:
     sts = {"kind": "StatefulSet", "metadata": {"generation": 4}, "spec": {"replicas": 3},
            "status": {"observedGeneration": 4, "readyReplicas": 3, "updatedReplicas": 3,

@@ -146,7 +146,7 @@ def reconcile(kube: Kube, body: dict[str, Any], now: Callable[[], dt.datetime],
                       generation=obs.generation, extra=dict(extra or {}))
         _apply_stack(kube, owner, obs, now())
 
-    status = make_status(obs, previous, now())
+    status = make_status(obs, previous, now(), body.get("status"))
     for cond in status.conditions:
         if cond.type in ("Ready", "Degraded"):
             metrics.RESOURCE_CONDITION.labels(namespace=meta["namespace"], resource=meta["name"],

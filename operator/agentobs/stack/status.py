@@ -149,8 +149,8 @@ def _condition(type_: str, ok: bool, reason: str, message: str, generation: int,
                      last_transition_time=since, observed_generation=generation)
 
 
-def make_status(obs: Observation, previous_conditions: list[dict[str, Any]], now: dt.datetime
-                ) -> AgentObservabilityStatus:
+def make_status(obs: Observation, previous_conditions: list[dict[str, Any]], now: dt.datetime,
+                previous_status: dict[str, Any] | None = None) -> AgentObservabilityStatus:
     stamp = now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     previous = {c["type"]: c for c in previous_conditions if "type" in c}
 
@@ -166,7 +166,12 @@ def make_status(obs: Observation, previous_conditions: list[dict[str, Any]], now
         ]
         carried = [Condition.model_validate(c) for t, c in previous.items()
                    if t not in ("Ready", "Progressing", "Degraded")]
-        return AgentObservabilityStatus(observed_generation=obs.generation, conditions=paused + carried)
+        # The last counts and endpoints stay with the conditions they match: `kubectl get -o wide`
+        # of a paused stack still says what it runs and where, not blank columns.
+        last = AgentObservabilityStatus.model_validate({k: v for k, v in (previous_status or {}).items()
+                                                        if k in ("components", "componentsReady", "endpoints",
+                                                                 "injection")})
+        return last.model_copy(update={"observed_generation": obs.generation, "conditions": paused + carried})
 
     # Per component condition: every workload of the component ready, none failed to apply.
     by_condition: dict[str, list[str]] = {}
