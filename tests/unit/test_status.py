@@ -162,3 +162,16 @@ def test_a_new_cause_is_an_event_once_and_pull_errors_are_one_cause() -> None:
     assert events(status("ImagePullBackOff"), "ImagePullBackOff") == []
     assert [t[1] for t in events(status("ImagePullBackOff"), "CrashLoopBackOff")] == ["CrashLoopBackOff"]
     assert events(status("CrashLoopBackOff"), None) == []  # only waiting again: no cause, no event
+
+
+def test_turning_degraded_is_one_event_not_two() -> None:
+    """Ready and Degraded change in the same pass with the same reason: the user saw the message
+    twice, once as a Warning and once as a Normal event."""
+    from agentobs.stack.reconcile import _transitions
+
+    ready = make_status(Observation(generation=1, tls_ready=True), [], NOW)
+    before = [c.model_dump(by_alias=True) for c in ready.conditions]
+    bad = make_status(Observation(generation=2, tls_ready=True, rule_problems={"g": "expr does not parse"}),
+                      before, NOW)
+    said = [t for t in _transitions(before, bad) if t[1] == "InvalidExtraRules"]
+    assert [t[0] for t in said] == ["Degraded"], said

@@ -100,6 +100,10 @@ def _transitions(before: list[dict[str, Any]], after: AgentObservabilityStatus) 
     out = [(c.type, c.reason, c.message) for c in after.conditions
            if c.type in ("Ready", "Degraded") and old.get(c.type) != c.status
            and (c.type == "Ready" or c.status == "True")]
+    # Ready turning False because the stack turned Degraded carries the same reason and message:
+    # one Warning says it, not a Warning and a Normal event alike.
+    degraded = {(r, m) for t, r, m in out if t == "Degraded"}
+    out = [t for t in out if not (t[0] == "Ready" and (t[1], t[2]) in degraded)]
     # A stack that can never instrument a pod says so once: it is Ready all the same.
     old_reasons = {c.get("type"): c.get("reason") for c in before}
     out += [(c.type, c.reason, c.message) for c in after.conditions
