@@ -42,7 +42,7 @@ from agentobs.render.rules import RUNBOOK_URL
 from agentobs.stack import logroutes
 from agentobs.stack.cache import Cache, PassClient, serves
 from agentobs.stack.prune import PRUNABLE, forget, prune, sweep_orphans
-from agentobs.stack.reconcile import reconcile
+from agentobs.stack.reconcile import WARNING_REASONS, WEBHOOK_EXCLUDED_EXTRA, reconcile
 from agentobs.stack.status import POD_CAUSES
 from agentobs.workqueue import Priority, WorkQueue, resync_period
 
@@ -62,6 +62,10 @@ OWNER_EXTRA = {key: os.environ[env] for key, env in ((OPERATOR_METRICS_TARGET, "
 COLLECTOR_NAMESPACE = os.environ.get("AGENTOBS_LOG_COLLECTOR_NAMESPACE",
                                      os.environ.get("AGENTOBS_OPERATOR_NAMESPACE", ""))
 COLLECTOR_IMAGE = os.environ.get("AGENTOBS_LOG_COLLECTOR_IMAGE") or collector.IMAGE
+# The webhook configuration leaves these namespaces out (admission.webhook, the chart), so a
+# stack in one of them is told it can instrument nothing there.
+OWNER_EXTRA[WEBHOOK_EXCLUDED_EXTRA] = ",".join(sorted({"kube-system", os.environ.get("AGENTOBS_OPERATOR_NAMESPACE", "")}
+                                                     - {""}))
 if COLLECTOR_NAMESPACE:
     OWNER_EXTRA[collector.NAMESPACE_EXTRA] = COLLECTOR_NAMESPACE
 # AGENTOBS_NAMESPACES as main.py reads it: names or globs, empty for the whole cluster.
@@ -190,7 +194,7 @@ class Scheduler:
             loop = asyncio.get_running_loop()
             outcome = await loop.run_in_executor(self.executor, reconcile, client, body, _now, OWNER_EXTRA)
             for type_, reason, message in outcome.transitions:
-                warning = type_ == "Degraded" or reason in ("InvalidSpec", "ApplyFailed") or reason in POD_CAUSES
+                warning = type_ == "Degraded" or reason in WARNING_REASONS or reason in POD_CAUSES
                 await loop.run_in_executor(self.executor, _post_event, self.client(), body, warning, reason,
                                            message)
         except KubeError as exc:

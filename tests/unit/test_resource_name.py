@@ -75,3 +75,13 @@ def test_a_resource_under_such_a_name_is_degraded_and_nothing_applied() -> None:
     assert [m for m, _ in kube.calls if m not in ("patch_status", "get")] == [], kube.calls
     server.track(body)
     assert not [c for c in server.CONFIGS if c.namespace == "agents"], "nothing to inject: no stack to send to"
+
+
+def test_the_crd_name_rule_reports_against_metadata_name() -> None:
+    """Without a fieldPath the API server reports a root rule against no field, and kubectl shows
+    the user `<nil>: Invalid value: ...`; the path must resolve in the schema to be accepted."""
+    from agentobs.api.crd import make_crd
+    schema = make_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    name_rules = [r for r in schema["x-kubernetes-validations"] if "metadata.name" in r["rule"]]
+    assert [r.get("fieldPath") for r in name_rules] == [".metadata.name"]
+    assert schema["properties"]["metadata"]["properties"]["name"]["type"] == "string"

@@ -76,6 +76,29 @@ def test_paused_keeps_component_conditions() -> None:
     assert cond["PrometheusReady"]["status"] == "True"
 
 
+def test_a_paused_pass_keeps_counts_and_endpoints() -> None:
+    """`kubectl get aobs -o wide` of a paused stack showed blank COMPONENTS, OTLP and PROMETHEUS:
+    the paused status kept the conditions but dropped what the printer columns read."""
+    from typing import Any
+
+    from agentobs.stack.reconcile import reconcile
+
+    running = make_status(Observation(generation=1, tls_ready=True,
+                                      workloads={"prometheus": WorkloadState(2, 2, True)}), [], NOW)
+    running.endpoints.prometheus = "https://demo-prometheus.agents.svc:9090"
+    body = {"metadata": {"name": "demo", "namespace": "agents", "uid": "u", "generation": 2},
+            "spec": {"paused": True}, "status": running.model_dump(by_alias=True, exclude_none=True, mode="json")}
+
+    class Kube:
+        def __getattr__(self, method: str) -> Any:
+            return lambda *args, **kwargs: None
+
+    paused = reconcile(Kube(), body, lambda: LATER).status  # type: ignore[arg-type]
+    assert paused.components_ready == "2/2" and paused.components["prometheus"].ready == 2
+    assert paused.endpoints.prometheus == "https://demo-prometheus.agents.svc:9090"
+    assert paused.observed_generation == 2
+
+
 def test_workload_state_reads_statefulset_status() -> None:
     sts = {"kind": "StatefulSet", "metadata": {"generation": 4}, "spec": {"replicas": 3},
            "status": {"observedGeneration": 4, "readyReplicas": 3, "updatedReplicas": 3,
@@ -139,3 +162,16 @@ def test_a_new_cause_is_an_event_once_and_pull_errors_are_one_cause() -> None:
     assert events(status("ImagePullBackOff"), "ImagePullBackOff") == []
     assert [t[1] for t in events(status("ImagePullBackOff"), "CrashLoopBackOff")] == ["CrashLoopBackOff"]
     assert events(status("CrashLoopBackOff"), None) == []  # only waiting again: no cause, no event
+
+
+def test_turning_degraded_is_one_event_not_two() -> None:
+    """Ready and Degraded change in the same pass with the same reason: the user saw the message
+    twice, once as a Warning and once as a Normal event."""
+    from agentobs.stack.reconcile import _transitions
+
+    ready = make_status(Observation(generation=1, tls_ready=True), [], NOW)
+    before = [c.model_dump(by_alias=True) for c in ready.conditions]
+    bad = make_status(Observation(generation=2, tls_ready=True, rule_problems={"g": "expr does not parse"}),
+                      before, NOW)
+    said = [t for t in _transitions(before, bad) if t[1] == "InvalidExtraRules"]
+    assert [t[0] for t in said] == ["Degraded"], said

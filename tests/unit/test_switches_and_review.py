@@ -305,6 +305,21 @@ def test_pod_cause_names_what_the_cluster_says(pods: list[dict[str, Any]], claim
     assert cause is not None and cause[0] == reason and words in cause[1], cause
 
 
+UNBOUND_IMMEDIATE = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                     "message": "0/3 nodes are available: pod has unbound immediate PersistentVolumeClaims."}
+
+
+def test_a_pod_waiting_for_its_claim_to_bind_is_no_lack_of_room() -> None:
+    """A new stack on an Immediate-binding class: the scheduler calls the pod Unschedulable until
+    the claim is provisioned. The cause is the claim (or, once it bound, only time), never the
+    Unschedulable Warning the user would read as a cluster too small."""
+    pending = [{"metadata": {"name": "buffer-f-1"}, "status": {"phase": "Pending"}}]
+    cause = pod_cause([_pod("f-1", [UNBOUND_IMMEDIATE])], pending)
+    assert cause is not None and cause[0] == "VolumeNotBound" and "buffer-f-1 is Pending" in cause[1], cause
+    bound = [{"metadata": {"name": "buffer-f-1"}, "status": {"phase": "Bound"}}]
+    assert pod_cause([_pod("f-1", [UNBOUND_IMMEDIATE])], bound) is None
+
+
 def test_pod_cause_is_none_when_only_time_explains_it() -> None:
     assert pod_cause([_pod("es-0", waiting={"reason": "ContainerCreating"})],
                      [{"metadata": {"name": "d"}, "status": {"phase": "Bound"}}]) is None

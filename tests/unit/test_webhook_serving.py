@@ -91,3 +91,30 @@ def test_the_webhook_answers_its_readiness_path_beside_the_review_path() -> None
             return ready.status, review.status
 
     assert asyncio.run(ask()) == (200, 400)
+
+
+def test_upkeep_puts_back_a_ca_bundle_long_before_rotation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`helm uninstall` then `helm install` beside an operator run out of cluster recreated the
+    configuration with an empty caBundle; the operator put its CA back only at its hourly rotation
+    check, and every agent pod admitted until then went uninstrumented."""
+    from types import SimpleNamespace
+
+    from agentobs.admission import server
+
+    published: list[bytes] = []
+
+    class Done(Exception):
+        pass
+
+    def publish_ca(_kube: object, _settings: object, ca_pem: bytes) -> None:
+        published.append(ca_pem)
+        raise Done
+
+    monkeypatch.setattr(server, "CA_CHECK_SECONDS", 0.01, raising=False)
+    monkeypatch.setattr(server.webhook, "publish_ca", publish_ca)
+    monkeypatch.setattr(server.webhook, "ensure", lambda *a: pytest.fail("no rotation check yet"))
+    monkeypatch.setattr(server, "_client", lambda: None)
+    material = SimpleNamespace(ca=SimpleNamespace(cert_pem=b"CA"))
+    with pytest.raises(Done):
+        asyncio.run(asyncio.wait_for(server._upkeep(None, material, None), 5))  # type: ignore[arg-type]
+    assert published == [b"CA"]

@@ -34,6 +34,11 @@ from agentobs.render.common import owner_of
 log = logging.getLogger(__name__)
 
 ROTATION_CHECK_SECONDS = 3600.0
+# How often the configuration's caBundle is checked between rotation checks: a reinstalled chart
+# (or anything else replacing the MutatingWebhookConfiguration) brings it back empty, and until
+# it is put back the API server cannot call the webhook and admits agent pods uninstrumented.
+# One GET, and no write while the bundle is in place.
+CA_CHECK_SECONDS = 30.0
 START_RETRY_SECONDS = 5.0
 START_RETRY_MAX_SECONDS = 300.0
 # The readiness path on the webhook port (the chart's readinessProbe, over HTTPS).
@@ -128,11 +133,17 @@ def _ssl_context(material: webhook.ServingMaterial) -> ssl.SSLContext:
 
 async def _upkeep(settings: webhook.WebhookSettings, material: webhook.ServingMaterial,
                   context: ssl.SSLContext) -> None:
-    """Renew the certificate before it is due; new connections get the new one at once."""
+    """Renew the certificate before it is due (new connections get the new one at once), and keep
+    its CA in the webhook configuration."""
+    rotation_checked = time.monotonic()
     while True:
-        await asyncio.sleep(ROTATION_CHECK_SECONDS)
+        await asyncio.sleep(CA_CHECK_SECONDS)
         try:
+            if time.monotonic() - rotation_checked < ROTATION_CHECK_SECONDS:
+                await asyncio.to_thread(webhook.publish_ca, _client(), settings, material.ca.cert_pem)
+                continue
             material, changed = await asyncio.to_thread(webhook.ensure, _client(), settings, material, _now())
+            rotation_checked = time.monotonic()
         except KubeError as exc:
             log.warning("webhook certificate upkeep postponed: %s", exc.message)
             continue

@@ -137,7 +137,10 @@ def _name_rule() -> dict[str, str]:
     API server's validation ratcheting lets a resource stored before the rule keep being updated."""
     if "'" in RESOURCE_NAME_PATTERN:
         raise ValueError("cannot quote the name pattern in CEL")
+    # fieldPath: a root rule's error is otherwise reported against no field, which kubectl prints
+    # as `<nil>: Invalid value`; the path needs `metadata.name` declared in the schema.
     return {
+        "fieldPath": ".metadata.name",
         "rule": f"size(self.metadata.name) <= {RESOURCE_NAME_MAX_LENGTH} && "
                 f"self.metadata.name.matches(r'{RESOURCE_NAME_PATTERN}')",
         "message": f"metadata.name must be at most {RESOURCE_NAME_MAX_LENGTH} characters of a-z, 0-9 and '-', "
@@ -208,7 +211,7 @@ def make_crd() -> dict[str, Any]:
                             "properties": {
                                 "apiVersion": {"type": "string", "description": "API version of the object."},
                                 "kind": {"type": "string", "description": "Kind of the object."},
-                                "metadata": {"type": "object"},
+                                "metadata": {"type": "object", "properties": {"name": {"type": "string"}}},
                                 "spec": spec_schema,
                                 "status": status_schema,
                             },

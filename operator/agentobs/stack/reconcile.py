@@ -84,6 +84,13 @@ def _endpoints(owner: Owner) -> Endpoints:
     return Endpoints.model_validate(endpoints(owner))
 
 
+# Namespaces whose pods the API server never sends to the webhook (the operator's, kube-system),
+# comma-separated.
+WEBHOOK_EXCLUDED_EXTRA = "webhook_excluded_namespaces"
+# Condition reasons that are worth a Warning event when they first appear, beside the pod causes.
+WARNING_REASONS = frozenset({"InvalidSpec", "ApplyFailed", "NamespaceExcluded"})
+
+
 # The kubelet alternates these two at each pull back-off: one cause, one Event.
 _SAME_CAUSE = {"ErrImagePull": "ImagePullBackOff"}
 
@@ -93,6 +100,14 @@ def _transitions(before: list[dict[str, Any]], after: AgentObservabilityStatus) 
     out = [(c.type, c.reason, c.message) for c in after.conditions
            if c.type in ("Ready", "Degraded") and old.get(c.type) != c.status
            and (c.type == "Ready" or c.status == "True")]
+    # Ready turning False because the stack turned Degraded carries the same reason and message:
+    # one Warning says it, not a Warning and a Normal event alike.
+    degraded = {(r, m) for t, r, m in out if t == "Degraded"}
+    out = [t for t in out if not (t[0] == "Ready" and (t[1], t[2]) in degraded)]
+    # A stack that can never instrument a pod says so once: it is Ready all the same.
+    old_reasons = {c.get("type"): c.get("reason") for c in before}
+    out += [(c.type, c.reason, c.message) for c in after.conditions
+            if c.reason == "NamespaceExcluded" and old_reasons.get(c.type) != c.reason]
     # A component held back by something the cluster names (an image it cannot pull, a pod it
     # cannot place) is said once per new cause, where `kubectl describe` and event alerts see it.
     old_causes = {c.get("type"): _SAME_CAUSE.get(str(c.get("reason")), c.get("reason")) for c in before
@@ -135,7 +150,7 @@ def reconcile(kube: Kube, body: dict[str, Any], now: Callable[[], dt.datetime],
                       generation=obs.generation, extra=dict(extra or {}))
         _apply_stack(kube, owner, obs, now())
 
-    status = make_status(obs, previous, now())
+    status = make_status(obs, previous, now(), body.get("status"))
     for cond in status.conditions:
         if cond.type in ("Ready", "Degraded"):
             metrics.RESOURCE_CONDITION.labels(namespace=meta["namespace"], resource=meta["name"],
@@ -193,6 +208,9 @@ def _apply_stack(kube: Kube, owner: Owner, obs: Observation, now: dt.datetime) -
     obs.rule_problems = extra_rule_problems(owner)
     config = make_config(owner)
     manifests: list[Manifest] = []
+    if config is not None and not config.namespace_selector \
+            and owner.namespace in str(owner.extra.get(WEBHOOK_EXCLUDED_EXTRA, "")).split(","):
+        obs.excluded_namespace = owner.namespace
     if config is not None:
         try:
             coverage = observe(kube, config, owner.spec.instrumentation.rollout_on_change, now)

@@ -55,6 +55,9 @@ class Observation:
     disabled: dict[str, str] = field(default_factory=dict)  # condition type -> the switch that turned it off
     causes: dict[str, tuple[str, str]] = field(default_factory=dict)  # component -> (reason, message)
     rule_problems: dict[str, str] = field(default_factory=dict)  # extraRules group -> why it was left out
+    # The resource's namespace when the webhook is never called for pods there (the operator's own,
+    # kube-system) and it selects no other: it can instrument nothing, however Ready it is.
+    excluded_namespace: str = ""
 
 
 def disabled_conditions(spec: AgentObservabilitySpec) -> dict[str, str]:
@@ -102,6 +105,12 @@ _WAITING_CAUSES = ("ImagePullBackOff", "ErrImagePull", "InvalidImageName", "Cras
 POD_CAUSES = frozenset({"Unschedulable", "VolumeNotBound", *_WAITING_CAUSES})
 
 
+# The scheduler's word for a pod waiting on a claim of an Immediate-binding class still being
+# provisioned: no lack of room, which `Unschedulable` tells the user, but the claim's own state,
+# judged below (and gone once it binds: every new stack on such a class passes through it).
+_UNBOUND_IMMEDIATE = "unbound immediate PersistentVolumeClaims"
+
+
 def pod_cause(pods: list[dict[str, Any]], claims: list[dict[str, Any]]) -> tuple[str, str] | None:
     """Why a component's pods are not ready, as the cluster says it: (reason, message) of the first
     telling cause (a claim not bound, a pod the scheduler cannot place, a container that cannot be
@@ -112,7 +121,8 @@ def pod_cause(pods: list[dict[str, Any]], claims: list[dict[str, Any]]) -> tuple
     for pod in pods:
         for cond in (pod.get("status") or {}).get("conditions") or []:
             if cond.get("type") == "PodScheduled" and cond.get("status") == "False" \
-                    and cond.get("reason") == "Unschedulable":
+                    and cond.get("reason") == "Unschedulable" \
+                    and _UNBOUND_IMMEDIATE not in str(cond.get("message", "")):
                 return "Unschedulable", f"pod {pod['metadata']['name']}: {cond.get('message', '')}".strip()
     for claim in sorted(claims, key=lambda c: str(c["metadata"]["name"])):
         phase = (claim.get("status") or {}).get("phase")
@@ -139,8 +149,8 @@ def _condition(type_: str, ok: bool, reason: str, message: str, generation: int,
                      last_transition_time=since, observed_generation=generation)
 
 
-def make_status(obs: Observation, previous_conditions: list[dict[str, Any]], now: dt.datetime
-                ) -> AgentObservabilityStatus:
+def make_status(obs: Observation, previous_conditions: list[dict[str, Any]], now: dt.datetime,
+                previous_status: dict[str, Any] | None = None) -> AgentObservabilityStatus:
     stamp = now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     previous = {c["type"]: c for c in previous_conditions if "type" in c}
 
@@ -156,7 +166,12 @@ def make_status(obs: Observation, previous_conditions: list[dict[str, Any]], now
         ]
         carried = [Condition.model_validate(c) for t, c in previous.items()
                    if t not in ("Ready", "Progressing", "Degraded")]
-        return AgentObservabilityStatus(observed_generation=obs.generation, conditions=paused + carried)
+        # The last counts and endpoints stay with the conditions they match: `kubectl get -o wide`
+        # of a paused stack still says what it runs and where, not blank columns.
+        last = AgentObservabilityStatus.model_validate({k: v for k, v in (previous_status or {}).items()
+                                                        if k in ("components", "componentsReady", "endpoints",
+                                                                 "injection")})
+        return last.model_copy(update={"observed_generation": obs.generation, "conditions": paused + carried})
 
     # Per component condition: every workload of the component ready, none failed to apply.
     by_condition: dict[str, list[str]] = {}
@@ -220,7 +235,12 @@ def make_status(obs: Observation, previous_conditions: list[dict[str, Any]], now
                        ", ".join(not_ready) if not degraded else "")
     summary = [ready, progressing, cond("Degraded", degraded, degraded_reason, degraded_message)]
     # Coverage is reported beside, not inside, readiness: agent pods are the user's workloads.
-    if obs.injection is not None:
+    if obs.excluded_namespace:
+        conditions.append(cond("InjectionCoverage", False, "NamespaceExcluded",
+                               f"the webhook never instruments pods in namespace {obs.excluded_namespace} "
+                               "(the operator's own or kube-system): apply the resource in its agents' "
+                               "namespace, or select theirs with spec.instrumentation.namespaceSelector"))
+    elif obs.injection is not None:
         lacking = obs.injection.stale + obs.injection.missing
         message = (f"{lacking} of {obs.injection.selected} selected pods lack the current injection "
                    f"({obs.injection.missing} without, {obs.injection.stale} with earlier settings)") if lacking else ""
