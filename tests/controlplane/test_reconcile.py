@@ -123,8 +123,10 @@ def test_deleting_the_resource_removes_children_but_keeps_data(kube: Kube, opera
 
 
 def test_unsatisfiable_spec_is_degraded_not_a_crash(kube: Kube, operator: Operator, namespace: str) -> None:
-    # Valid for the CRD, refused by the StatefulSet validation: requests above limits.
-    spec = {"prometheus": {"resources": {"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}}}
+    # Valid for the CRD, refused by the StatefulSet's pod validation: huge pages in an amount that
+    # is no whole number of pages (the CRD does not divide quantities; see api/base.py).
+    pages = {"cpu": "1", "memory": "1Gi", "hugepages-2Mi": "3Mi"}
+    spec = {"prometheus": {"resources": {"requests": pages, "limits": pages}}}
     kube.apply(make_resource("bad", namespace, spec))
 
     def degraded() -> dict[str, Any]:
@@ -132,7 +134,7 @@ def test_unsatisfiable_spec_is_degraded_not_a_crash(kube: Kube, operator: Operat
 
     cond = wait_for("Degraded condition", lambda: degraded().get("status") == "True" and degraded())
     assert cond["reason"] == "ApplyFailed"
-    assert "cpu" in cond["message"] and "limit" in cond["message"]
+    assert "hugepages-2Mi" in cond["message"] and "3Mi" in cond["message"], cond["message"]
     assert operator.process is not None and operator.process.poll() is None, "the operator must keep running"
     # Fixing the spec recovers.
     kube.apply(make_resource("bad", namespace, {}))
