@@ -16,6 +16,7 @@ from agentobs.render import Owner, make_stack
 from agentobs.stack.reconcile import reconcile
 
 from placeholders import placeholder_material
+from recording_kube import RecordingKube
 
 DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 # What each kind's name must leave room for: a Service is a DNS-1035 label; a StatefulSet's pods
@@ -50,18 +51,6 @@ def test_names_the_children_could_not_carry_are_refused(name: str) -> None:
 @pytest.mark.parametrize("name", ["demo", "a" * RESOURCE_NAME_MAX_LENGTH, "team-search-2"])
 def test_ordinary_names_are_accepted(name: str) -> None:
     assert resource_name_problem(name) is None
-
-
-class RecordingKube:
-    """Records every call; reads find nothing."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, tuple[Any, ...]]] = []
-
-    def __getattr__(self, method: str) -> Any:
-        def call(*args: Any, **_: Any) -> None:
-            self.calls.append((method, args))
-        return call
 
 
 def test_a_resource_under_such_a_name_is_degraded_and_nothing_applied() -> None:

@@ -12,23 +12,12 @@ from agentobs.api.spec import AgentObservabilitySpec
 from agentobs.stack.reconcile import reconcile
 
 from cases import VALID_BOUNDARY_SPECS
+from recording_kube import RecordingKube
 
 
 @pytest.mark.parametrize("spec", [s for _, s in VALID_BOUNDARY_SPECS], ids=[i for i, _ in VALID_BOUNDARY_SPECS])
 def test_the_sensible_values_at_each_bound_are_accepted(spec: dict[str, Any]) -> None:
     AgentObservabilitySpec.model_validate(spec)
-
-
-class RecordingKube:
-    """Records every call; reads find nothing."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, tuple[Any, ...]]] = []
-
-    def __getattr__(self, method: str) -> Any:
-        def call(*args: Any, **_: Any) -> None:
-            self.calls.append((method, args))
-        return call
 
 
 # Values an older CRD stored: each now leaves the stack Degraded, InvalidSpec, naming the field,
