@@ -30,6 +30,7 @@ import kopf
 
 from agentobs import memory, metrics
 from agentobs.admission import server as admission
+from agentobs.admission import webhook
 from agentobs.api import GROUP, KIND, PLURAL, VERSION
 from agentobs.api.crd import make_crd
 from agentobs.api.spec import AgentObservabilitySpec
@@ -64,8 +65,8 @@ COLLECTOR_NAMESPACE = os.environ.get("AGENTOBS_LOG_COLLECTOR_NAMESPACE",
 COLLECTOR_IMAGE = os.environ.get("AGENTOBS_LOG_COLLECTOR_IMAGE") or collector.IMAGE
 # The webhook configuration leaves these namespaces out (admission.webhook, the chart), so a
 # stack in one of them is told it can instrument nothing there.
-OWNER_EXTRA[WEBHOOK_EXCLUDED_EXTRA] = ",".join(sorted({"kube-system", os.environ.get("AGENTOBS_OPERATOR_NAMESPACE", "")}
-                                                     - {""}))
+OWNER_EXTRA[WEBHOOK_EXCLUDED_EXTRA] = ",".join(
+    webhook.excluded_namespaces(os.environ.get("AGENTOBS_OPERATOR_NAMESPACE", "")))
 if COLLECTOR_NAMESPACE:
     OWNER_EXTRA[collector.NAMESPACE_EXTRA] = COLLECTOR_NAMESPACE
 # AGENTOBS_NAMESPACES as main.py reads it: names or globs, empty for the whole cluster.

@@ -156,9 +156,15 @@ def load_serving_pair(context: ssl.SSLContext, material: ServingMaterial) -> Non
         context.load_cert_chain(cert, key)
 
 
+def excluded_namespaces(operator_namespace: str) -> list[str]:
+    """The namespaces whose pods are never sent to the webhook: kube-system, and the operator's
+    own, whose pods (the operator's) must start without it."""
+    return sorted({"kube-system", operator_namespace} - {""})
+
+
 def make_configuration(settings: WebhookSettings, ca_pem: bytes) -> Manifest:
     """The whole configuration, for when no chart installed one (the operator runs out of cluster)."""
-    excluded = sorted({"kube-system", settings.operator_namespace} - {""})
+    excluded = excluded_namespaces(settings.operator_namespace)
     return {
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "MutatingWebhookConfiguration",
