@@ -275,3 +275,68 @@ app.kubernetes.io/name: {{ include "agentobs.name" .context }}
 app.kubernetes.io/instance: {{ .context.Release.Name }}
 app.kubernetes.io/component: {{ .component }}
 {{- end -}}
+
+{{/*
+agentobs.operatorEnv: the operator container's environment as the chart sets it, from the values
+(a YAML list). Its own template so that operator.extraEnv can be checked against its names.
+*/}}
+{{- define "agentobs.operatorEnv" -}}
+{{- $op := .Values.operator -}}
+- name: AGENTOBS_BIND_ADDRESS
+  value: "0.0.0.0"
+- name: AGENTOBS_METRICS_PORT
+  value: {{ $op.ports.metrics | quote }}
+- name: AGENTOBS_HEALTH_PORT
+  value: {{ $op.ports.health | quote }}
+- name: AGENTOBS_WEBHOOK_PORT
+  value: {{ $op.ports.webhook | quote }}
+- name: AGENTOBS_WEBHOOK_CONFIGURATION
+  value: {{ include "agentobs.webhookConfigurationName" . }}
+- name: AGENTOBS_WEBHOOK_SERVICE
+  value: {{ printf "%s/%s" .Release.Namespace (include "agentobs.webhookServiceName" .) }}
+- name: AGENTOBS_OPERATOR_NAMESPACE
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.namespace
+# This replica's identity in the leader-election Lease (its holderIdentity).
+- name: POD_ID
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+- name: AGENTOBS_LEADER_ELECTION
+  value: {{ include "agentobs.leaderElection" . | eq "true" | quote }}
+- name: AGENTOBS_LEADER_LEASE
+  value: {{ include "agentobs.leaseName" . | quote }}
+# The node log collector (logCollector): where the operator runs it, and its image.
+- name: AGENTOBS_LOG_COLLECTOR_NAMESPACE
+  value: {{ ternary .Release.Namespace "" .Values.logCollector.enabled | quote }}
+- name: AGENTOBS_LOG_COLLECTOR_IMAGE
+  value: {{ .Values.logCollector.image | quote }}
+# Each stack's Prometheus scrapes every replica through this headless Service for the
+# alerts on the stack's certificates and Degraded condition.
+- name: AGENTOBS_METRICS_TARGET
+  value: {{ printf "%s-pods.%s.svc:%v" (include "agentobs.metricsServiceName" .) .Release.Namespace .Values.metrics.service.port | quote }}
+{{- with .Values.metrics.runbookURL }}
+- name: AGENTOBS_RUNBOOK_URL
+  value: {{ . | quote }}
+{{- end }}
+- name: AGENTOBS_NAMESPACES
+  value: {{ include "agentobs.watchNamespaces" . | fromJsonArray | join "," | quote }}
+- name: AGENTOBS_RESYNC_SECONDS
+  value: {{ $op.resyncSeconds | quote }}
+- name: AGENTOBS_RESYNC_RATE
+  value: {{ $op.resyncRate | quote }}
+- name: AGENTOBS_WORKERS
+  value: {{ $op.workers | quote }}
+- name: AGENTOBS_MALLOC_ARENAS
+  value: {{ $op.mallocArenas | quote }}
+- name: AGENTOBS_LOG_LEVEL
+  value: {{ $op.logLevel }}
+- name: AGENTOBS_MANAGE_CRD
+  value: {{ $op.manageCRD | quote }}
+# Python writes nothing else to disk; the root filesystem is read-only.
+- name: TMPDIR
+  value: /tmp
+- name: PYTHONDONTWRITEBYTECODE
+  value: "1"
+{{- end -}}
