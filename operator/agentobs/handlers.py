@@ -63,14 +63,17 @@ OWNER_EXTRA = {key: os.environ[env] for key, env in ((OPERATOR_METRICS_TARGET, "
 COLLECTOR_NAMESPACE = os.environ.get("AGENTOBS_LOG_COLLECTOR_NAMESPACE",
                                      os.environ.get("AGENTOBS_OPERATOR_NAMESPACE", ""))
 COLLECTOR_IMAGE = os.environ.get("AGENTOBS_LOG_COLLECTOR_IMAGE") or collector.IMAGE
-# The webhook configuration leaves these namespaces out (admission.webhook, the chart), so a
-# stack in one of them is told it can instrument nothing there.
-OWNER_EXTRA[WEBHOOK_EXCLUDED_EXTRA] = ",".join(
-    webhook.excluded_namespaces(os.environ.get("AGENTOBS_OPERATOR_NAMESPACE", "")))
 if COLLECTOR_NAMESPACE:
     OWNER_EXTRA[collector.NAMESPACE_EXTRA] = COLLECTOR_NAMESPACE
 # AGENTOBS_NAMESPACES as main.py reads it: names or globs, empty for the whole cluster.
 WATCHED = [n for n in os.environ.get("AGENTOBS_NAMESPACES", "").split(",") if n]
+
+
+def owner_extra() -> dict[str, str]:
+    """OWNER_EXTRA, and the namespaces the webhook configuration leaves out as last read (the chart
+    may add some), so a stack in one of them is told it can instrument nothing there."""
+    excluded = webhook.excluded_namespaces(os.environ.get("AGENTOBS_OPERATOR_NAMESPACE", ""))
+    return {**OWNER_EXTRA, WEBHOOK_EXCLUDED_EXTRA: ",".join(excluded)}
 
 
 def watched_namespace(namespace: str) -> bool:
@@ -193,7 +196,7 @@ class Scheduler:
             await self._wait_for_cache(key[0])
             client = PassClient(self.client(), self.cache)
             loop = asyncio.get_running_loop()
-            outcome = await loop.run_in_executor(self.executor, reconcile, client, body, _now, OWNER_EXTRA)
+            outcome = await loop.run_in_executor(self.executor, reconcile, client, body, _now, owner_extra())
             for type_, reason, message in outcome.transitions:
                 warning = type_ == "Degraded" or reason in WARNING_REASONS or reason in POD_CAUSES
                 await loop.run_in_executor(self.executor, _post_event, self.client(), body, warning, reason,

@@ -156,10 +156,34 @@ def load_serving_pair(context: ssl.SSLContext, material: ServingMaterial) -> Non
         context.load_cert_chain(cert, key)
 
 
+# What the live configuration leaves out by name, as last read (publish_ca reads it every
+# CA_CHECK_SECONDS): a chart's `webhook.excludeNamespaces` is known to the operator only this way.
+_configured_exclusions: frozenset[str] = frozenset()
+
+
 def excluded_namespaces(operator_namespace: str) -> list[str]:
     """The namespaces whose pods are never sent to the webhook: kube-system, and the operator's
-    own, whose pods (the operator's) must start without it."""
-    return sorted({"kube-system", operator_namespace} - {""})
+    own, whose pods (the operator's) must start without it; and any other the live configuration
+    leaves out (a chart's `webhook.excludeNamespaces`)."""
+    return sorted(({"kube-system", operator_namespace} | _configured_exclusions) - {""})
+
+
+def left_out(configuration: Manifest) -> frozenset[str]:
+    """The namespaces every webhook of `configuration` leaves out by name (its namespaceSelector's
+    `kubernetes.io/metadata.name NotIn` terms); a namespace one webhook still serves is not."""
+    sets = []
+    for hook in configuration.get("webhooks") or []:
+        names: set[str] = set()
+        for term in ((hook.get("namespaceSelector") or {}).get("matchExpressions") or []):
+            if term.get("key") == "kubernetes.io/metadata.name" and term.get("operator") == "NotIn":
+                names.update(str(v) for v in term.get("values") or [])
+        sets.append(names)
+    return frozenset(set.intersection(*sets)) if sets else frozenset()
+
+
+def _note_exclusions(configuration: Manifest) -> None:
+    global _configured_exclusions
+    _configured_exclusions = left_out(configuration)
 
 
 def make_configuration(settings: WebhookSettings, ca_pem: bytes) -> Manifest:
@@ -203,9 +227,12 @@ def publish_ca(kube: Kube, settings: WebhookSettings, ca_pem: bytes) -> None:
     existing = kube.get(api, kind, None, settings.configuration)
     bundle = base64.b64encode(ca_pem).decode()
     if existing is None:
-        kube.apply(make_configuration(settings, ca_pem))
+        made = make_configuration(settings, ca_pem)
+        kube.apply(made)
+        _note_exclusions(made)
         log.info("created MutatingWebhookConfiguration %s", settings.configuration)
         return
+    _note_exclusions(existing)
     hooks = existing.get("webhooks") or []
     configs = [w.get("clientConfig") or {} for w in hooks]
     if (existing["metadata"].get("labels") or {}).get("app.kubernetes.io/managed-by") == MANAGED_BY:

@@ -238,7 +238,7 @@ def make_status(obs: Observation, previous_conditions: list[dict[str, Any]], now
     if obs.excluded_namespace:
         conditions.append(cond("InjectionCoverage", False, "NamespaceExcluded",
                                f"the webhook never instruments pods in namespace {obs.excluded_namespace} "
-                               "(the operator's own or kube-system): apply the resource in its agents' "
+                               "(the webhook configuration leaves it out): apply the resource in its agents' "
                                "namespace, or select theirs with spec.instrumentation.namespaceSelector"))
     elif obs.injection is not None:
         lacking = obs.injection.stale + obs.injection.missing
