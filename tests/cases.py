@@ -142,6 +142,15 @@ INVALID_SPECS: list[tuple[str, dict[str, Any], str]] = [
      "spec.elasticsearch.external.url"),
     ("issuer-group-uppercase", {"tls": {"issuerRef": {"name": "ca", "group": "Cert-Manager.io"}}},
      "spec.tls.issuerRef.group"),
+    ("hugepages-not-whole-pages", {"prometheus": {"resources": {
+        "requests": {"hugepages-2Mi": "3Mi"}, "limits": {"hugepages-2Mi": "3Mi"}}}},
+     "spec.prometheus.resources.requests"),
+    ("hugepages-limit-not-whole-pages", {"grafana": {"resources": {"limits": {"hugepages-1Gi": "1536Mi"}}}},
+     "spec.grafana.resources.limits"),
+    ("hugepages-page-size-zero", {"grafana": {"resources": {"limits": {"hugepages-0": "0"}}}},
+     "spec.grafana.resources.limits"),
+    ("resource-name-quota-prefix", {"grafana": {"resources": {"limits": {"requests.example.com/gpu": "1"}}}},
+     "spec.grafana.resources.limits"),
     ("issuer-group-with-version", {"tls": {"issuerRef": {"name": "ca", "group": "cert-manager.io/v1"}}},
      "spec.tls.issuerRef.group"),
     ("issuer-group-too-long", {"tls": {"issuerRef": {"name": "ca", "group": "a." * 126 + "io"}}},
@@ -157,6 +166,9 @@ VALID_BOUNDARY_SPECS: list[tuple[str, dict[str, Any]]] = [
                    "nvidia.com/gpu": "1", "example.com/foo_bar.v2": "2"}}}}),
     ("resources-limit-equal-in-other-units", {"prometheus": {"resources": {
         "requests": {"cpu": "1", "memory": "1024Mi"}, "limits": {"cpu": "1000m", "memory": "1Gi"}}}}),
+    ("hugepages-whole-pages-in-other-units", {"prometheus": {"resources": {
+        "requests": {"cpu": "1", "hugepages-1Gi": "2048Mi", "hugepages-2Mi": "4194304"},
+        "limits": {"cpu": "1", "hugepages-1Gi": "2Gi", "hugepages-2Mi": "4Mi"}}}}),
     ("resources-limit-only", {"grafana": {"resources": {"limits": {"memory": "1Gi", "nvidia.com/gpu": "2"}}}}),
     ("resources-request-only", {"grafana": {"resources": {"requests": {"cpu": "100m"}}}}),
     ("positive-periods-sizes-and-heap", {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 from agentobs.kube import Kube
@@ -122,23 +123,23 @@ def test_deleting_the_resource_removes_children_but_keeps_data(kube: Kube, opera
             "only generated credentials outlive the resource"
 
 
-def test_unsatisfiable_spec_is_degraded_not_a_crash(kube: Kube, operator: Operator, namespace: str) -> None:
-    # Valid for the CRD, refused by the StatefulSet's pod validation: huge pages in an amount that
-    # is no whole number of pages (the CRD does not divide quantities; see api/base.py).
-    pages = {"cpu": "1", "memory": "1Gi", "hugepages-2Mi": "3Mi"}
-    spec = {"prometheus": {"resources": {"requests": pages, "limits": pages}}}
-    kube.apply(make_resource("bad", namespace, spec))
+def test_unsatisfiable_spec_is_degraded_not_a_crash(kube: Kube, operator: Operator, namespace: str,
+                                                    kubectl: Callable[..., Any]) -> None:
+    # A spec the CRD accepts that the namespace refuses: a ResourceQuota that allows no
+    # StatefulSet, as a platform team may set on a namespace meant for agents only.
+    kubectl("create", "quota", "no-statefulsets", "--hard=count/statefulsets.apps=0", "-n", namespace)
+    kube.apply(make_resource("bad", namespace, {}))
 
     def degraded() -> dict[str, Any]:
         return condition(get_resource(kube, namespace, "bad"), "Degraded")
 
     cond = wait_for("Degraded condition", lambda: degraded().get("status") == "True" and degraded())
     assert cond["reason"] == "ApplyFailed"
-    assert "hugepages-2Mi" in cond["message"] and "3Mi" in cond["message"], cond["message"]
+    assert "no-statefulsets" in cond["message"] and "statefulsets" in cond["message"], cond["message"]
     assert operator.process is not None and operator.process.poll() is None, "the operator must keep running"
-    # Fixing the spec recovers.
-    kube.apply(make_resource("bad", namespace, {}))
-    res = wait_ready(kube, namespace, "bad", generation=2)
+    # Lifting the refusal recovers, with no change to the resource.
+    kubectl("delete", "quota", "no-statefulsets", "-n", namespace)
+    res = wait_ready(kube, namespace, "bad", generation=1)
     assert condition(res, "Degraded")["status"] == "False"
 
 

@@ -107,6 +107,19 @@ _FIXED = f"(k.startsWith('hugepages-') || ({_EXTENDED}))"
 _BOTH = "isQuantity(self.requests[k]) && isQuantity(self.limits[k])"
 
 
+def _whole_pages(field: str) -> str:
+    """CEL: every huge page amount in `field` is a whole number of pages of its key's size (the
+    pattern makes `k.substring(10)`, after `hugepages-`, a quantity)."""
+    size = "quantity(k.substring(10))"
+    return (f"!has(self.{field}) || self.{field}.all(k, !k.startsWith('hugepages-') || "
+            f"!isQuantity(self.{field}[k]) || (quantity(self.{field}[k]).isInteger() && {size}.isInteger() "
+            f"&& {size}.asInteger() > 0 && quantity(self.{field}[k]).asInteger() % {size}.asInteger() == 0))")
+
+
+def _no_quota_prefix(field: str) -> str:
+    return f"!has(self.{field}) || self.{field}.all(k, !k.startsWith('requests.'))"
+
+
 class ResourceRequirements(SpecModel):
     """CPU and memory for one container, as Kubernetes quantities."""
 
@@ -125,6 +138,14 @@ class ResourceRequirements(SpecModel):
         (f"!has(self.limits) || self.limits.all(k, !({_EXTENDED}) || !isQuantity(self.limits[k]) || "
          "quantity(self.limits[k]).isInteger())",
          "extended resources (such as nvidia.com/gpu) are limited in whole units", ".limits"),
+        (_whole_pages("requests"), "huge pages are requested in whole pages of the size the name gives "
+         "(hugepages-2Mi: 2Mi, 4Mi, ...)", ".requests"),
+        (_whole_pages("limits"), "huge pages are limited in whole pages of the size the name gives "
+         "(hugepages-2Mi: 2Mi, 4Mi, ...)", ".limits"),
+        (_no_quota_prefix("requests"), "a resource name cannot start with 'requests.' (a quota's spelling)",
+         ".requests"),
+        (_no_quota_prefix("limits"), "a resource name cannot start with 'requests.' (a quota's spelling)",
+         ".limits"),
     ))
 
     requests: dict[ComputeResourceName, Quantity] = Field(
@@ -140,10 +161,16 @@ class ResourceRequirements(SpecModel):
 
     @field_validator("requests", "limits")
     @classmethod
-    def _whole_extended(cls, value: dict[str, str]) -> dict[str, str]:
+    def _whole_units(cls, value: dict[str, str]) -> dict[str, str]:
         for name, quantity in value.items():
+            if name.startswith("requests."):
+                raise ValueError(f"{name}: a resource name cannot start with 'requests.' (a quota's spelling)")
             if "/" in name and "kubernetes.io/" not in name and not parse_quantity(quantity).is_integer():
                 raise ValueError(f"{name}: extended resources (such as nvidia.com/gpu) come in whole units")
+            if name.startswith("hugepages-"):
+                amount, page = parse_quantity(quantity), parse_quantity(name.removeprefix("hugepages-"))
+                if not (amount.is_integer() and page.is_integer() and page > 0 and amount % page == 0):
+                    raise ValueError(f"{name}: huge pages come in whole pages of the size the name gives")
         return value
 
     @field_validator("limits")
