@@ -192,7 +192,7 @@ def test_retention_deletes_old_files_and_verify_still_passes(tmp_path: Path) -> 
     assert len(files) >= 4
     for f in files[:2]:
         _age(f, clock, 10)
-    with AuditTrail(tmp_path, retention_days=7, clock=clock) as trail:
+    with AuditTrail(tmp_path, retention_days=7, clock=clock, agent_id="researcher-7f9c") as trail:
         assert trail.apply_retention() == []  # already applied when it opened
     remaining = segments(tmp_path)
     assert [f.name for f in remaining] == [f.name for f in files[2:]]
@@ -202,6 +202,7 @@ def test_retention_deletes_old_files_and_verify_still_passes(tmp_path: Path) -> 
     (cut,) = query(tmp_path, action="audit.retention")
     assert cut["details"]["deleted"] == [f.name for f in files[:2]]
     assert cut["seq"] == anchor["confirmed_by"]
+    assert query(tmp_path, agent_id="researcher-7f9c") == [cut], "the pod that cut the trail is on record"
     report = verify(tmp_path)
     assert report.ok, [p.describe() for p in report.problems]
     assert report.first_seq == first_kept["seq"]

@@ -359,6 +359,8 @@ class AuditTrail:
 
         def write(body: dict[str, Any]) -> int:
             self._end.rotated = False
+            # Which pod cut the trail: `query --agent-id` finds it beside that pod's own records.
+            body = {**body, "agent_id": self.agent_id}
             return self._write_records([Draft(body, keyed=self._key is not None)])[0].seq
 
         return expire_segments(self.directory, self.retention_days, self._clock(), write)
