@@ -213,7 +213,9 @@ class Decision(Operation):
             self._handle.metrics.record_decision(self.agent, self.name, self.confidence)
         if self.audit:
             self._audit("decision", user=self.user, result=_outcome(self, error_type, self.choice),
-                        resource=self.name, details={"confidence": self.confidence,
+                        # `choice` beside `result`: an error or a cancellation replaces the result,
+                        # and a review then asks what was about to be done.
+                        resource=self.name, details={"choice": self.choice, "confidence": self.confidence,
                                                      "alternatives": self.alternatives,
                                                      "rationale": self.rationale,
                                                      "trace_id": _trace_id(self.span)})

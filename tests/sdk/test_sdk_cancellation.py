@@ -155,4 +155,5 @@ def test_cancelled_decision_is_not_taken(dup: agentobs_sdk.Handle) -> None:
     asyncio.run(main())
     assert dup.metrics.sample("agentobs_agent_decisions_total", {"agent": "agent-7", "decision": "route"}) is None
     assert dup.audit is not None
-    assert [r["result"] for r in query(dup.audit.directory, action="decision")] == ["cancelled"]
+    assert [(r["result"], r["details"]["choice"]) for r in query(dup.audit.directory, action="decision")] \
+        == [("cancelled", "a")], "what was about to be decided stays on record"
