@@ -110,7 +110,9 @@ class Handle:
                             "close(), aclose(), contextlib.closing()/aclosing() around a decorated generator, "
                             "or a with block around an openai/anthropic stream)", unfinished, UNFINISHED_ATTRIBUTE)
             linger = self.settings.metrics_linger_seconds
-            if self.metrics_port is not None and linger > 0:
+            # Not in a child forked after configure(): scrapes of the port reach the parent, so
+            # none could ever count here and the child's exit would just wait the full linger.
+            if self.metrics.serving() and linger > 0:
                 # Said first: a silent wait of up to 25 s looks like a hung process.
                 log.info("agentobs: shutdown waits up to %ss for a final scrape of port %s so the last "
                          "metric values reach Prometheus (%s=0 skips the wait)",
@@ -139,6 +141,24 @@ _shut_down = False
 # (action, cause) of the audit records dropped for want of a trail that were already warned about
 # (instrument.warn_no_trail); cleared when configure() or shutdown() changes the cause.
 said_no_trail: set[tuple[str, str]] = set()
+
+
+def _after_fork_in_child() -> None:
+    """Say what a child forked after configure() (gunicorn's preload mode, a celery prefork pool,
+    multiprocessing's fork) loses: the parent's /metrics thread did not come along, and scrapes
+    of the port reach the parent, which never sees the child's figures."""
+    handle = _handle
+    if handle is None or handle.metrics_port is None:
+        return
+    log.warning("agentobs: process %d was forked from a process that had called configure(): the "
+                "metrics it records are not served (scrapes of port %d reach the parent); spans, "
+                "logs and the audit trail are kept. To serve a worker's metrics, call configure() "
+                "in the worker after the fork instead (e.g. gunicorn's post_fork hook, without "
+                "preloading); one process per pod can serve the port",
+                os.getpid(), handle.metrics_port)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def current_handle() -> Handle | None:
