@@ -129,7 +129,8 @@ class Handle:
                 logging.getLogger().removeHandler(self.log_handler)
             for undo in reversed(self._restore):
                 undo()
-            if self.instrumented_clients:
+            if self.settings.genai.instrument_clients and not self.settings.sdk_disabled:
+                # Also when nothing was instrumented yet: the import hook still waits for one.
                 from .instrumentation import uninstrument_all
 
                 uninstrument_all()
@@ -213,8 +214,8 @@ def configure(
             atexit.register(handle.shutdown)
     if settings.genai.instrument_clients and not settings.sdk_disabled:
         # Disabled means hands off the client libraries too: people switch the SDK off to rule
-        # it out, which patched client methods would defeat. Outside the lock: importing a
-        # client library can take a while.
+        # it out, which patched client methods would defeat. Outside the lock: instrumenting a
+        # client library imports a few of its modules.
         from .instrumentation import instrument_installed
 
         handle.instrumented_clients = instrument_installed()
