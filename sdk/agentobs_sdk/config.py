@@ -258,6 +258,10 @@ def _build(
             export_off = f"cannot read {ENV_CERTIFICATE}={settings.otlp_certificate!r}, see the error above"
             log.error("agentobs: %s=%r cannot be read (%s); spans are not exported",
                       ENV_CERTIFICATE, settings.otlp_certificate, exc.strerror or exc)
+        except ValueError as exc:  # urllib's verdict on the endpoint, e.g. "Invalid IPv6 URL"
+            export_off = f"{ENV_ENDPOINT} is not a valid URL, see the error above"
+            log.error("agentobs: %s=%r is not a valid URL (%s); spans are not exported",
+                      ENV_ENDPOINT, settings.shown_endpoint, exc)
     provider = tracing.build_tracer_provider(
         tracing.build_resource(settings.service_name, settings.resource_attributes, settings.agent_id,
                                # The latest GenAI names keep gen_ai.agent.id for a hosted agent's
@@ -357,7 +361,7 @@ def _announce(handle: Handle, env: Mapping[str, str]) -> None:
         return
     if handle.exporting:
         tls = "plain" if (s.otlp_endpoint or "").startswith("http://") else "TLS"
-        parts.append(f"spans exported to {s.otlp_endpoint} over OTLP {s.otlp_protocol} ({tls})")
+        parts.append(f"spans exported to {s.shown_endpoint} over OTLP {s.otlp_protocol} ({tls})")
     elif handle.export_off is not None:
         parts.append(f"no exporter: spans are not exported ({handle.export_off})")
     elif s.traces_exporter == EXPORTER_NONE:

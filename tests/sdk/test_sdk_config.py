@@ -279,3 +279,34 @@ def test_warnings_about_the_environment_come_out_as_json(tmp_path: Path,
     assert sum("AGENTOBS_METRICS_PORT='abc' is not a port; metrics" in m for m in messages) == 1
     assert sum("is UNKEYED" in m for m in messages) == 1
     assert sum("configured service" in m for m in messages) == 1
+
+
+def test_an_endpoint_that_is_no_url_is_named_instead_of_crashing(caplog: pytest.LogCaptureFixture) -> None:
+    """A mistyped endpoint (here an unclosed IPv6 bracket) used to make configure() raise a bare
+    `ValueError: Invalid IPv6 URL` naming no variable; it is logged and spans are not exported."""
+    for protocol in ("grpc", "http/protobuf"):
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="agentobs_sdk"):
+            handle = agentobs_sdk.configure({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://[fd00::1:4317",
+                                             "OTEL_EXPORTER_OTLP_PROTOCOL": protocol}, json_logs=False)
+        try:
+            assert not handle.exporting
+            errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+            assert any("OTEL_EXPORTER_OTLP_ENDPOINT='http://[fd00::1:4317' is not a valid URL" in e
+                       for e in errors), errors
+            assert "OTEL_EXPORTER_OTLP_ENDPOINT is not a valid URL" in _announcement(caplog)
+        finally:
+            handle.shutdown()
+
+
+@pytest.mark.parametrize("endpoint", ["https://agent:s3cr3t@collector:4318", "agent:s3cr3t@collector:4317"])
+def test_credentials_in_the_endpoint_are_not_logged(caplog: pytest.LogCaptureFixture, endpoint: str) -> None:
+    """An endpoint carrying basic-auth credentials used to appear whole in the start-up line."""
+    with caplog.at_level(logging.DEBUG):
+        handle = agentobs_sdk.configure({"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+                                         "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}, json_logs=False)
+    handle.tracer_provider.shutdown()  # nothing listens: do not wait on a final export
+    handle.shutdown()
+    line = _announcement(caplog)
+    assert "***@collector" in line
+    assert not [r.getMessage() for r in caplog.records if "s3cr3t" in r.getMessage()]
