@@ -310,3 +310,18 @@ def test_credentials_in_the_endpoint_are_not_logged(caplog: pytest.LogCaptureFix
     line = _announcement(caplog)
     assert "***@collector" in line
     assert not [r.getMessage() for r in caplog.records if "s3cr3t" in r.getMessage()]
+
+
+def test_a_mistyped_genai_opt_in_is_said(caplog: pytest.LogCaptureFixture) -> None:
+    """`gen_ai_latest` (for gen_ai_latest_experimental) silently selected the v1.41.0 names, so
+    the stack's dashboards, which query the latest ones, stayed empty."""
+    with caplog.at_level(logging.WARNING, logger="agentobs_sdk"):
+        settings = config.Settings.from_env({"OTEL_SEMCONV_STABILITY_OPT_IN": "http,gen_ai_latest"})
+    assert settings.genai.mode.old
+    warnings = [r.getMessage() for r in caplog.records if "OTEL_SEMCONV_STABILITY_OPT_IN" in r.getMessage()]
+    assert len(warnings) == 1 and "gen_ai_latest is no GenAI value" in warnings[0], warnings
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="agentobs_sdk"):
+        config.Settings.from_env({"OTEL_SEMCONV_STABILITY_OPT_IN": "http,gen_ai_latest_experimental"})
+        config.Settings.from_env({"OTEL_SEMCONV_STABILITY_OPT_IN": "http"})
+    assert not caplog.records
