@@ -144,24 +144,6 @@ _shut_down = False
 said_no_trail: set[tuple[str, str]] = set()
 
 
-def _after_fork_in_child() -> None:
-    """Say what a child forked after configure() (gunicorn's preload mode, a celery prefork pool,
-    multiprocessing's fork) loses: the parent's /metrics thread did not come along, and scrapes
-    of the port reach the parent, which never sees the child's figures."""
-    handle = _handle
-    if handle is None or handle.metrics_port is None:
-        return
-    log.warning("agentobs: process %d was forked from a process that had called configure(): the "
-                "metrics it records are not served (scrapes of port %d reach the parent); spans, "
-                "logs and the audit trail are kept. To serve a worker's metrics, call configure() "
-                "in the worker after the fork instead (e.g. gunicorn's post_fork hook, without "
-                "preloading); one process per pod can serve the port",
-                os.getpid(), handle.metrics_port)
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
 def current_handle() -> Handle | None:
     """The active handle, or None before `configure()` / after `shutdown()`."""
     return _handle
