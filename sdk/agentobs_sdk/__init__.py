@@ -73,8 +73,9 @@ AGENTOBS_INSTRUMENT_CLIENTS (`false` leaves the `openai` and `anthropic` clients
 Modules: `config` (configure, Handle), `tracing`, `metrics`, `series` (the Prometheus series
 contract), `logs` (JSON formatter), `helpers` (agent run, LLM call, tool call, reasoning step,
 decision; built on `instrument`; the LLM call's operation is in `model_call`), `threads`
-(carrying context into thread pools), `processes` (what a process forked after configure() keeps), `exposition` (the /metrics endpoint), `audit` (trail
-writer, verify, query), `cli` (`agentobs-audit`).
+(carrying context into thread pools), `processes` (what a process forked after configure()
+keeps), `exposition` (the /metrics endpoint), `audit` (trail writer, verify, query), `cli`
+(`agentobs-audit`).
 """
 
 from typing import Unpack
