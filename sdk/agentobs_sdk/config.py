@@ -17,6 +17,7 @@ trail is worse than a visible crash.
 from __future__ import annotations
 
 import atexit
+import errno
 import logging
 import os
 import threading
@@ -268,7 +269,13 @@ def _build(
         try:
             port = metrics.serve(settings.metrics_port, metrics_addr)
         except OSError as exc:
-            log.error("agentobs: cannot serve metrics on %s:%s: %s", metrics_addr, settings.metrics_port, exc)
+            # Port in use: most often a sibling worker (uvicorn --workers, gunicorn, a process
+            # pool) that configured first; the bare errno does not tell a developer that.
+            hint = ("; one process per pod can serve it: with several worker processes only the first "
+                    "to call configure() does (sdk/README.md, 'Several processes')"
+                    if exc.errno == errno.EADDRINUSE else "")
+            log.error("agentobs: cannot serve metrics on %s:%s (%s): %s%s", metrics_addr, settings.metrics_port,
+                      ENV_METRICS_PORT, exc, hint)
 
     audit = None
     if settings.audit_dir:

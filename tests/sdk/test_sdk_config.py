@@ -325,3 +325,18 @@ def test_a_mistyped_genai_opt_in_is_said(caplog: pytest.LogCaptureFixture) -> No
         config.Settings.from_env({"OTEL_SEMCONV_STABILITY_OPT_IN": "http,gen_ai_latest_experimental"})
         config.Settings.from_env({"OTEL_SEMCONV_STABILITY_OPT_IN": "http"})
     assert not caplog.records
+
+
+def test_a_port_in_use_says_only_one_process_serves_it(caplog: pytest.LogCaptureFixture) -> None:
+    """With several workers per pod (uvicorn --workers, gunicorn) each configure()s; all but the
+    first used to log a bare 'Address already in use', naming neither the variable nor why."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with caplog.at_level(logging.ERROR, logger="agentobs_sdk"):
+            agentobs_sdk.configure({"AGENTOBS_METRICS_PORT": str(port)}, metrics_addr="127.0.0.1",
+                                   json_logs=False).shutdown()
+    (error,) = [r.getMessage() for r in caplog.records if "cannot serve metrics" in r.getMessage()]
+    assert f"127.0.0.1:{port} (AGENTOBS_METRICS_PORT)" in error
+    assert "with several worker processes only the first to call configure() does" in error
