@@ -281,18 +281,21 @@ def test_warnings_about_the_environment_come_out_as_json(tmp_path: Path,
     assert sum("configured service" in m for m in messages) == 1
 
 
-def test_an_endpoint_that_is_no_url_is_named_instead_of_crashing(caplog: pytest.LogCaptureFixture) -> None:
-    """A mistyped endpoint (here an unclosed IPv6 bracket) used to make configure() raise a bare
-    `ValueError: Invalid IPv6 URL` naming no variable; it is logged and spans are not exported."""
+@pytest.mark.parametrize("endpoint", ["http://[fd00::1:4317", "http://collector:431700", "http://collector:4317x"])
+def test_an_endpoint_that_is_no_url_is_named_instead_of_crashing(caplog: pytest.LogCaptureFixture,
+                                                                  endpoint: str) -> None:
+    """A mistyped endpoint used to make configure() raise a bare `ValueError: Invalid IPv6 URL`
+    naming no variable (an unclosed bracket), or be announced as exporting when no export could
+    ever reach it (a port that is no port); it is logged and spans are not exported."""
     for protocol in ("grpc", "http/protobuf"):
         caplog.clear()
         with caplog.at_level(logging.INFO, logger="agentobs_sdk"):
-            handle = agentobs_sdk.configure({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://[fd00::1:4317",
+            handle = agentobs_sdk.configure({"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
                                              "OTEL_EXPORTER_OTLP_PROTOCOL": protocol}, json_logs=False)
         try:
             assert not handle.exporting
             errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
-            assert any("OTEL_EXPORTER_OTLP_ENDPOINT='http://[fd00::1:4317' is not a valid URL" in e
+            assert any(f"OTEL_EXPORTER_OTLP_ENDPOINT={endpoint!r} is not a valid URL" in e
                        for e in errors), errors
             assert "OTEL_EXPORTER_OTLP_ENDPOINT is not a valid URL" in _announcement(caplog)
         finally:
