@@ -161,6 +161,13 @@ class Settings:
             genai=GenAIOptions.from_env(env),
         )
 
+    def __repr__(self) -> str:
+        # A notebook or REPL shows the repr of the handle configure() returns, settings included:
+        # the endpoint appears as logs show it (dataclass keeps a __repr__ the class defines).
+        shown = {name: self.shown_endpoint if name == "otlp_endpoint" else getattr(self, name)
+                 for name in self.__dataclass_fields__}
+        return f"Settings({', '.join(f'{name}={value!r}' for name, value in shown.items())})"
+
     @property
     def shown_endpoint(self) -> str | None:
         """The endpoint as logs may show it: credentials in it (`https://user:token@host`, which

@@ -343,3 +343,15 @@ def test_a_port_in_use_says_only_one_process_serves_it(caplog: pytest.LogCapture
     (error,) = [r.getMessage() for r in caplog.records if "cannot serve metrics" in r.getMessage()]
     assert f"127.0.0.1:{port} (AGENTOBS_METRICS_PORT)" in error
     assert "with several worker processes only the first to call configure() does" in error
+
+
+def test_the_handle_repr_masks_credentials_in_the_endpoint() -> None:
+    """A notebook cell ending in `handle = aobs.configure(); handle` printed the endpoint whole,
+    credentials included, through the Settings in the handle's repr."""
+    handle = agentobs_sdk.configure({"OTEL_EXPORTER_OTLP_ENDPOINT": "https://agent:s3cr3t@collector:4318",
+                                     "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}, json_logs=False)
+    handle.tracer_provider.shutdown()  # nothing listens: do not wait on a final export
+    handle.shutdown()
+    assert "s3cr3t" not in repr(handle)
+    assert "otlp_endpoint='https://***@collector:4318'" in repr(handle.settings)
+    assert repr(config.Settings()).startswith("Settings(service_name='unknown_service:python', otlp_endpoint=None")
