@@ -73,14 +73,16 @@ AGENTOBS_INSTRUMENT_CLIENTS (`false` leaves the `openai` and `anthropic` clients
 Modules: `config` (configure, Handle), `tracing`, `metrics`, `series` (the Prometheus series
 contract), `logs` (JSON formatter), `helpers` (agent run, LLM call, tool call, reasoning step,
 decision; built on `instrument`; the LLM call's operation is in `model_call`), `threads`
-(carrying context into thread pools), `exposition` (the /metrics endpoint), `audit` (trail
-writer, verify, query), `cli` (`agentobs-audit`).
+(carrying context into thread pools), `processes` (what a process forked after configure()
+keeps), `exposition` (the /metrics endpoint), `audit` (trail writer, verify, query), `cli`
+(`agentobs-audit`).
 """
 
 from typing import Unpack
 
 from opentelemetry import trace
 
+from . import processes as _processes  # noqa: F401 - registers the fork hooks (processes.py)
 from .audit import AuditError, AuditReceipt, AuditTrail, load_key, query, verify
 from .audit.writer import AuditFields
 from .config import ENV_VARS, ConfigurationError, Handle, Settings, configure, current_handle

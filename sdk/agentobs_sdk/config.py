@@ -17,6 +17,7 @@ trail is worse than a visible crash.
 from __future__ import annotations
 
 import atexit
+import errno
 import logging
 import os
 import threading
@@ -110,7 +111,9 @@ class Handle:
                             "close(), aclose(), contextlib.closing()/aclosing() around a decorated generator, "
                             "or a with block around an openai/anthropic stream)", unfinished, UNFINISHED_ATTRIBUTE)
             linger = self.settings.metrics_linger_seconds
-            if self.metrics_port is not None and linger > 0:
+            # Not in a child forked after configure(): scrapes of the port reach the parent, so
+            # none could ever count here and the child's exit would just wait the full linger.
+            if self.metrics.serving() and linger > 0:
                 # Said first: a silent wait of up to 25 s looks like a hung process.
                 log.info("agentobs: shutdown waits up to %ss for a final scrape of port %s so the last "
                          "metric values reach Prometheus (%s=0 skips the wait)",
@@ -127,7 +130,8 @@ class Handle:
                 logging.getLogger().removeHandler(self.log_handler)
             for undo in reversed(self._restore):
                 undo()
-            if self.instrumented_clients:
+            if self.settings.genai.instrument_clients and not self.settings.sdk_disabled:
+                # Also when nothing was instrumented yet: the import hook still waits for one.
                 from .instrumentation import uninstrument_all
 
                 uninstrument_all()
@@ -193,8 +197,8 @@ def configure(
             atexit.register(handle.shutdown)
     if settings.genai.instrument_clients and not settings.sdk_disabled:
         # Disabled means hands off the client libraries too: people switch the SDK off to rule
-        # it out, which patched client methods would defeat. Outside the lock: importing a
-        # client library can take a while.
+        # it out, which patched client methods would defeat. Outside the lock: instrumenting a
+        # client library imports a few of its modules.
         from .instrumentation import instrument_installed
 
         handle.instrumented_clients = instrument_installed()
@@ -237,6 +241,10 @@ def _build(
             export_off = f"cannot read {ENV_CERTIFICATE}={settings.otlp_certificate!r}, see the error above"
             log.error("agentobs: %s=%r cannot be read (%s); spans are not exported",
                       ENV_CERTIFICATE, settings.otlp_certificate, exc.strerror or exc)
+        except ValueError as exc:  # urllib's verdict on the endpoint, e.g. "Invalid IPv6 URL"
+            export_off = f"{ENV_ENDPOINT} is not a valid URL, see the error above"
+            log.error("agentobs: %s=%r is not a valid URL (%s); spans are not exported",
+                      ENV_ENDPOINT, settings.shown_endpoint, exc)
     provider = tracing.build_tracer_provider(
         tracing.build_resource(settings.service_name, settings.resource_attributes, settings.agent_id,
                                # The latest GenAI names keep gen_ai.agent.id for a hosted agent's
@@ -261,7 +269,13 @@ def _build(
         try:
             port = metrics.serve(settings.metrics_port, metrics_addr)
         except OSError as exc:
-            log.error("agentobs: cannot serve metrics on %s:%s: %s", metrics_addr, settings.metrics_port, exc)
+            # Port in use: most often a sibling worker (uvicorn --workers, gunicorn, a process
+            # pool) that configured first; the bare errno does not tell a developer that.
+            hint = ("; one process per pod can serve it: with several worker processes only the first "
+                    "to call configure() does (sdk/README.md, 'Several processes')"
+                    if exc.errno == errno.EADDRINUSE else "")
+            log.error("agentobs: cannot serve metrics on %s:%s (%s): %s%s", metrics_addr, settings.metrics_port,
+                      ENV_METRICS_PORT, exc, hint)
 
     audit = None
     if settings.audit_dir:
@@ -336,7 +350,7 @@ def _announce(handle: Handle, env: Mapping[str, str]) -> None:
         return
     if handle.exporting:
         tls = "plain" if (s.otlp_endpoint or "").startswith("http://") else "TLS"
-        parts.append(f"spans exported to {s.otlp_endpoint} over OTLP {s.otlp_protocol} ({tls})")
+        parts.append(f"spans exported to {s.shown_endpoint} over OTLP {s.otlp_protocol} ({tls})")
     elif handle.export_off is not None:
         parts.append(f"no exporter: spans are not exported ({handle.export_off})")
     elif s.traces_exporter == EXPORTER_NONE:

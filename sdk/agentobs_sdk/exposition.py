@@ -64,8 +64,16 @@ class Exposition:
     def port(self) -> int:
         return int(self._server.server_port)
 
+    def serving(self) -> bool:
+        """False in a process forked from the one that started the server: the fork copied the
+        listening socket but not the thread answering it, so every scrape reaches the parent."""
+        return self._thread.is_alive()
+
     def wait_for_scrape(self, timeout: float) -> bool:
-        """Block until a scrape that starts after this call has been answered; False on timeout."""
+        """Block until a scrape that starts after this call has been answered; False on timeout
+        (at once where nothing here answers scrapes: no scrape could ever count)."""
+        if not self.serving():
+            return False
         deadline = time.monotonic() + timeout
         with self._cv:
             after = self._started
@@ -77,6 +85,9 @@ class Exposition:
         return True
 
     def stop(self) -> None:
-        self._server.shutdown()
+        if self.serving():
+            # shutdown() waits for serve_forever() to return: forever in a forked child, where
+            # no thread runs it (a pre-fork server's worker would hang at exit).
+            self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)

@@ -264,6 +264,10 @@ class AgentMetrics:
         self._server = Exposition(self.registry, port, addr)
         return self._server.port
 
+    def serving(self) -> bool:
+        """True when this process answers scrapes (not a child forked after `serve()`)."""
+        return self._server is not None and self._server.serving()
+
     def wait_for_scrape(self, timeout: float) -> bool:
         """Wait for one scrape that starts after this call (see exposition.py); False on timeout."""
         return self._server.wait_for_scrape(timeout) if self._server is not None else False

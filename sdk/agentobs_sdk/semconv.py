@@ -21,7 +21,10 @@ names and the stack's rules and dashboards query those. The pinned sources are i
 from __future__ import annotations
 
 import enum
+import logging
 from collections.abc import Mapping
+
+log = logging.getLogger("agentobs_sdk")
 
 ENV_OPT_IN = "OTEL_SEMCONV_STABILITY_OPT_IN"
 OPT_IN_LATEST = "gen_ai_latest_experimental"
@@ -60,7 +63,16 @@ def parse_mode(value: str | None) -> Mode:
 
 
 def mode_from_env(env: Mapping[str, str]) -> Mode:
-    return parse_mode(env.get(ENV_OPT_IN))
+    raw = env.get(ENV_OPT_IN)
+    unknown = [part.strip() for part in (raw or "").split(",")
+               if part.strip().lower().startswith("gen_ai") and part.strip().lower() not in (OPT_IN_LATEST, OPT_IN_DUP)]
+    mode = parse_mode(raw)
+    if unknown and mode is Mode.OLD:
+        # A typo here is otherwise silent: the agent emits the v1.41.0 names while the stack's
+        # dashboards and alerts query the latest ones, and every panel stays empty.
+        log.warning("agentobs: %s=%r: %s is no GenAI value this SDK knows (%s, %s); emitting the %s names",
+                    ENV_OPT_IN, raw, ", ".join(unknown), OPT_IN_LATEST, OPT_IN_DUP, OLD_VERSION)
+    return mode
 
 
 PROJECT_DEFAULT_MODE = parse_mode(PROJECT_DEFAULT_OPT_IN)

@@ -7,6 +7,7 @@ default; `configure()` (config.py) builds the SDK from the result.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -159,6 +160,21 @@ class Settings:
             traces_exporter=exporter,
             genai=GenAIOptions.from_env(env),
         )
+
+    def __repr__(self) -> str:
+        # A notebook or REPL shows the repr of the handle configure() returns, settings included:
+        # the endpoint appears as logs show it (dataclass keeps a __repr__ the class defines).
+        shown = {name: self.shown_endpoint if name == "otlp_endpoint" else getattr(self, name)
+                 for name in self.__dataclass_fields__}
+        return f"Settings({', '.join(f'{name}={value!r}' for name, value in shown.items())})"
+
+    @property
+    def shown_endpoint(self) -> str | None:
+        """The endpoint as logs may show it: credentials in it (`https://user:token@host`, which
+        the HTTP exporter sends as basic auth) are masked. Not parsed: it may be no valid URL."""
+        if self.otlp_endpoint is None:
+            return None
+        return re.sub(r"^([^/@]*//)?[^/@]*@", r"\1***@", self.otlp_endpoint)
 
     @property
     def effective_agent_id(self) -> str:

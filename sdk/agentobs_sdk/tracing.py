@@ -106,8 +106,9 @@ def build_exporter(protocol: str, endpoint: str, certificate: str | None) -> Spa
     """OTLP span exporter for the protocol; TLS unless the endpoint says plain `http://`.
 
     OSError when the CA file cannot be read (both protocols: the HTTP exporter would otherwise
-    fail only at each export)."""
+    fail only at each export); ValueError when the endpoint is no URL."""
     parsed = urllib.parse.urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
+    _ = parsed.port  # ValueError now, for a port that is no number in 0-65535, not at every export
     secure = parsed.scheme != "http"
     root = None
     if secure and certificate:

@@ -279,3 +279,79 @@ def test_warnings_about_the_environment_come_out_as_json(tmp_path: Path,
     assert sum("AGENTOBS_METRICS_PORT='abc' is not a port; metrics" in m for m in messages) == 1
     assert sum("is UNKEYED" in m for m in messages) == 1
     assert sum("configured service" in m for m in messages) == 1
+
+
+@pytest.mark.parametrize("endpoint", ["http://[fd00::1:4317", "http://collector:431700", "http://collector:4317x"])
+def test_an_endpoint_that_is_no_url_is_named_instead_of_crashing(caplog: pytest.LogCaptureFixture,
+                                                                  endpoint: str) -> None:
+    """A mistyped endpoint used to make configure() raise a bare `ValueError: Invalid IPv6 URL`
+    naming no variable (an unclosed bracket), or be announced as exporting when no export could
+    ever reach it (a port that is no port); it is logged and spans are not exported."""
+    for protocol in ("grpc", "http/protobuf"):
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="agentobs_sdk"):
+            handle = agentobs_sdk.configure({"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+                                             "OTEL_EXPORTER_OTLP_PROTOCOL": protocol}, json_logs=False)
+        try:
+            assert not handle.exporting
+            errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+            assert any(f"OTEL_EXPORTER_OTLP_ENDPOINT={endpoint!r} is not a valid URL" in e
+                       for e in errors), errors
+            assert "OTEL_EXPORTER_OTLP_ENDPOINT is not a valid URL" in _announcement(caplog)
+        finally:
+            handle.shutdown()
+
+
+@pytest.mark.parametrize("endpoint", ["https://agent:s3cr3t@collector:4318", "agent:s3cr3t@collector:4317"])
+def test_credentials_in_the_endpoint_are_not_logged(caplog: pytest.LogCaptureFixture, endpoint: str) -> None:
+    """An endpoint carrying basic-auth credentials used to appear whole in the start-up line."""
+    with caplog.at_level(logging.DEBUG):
+        handle = agentobs_sdk.configure({"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+                                         "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}, json_logs=False)
+    handle.tracer_provider.shutdown()  # nothing listens: do not wait on a final export
+    handle.shutdown()
+    line = _announcement(caplog)
+    assert "***@collector" in line
+    assert not [r.getMessage() for r in caplog.records if "s3cr3t" in r.getMessage()]
+
+
+def test_a_mistyped_genai_opt_in_is_said(caplog: pytest.LogCaptureFixture) -> None:
+    """`gen_ai_latest` (for gen_ai_latest_experimental) silently selected the v1.41.0 names, so
+    the stack's dashboards, which query the latest ones, stayed empty."""
+    with caplog.at_level(logging.WARNING, logger="agentobs_sdk"):
+        settings = config.Settings.from_env({"OTEL_SEMCONV_STABILITY_OPT_IN": "http,gen_ai_latest"})
+    assert settings.genai.mode.old
+    warnings = [r.getMessage() for r in caplog.records if "OTEL_SEMCONV_STABILITY_OPT_IN" in r.getMessage()]
+    assert len(warnings) == 1 and "gen_ai_latest is no GenAI value" in warnings[0], warnings
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="agentobs_sdk"):
+        config.Settings.from_env({"OTEL_SEMCONV_STABILITY_OPT_IN": "http,gen_ai_latest_experimental"})
+        config.Settings.from_env({"OTEL_SEMCONV_STABILITY_OPT_IN": "http"})
+    assert not caplog.records
+
+
+def test_a_port_in_use_says_only_one_process_serves_it(caplog: pytest.LogCaptureFixture) -> None:
+    """With several workers per pod (uvicorn --workers, gunicorn) each configure()s; all but the
+    first used to log a bare 'Address already in use', naming neither the variable nor why."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with caplog.at_level(logging.ERROR, logger="agentobs_sdk"):
+            agentobs_sdk.configure({"AGENTOBS_METRICS_PORT": str(port)}, metrics_addr="127.0.0.1",
+                                   json_logs=False).shutdown()
+    (error,) = [r.getMessage() for r in caplog.records if "cannot serve metrics" in r.getMessage()]
+    assert f"127.0.0.1:{port} (AGENTOBS_METRICS_PORT)" in error
+    assert "with several worker processes only the first to call configure() does" in error
+
+
+def test_the_handle_repr_masks_credentials_in_the_endpoint() -> None:
+    """A notebook cell ending in `handle = aobs.configure(); handle` printed the endpoint whole,
+    credentials included, through the Settings in the handle's repr."""
+    handle = agentobs_sdk.configure({"OTEL_EXPORTER_OTLP_ENDPOINT": "https://agent:s3cr3t@collector:4318",
+                                     "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}, json_logs=False)
+    handle.tracer_provider.shutdown()  # nothing listens: do not wait on a final export
+    handle.shutdown()
+    assert "s3cr3t" not in repr(handle)
+    assert "otlp_endpoint='https://***@collector:4318'" in repr(handle.settings)
+    assert repr(config.Settings()).startswith("Settings(service_name='unknown_service:python', otlp_endpoint=None")

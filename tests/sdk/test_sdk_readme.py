@@ -53,3 +53,11 @@ def test_the_readme_says_what_exposition_returns(sdk: agentobs_sdk.Handle) -> No
     said = " ".join(README.split())  # the sentence may wrap
     assert isinstance(sdk.metrics.exposition(), bytes)
     assert "`handle.metrics.exposition()` returns the same exposition in-process, as bytes" in said
+
+
+def test_every_exported_name_is_in_the_public_api_section() -> None:
+    """Half the names in `agentobs_sdk.__all__` (Handle, current_handle, current_operation,
+    AuditTrail, the series contract...) appeared nowhere in the README a user reads."""
+    section = README.split("## Public API", 1)[1].split("\n## ", 1)[0]
+    missing = [name for name in agentobs_sdk.__all__ if f"`{name}" not in section]
+    assert not missing, missing
