@@ -316,7 +316,7 @@ def test_rbac_covers_the_log_collector_in_the_release_namespace(render: Render, 
         group = api_version.rpartition("/")[0]
         where = "obs" if info.namespaced else None
         missing += [f"{verb} {info.plural} in {where or 'cluster'}" for verb in sorted(APPLIED)
-                    if not perms.allows(group, info.plural, verb, where)]
+                    if not perms.allows(group, info.plural, verb, where, obj["metadata"]["name"])]
     assert not missing, "the operator cannot manage the log collector:\n  " + "\n  ".join(missing)
 
 
@@ -351,6 +351,13 @@ def test_rbac_grants_nothing_broader_than_needed(render: Render) -> None:
             # leader's own Lease, by name; a full replace of anything else would overwrite others' fields.
             assert "update" not in rule["verbs"] or rule["resources"] == ["agentobservabilities/finalizers"] \
                 or (rule["resources"] == ["leases"] and rule.get("resourceNames") == [LEASE]), where
+    # Cluster RBAC is changed and deleted only where it is the node log collector's: any other
+    # ClusterRole or binding (cluster-admin's) stays out of the operator's reach.
+    perms = permissions_of(render({}, namespace="obs"))
+    for resource in ("clusterroles", "clusterrolebindings"):
+        for verb in ("patch", "delete"):
+            assert perms.allows("rbac.authorization.k8s.io", resource, verb, None, NAMED["ClusterRole"])
+            assert not perms.allows("rbac.authorization.k8s.io", resource, verb, None, "cluster-admin"), resource
     cluster = [r for r in one([d for d in render({}) if d["metadata"]["name"] == "agentobs-operator-cluster"],
                               "ClusterRole")["rules"] if "mutatingwebhookconfigurations" in r["resources"]]
     assert cluster and all(r.get("resourceNames") == ["agentobs-webhook"] for r in cluster)
