@@ -36,6 +36,9 @@ class Coverage:
     missing: int = 0  # not injected at all
     restarted: list[str] = field(default_factory=list)  # "Kind ns/name"
     namespaces: list[str] = field(default_factory=list)
+    # Selected pods that another resource, whose selection overlaps this one's, instruments:
+    # "namespace/name" of that resource -> pods. Not counted above: they are not this one's.
+    elsewhere: dict[str, int] = field(default_factory=dict)
 
 
 def selected_namespaces(kube: Kube, config: InjectionConfig) -> list[str]:
@@ -62,6 +65,16 @@ def classify(pod: dict[str, Any], config: InjectionConfig) -> str | None:
     return "current" if annotations.get(DIGEST_ANNOTATION) == config.digest else "stale"
 
 
+def instrumented_by_another(pod: dict[str, Any], config: InjectionConfig) -> str | None:
+    """The resource that instrumented a live pod this resource's selectors also select, when it is
+    not this one (the webhook gives a pod to one resource only)."""
+    meta = pod.get("metadata") or {}
+    if meta.get("deletionTimestamp") or (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+        return None
+    injected_by = (meta.get("annotations") or {}).get(INJECTED_ANNOTATION)
+    return injected_by if injected_by and injected_by != config.key else None
+
+
 def _restart(kube: Kube, namespace: str, kind: str, name: str, digest: str, now: dt.datetime) -> bool:
     api = WORKLOAD_API[kind]
     workload = kube.get(api, kind, namespace, name)
@@ -84,6 +97,9 @@ def observe(kube: Kube, config: InjectionConfig, rollout: bool, now: dt.datetime
         for pod in kube.list("v1", "Pod", namespace, selector):
             state = classify(pod, config)
             if state is None:
+                other = instrumented_by_another(pod, config)
+                if other is not None:
+                    coverage.elsewhere[other] = coverage.elsewhere.get(other, 0) + 1
                 continue
             coverage.selected += 1
             setattr(coverage, state, getattr(coverage, state) + 1)

@@ -104,10 +104,11 @@ def _transitions(before: list[dict[str, Any]], after: AgentObservabilityStatus) 
     # one Warning says it, not a Warning and a Normal event alike.
     degraded = {(r, m) for t, r, m in out if t == "Degraded"}
     out = [t for t in out if not (t[0] == "Ready" and (t[1], t[2]) in degraded)]
-    # A stack that can never instrument a pod says so once: it is Ready all the same.
+    # A stack that can never instrument a pod, or whose selected pods another resource took, says
+    # so once: it is Ready all the same.
     old_reasons = {c.get("type"): c.get("reason") for c in before}
     out += [(c.type, c.reason, c.message) for c in after.conditions
-            if c.reason == "NamespaceExcluded" and old_reasons.get(c.type) != c.reason]
+            if c.reason in ("NamespaceExcluded", "PodsInstrumentedElsewhere") and old_reasons.get(c.type) != c.reason]
     # A component held back by something the cluster names (an image it cannot pull, a pod it
     # cannot place) is said once per new cause, where `kubectl describe` and event alerts see it.
     old_causes = {c.get("type"): _SAME_CAUSE.get(str(c.get("reason")), c.get("reason")) for c in before
@@ -225,6 +226,7 @@ def _apply_stack(kube: Kube, owner: Owner, obs: Observation, now: dt.datetime) -
             obs.injection = InjectionStatus(selected=coverage.selected, current=coverage.current,
                                             stale=coverage.stale, missing=coverage.missing)
             obs.restarted = coverage.restarted
+            obs.injected_elsewhere = coverage.elsewhere
             # Agents outside the resource's namespace mount the CA from a copy in their own.
             manifests += [make_ca_bundle(owner, gathered.material.ca, namespace=ns)
                           for ns in coverage.namespaces if ns != owner.namespace]

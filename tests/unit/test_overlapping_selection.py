@@ -1,0 +1,61 @@
+"""Two resources whose selections overlap: the webhook gives each pod to one of them. The other
+used to count nothing and say AllPodsInstrumented, so its owner saw no data and no reason; it now
+names the resource that instruments its selected pods, once as an event and in its condition."""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from agentobs.stack.reconcile import _transitions, reconcile
+
+NOW = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
+
+
+def _pod(name: str, injected_by: str | None) -> dict[str, Any]:
+    annotations = {"agentobs.io/injected": injected_by} if injected_by else {}
+    return {"metadata": {"name": name, "namespace": "agents", "labels": {"agentobs.io/agent": "true"},
+                         "annotations": annotations}, "status": {"phase": "Running"}}
+
+
+class PodsKube:
+    """Lists the given agent pods; other reads find nothing; an apply returns what was sent."""
+
+    def __init__(self, pods: list[dict[str, Any]]) -> None:
+        self.pods = pods
+
+    def __getattr__(self, method: str) -> Any:
+        def call(*args: Any, **_: Any) -> Any:
+            if method == "apply":
+                return args[0]
+            if method == "list":
+                return self.pods if args[1] == "Pod" else []
+            return None
+        return call
+
+
+def _pass(pods: list[dict[str, Any]], before: list[dict[str, Any]] | None = None) -> tuple[Any, list[Any]]:
+    body = {"metadata": {"name": "small", "namespace": "agents", "uid": "uid-small", "generation": 1},
+            "spec": {}, "status": {"conditions": before or []}}
+    outcome = reconcile(PodsKube(pods), body, lambda: NOW)  # type: ignore[arg-type]
+    coverage = next(c for c in outcome.status.conditions if c.type == "InjectionCoverage")
+    return coverage, outcome
+
+
+def test_pods_another_resource_instruments_are_named() -> None:
+    coverage, outcome = _pass([_pod("a", "agents/minimal"), _pod("b", "agents/minimal")])
+    assert (coverage.status, coverage.reason) == ("True", "PodsInstrumentedElsewhere")
+    assert "2 by agents/minimal" in coverage.message and "agentobs.io/inject" in coverage.message
+    assert outcome.status.injection.selected == 0  # not this resource's to count
+    assert [t[1] for t in outcome.transitions if t[0] == "InjectionCoverage"] == ["PodsInstrumentedElsewhere"]
+    # Said once: the next pass finds the same condition and posts nothing more.
+    before = [c.model_dump(by_alias=True) for c in outcome.status.conditions]
+    assert not [t for t in _transitions(before, outcome.status) if t[0] == "InjectionCoverage"]
+
+
+def test_lacking_pods_of_its_own_still_decide_the_condition() -> None:
+    # Its own pod carries no digest (injected with earlier settings): that is what is wrong here.
+    coverage, _ = _pass([_pod("a", "agents/small"), _pod("b", "agents/other")])
+    assert (coverage.status, coverage.reason) == ("False", "PodsNotInstrumented")
+    assert coverage.message.startswith("1 of 1 selected pods lack") and "1 by agents/other" in coverage.message
+    alone, _ = _pass([_pod("a", "agents/small")])
+    assert "another resource" not in alone.message
