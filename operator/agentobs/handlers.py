@@ -43,7 +43,7 @@ from agentobs.render.rules import RUNBOOK_URL
 from agentobs.stack import logroutes
 from agentobs.stack.cache import Cache, PassClient, serves
 from agentobs.stack.prune import PRUNABLE, forget, prune, sweep_orphans
-from agentobs.stack.reconcile import WARNING_REASONS, WEBHOOK_EXCLUDED_EXTRA, reconcile
+from agentobs.stack.reconcile import WARNING_REASONS, WEBHOOK_EXCLUDED_EXTRA, namespace_terminating, reconcile
 from agentobs.stack.status import POD_CAUSES
 from agentobs.workqueue import Priority, WorkQueue, resync_period
 
@@ -294,7 +294,8 @@ def _post_event(kube: Kube, body: dict[str, Any], warning: bool, reason: str, me
     try:
         kube.post_event(involved, warning, reason, message)
     except KubeError as exc:
-        log.warning("event %s not posted: %s", reason, exc.message)
+        # In a namespace being deleted no event can be posted, and none is worth a warning.
+        (log.debug if namespace_terminating(exc) else log.warning)("event %s not posted: %s", reason, exc.message)
 
 
 def _now() -> dt.datetime:
