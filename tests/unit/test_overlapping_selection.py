@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from agentobs.api.crd import make_crd
 from agentobs.stack.reconcile import _transitions, reconcile
 
 NOW = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
@@ -59,3 +60,10 @@ def test_lacking_pods_of_its_own_still_decide_the_condition() -> None:
     assert coverage.message.startswith("1 of 1 selected pods lack") and "1 by agents/other" in coverage.message
     alone, _ = _pass([_pod("a", "agents/small")])
     assert "another resource" not in alone.message
+
+
+def test_explain_says_which_resource_a_shared_pod_goes_to() -> None:
+    versions = make_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]
+    pod_selector = versions["spec"]["properties"]["instrumentation"]["properties"]["podSelector"]["description"]
+    assert "own namespace first" in pod_selector and "agentobs.io/inject" in pod_selector
+    assert "InjectionCoverage" in versions["status"]["properties"]["injection"]["properties"]["selected"]["description"]
