@@ -22,7 +22,8 @@ from agentobs.admission.injection import (
     InjectionConfig,
     owner_workload,
 )
-from agentobs.kube import Kube
+from agentobs.api import API_VERSION, KIND
+from agentobs.kube import Kube, KubeError
 
 ROLLOUT_ANNOTATION = "agentobs.io/rollout-for-injection"
 WORKLOAD_API = {"Deployment": "apps/v1", "StatefulSet": "apps/v1"}
@@ -75,6 +76,16 @@ def instrumented_by_another(pod: dict[str, Any], config: InjectionConfig) -> str
     return injected_by if injected_by and injected_by != config.key else None
 
 
+def _exists(kube: Kube, key: str) -> bool:
+    """Whether the resource `namespace/name` exists; yes when it cannot be read (another team's
+    namespace, out of this operator's reach)."""
+    namespace, _, name = key.partition("/")
+    try:
+        return kube.get(API_VERSION, KIND, namespace, name) is not None
+    except KubeError:
+        return True
+
+
 def _restart(kube: Kube, namespace: str, kind: str, name: str, digest: str, now: dt.datetime) -> bool:
     api = WORKLOAD_API[kind]
     workload = kube.get(api, kind, namespace, name)
@@ -93,19 +104,28 @@ def observe(kube: Kube, config: InjectionConfig, rollout: bool, now: dt.datetime
     coverage = Coverage(namespaces=selected_namespaces(kube, config))
     selector = ",".join(f"{k}={v}" for k, v in sorted(config.pod_selector.items()))
     to_restart: set[tuple[str, str, str]] = set()
+    others: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    counted: list[tuple[str, str, dict[str, Any]]] = []  # (namespace, state, pod)
     for namespace in coverage.namespaces:
         for pod in kube.list("v1", "Pod", namespace, selector):
             state = classify(pod, config)
             if state is None:
                 other = instrumented_by_another(pod, config)
                 if other is not None:
-                    coverage.elsewhere[other] = coverage.elsewhere.get(other, 0) + 1
+                    others.setdefault(other, []).append((namespace, pod))
                 continue
-            coverage.selected += 1
-            setattr(coverage, state, getattr(coverage, state) + 1)
-            workload = owner_workload(pod)
-            if rollout and state != "current" and workload and workload[0] in WORKLOAD_API:
-                to_restart.add((namespace, *workload))
+            counted.append((namespace, state, pod))
+    for other, pods in sorted(others.items()):
+        if _exists(kube, other):
+            coverage.elsewhere[other] = len(pods)
+        else:  # its resource is gone: the pod sends to nothing, and is this one's to bring up to date
+            counted += [(namespace, "stale", pod) for namespace, pod in pods]
+    for namespace, state, pod in counted:
+        coverage.selected += 1
+        setattr(coverage, state, getattr(coverage, state) + 1)
+        workload = owner_workload(pod)
+        if rollout and state != "current" and workload and workload[0] in WORKLOAD_API:
+            to_restart.add((namespace, *workload))
     for namespace, kind, name in sorted(to_restart):
         if _restart(kube, namespace, kind, name, config.digest, now):
             coverage.restarted.append(f"{kind} {namespace}/{name}")
