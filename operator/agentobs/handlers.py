@@ -43,7 +43,7 @@ from agentobs.render.rules import RUNBOOK_URL
 from agentobs.stack import logroutes
 from agentobs.stack.cache import Cache, PassClient, serves
 from agentobs.stack.prune import PRUNABLE, forget, prune, sweep_orphans
-from agentobs.stack.reconcile import WARNING_REASONS, WEBHOOK_EXCLUDED_EXTRA, reconcile
+from agentobs.stack.reconcile import WARNING_REASONS, WEBHOOK_EXCLUDED_EXTRA, namespace_terminating, reconcile
 from agentobs.stack.status import POD_CAUSES
 from agentobs.workqueue import Priority, WorkQueue, resync_period
 
@@ -65,6 +65,9 @@ COLLECTOR_NAMESPACE = os.environ.get("AGENTOBS_LOG_COLLECTOR_NAMESPACE",
 COLLECTOR_IMAGE = os.environ.get("AGENTOBS_LOG_COLLECTOR_IMAGE") or collector.IMAGE
 if COLLECTOR_NAMESPACE:
     OWNER_EXTRA[collector.NAMESPACE_EXTRA] = COLLECTOR_NAMESPACE
+# With no collector to run, where one an earlier configuration ran may remain (the chart's
+# logCollector.enabled turned off by `helm upgrade`): the leader deletes it (logroutes.retire).
+RETIRED_COLLECTOR_NAMESPACE = "" if COLLECTOR_NAMESPACE else os.environ.get("AGENTOBS_OPERATOR_NAMESPACE", "")
 # AGENTOBS_NAMESPACES as main.py reads it: names or globs, empty for the whole cluster.
 WATCHED = [n for n in os.environ.get("AGENTOBS_NAMESPACES", "").split(",") if n]
 
@@ -245,6 +248,25 @@ class Scheduler:
                                                 f"agent logs are not collected: {result.problem}")
             problem = result.problem
 
+    async def retire_collector(self, namespace: str) -> None:
+        """Delete the collector left in `namespace` by a configuration that ran one, once, as the
+        leader. Without the chart's permissions for it (an older chart), say what to delete."""
+        while True:
+            if self.elector.is_leader:
+                try:
+                    await asyncio.to_thread(logroutes.retire, self.client(), namespace)
+                    return
+                except KubeError as exc:
+                    if exc.status == 403:
+                        log.warning("log collector switched off, but its objects in %s are not mine to delete "
+                                    "(%s); delete them with: kubectl delete -n %s ds,cm,secret,svc,sa,"
+                                    "networkpolicy,clusterrole,clusterrolebinding -l %s", namespace, exc.message,
+                                    namespace, "app.kubernetes.io/instance=" + collector.NAME)
+                        return
+                    log.warning("log collector switched off, its objects in %s not deleted yet: %s",
+                                namespace, exc.message)
+            await asyncio.sleep(RETRY_SECONDS)
+
     async def elect_forever(self) -> None:
         swept = 0.0
         while True:
@@ -275,7 +297,8 @@ def _post_event(kube: Kube, body: dict[str, Any], warning: bool, reason: str, me
     try:
         kube.post_event(involved, warning, reason, message)
     except KubeError as exc:
-        log.warning("event %s not posted: %s", reason, exc.message)
+        # In a namespace being deleted no event can be posted, and none is worth a warning.
+        (log.debug if namespace_terminating(exc) else log.warning)("event %s not posted: %s", reason, exc.message)
 
 
 def _now() -> dt.datetime:
@@ -300,6 +323,8 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.L
                                asyncio.create_task(scheduler.elect_forever())]
     if COLLECTOR_NAMESPACE:
         memo["scheduler_tasks"].append(asyncio.create_task(scheduler.collect_forever()))
+    elif RETIRED_COLLECTOR_NAMESPACE:
+        memo["scheduler_tasks"].append(asyncio.create_task(scheduler.retire_collector(RETIRED_COLLECTOR_NAMESPACE)))
 
 
 @kopf.on.cleanup()

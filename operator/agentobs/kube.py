@@ -104,6 +104,9 @@ def _path(api_version: str, kind: str, namespace: str | None, name: str | None =
     return "/".join(parts)
 
 
+NAMESPACE_TERMINATING = "NamespaceTerminating"
+
+
 def _kube_error(status: int, http_reason: str | None, body: Any, kind: str) -> KubeError:
     """Keep the server's Status.message; drop the body, which may echo what was sent."""
     message, reason = http_reason or "", "Error"
@@ -111,6 +114,11 @@ def _kube_error(status: int, http_reason: str | None, body: Any, kind: str) -> K
         parsed = json.loads(body or b"{}")
         message = parsed.get("message", message)
         reason = parsed.get("reason", reason)
+        # A create refused in a namespace being deleted: said by a cause, which survives the
+        # withheld message of a Secret (agentobs.stack.reconcile stops its pass on it).
+        causes = (parsed.get("details") or {}).get("causes") or []
+        if any(c.get("reason") == NAMESPACE_TERMINATING for c in causes):
+            reason = NAMESPACE_TERMINATING
     except (ValueError, TypeError, AttributeError):
         pass
     if kind == "Secret":

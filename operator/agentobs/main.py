@@ -65,7 +65,8 @@ Stacks
   AGENTOBS_LOG_COLLECTOR_NAMESPACE  where the node log collector runs (one Fluent Bit DaemonSet
                              for every resource, agentobs.render.collector); unset:
                              AGENTOBS_OPERATOR_NAMESPACE, the one namespace that must allow Pod
-                             Security `privileged`; set and empty: no collector.
+                             Security `privileged`; set and empty: no collector (and one left
+                             in AGENTOBS_OPERATOR_NAMESPACE is deleted).
   AGENTOBS_LOG_COLLECTOR_IMAGE  its image (default, and when empty: the pinned Fluent Bit image).
 """
 

@@ -25,10 +25,12 @@ VERBS_OF_KIND: dict[str, set[str]] = {
     "AgentObservability": {"get", "list", "watch", "patch"},  # patch: kopf drops old finalizers; status apart
     "Lease": {"get", "create", "update"},  # leader election: polled by name, replaced on renewal
 }
-# Objects a verb is restricted to by resourceNames.
+# Objects a verb is restricted to by resourceNames (the tests render the chart into namespace `obs`,
+# whose node log collector's ClusterRole and binding are named after it).
 NAMED = {"CustomResourceDefinition": "agentobservabilities.agentobs.io",
          "MutatingWebhookConfiguration": "agentobs-webhook",
-         "Lease": "agentobs-operator-leader"}
+         "Lease": "agentobs-operator-leader",
+         "ClusterRole": f"{collector.NAME}-obs", "ClusterRoleBinding": f"{collector.NAME}-obs"}
 # Kinds the operator touches only in its own (the release) namespace, not in the ones it serves.
 IN_OPERATOR_NAMESPACE = {"Lease"}
 
@@ -79,8 +81,9 @@ def permissions_of(docs: list[dict[str, Any]]) -> Permissions:
     return perms
 
 
-def stack_roles(namespace: str) -> list[dict[str, Any]]:
-    """Every Role and ClusterRole the operator renders for the example specs."""
+def stack_roles(namespace: str, collector_namespace: str = "obs") -> list[dict[str, Any]]:
+    """Every Role and ClusterRole the operator renders for the example specs (and for the node log
+    collector in `collector_namespace`, the release's)."""
     placeholder = KeyPair(cert_pem=b"-----CERT-----\n", key_pem=b"-----KEY-----\n")
     out = []
     for spec in STACK_SPECS:
@@ -94,6 +97,6 @@ def stack_roles(namespace: str) -> list[dict[str, Any]]:
         out += [m for m in make_stack(owner, material) if m["kind"] in ("Role", "ClusterRole")]
     # The cluster's node log collector, which the operator renders in its own namespace.
     route = collector.Route(namespace, "stack", (namespace,), {}, f"stack-fluentd.{namespace}.svc", 24224, "CA")
-    out += [m for m in collector.render("obs", [route]) if m["kind"] in ("Role", "ClusterRole")]
+    out += [m for m in collector.render(collector_namespace, [route]) if m["kind"] in ("Role", "ClusterRole")]
     assert out, "the stack renders no roles: the escalation test would check nothing"
     return out

@@ -261,7 +261,9 @@ def _access_reviews(kubectl: Run, checks: list[tuple[str, str, str, str | None, 
 
 
 def test_operator_service_account_may_do_what_the_operator_does(kubectl: Run, release: Release) -> None:
-    names = {**NAMED, "MutatingWebhookConfiguration": WEBHOOK_CONFIGURATION}
+    collector_rbac = f"{collector.NAME}-{release.namespace}"
+    names = {**NAMED, "MutatingWebhookConfiguration": WEBHOOK_CONFIGURATION,
+             "ClusterRole": collector_rbac, "ClusterRoleBinding": collector_rbac}
     checks = []
     for (api_version, kind), info in KINDS.items():
         group = api_version.rpartition("/")[0]
@@ -279,13 +281,15 @@ def test_operator_service_account_may_do_what_the_operator_does(kubectl: Run, re
         ("coordination.k8s.io", "leases", "update", release.namespace, "kube-scheduler"),
         ("coordination.k8s.io", "leases", "create", "kube-system", None),
         ("coordination.k8s.io", "leases", "list", release.namespace, None),
+        ("rbac.authorization.k8s.io", "clusterroles", "patch", None, "cluster-admin"),
+        ("rbac.authorization.k8s.io", "clusterrolebindings", "delete", None, "cluster-admin"),
     ], user)
     assert beyond == [False] * len(beyond), beyond
 
 
 def test_operator_service_account_can_apply_the_stack_it_renders(kubectl: Run, release: Release) -> None:
     """Through the real authorizer, including RBAC's escalation check on the Roles it creates."""
-    roles = stack_roles(release.stack_namespace)
+    roles = stack_roles(release.stack_namespace, release.namespace)
     user = f"system:serviceaccount:{release.namespace}:{SERVICE_ACCOUNT}"
     result = kubectl("apply", "--server-side", "--dry-run=server", "--field-manager=agentobs-operator",
                      f"--as={user}", "-f", "-", input=as_yaml(roles), check=False)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +19,9 @@ from log_configs import fluent_bit_sections
 from agentobs.kube import Kube
 from agentobs.render import collector
 from agentobs.stack import logroutes
+from agentobs.stack.desired import stamp
 
+from cluster_support import OperatorProcess, free_port
 from conftest import COLLECTOR_NAMESPACE, SESSION_PREFIX, Operator, make_resource, wait_for, wait_ready
 
 WORKLOADS = [("apps/v1", "StatefulSet"), ("apps/v1", "Deployment"), ("apps/v1", "DaemonSet")]
@@ -141,3 +144,37 @@ def test_the_collector_is_not_placed_where_pod_security_would_refuse_it(kube: Ku
     # The resource exists only as a body here: no CA bundle, no client certificate, so no route yet.
     assert result.problem == "" and result.waiting == [f"{namespace}/obs"] and result.routes == []
     assert kube.get("apps/v1", "DaemonSet", namespace, collector.NAME) is None
+
+
+def test_a_collector_switched_off_is_deleted_by_the_operator(kube: Kube, kubectl: Callable[..., Any],
+                                                            namespace: str, tmp_path: Path) -> None:
+    """`helm upgrade --set logCollector.enabled=false` restarts the operator without a collector
+    namespace: the collector an earlier release ran (its DaemonSet on every node, each stack's
+    client key) goes, and nothing else of the operator's namespace does."""
+    kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=privileged")
+    route = collector.Route("agents", "demo", ("agents",), {}, "demo-fluentd.agents.svc", 24224, "CA", "CERT", "KEY")
+    left = [stamp(m) for m in collector.render(namespace, [route])]
+    for manifest in left:
+        kube.apply(manifest)
+    kubectl("create", "configmap", "not-the-collectors", "-n", namespace)
+    op = OperatorProcess({
+        "AGENTOBS_LOG_COLLECTOR_NAMESPACE": "", "AGENTOBS_OPERATOR_NAMESPACE": namespace,
+        "AGENTOBS_BIND_ADDRESS": "127.0.0.1", "AGENTOBS_NAMESPACES": f"{namespace}-served",
+        "AGENTOBS_WEBHOOK_PORT": str(free_port()), "AGENTOBS_WEBHOOK_CONFIGURATION": f"agentobs-webhook-{namespace}",
+        "AGENTOBS_METRICS_PORT": str(free_port()), "AGENTOBS_HEALTH_PORT": str(free_port()),
+    }, tmp_path / "operator.log")
+    op.start()
+    try:
+        def gone() -> bool:
+            return all(kube.get(m["apiVersion"], m["kind"], m["metadata"].get("namespace"), m["metadata"]["name"])
+                       is None for m in left)
+
+        wait_for("the switched-off collector's objects to be deleted", gone, timeout=60)
+        assert kube.get("v1", "ConfigMap", namespace, "not-the-collectors") is not None
+        assert "log collector switched off: deleted" in op.log()  # said once, in the leader's log
+    finally:
+        op.stop()
+        kube.delete("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration", None,
+                    f"agentobs-webhook-{namespace}")
+        for kind in ("clusterrole", "clusterrolebinding"):
+            kubectl("delete", kind, f"agentobs-log-collector-{namespace}", "--ignore-not-found", check=False)

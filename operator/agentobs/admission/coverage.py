@@ -22,7 +22,8 @@ from agentobs.admission.injection import (
     InjectionConfig,
     owner_workload,
 )
-from agentobs.kube import Kube
+from agentobs.api import API_VERSION, KIND
+from agentobs.kube import Kube, KubeError
 
 ROLLOUT_ANNOTATION = "agentobs.io/rollout-for-injection"
 WORKLOAD_API = {"Deployment": "apps/v1", "StatefulSet": "apps/v1"}
@@ -36,6 +37,9 @@ class Coverage:
     missing: int = 0  # not injected at all
     restarted: list[str] = field(default_factory=list)  # "Kind ns/name"
     namespaces: list[str] = field(default_factory=list)
+    # Selected pods that another resource, whose selection overlaps this one's, instruments:
+    # "namespace/name" of that resource -> pods. Not counted above: they are not this one's.
+    elsewhere: dict[str, int] = field(default_factory=dict)
 
 
 def selected_namespaces(kube: Kube, config: InjectionConfig) -> list[str]:
@@ -62,6 +66,26 @@ def classify(pod: dict[str, Any], config: InjectionConfig) -> str | None:
     return "current" if annotations.get(DIGEST_ANNOTATION) == config.digest else "stale"
 
 
+def instrumented_by_another(pod: dict[str, Any], config: InjectionConfig) -> str | None:
+    """The resource that instrumented a live pod this resource's selectors also select, when it is
+    not this one (the webhook gives a pod to one resource only)."""
+    meta = pod.get("metadata") or {}
+    if meta.get("deletionTimestamp") or (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+        return None
+    injected_by = (meta.get("annotations") or {}).get(INJECTED_ANNOTATION)
+    return injected_by if injected_by and injected_by != config.key else None
+
+
+def _exists(kube: Kube, key: str) -> bool:
+    """Whether the resource `namespace/name` exists; yes when it cannot be read (another team's
+    namespace, out of this operator's reach)."""
+    namespace, _, name = key.partition("/")
+    try:
+        return kube.get(API_VERSION, KIND, namespace, name) is not None
+    except KubeError:
+        return True
+
+
 def _restart(kube: Kube, namespace: str, kind: str, name: str, digest: str, now: dt.datetime) -> bool:
     api = WORKLOAD_API[kind]
     workload = kube.get(api, kind, namespace, name)
@@ -80,16 +104,28 @@ def observe(kube: Kube, config: InjectionConfig, rollout: bool, now: dt.datetime
     coverage = Coverage(namespaces=selected_namespaces(kube, config))
     selector = ",".join(f"{k}={v}" for k, v in sorted(config.pod_selector.items()))
     to_restart: set[tuple[str, str, str]] = set()
+    others: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    counted: list[tuple[str, str, dict[str, Any]]] = []  # (namespace, state, pod)
     for namespace in coverage.namespaces:
         for pod in kube.list("v1", "Pod", namespace, selector):
             state = classify(pod, config)
             if state is None:
+                other = instrumented_by_another(pod, config)
+                if other is not None:
+                    others.setdefault(other, []).append((namespace, pod))
                 continue
-            coverage.selected += 1
-            setattr(coverage, state, getattr(coverage, state) + 1)
-            workload = owner_workload(pod)
-            if rollout and state != "current" and workload and workload[0] in WORKLOAD_API:
-                to_restart.add((namespace, *workload))
+            counted.append((namespace, state, pod))
+    for other, pods in sorted(others.items()):
+        if _exists(kube, other):
+            coverage.elsewhere[other] = len(pods)
+        else:  # its resource is gone: the pod sends to nothing, and is this one's to bring up to date
+            counted += [(namespace, "stale", pod) for namespace, pod in pods]
+    for namespace, state, pod in counted:
+        coverage.selected += 1
+        setattr(coverage, state, getattr(coverage, state) + 1)
+        workload = owner_workload(pod)
+        if rollout and state != "current" and workload and workload[0] in WORKLOAD_API:
+            to_restart.add((namespace, *workload))
     for namespace, kind, name in sorted(to_restart):
         if _restart(kube, namespace, kind, name, config.digest, now):
             coverage.restarted.append(f"{kind} {namespace}/{name}")

@@ -210,7 +210,9 @@ class StorageSpec(SpecModel):
     keep_on_delete: bool = Field(
         True,
         description="Keep the data volumes when the AgentObservability is deleted "
-        "(they hold user data; delete them by hand when they are no longer needed).",
+        "(they hold user data; delete them by hand when they are no longer needed). Deleting its "
+        "namespace deletes the claims all the same; the StorageClass reclaim policy then decides "
+        "whether the data survives.",
     )
 
 

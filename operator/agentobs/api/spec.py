@@ -92,7 +92,9 @@ class InstrumentationSpec(SpecModel):
     enabled: bool = Field(True, description="Inject instrumentation config into the selected agent pods.")
     pod_selector: LabelSelector = Field(
         default_factory=lambda: LabelSelector(match_labels={"agentobs.io/agent": "true"}),
-        description="Pods whose labels match are agent pods.",
+        description="Pods whose labels match are agent pods. A pod that several resources select is "
+        "instrumented by one: a resource in the pod's own namespace first, then the first by "
+        "namespace/name, unless the pod's annotation agentobs.io/inject names one as <namespace>/<name>.",
     )
     namespace_selector: LabelSelector = Field(
         default_factory=LabelSelector,

@@ -47,7 +47,8 @@ class ComponentStatus(StatusModel):
 class InjectionStatus(StatusModel):
     """Agent pods this resource selects, by whether they carry its current injection."""
 
-    selected: int = Field(0, description="Selected agent pods that are running or pending.")
+    selected: int = Field(0, description="Selected agent pods that are running or pending, but for those "
+                          "another resource instrumented (the InjectionCoverage condition names it).")
     current: int = Field(0, description="Pods injected with the current settings.")
     stale: int = Field(0, description="Pods injected with earlier settings.")
     missing: int = Field(0, description="Pods admitted without injection (e.g. while the webhook was down).")

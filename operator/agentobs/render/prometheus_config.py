@@ -61,6 +61,19 @@ def _label_meta(label: str) -> str:
     return "__meta_kubernetes_pod_label_" + re.sub(r"[^a-zA-Z0-9_]", "_", label)
 
 
+# The webhook's annotation naming the resource that instrumented a pod
+# (agentobs.admission.injection.INJECTED_ANNOTATION; not imported: that module imports the renderers).
+INJECTED_ANNOTATION = "agentobs.io/injected"
+
+
+def _injected_by_this_or_none(owner: Owner) -> dict[str, Any]:
+    """Keep an agent pod unless another resource instrumented it: where two resources' selections
+    overlap, the pod's metrics (and the agent alerts on them) belong to the stack that has its
+    traces and logs, not to both."""
+    meta = "__meta_kubernetes_pod_annotation_" + re.sub(r"[^a-zA-Z0-9_]", "_", INJECTED_ANNOTATION)
+    return {"source_labels": [meta], "regex": "|" + re.escape(f"{owner.namespace}/{owner.name}"), "action": "keep"}
+
+
 def _stack_peers(owner: Owner, component: str, port: int) -> list[dict[str, Any]]:
     """Relabelling that turns pod discovery into one target per pod of a stack component.
 
@@ -173,6 +186,7 @@ def make_prometheus_config(owner: Owner) -> dict[str, Any]:
             "kubernetes_sd_configs": _agent_discovery(owner),
             "relabel_configs": [
                 *keep_selected,
+                _injected_by_this_or_none(owner),
                 {"source_labels": ["__meta_kubernetes_pod_phase"], "regex": "Running", "action": "keep"},
                 {
                     "source_labels": ["__meta_kubernetes_pod_ip"],

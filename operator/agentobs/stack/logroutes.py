@@ -215,6 +215,22 @@ def _all_there(kube: Kube, manifests: list[dict[str, Any]]) -> bool:
     return True
 
 
+def retire(kube: Kube, namespace: str) -> list[str]:
+    """Delete every object of a collector this operator no longer runs in `namespace` (the chart's
+    `logCollector.enabled` turned off): left there, its DaemonSet would go on collecting every
+    node's logs with the routes and client keys of the moment, never updated again (a new stack
+    gets no route; a deleted stack's route retries its gone aggregator without end, its buffer
+    growing on the nodes' disks). Returns what it deleted, as `Kind name`."""
+    deleted = []
+    for obj in _collector_objects(kube, namespace):
+        meta = obj["metadata"]
+        kube.delete(obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"])
+        deleted.append(f"{obj['kind']} {meta['name']}")
+    if deleted:
+        log.info("log collector switched off: deleted %s from %s", ", ".join(deleted), namespace)
+    return deleted
+
+
 def safe_sync(kube: Kube, namespace: str, bodies: list[dict[str, Any]], image: str) -> SyncResult:
     """`sync` that reports an API failure instead of raising (the caller retries at the next wake)."""
     try:

@@ -27,7 +27,7 @@ from agentobs.api import API_VERSION, KIND
 from agentobs.api.formats import resource_name_problem
 from agentobs.api.spec import AgentObservabilitySpec
 from agentobs.api.status import AgentObservabilityStatus, Endpoints, InjectionStatus
-from agentobs.kube import Kube, KubeError, Manifest
+from agentobs.kube import NAMESPACE_TERMINATING, Kube, KubeError, Manifest
 from agentobs.render import Owner, certificate_requests, endpoints, make_stack
 from agentobs.render.common import MANAGED_BY, selector_labels
 from agentobs.render.prometheus import AGENT_NAMESPACES
@@ -56,6 +56,16 @@ JOB_RERUN_AFTER = dt.timedelta(minutes=10)
 
 # Resource uid -> the namespaces its instrumentation selected at the last successful look.
 _agent_namespaces: dict[str, list[str]] = {}
+
+
+class NamespaceTerminating(Exception):
+    """The resource's namespace is being deleted: the API server refuses every new object in it."""
+
+
+def namespace_terminating(exc: KubeError) -> bool:
+    """Whether the API server refused a create because the namespace is being deleted (the
+    NamespaceLifecycle admission plugin's answer)."""
+    return exc.status == 403 and exc.reason == NAMESPACE_TERMINATING
 
 
 @dataclass
@@ -104,10 +114,11 @@ def _transitions(before: list[dict[str, Any]], after: AgentObservabilityStatus) 
     # one Warning says it, not a Warning and a Normal event alike.
     degraded = {(r, m) for t, r, m in out if t == "Degraded"}
     out = [t for t in out if not (t[0] == "Ready" and (t[1], t[2]) in degraded)]
-    # A stack that can never instrument a pod says so once: it is Ready all the same.
+    # A stack that can never instrument a pod, or whose selected pods another resource took, says
+    # so once: it is Ready all the same.
     old_reasons = {c.get("type"): c.get("reason") for c in before}
     out += [(c.type, c.reason, c.message) for c in after.conditions
-            if c.reason == "NamespaceExcluded" and old_reasons.get(c.type) != c.reason]
+            if c.reason in ("NamespaceExcluded", "PodsInstrumentedElsewhere") and old_reasons.get(c.type) != c.reason]
     # A component held back by something the cluster names (an image it cannot pull, a pod it
     # cannot place) is said once per new cause, where `kubectl describe` and event alerts see it.
     old_causes = {c.get("type"): _SAME_CAUSE.get(str(c.get("reason")), c.get("reason")) for c in before
@@ -148,7 +159,14 @@ def reconcile(kube: Kube, body: dict[str, Any], now: Callable[[], dt.datetime],
     elif spec is not None:
         owner = Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"], spec=spec,
                       generation=obs.generation, extra=dict(extra or {}))
-        _apply_stack(kube, owner, obs, now())
+        try:
+            _apply_stack(kube, owner, obs, now())
+        except NamespaceTerminating:
+            # The namespace controller is deleting the children and will delete the resource: a
+            # child it took first is not to be put back, nor reported (and counted, and alerted on)
+            # as an apply error; no event can be posted there either.
+            log.debug("%s/%s: namespace being deleted, nothing applied", meta["namespace"], meta["name"])
+            return Outcome(status=AgentObservabilityStatus.model_validate(body.get("status") or {}))
 
     status = make_status(obs, previous, now(), body.get("status"))
     for cond in status.conditions:
@@ -159,7 +177,13 @@ def reconcile(kube: Kube, body: dict[str, Any], now: Callable[[], dt.datetime],
     new = status.model_dump(by_alias=True, exclude_none=True, mode="json")
     patch = merge_patch(body.get("status") or {}, new)
     if patch:
-        kube.patch_status(API_VERSION, KIND, meta["namespace"], meta["name"], whole_patch(new, patch))
+        try:
+            kube.patch_status(API_VERSION, KIND, meta["namespace"], meta["name"], whole_patch(new, patch))
+        except KubeError as exc:
+            if exc.status != 404:
+                raise
+            # Deleted during the pass (with its namespace, most often): nothing left to tell.
+            return Outcome(status=status)
     result = "error" if obs.apply_errors or obs.invalid_spec else "ok"
     metrics.RECONCILES.labels(result=result).inc()
     metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
@@ -197,6 +221,8 @@ def _apply_stack(kube: Kube, owner: Owner, obs: Observation, now: dt.datetime) -
     try:
         gathered = gather(kube, owner, now)
     except KubeError as exc:
+        if namespace_terminating(exc):
+            raise NamespaceTerminating from exc
         obs.tls_message = f"cannot read the stored certificates and credentials: {exc.message}"
         obs.apply_errors["ca"] = obs.tls_message
         return
@@ -225,6 +251,7 @@ def _apply_stack(kube: Kube, owner: Owner, obs: Observation, now: dt.datetime) -
             obs.injection = InjectionStatus(selected=coverage.selected, current=coverage.current,
                                             stale=coverage.stale, missing=coverage.missing)
             obs.restarted = coverage.restarted
+            obs.injected_elsewhere = coverage.elsewhere
             # Agents outside the resource's namespace mount the CA from a copy in their own.
             manifests += [make_ca_bundle(owner, gathered.material.ca, namespace=ns)
                           for ns in coverage.namespaces if ns != owner.namespace]
@@ -239,6 +266,8 @@ def _apply_stack(kube: Kube, owner: Owner, obs: Observation, now: dt.datetime) -
         try:
             applied = kube.apply(manifest)
         except KubeError as exc:
+            if namespace_terminating(exc):
+                raise NamespaceTerminating from exc
             metrics.APPLY_ERRORS.labels(kind=manifest["kind"]).inc()
             obs.apply_errors.setdefault(component, apply_error_message(manifest, exc))
             continue

@@ -50,6 +50,7 @@ class Observation:
     endpoints: Endpoints = field(default_factory=Endpoints)
     issued: list[str] = field(default_factory=list)  # certificates and credentials made this pass
     injection: InjectionStatus | None = None
+    injected_elsewhere: dict[str, int] = field(default_factory=dict)  # other resource -> pods it took
     restarted: list[str] = field(default_factory=list)  # workloads rolled out for injection
     pruned: list[str] = field(default_factory=list)  # children deleted as no longer wanted
     disabled: dict[str, str] = field(default_factory=dict)  # condition type -> the switch that turned it off
@@ -244,8 +245,17 @@ def make_status(obs: Observation, previous_conditions: list[dict[str, Any]], now
         lacking = obs.injection.stale + obs.injection.missing
         message = (f"{lacking} of {obs.injection.selected} selected pods lack the current injection "
                    f"({obs.injection.missing} without, {obs.injection.stale} with earlier settings)") if lacking else ""
-        conditions.append(cond("InjectionCoverage", not lacking,
-                               "AllPodsInstrumented" if not lacking else "PodsNotInstrumented", message))
+        reason = "AllPodsInstrumented" if not lacking else "PodsNotInstrumented"
+        if obs.injected_elsewhere:
+            # Overlapping selections: the webhook gave these pods to another resource; say which, or
+            # this stack's owner sees no data and no reason.
+            others = ", ".join(f"{n} by {key}" for key, n in sorted(obs.injected_elsewhere.items()))
+            message = "; ".join(filter(None, [message, (
+                f"selected pods instrumented by another resource: {others} (a resource in the pod's own "
+                "namespace wins, then the first by namespace/name; the pod annotation agentobs.io/inject: "
+                "<namespace>/<name> picks one)")]))
+            reason = "PodsInstrumentedElsewhere" if not lacking else reason
+        conditions.append(cond("InjectionCoverage", not lacking, reason, message))
 
     return AgentObservabilityStatus(
         observed_generation=obs.generation,
