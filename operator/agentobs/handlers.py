@@ -4,10 +4,10 @@ kopf watches the resources and serves the webhook; it keeps no state on the reso
 finalizer, no progress annotations), so deleting a resource never waits for the operator. The
 children are watched by the informers of `agentobs.stack.cache`, which wake their resource when one
 changes. A pass is queued when a resource is new or its spec changes (first), when a child changes
-or goes away (next), and at every routine resync (last; the period grows with the number of
-resources, see `agentobs.workqueue`). `AGENTOBS_WORKERS` passes run at once, each in the pool's
-own thread, and passes for one resource never overlap. With leader election on, only the leader
-runs them.
+or goes away or a resource whose selection may overlap its own is deleted (next), and at every
+routine resync (last; the period grows with the number of resources, see `agentobs.workqueue`).
+`AGENTOBS_WORKERS` passes run at once, each in the pool's own thread, and passes for one resource
+never overlap. With leader election on, only the leader runs them.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import kopf
 from agentobs import memory, metrics
 from agentobs.admission import server as admission
 from agentobs.admission import webhook
+from agentobs.admission.coverage import may_overlap
 from agentobs.api import GROUP, KIND, PLURAL, VERSION
 from agentobs.api.crd import make_crd
 from agentobs.api.spec import AgentObservabilitySpec
@@ -347,7 +348,11 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 async def resource_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
     key = (body.metadata.namespace or "", body.metadata.name or "")
     if event["type"] == "DELETED":
+        gone = admission.CONFIGS.get(f"{key[0]}/{key[1]}")
         admission.untrack(*key)
+        for config in admission.CONFIGS:  # the pods it instrumented that others select are theirs now
+            if gone is not None and may_overlap(gone, config):
+                scheduler.wake((config.namespace, config.name))
         metrics.forget_resource(*key)
         scheduler.bodies.pop(key, None)
         scheduler.due.pop(key, None)

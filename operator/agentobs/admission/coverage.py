@@ -76,6 +76,19 @@ def instrumented_by_another(pod: dict[str, Any], config: InjectionConfig) -> str
     return injected_by if injected_by and injected_by != config.key else None
 
 
+def may_overlap(one: InjectionConfig, other: InjectionConfig) -> bool:
+    """Whether some pod could be selected by both (namespace labels unread: a namespace selector
+    may match any namespace whose labels it does not contradict)."""
+    def agree(a: dict[str, str], b: dict[str, str]) -> bool:
+        return all(b.get(k, v) == v for k, v in a.items())
+
+    if not agree(one.pod_selector, other.pod_selector):
+        return False
+    if one.namespace_selector and other.namespace_selector:
+        return agree(one.namespace_selector, other.namespace_selector)
+    return bool(one.namespace_selector or other.namespace_selector) or one.namespace == other.namespace
+
+
 def _exists(kube: Kube, key: str) -> bool:
     """Whether the resource `namespace/name` exists; yes when it cannot be read (another team's
     namespace, out of this operator's reach)."""

@@ -153,6 +153,9 @@ class ConfigIndex:
             if not local:
                 del self._local[namespace]
 
+    def get(self, key: str) -> InjectionConfig | None:
+        return self._by_key.get(key)
+
     def __len__(self) -> int:
         return len(self._by_key)
 

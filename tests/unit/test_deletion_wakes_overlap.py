@@ -1,0 +1,57 @@
+"""Deleting a resource wakes the resources whose selection may overlap its own: the pods it
+instrumented that they also select are theirs now (counted stale, restarted with
+rolloutOnChange). They used to learn of it only at their next routine resync, a minute or more."""
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import kopf
+import pytest
+
+from agentobs import handlers
+from agentobs.admission import server as admission
+from agentobs.admission.coverage import may_overlap
+from agentobs.admission.injection import InjectionConfig
+
+
+def _body(namespace: str, name: str, instrumentation: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"apiVersion": "agentobs.io/v1alpha1", "kind": "AgentObservability",
+            "metadata": {"name": name, "namespace": namespace, "uid": f"uid-{name}", "generation": 1},
+            "spec": {"instrumentation": instrumentation or {}}, "status": {}}
+
+
+def _config(namespace: str, pods: dict[str, str], namespaces: dict[str, str] | None = None) -> InjectionConfig:
+    return InjectionConfig(namespace=namespace, name="x", pod_selector=pods, namespace_selector=namespaces or {},
+                           env={}, metrics_port=9464, ca_configmap="ca")
+
+
+def test_may_overlap() -> None:
+    agent = {"agentobs.io/agent": "true"}
+    assert may_overlap(_config("a", agent), _config("a", {}))
+    assert not may_overlap(_config("a", agent), _config("b", agent))
+    assert not may_overlap(_config("a", {"app": "x"}), _config("a", {"app": "y"}))
+    assert may_overlap(_config("a", agent), _config("b", agent, {"team": "t"}))
+    assert may_overlap(_config("c", agent, {"team": "t"}), _config("d", {}, {"tier": "agents"}))
+    assert not may_overlap(_config("c", agent, {"team": "t"}), _config("d", {}, {"team": "u"}))
+
+
+def test_deleting_a_resource_wakes_those_that_select_its_pods(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def scenario() -> set[tuple[str, str]]:
+        monkeypatch.setattr(handlers, "scheduler", handlers.Scheduler())
+        monkeypatch.setattr(admission, "CONFIGS", type(admission.CONFIGS)())
+        bodies = [_body("agents", "first"), _body("agents", "second"), _body("elsewhere", "own"),
+                  _body("platform", "all", {"namespaceSelector": {"matchLabels": {"agents": "true"}}}),
+                  _body("agents", "off", {"enabled": False})]
+        for body in bodies:
+            await handlers.resource_event(event={"type": "ADDED", "object": body}, body=kopf.Body(body))
+        while handlers.scheduler.queue:  # the first passes, as the workers would take them
+            handlers.scheduler.queue.done(await handlers.scheduler.queue.get())
+        gone = _body("agents", "first")
+        await handlers.resource_event(event={"type": "DELETED", "object": gone}, body=kopf.Body(gone))
+        woken = set()
+        while handlers.scheduler.queue:
+            woken.add(await handlers.scheduler.queue.get())
+        return woken
+
+    assert asyncio.run(scenario()) == {("agents", "second"), ("platform", "all")}
