@@ -348,3 +348,17 @@ def test_each_module_renders_nothing_it_does_not_own() -> None:
     for module, names in [(jaeger, {"jaeger-collector", "jaeger-query"}), (fluentd, {"fluentd"}),
                           (retention, {"es-retention"}), (elasticsearch, {"elasticsearch"})]:
         assert {o["metadata"]["labels"]["app.kubernetes.io/name"] for o in module.render(owner, material)} == names
+
+
+def test_a_retention_change_rolls_the_query_only() -> None:
+    """Only Jaeger's reader uses max_span_age (its writer never reads it): a retention change used
+    to restart the collector too, which for no reason dropped the agents' OTLP connections."""
+    before, after = render({"tracing": {"retentionDays": 7}}), render({"tracing": {"retentionDays": 30}})
+
+    def template(objects: dict[Any, Any], component: str) -> Any:
+        return objects[("Deployment", f"demo-{component}")]["spec"]["template"]
+
+    assert template(before, "jaeger-collector") == template(after, "jaeger-collector")
+    assert template(before, "jaeger-query") != template(after, "jaeger-query")
+    storage = config_of(after, "jaeger-query")["extensions"]["jaeger_storage"]["backends"]["elasticsearch"]
+    assert storage["elasticsearch"]["max_span_age"] == "720h"

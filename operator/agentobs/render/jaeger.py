@@ -14,7 +14,9 @@ binary's `validate` on every variant rendered here.
 
 Daily span indices (`date_layout` 2006-01-02) under the resource's index prefix are what the
 retention job's lifecycle policy deletes (see `retention`); `max_span_age` lets the query look back
-as far as spans are kept.
+as far as spans are kept. Only Jaeger's span reader uses it (the writer's parameters leave it out),
+so it is in the query's file alone: a retention change restarts the query, not the collector that
+agents send to.
 
 Pure: `render(owner, material)` returns the manifests.
 """
@@ -73,20 +75,22 @@ def _index_options() -> dict[str, Any]:
     return {"date_layout": "2006-01-02", "rollover_frequency": "day", "shards": 1, "replicas": 1}
 
 
-def make_storage(owner: Owner) -> dict[str, Any]:
+def make_storage(owner: Owner, reader: bool) -> dict[str, Any]:
     """The `jaeger_storage` extension: Elasticsearch over TLS with the jaeger credentials."""
     tls: dict[str, Any] = {"min_version": "1.2"}
     if es_access.ca_volume(owner, "es-ca") is not None:
         tls["ca_file"] = f"{ES_CA_DIR}/{es_access.CA_FILE}"
-    return {"backends": {STORAGE: {"elasticsearch": {
+    backend: dict[str, Any] = {
         "server_urls": [elasticsearch_url(owner)],
         "auth": {"basic": {"username": "${env:ES_USERNAME}", "password": "${env:ES_PASSWORD}"}},
         "tls": tls,
         "indices": {"index_prefix": es_access.jaeger_index_prefix(owner), "spans": _index_options(),
                     "services": _index_options(), "dependencies": _index_options(),
                     "sampling": _index_options()},
-        "max_span_age": f"{owner.spec.tracing.retention_days * 24}h",
-    }}}}
+    }
+    if reader:
+        backend["max_span_age"] = f"{owner.spec.tracing.retention_days * 24}h"
+    return {"backends": {STORAGE: {"elasticsearch": backend}}}
 
 
 def _health() -> dict[str, Any]:
@@ -102,7 +106,7 @@ def make_collector_config(owner: Owner) -> dict[str, Any]:
                                      "exporters": ["jaeger_storage_exporter"]}},
             "telemetry": {"logs": {"level": "info"}},
         },
-        "extensions": {"healthcheckv2": _health(), "jaeger_storage": make_storage(owner)},
+        "extensions": {"healthcheckv2": _health(), "jaeger_storage": make_storage(owner, reader=False)},
         "receivers": {"otlp": {"protocols": {
             "grpc": {"endpoint": f"0.0.0.0:{OTLP_GRPC_PORT}", "tls": _server_tls()},
             "http": {"endpoint": f"0.0.0.0:{OTLP_HTTP_PORT}", "tls": _server_tls()},
@@ -124,7 +128,7 @@ def make_query_config(owner: Owner) -> dict[str, Any]:
         },
         "extensions": {
             "healthcheckv2": _health(),
-            "jaeger_storage": make_storage(owner),
+            "jaeger_storage": make_storage(owner, reader=True),
             "jaeger_query": {
                 "storage": {"traces": STORAGE},
                 "http": {"endpoint": f"0.0.0.0:{JAEGER_QUERY_PORT}", "tls": _server_tls()},
