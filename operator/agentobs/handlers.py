@@ -41,7 +41,7 @@ from agentobs.render import collector
 from agentobs.render.common import Owner
 from agentobs.render.prometheus import OPERATOR_METRICS_TARGET
 from agentobs.render.rules import RUNBOOK_URL
-from agentobs.stack import logroutes
+from agentobs.stack import logroutes, unserved
 from agentobs.stack.cache import Cache, PassClient, serves
 from agentobs.stack.prune import PRUNABLE, forget, prune, sweep_orphans
 from agentobs.stack.reconcile import WARNING_REASONS, WEBHOOK_EXCLUDED_EXTRA, namespace_terminating, reconcile
@@ -319,6 +319,8 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.L
         identity = os.environ.get("POD_ID") or socket.gethostname()
         lease = os.environ.get("AGENTOBS_LEADER_LEASE", "agentobs-operator-leader")
         scheduler.elector = Elector(scheduler.client(), namespace, lease, identity)
+    if WATCHED:  # stacks a narrowed namespace list left behind, reconciled by nothing now
+        await asyncio.to_thread(unserved.report, scheduler.client(), WATCHED)
     scheduler.start_cache(asyncio.get_running_loop())
     memo["scheduler_tasks"] = [asyncio.create_task(scheduler.run_forever()),
                                asyncio.create_task(scheduler.elect_forever())]
