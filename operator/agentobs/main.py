@@ -55,6 +55,9 @@ The webhook
   AGENTOBS_OPERATOR_NAMESPACE  the operator's namespace: where the webhook's key Secret and the
                              Lease are kept, and the node log collector's default namespace
                              (default empty).
+  AGENTOBS_OPERATOR_DEPLOYMENT  the operator's Deployment there, which then owns the node log
+                             collector's objects in that namespace so that deleting it (helm
+                             uninstall) deletes them (default empty: they have no owner).
 
 Stacks
   AGENTOBS_METRICS_TARGET    "host:port" of the operator's metrics Service, which each stack's

@@ -146,6 +146,16 @@ def test_chart_sets_every_variable_the_operator_reads(render: Render) -> None:
     assert env["AGENTOBS_OPERATOR_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
 
 
+def test_the_operator_may_read_the_deployment_that_owns_its_log_collector(render: Render) -> None:
+    """helm uninstall deletes the node log collector with the operator's Deployment, which owns it
+    (read with the cluster-wide get that restarts agent workloads)."""
+    for values in ({}, VALUE_SETS["namespaced"]):  # the release namespace served, or not
+        docs = render(values, namespace="obs")
+        deployment = one(docs, "Deployment")["metadata"]["name"]
+        assert env_of(docs)["AGENTOBS_OPERATOR_DEPLOYMENT"] == deployment
+        assert permissions_of(docs).allows("apps", "deployments", "get", "obs", deployment)
+
+
 @pytest.mark.parametrize(("name", "hint"), [("AGENTOBS_WORKERS", "set operator.workers instead"),
                                             ("AGENTOBS_LOG_LEVEL", "set operator.logLevel instead"),
                                             ("POD_ID", "its own, not a setting")])

@@ -298,6 +298,8 @@ agentobs.operatorEnv: the operator container's environment as the chart sets it,
   valueFrom:
     fieldRef:
       fieldPath: metadata.namespace
+- name: AGENTOBS_OPERATOR_DEPLOYMENT
+  value: {{ include "agentobs.operatorName" . }}
 # This replica's identity in the leader-election Lease (its holderIdentity).
 - name: POD_ID
   valueFrom:

@@ -16,12 +16,18 @@ server only when the cache shows a new version of them, so a sync over an unchan
 no request. Given a plain client (tests), it writes when the rendered objects differ from what it
 last applied in this process or one of them is gone. Paused resources keep their route: pausing
 leaves a stack as it is.
+
+The operator's Deployment (`AGENTOBS_OPERATOR_DEPLOYMENT`, set by the chart) owns the collector's
+objects when they are in its namespace: deleting it (`helm uninstall`) deletes them through the
+garbage collector, while a restart or rollout, which keeps the Deployment, keeps them. The
+cluster-scoped ClusterRole and ClusterRoleBinding cannot have a namespaced owner and stay.
 """
 
 from __future__ import annotations
 
 import base64
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,6 +60,8 @@ class SyncResult:
     error: str = ""  # an API failure, retried at the next sync
 
 
+OPERATOR_DEPLOYMENT = os.environ.get("AGENTOBS_OPERATOR_DEPLOYMENT", "")
+
 # Without caches, re-read now and then: a CA changes only when its Secret is replaced, a client
 # certificate when renewed (long before it expires). With them, re-read when their version changes.
 MATERIAL_REFRESH_SECONDS = 600.0
@@ -64,6 +72,7 @@ class _State:
     applied_hash: str = ""
     clean: bool = False  # no collector object left to delete, as the last look found
     waiting: set[str] = field(default_factory=set)
+    owner: dict[str, str] | None = None  # the ownerReference to the operator's Deployment, once read
     # uid -> (read at, cached versions of the two objects or None, (CA, client certificate, client key) PEM)
     material: dict[str, tuple[float, tuple[str, str] | None, tuple[str, str, str]]] = field(default_factory=dict)
 
@@ -176,7 +185,7 @@ def sync(kube: Kube, namespace: str, bodies: list[dict[str, Any]], image: str = 
     found, result.waiting = routes(kube, bodies)
     _state.waiting = set(result.waiting)
     result.routes = sorted(r.id for r in found)
-    manifests = [stamp(m) for m in collector.render(namespace, found, image)]
+    manifests = [stamp(_owned(m, _owner_reference(kube, namespace))) for m in collector.render(namespace, found, image)]
     desired_hash = content_hash(manifests)
     if isinstance(kube, PassClient):  # sends only what the caches do not hold as rendered
         before = len(kube.written)
@@ -203,6 +212,32 @@ def sync(kube: Kube, namespace: str, bodies: list[dict[str, Any]], image: str = 
         log.info("log collector in %s: routes %s%s", namespace, ", ".join(result.routes) or "none",
                  f"; deleted {', '.join(result.deleted)}" if result.deleted else "")
     return result
+
+
+def _owner_reference(kube: Kube, namespace: str) -> dict[str, str]:
+    """The reference to the operator's Deployment in `namespace`; empty when there is none (another
+    namespace, or run outside the chart). Read once: a restart reads it again."""
+    if _state.owner is None:
+        deployment = None
+        if OPERATOR_DEPLOYMENT:
+            read = kube.read if isinstance(kube, PassClient) else kube.get
+            try:
+                deployment = read("apps/v1", "Deployment", namespace, OPERATOR_DEPLOYMENT)
+            except KubeError as exc:  # RBAC without that read (not the chart's): the collector stays unowned
+                if exc.status != 403:
+                    raise
+                log.info("log collector: cannot read Deployment %s (%s); helm uninstall will leave the collector",
+                         OPERATOR_DEPLOYMENT, exc.message)
+        uid = str(((deployment or {}).get("metadata") or {}).get("uid", ""))
+        _state.owner = {"apiVersion": "apps/v1", "kind": "Deployment", "name": OPERATOR_DEPLOYMENT,
+                        "uid": uid} if uid else {}
+    return _state.owner
+
+
+def _owned(manifest: dict[str, Any], owner: dict[str, str]) -> dict[str, Any]:
+    if owner and manifest["metadata"].get("namespace"):  # not the cluster-scoped RBAC
+        manifest["metadata"]["ownerReferences"] = [dict(owner)]
+    return manifest
 
 
 def _all_there(kube: Kube, manifests: list[dict[str, Any]]) -> bool:
