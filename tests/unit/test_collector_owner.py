@@ -73,3 +73,14 @@ def test_a_collector_in_another_namespace_has_no_owner() -> None:
     logroutes.sync(kube, "agentobs", [BODY])  # type: ignore[arg-type]
     assert kube.applied
     assert all("ownerReferences" not in m["metadata"] for m in kube.applied)
+
+
+def test_once_the_deployment_is_gone_the_collector_is_not_made_again() -> None:
+    """The garbage collector deletes what the Deployment owned; a replica still running (helm
+    uninstall stops it a little later) must not make it again for the collector to delete."""
+    kube = FakeKube("agentobs")
+    logroutes.sync(kube, "agentobs", [BODY])  # type: ignore[arg-type]
+    del kube.objects[("Deployment", "agentobs", "agentobs-operator")]
+    kube.applied.clear()
+    result = logroutes.sync(kube, "agentobs", [BODY])  # type: ignore[arg-type]
+    assert not kube.applied and "agentobs-operator" in result.problem

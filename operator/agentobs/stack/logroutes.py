@@ -185,7 +185,11 @@ def sync(kube: Kube, namespace: str, bodies: list[dict[str, Any]], image: str = 
     found, result.waiting = routes(kube, bodies)
     _state.waiting = set(result.waiting)
     result.routes = sorted(r.id for r in found)
-    manifests = [stamp(_owned(m, _owner_reference(kube, namespace))) for m in collector.render(namespace, found, image)]
+    owner = _owner_reference(kube, namespace)
+    if owner is None:
+        result.problem = f"the operator's Deployment {OPERATOR_DEPLOYMENT} in {namespace} is gone"
+        return result
+    manifests = [stamp(_owned(m, owner)) for m in collector.render(namespace, found, image)]
     desired_hash = content_hash(manifests)
     if isinstance(kube, PassClient):  # sends only what the caches do not hold as rendered
         before = len(kube.written)
@@ -214,24 +218,37 @@ def sync(kube: Kube, namespace: str, bodies: list[dict[str, Any]], image: str = 
     return result
 
 
-def _owner_reference(kube: Kube, namespace: str) -> dict[str, str]:
+def _owner_reference(kube: Kube, namespace: str) -> dict[str, str] | None:
     """The reference to the operator's Deployment in `namespace`; empty when there is none (another
-    namespace, or run outside the chart). Read once: a restart reads it again."""
-    if _state.owner is None:
+    namespace, or run outside the chart); None when the Deployment it was read from is gone.
+    Read at the first sync, and again whenever the DaemonSet is missing (first made, or deleted)."""
+    if not OPERATOR_DEPLOYMENT:
+        return {}
+    if _state.owner is not None and not _missing(kube, namespace):
+        return _state.owner
+    read = kube.read if isinstance(kube, PassClient) else kube.get
+    try:
+        deployment = read("apps/v1", "Deployment", namespace, OPERATOR_DEPLOYMENT)
+    except KubeError as exc:  # RBAC without that read (not the chart's): the collector stays unowned
+        if exc.status != 403:
+            raise
+        log.info("log collector: cannot read Deployment %s (%s); helm uninstall will leave the collector",
+                 OPERATOR_DEPLOYMENT, exc.message)
         deployment = None
-        if OPERATOR_DEPLOYMENT:
-            read = kube.read if isinstance(kube, PassClient) else kube.get
-            try:
-                deployment = read("apps/v1", "Deployment", namespace, OPERATOR_DEPLOYMENT)
-            except KubeError as exc:  # RBAC without that read (not the chart's): the collector stays unowned
-                if exc.status != 403:
-                    raise
-                log.info("log collector: cannot read Deployment %s (%s); helm uninstall will leave the collector",
-                         OPERATOR_DEPLOYMENT, exc.message)
-        uid = str(((deployment or {}).get("metadata") or {}).get("uid", ""))
-        _state.owner = {"apiVersion": "apps/v1", "kind": "Deployment", "name": OPERATOR_DEPLOYMENT,
-                        "uid": uid} if uid else {}
+    uid = str(((deployment or {}).get("metadata") or {}).get("uid", ""))
+    if not uid and _state.owner:
+        # Deleted (helm uninstall, or by hand): the garbage collector deletes what it owned; made
+        # again, the collector would be deleted again, as long as this replica lives.
+        return None
+    _state.owner = {"apiVersion": "apps/v1", "kind": "Deployment", "name": OPERATOR_DEPLOYMENT,
+                    "uid": uid} if uid else {}
     return _state.owner
+
+
+def _missing(kube: Kube, namespace: str) -> bool:
+    if isinstance(kube, PassClient):
+        return kube.cached_version("apps/v1", "DaemonSet", namespace, collector.NAME) is None
+    return kube.get("apps/v1", "DaemonSet", namespace, collector.NAME) is None
 
 
 def _owned(manifest: dict[str, Any], owner: dict[str, str]) -> dict[str, Any]:
