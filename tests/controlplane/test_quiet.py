@@ -43,6 +43,8 @@ class QuietOperator(OperatorProcess):
         self.collector_namespace = f"{prefix}-logging"
         super().__init__({
             "AGENTOBS_LOG_COLLECTOR_NAMESPACE": self.collector_namespace,
+            # As the chart runs it: its Deployment (made by the fixture) owns the collector.
+            "AGENTOBS_OPERATOR_DEPLOYMENT": "operator",
             "AGENTOBS_BIND_ADDRESS": "127.0.0.1", "AGENTOBS_RESYNC_SECONDS": str(resync),
             "AGENTOBS_NAMESPACES": f"{prefix}-*", "AGENTOBS_WEBHOOK_PORT": str(free_port()),
             "AGENTOBS_WEBHOOK_CONFIGURATION": self.webhook_configuration,
@@ -73,6 +75,7 @@ def quiet_operator(request: pytest.FixtureRequest, kube: Kube, kubectl: Callable
     op = QuietOperator(prefix, resync, tmp_path / "operator.log")
     kubectl("create", "namespace", op.collector_namespace)
     kubectl("label", "namespace", op.collector_namespace, "pod-security.kubernetes.io/enforce=privileged")
+    kubectl("create", "deployment", "operator", "--image=agentobs-operator", "-n", op.collector_namespace)
     op.start()
     try:
         def serving() -> bool:
@@ -144,6 +147,8 @@ def test_ready_stack_sends_no_request_over_two_resyncs(kube: Kube, quiet_operato
         "routes.lua", ""))
     collector_before = _collector_versions(kube, op.collector_namespace)
     assert ("DaemonSet", collector.NAME) in collector_before
+    daemonset = kube.get("apps/v1", "DaemonSet", op.collector_namespace, collector.NAME) or {}
+    assert [r["name"] for r in daemonset["metadata"].get("ownerReferences", [])] == ["operator"]
     before, passes_before = op.requests(), op.passes()
     time.sleep(2 * 2.0 * 1.1 + 1.0)  # two resync periods (with their 10 % spread), and a margin
     after, passes_after = op.requests(), op.passes()
