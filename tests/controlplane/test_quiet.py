@@ -25,7 +25,7 @@ from agentobs.render import Owner, collector, make_stack
 from agentobs.stack.desired import stamp
 
 from cluster_support import OperatorProcess, free_port
-from conftest import API, KIND, SESSION_PREFIX, make_resource, wait_for, wait_ready
+from conftest import API, KIND, SESSION_PREFIX, condition, get_resource, make_resource, wait_for, wait_ready
 from placeholders import placeholder_material
 
 # Kinds whose objects the operator renders into a stack's namespace, to compare before and after.
@@ -243,3 +243,41 @@ def test_the_specs_applied_twice_cover_every_kind_the_operator_renders() -> None
     assert {"ConfigMap", "CronJob", "Deployment", "HorizontalPodAutoscaler", "Ingress", "Job", "NetworkPolicy",
             "PodDisruptionBudget", "Role", "RoleBinding", "Secret", "Service", "ServiceAccount",
             "StatefulSet"} <= kinds
+
+
+@pytest.mark.parametrize("quiet_operator", [600.0], indirect=True)
+def test_a_deleted_stack_s_pods_go_to_the_overlapping_one_before_any_resync(
+        kube: Kube, quiet_operator: tuple[QuietOperator, str]) -> None:
+    """Two stacks select the same agent pod; the one that instrumented it is deleted. The other used
+    to learn of it at its next resync only (60 s or more); the deletion now wakes it."""
+    _, namespace = quiet_operator
+    # Made before any stack, so the webhook leaves it alone; annotated as the first stack's.
+    kube.apply({"apiVersion": "v1", "kind": "Pod", "metadata": {
+        "name": "agent", "namespace": namespace, "labels": {"agentobs.io/agent": "true"},
+        "annotations": {"agentobs.io/injected": f"{namespace}/first"}},
+        "spec": {"containers": [{"name": "agent", "image": "agent"}]}})
+    light = {"logging": {"enabled": False}}
+    kube.apply(make_resource("first", namespace, light))
+    wait_ready(kube, namespace, "first", generation=1)
+    kube.apply(make_resource("second", namespace, light))
+    wait_ready(kube, namespace, "second", generation=1)
+
+    def coverage() -> str:
+        return str(condition(get_resource(kube, namespace, "second"), "InjectionCoverage").get("reason"))
+
+    wait_for("the second stack to name the first", lambda: coverage() == "PodsInstrumentedElsewhere", timeout=30)
+    # Settled, so that no change of its own children (pods turning ready) brings a pass meanwhile.
+    previous: dict[tuple[str, str], tuple[str, int]] = {}
+
+    def settled() -> bool:
+        nonlocal previous
+        now = {**_versions(kube, namespace, "first"), **_versions(kube, namespace, "second")}
+        done, previous = now == previous, now
+        return done
+
+    wait_for("the stacks to settle", settled, interval=3.0)
+    started = time.monotonic()
+    kube.delete(API, KIND, namespace, "first")
+    wait_for("the second stack to count the pod as its own", lambda: coverage() == "PodsNotInstrumented",
+             timeout=30)
+    assert time.monotonic() - started < 600, "before any resync could have come"
