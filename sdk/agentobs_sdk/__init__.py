@@ -84,7 +84,7 @@ from opentelemetry import trace
 
 from . import processes as _processes  # noqa: F401 - registers the fork hooks (processes.py)
 from .audit import AuditError, AuditReceipt, AuditTrail, load_key, query, verify
-from .audit.writer import AuditFields
+from .audit.writer import AuditFields as _AuditFields
 from .config import ENV_VARS, ConfigurationError, Handle, Settings, configure, current_handle
 from .helpers import (
     AgentRun,
@@ -99,15 +99,21 @@ from .helpers import (
     record_llm_usage,
     tool_call,
 )
-from .instrument import Operation, current_agent, current_operation, warn_no_trail
-from .logs import JsonFormatter, install_record_factory
+
+# The SDK's internals it calls here are imported under private names: the package exports
+# exactly `__all__` (tests/sdk/test_sdk_readme.py).
+from .instrument import Operation, current_operation
+from .instrument import current_agent as _current_agent
+from .instrument import warn_no_trail as _warn_no_trail
+from .logs import JsonFormatter
+from .logs import install_record_factory as _install_record_factory
 from .series import emitted_series, promql_metric_names, unknown_series
 from .threads import ContextThreadPoolExecutor, in_context, submit
 
 # At import, not only in configure(): an agent typically sets up logging with a format naming
 # %(trace_id)s and logs its first lines before calling configure(); records without the fields
 # would make each of those lines a "--- Logging error ---". Outside a span the fields are empty.
-install_record_factory()
+_install_record_factory()
 
 __all__ = [
     "ENV_VARS",
@@ -146,7 +152,7 @@ __all__ = [
 ]
 
 
-def audit_event(action: str, **fields: Unpack[AuditFields]) -> AuditReceipt | None:
+def audit_event(action: str, **fields: Unpack[_AuditFields]) -> AuditReceipt | None:
     """Append to the configured audit trail (None, with a warning saying why, when there is none:
     `AGENTOBS_AUDIT_DIR` not injected, `configure()` not called, or the SDK shut down).
 
@@ -155,10 +161,10 @@ def audit_event(action: str, **fields: Unpack[AuditFields]) -> AuditReceipt | No
     and `details` gets the current span's `trace_id`, unless the caller gave them."""
     handle = current_handle()
     if handle is None or handle.audit is None:
-        warn_no_trail(action, handle)  # as for a helper's audit=True: a dropped record is said
+        _warn_no_trail(action, handle)  # as for a helper's audit=True: a dropped record is said
         return None
     if fields.get("agent") is None:
-        fields["agent"] = current_agent()  # None outside an agent_run: the trail's default
+        fields["agent"] = _current_agent()  # None outside an agent_run: the trail's default
     ctx = trace.get_current_span().get_span_context()
     if ctx.is_valid:
         details = dict(fields.get("details") or {})

@@ -121,7 +121,7 @@ class Handle:
                 if not self.metrics.wait_for_scrape(linger):
                     log.warning("agentobs: no scrape within %ss of shutdown; the last metric values "
                                 "may not have reached Prometheus", linger)
-            self.tracer_provider.shutdown()
+            tracing.shut_down(self.tracer_provider)
         finally:
             self.metrics.stop()
             if self.audit is not None:
@@ -253,14 +253,12 @@ def _build(
         tracing.build_sampler(settings.sampler, settings.sampler_arg),
         exporter,
         () if settings.sdk_disabled else span_processors,
+        # Helpers use the handle's tracer, so they work whichever provider is global.
+        make_global=set_global and not settings.sdk_disabled,
     )
     tracer: trace.Tracer = provider.get_tracer("agentobs_sdk", version)
     if settings.sdk_disabled:
         tracer = trace.NoOpTracer()
-    elif set_global and isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
-        # Only the first provider can become global (OTel forbids overriding); helpers use the
-        # handle's tracer, so a later configure() in the same process still works.
-        trace.set_tracer_provider(provider)
 
     metrics = DisabledMetrics() if settings.sdk_disabled else AgentMetrics(mode=settings.genai.mode)
     metrics.set_info(service=settings.service_name, agent_id=settings.effective_agent_id, version=version)
@@ -292,7 +290,7 @@ def _build(
             )
         except OSError as exc:
             metrics.stop()
-            provider.shutdown()
+            tracing.shut_down(provider)
             # Name the variable: a bare FileNotFoundError from makedirs does not say which
             # setting led there.
             raise AuditError(f"{ENV_AUDIT_DIR}={settings.audit_dir!r} cannot be used for the audit "
@@ -300,7 +298,7 @@ def _build(
         except BaseException:
             # Leave no port bound and no exporter thread behind for the caller's retry.
             metrics.stop()
-            provider.shutdown()
+            tracing.shut_down(provider)
             raise
         metrics.set_audit_seq(agent_id, audit.last_seq)
 

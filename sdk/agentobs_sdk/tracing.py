@@ -14,8 +14,9 @@ from collections.abc import Iterable, Mapping
 from importlib import metadata
 from typing import Any
 
+from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import SpanProcessor, SynchronousMultiSpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.sampling import (
     ALWAYS_OFF,
@@ -153,15 +154,66 @@ def build_exporter(protocol: str, endpoint: str, certificate: str | None) -> Spa
     )
 
 
+class _Processors(SynchronousMultiSpanProcessor):
+    """A provider's span processors, removable so the provider itself can outlive a shutdown()."""
+
+    def detach(self) -> tuple[SpanProcessor, ...]:
+        with self._lock:
+            detached, self._span_processors = self._span_processors, ()
+        return detached
+
+
+# The provider this SDK made OpenTelemetry's global one, and its processors. OpenTelemetry lets the
+# global provider be set once per process, and libraries keep the tracers they got from it
+# (`tracer = trace.get_tracer(__name__)` at import): after shutdown() and configure() (a notebook)
+# a new provider would reach none of them, so the global one is kept and given new processors.
+_global: TracerProvider | None = None
+_global_processors = _Processors()  # type: ignore[no-untyped-call]  # OTel leaves __init__ unannotated
+
+
 def build_tracer_provider(
     resource: Resource,
     sampler: Sampler,
     exporter: SpanExporter | None,
     extra_processors: Iterable[SpanProcessor] = (),
+    make_global: bool = False,
 ) -> TracerProvider:
-    provider = TracerProvider(resource=resource, sampler=sampler)
+    """The provider for configure(); with `make_global`, OpenTelemetry's global one: a new one if
+    no provider is global yet, else the one an earlier configure() made global (shut down since)
+    when the resource and sampler are the same. Tracers keep both from their provider, so with
+    others the global provider cannot be reused, and a warning says what is lost."""
+    global _global
+    current = trace.get_tracer_provider()
+    reuse = make_global and current is _global and _global is not None
+    if reuse and _global is not None and (_global.resource != resource
+                                          or _global.sampler.get_description() != sampler.get_description()):
+        reuse = False
+        log.warning("agentobs: OpenTelemetry's global tracer provider is still the one the first configure() "
+                    "in this process made (service %s, sampler %s), and a provider's resource and sampler "
+                    "cannot change: spans of tracers from trace.get_tracer() (other libraries) are dropped "
+                    "from now on; the SDK's helpers export as configured. Restart the process to change "
+                    "the service, resource attributes or sampler",
+                    _global.resource.attributes.get("service.name"), _global.sampler.get_description())
+    if reuse and _global is not None:
+        provider = _global
+    elif make_global and isinstance(current, trace.ProxyTracerProvider):
+        provider = _global = TracerProvider(resource=resource, sampler=sampler,
+                                            active_span_processor=_global_processors)
+        trace.set_tracer_provider(provider)
+    else:
+        provider = TracerProvider(resource=resource, sampler=sampler)
     if exporter is not None:
         provider.add_span_processor(BatchSpanProcessor(exporter))
     for processor in extra_processors:
         provider.add_span_processor(processor)
     return provider
+
+
+def shut_down(provider: TracerProvider) -> None:
+    """Flush and shut down the provider's processors; the global one stays usable for the next
+    configure(), without them (so spans started before then are dropped, as after a shutdown)."""
+    if provider is not _global:
+        provider.shutdown()
+        return
+    for processor in _global_processors.detach():
+        processor.shutdown()

@@ -355,3 +355,65 @@ def test_the_handle_repr_masks_credentials_in_the_endpoint() -> None:
     assert "s3cr3t" not in repr(handle)
     assert "otlp_endpoint='https://***@collector:4318'" in repr(handle.settings)
     assert repr(config.Settings()).startswith("Settings(service_name='unknown_service:python', otlp_endpoint=None")
+
+
+# OpenTelemetry's global provider can be set once per process, so this runs in a fresh one.
+_RECONFIGURE_SCRIPT = r'''
+import json, logging
+from opentelemetry import trace
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+import agentobs_sdk
+
+early = trace.get_tracer("early")             # a library's module-level tracer, before configure()
+exporters = [InMemorySpanExporter() for _ in range(4)]
+handle = agentobs_sdk.configure({}, json_logs=False, span_processors=[SimpleSpanProcessor(exporters[0])])
+late = trace.get_tracer("late")               # one taken from the first provider itself
+first_global = trace.get_tracer_provider()
+with early.start_as_current_span("early-1"), late.start_as_current_span("late-1"):
+    pass
+handle.shutdown()                             # a notebook: shut down, then configure again
+
+warnings = []
+logging.getLogger("agentobs_sdk").addHandler(logging.Handler())
+logging.getLogger("agentobs_sdk").handlers[-1].emit = lambda r: warnings.append(r.getMessage())
+handle = agentobs_sdk.configure({}, json_logs=False, span_processors=[SimpleSpanProcessor(exporters[1])])
+trace.get_tracer_provider().add_span_processor(SimpleSpanProcessor(exporters[2]))  # as users do
+with early.start_as_current_span("early-2"), late.start_as_current_span("late-2"):
+    with trace.get_tracer("new").start_as_current_span("new-2"), agentobs_sdk.agent_run("a"):
+        pass
+same_global = trace.get_tracer_provider() is first_global
+handle.shutdown()
+quiet = [w for w in warnings if "global tracer provider" in w]
+
+handle = agentobs_sdk.configure({"OTEL_SERVICE_NAME": "other"}, json_logs=False,
+                                span_processors=[SimpleSpanProcessor(exporters[3])])
+with agentobs_sdk.agent_run("b"):
+    pass
+handle.shutdown()
+print(json.dumps({"spans": [sorted(s.name for s in e.get_finished_spans()) for e in exporters],
+                  "same_global": same_global, "quiet": quiet,
+                  "warned": [w for w in warnings if "global tracer provider" in w]}))
+'''
+
+
+def test_a_second_configure_keeps_the_global_provider_working_for_other_libraries() -> None:
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "AGENTOBS_"))}
+    out = subprocess.run([sys.executable, "-c", _RECONFIGURE_SCRIPT], capture_output=True, text=True,
+                         timeout=60, env=env, check=False)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    first, second, added, other = result["spans"]
+    assert first == ["early-1", "late-1"]
+    # Tracers libraries took before or after the first configure() reach the second one's
+    # processors, and so does a processor added to trace.get_tracer_provider().
+    assert second == ["early-2", "invoke_agent a", "late-2", "new-2"], result
+    assert added == second
+    assert result["same_global"] and result["quiet"] == []
+    # Another service name cannot be given to the global provider's tracers: said, not silent.
+    assert other == ["invoke_agent b"]
+    (warning,) = result["warned"]
+    assert "trace.get_tracer()" in warning and "unknown_service:python" in warning

@@ -102,3 +102,37 @@ def test_multiprocessing_fork_workers_export_their_spans(tmp_path: Path) -> None
     names = sorted(name for _, name in exported)
     assert names == ["invoke_agent worker-0", "invoke_agent worker-1", "invoke_agent worker-2"], \
         (exported, result.stderr[-2000:])
+
+
+_TERMINATED_SCRIPT = _WORKER_SCRIPT.split("ctx = multiprocessing")[0] + """
+def work_then_wait(ready):
+    work("terminated")
+    ready.set()
+    __import__("time").sleep(60)  # until terminate()
+
+ctx = multiprocessing.get_context("fork")
+ready = ctx.Event()
+proc = ctx.Process(target=work_then_wait, args=(ready,))
+proc.start()
+ready.wait(30)
+proc.terminate()
+proc.join(30)
+with ctx.Pool(1) as pool:  # leaving the block calls terminate()
+    pool.map(work, ["pool"])
+handle.shutdown()
+print(json.dumps([proc.exitcode]))
+"""
+
+
+def test_terminated_multiprocessing_workers_export_their_spans(tmp_path: Path) -> None:
+    """`Process.terminate()` and a Pool leaving its `with` block send SIGTERM, which killed the
+    worker before its batched spans were exported: they were silently lost."""
+    out = tmp_path / "spans.jsonl"
+    result = subprocess.run([sys.executable, "-c", _TERMINATED_SCRIPT, str(out)], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == [-15]  # still dies of SIGTERM
+    exported = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
+    names = sorted(name for _, name in exported)
+    assert names == ["invoke_agent worker-pool", "invoke_agent worker-terminated"], \
+        (exported, result.stderr[-2000:])

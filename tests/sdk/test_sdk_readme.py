@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import re
+import types
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,14 @@ def test_every_exported_name_is_in_the_public_api_section() -> None:
     section = README.split("## Public API", 1)[1].split("\n## ", 1)[0]
     missing = [name for name in agentobs_sdk.__all__ if f"`{name}" not in section]
     assert not missing, missing
+
+
+def test_what_the_package_exports_is_exactly_its_public_api() -> None:
+    """`aobs.current_agent`, `aobs.warn_no_trail`, `aobs.install_record_factory` and
+    `aobs.AuditFields` were importable from the package (so tab completion offered them) but
+    neither in `__all__` nor documented: an SDK name is either public or underscored."""
+    leaked = [name for name in dir(agentobs_sdk)
+              if not name.startswith("_") and name not in agentobs_sdk.__all__
+              and not isinstance(getattr(agentobs_sdk, name), types.ModuleType)
+              and getattr(getattr(agentobs_sdk, name), "__module__", "").startswith("agentobs_sdk")]
+    assert not leaked, leaked
