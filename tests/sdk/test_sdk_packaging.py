@@ -28,6 +28,13 @@ def test_the_otlp_exporters_are_recent_enough_to_bound_shutdown() -> None:
         assert _floor(requirement) >= (1, 35), requirement
 
 
+def test_the_openai_extra_installs_a_client_that_works_with_current_httpx() -> None:
+    # openai 1.40 to 1.55.2 pass `proxies` to httpx.Client, which httpx 0.28 removed: with what pip
+    # resolves today, `OpenAI()` raised TypeError (seen with 1.40 and 1.55.2; 1.55.3 works).
+    (openai,) = PROJECT["optional-dependencies"]["openai"]
+    assert _floor(openai) >= (1, 55, 3), openai
+
+
 def test_the_audit_command_is_installed_and_resolves() -> None:
     module, _, name = PROJECT["scripts"]["agentobs-audit"].partition(":")
     assert callable(getattr(importlib.import_module(module), name))
