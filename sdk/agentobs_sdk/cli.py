@@ -1,11 +1,13 @@
 """`agentobs-audit`: verify and query an audit trail from the command line.
 
-    agentobs-audit verify DIR [--key-file F] [--anchor FILE ...] [--json]
+    agentobs-audit verify DIR [--key-file F ...] [--anchor FILE ...] [--json]
     agentobs-audit query DIR [--agent A] [--agent-id I] [--action X] [--user U] [--result R]
                              [--since T] [--until T] [--limit N]
 
 `--key-file` is the audit key (the Secret `<resource>-audit-key`, key `key`; default: the file
-AGENTOBS_AUDIT_KEY_FILE names, when set). `--anchor` is a file of chain heads shipped out of the
+AGENTOBS_AUDIT_KEY_FILE names, when set, and the `previous-key` file beside it, if any). A trail
+whose key was rotated is checked with every key it was written with: `--key-file` repeated, in any
+order. `--anchor` is a file of chain heads shipped out of the
 pod: log lines, an Elasticsearch search response, or head objects, one per line (`-` is stdin).
 
 T is an ISO 8601 time (`2025-01-31T12:00:00Z`) or an age before now (`90s`, `15m`, `2h`, `7d`); the
@@ -29,6 +31,7 @@ from datetime import datetime
 
 from .audit import AuditError, VerifyReport, load_key, parse_anchor_lines, query, verify
 from .audit.anchor import AnchoredHead
+from .audit.keys import previous_key_for
 from .audit.query import parse_when
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
@@ -61,7 +64,9 @@ def _parser() -> argparse.ArgumentParser:
                                       "3 when a keyed trail could not be checked for lack of its key")
     v.add_argument("directory")
     v.add_argument("--json", action="store_true", help="print the report as JSON")
-    v.add_argument("--key-file", help="the audit key file (default: $AGENTOBS_AUDIT_KEY_FILE)")
+    v.add_argument("--key-file", action="append", default=[],
+                   help="an audit key file; repeatable, for a trail whose key was rotated (default: "
+                        "$AGENTOBS_AUDIT_KEY_FILE and the previous-key file beside it)")
     v.add_argument("--anchor", action="append", default=[],
                    help="file of chain heads anchored outside the pod (log lines or ES hits); repeatable")
     q = sub.add_parser("query", help="print matching records as JSON lines")
@@ -108,9 +113,11 @@ def _read_anchors(paths: list[str]) -> list[AnchoredHead] | None:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    key_file = args.key_file or os.environ.get("AGENTOBS_AUDIT_KEY_FILE")
-    key = load_key(key_file) if key_file else None
-    report = verify(args.directory, key=key, anchors=_read_anchors(args.anchor))
+    keys = [load_key(path) for path in args.key_file]
+    if not keys and (key_file := os.environ.get("AGENTOBS_AUDIT_KEY_FILE")):
+        previous = previous_key_for(key_file)
+        keys = [load_key(key_file)] + ([previous] if previous is not None else [])
+    report = verify(args.directory, keys=keys, anchors=_read_anchors(args.anchor))
     unchecked = any(p.kind == "keyed_unchecked" for p in report.warnings)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
@@ -119,7 +126,7 @@ def _verify(args: argparse.Namespace) -> int:
             print(problem.describe())
         span = f"seq {report.first_seq}..{report.last_seq}" if report.records else "no records"
         verdict = _verdict(report, unchecked)
-        keyed = _keying(report, key is not None)
+        keyed = _keying(report, bool(keys))
         anchors = f", {report.anchors_checked} anchored head(s) checked" if args.anchor else ", no anchors"
         print(f"{verdict}: {report.records} record(s), {span}, {len(report.files)} file(s), "
               f"HEAD seq {report.head_seq}; {keyed}{anchors}")
@@ -131,7 +138,8 @@ def _verify(args: argparse.Namespace) -> int:
 def _verdict(report: VerifyReport, unchecked: bool) -> str:
     if not report.ok:
         return f"FAILED ({len(report.errors)} problem(s))"
-    return "UNCHECKED (integrity not checked: no key)" if unchecked else "OK"
+    return "UNCHECKED (integrity not checked: no key, or not every key the trail was written with)" \
+        if unchecked else "OK"
 
 
 def _keying(report: VerifyReport, key_given: bool) -> str:

@@ -30,7 +30,7 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 
 from . import logs, tracing
 from .audit import AuditError, AuditTrail
-from .audit.keys import key_for
+from .audit.keys import key_for, previous_key_for
 from .metrics import AgentMetrics, DisabledMetrics
 from .settings import DEFAULT_METRICS_LINGER_S as DEFAULT_METRICS_LINGER_S  # re-exported
 from .settings import DEFAULT_SERVICE_NAME as DEFAULT_SERVICE_NAME
@@ -280,12 +280,14 @@ def _build(
         agent_id = settings.instance_id
         try:
             key = key_for(settings.audit_key_file, settings.audit_dir, ENV_AUDIT_KEY_FILE)
+            previous_key = previous_key_for(settings.audit_key_file) if key is not None else None
             audit = AuditTrail(
                 settings.audit_dir,
                 retention_days=settings.audit_retention_days,
                 default_agent=agent_id,
                 agent_id=agent_id,
                 key=key,
+                previous_key=previous_key,
                 on_durable=lambda seq: metrics.set_audit_seq(agent_id, seq),
             )
         except OSError as exc:

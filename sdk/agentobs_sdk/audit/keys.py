@@ -19,6 +19,7 @@ from .chain import AuditError, hmac_sha256
 log = logging.getLogger("agentobs_sdk.audit")
 
 MIN_KEY_BYTES = 16
+PREVIOUS_KEY_NAME = "previous-key"
 
 
 def load_key(path: str) -> bytes:
@@ -52,6 +53,15 @@ def head_signer(key: bytes, trail: str) -> Callable[[int, str], str]:
         return mac(f"{seq}\x00{record_hash}".encode())
 
     return sign
+
+
+def previous_key_for(path: str | None) -> bytes | None:
+    """The previous audit key, for a key rotation (rekey.py): the file `previous-key` beside the key
+    file (the audit-key Secret's `previous-key` entry, which the webhook mounts beside `key`)."""
+    if not path:
+        return None
+    previous = os.path.join(os.path.dirname(path), PREVIOUS_KEY_NAME)
+    return load_key(previous) if os.path.exists(previous) else None
 
 
 def key_for(path: str | None, directory: str, variable: str) -> bytes | None:

@@ -12,7 +12,8 @@ Findings name the segment file, the line and the sequence number involved:
   makes HEAD when it opens the trail), or, keyed, one whose MAC is wrong;
 - unkeyed / downgrade / key: with a key, a record without a MAC; an unkeyed record after keyed
   ones (checked even without the key); a key that is not the trail's key (HEAD names the trail's
-  key id; then that is the only finding about content, not an "edited" per record);
+  key id; then that is the only finding about content, not an "edited" per record); with several
+  keys, a record or key rotation record not MACed with the key in force there (rekey.py);
 - anchored: with anchored heads (anchor.py), an anchored record that is gone or has another hash.
 Without the key, keyed records' content cannot be checked: a warning says so.
 A torn last line (a crash mid-append) is a warning, not a failure: no acknowledged record is lost
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -34,6 +35,7 @@ from . import store
 from .anchor import AnchoredHead
 from .chain import ALG_HMAC, GENESIS, RETENTION_ACTION, AuditError, decode, record_hash
 from .keys import head_mac, key_id
+from .rekey import check_keys, keyring, rotation_of
 
 Severity = Literal["error", "warning"]
 
@@ -100,18 +102,22 @@ class _Entry:
     file: str
     line: int
     retention: tuple[object, object] | None  # (kept_from_seq, kept_from_prev) of a retention record
+    macs: frozenset[str] | None = None  # keyed: ids of the given keys its MAC matches
+    rotation: tuple[str, str] | None = None  # a key rotation record's (from_kid, to_kid)
 
 
 def _where(e: _Entry) -> str:
     return f"{e.file}:{e.line}"
 
 
-def verify(directory: str | os.PathLike[str], *, key: bytes | None = None,
+def verify(directory: str | os.PathLike[str], *, key: bytes | None = None, keys: Sequence[bytes] = (),
            anchors: Iterable[AnchoredHead] | None = None, _locked: bool = False) -> VerifyReport:
     """Verify the chain in `directory`; raises FileNotFoundError when it does not exist and
     AuditError when it is not an audit trail (no TRAIL file).
 
     `key`: the audit key, to check MACs (a keyed trail verified without it gets a warning).
+    `keys`: more keys, for a trail whose key was rotated (rekey.py): each record is checked
+    with the key in force at its place in the chain.
     `anchors`: chain heads shipped out of the pod; those of this trail must match the chain.
     """
     if key is not None and not isinstance(key, bytes):
@@ -134,24 +140,29 @@ def verify(directory: str | os.PathLike[str], *, key: bytes | None = None,
         anchor = None
         report.problems.append(Problem("anchor", str(exc), store.ANCHOR_NAME))
 
+    ring = keyring(([key] if key is not None else []) + list(keys))
     wrong_key = False
-    if key is not None and head is not None and head.kid is not None and head.kid != key_id(key):
+    if ring and head is not None and head.kid is not None and head.kid not in ring:
         # Every MAC would fail with another key: report the key, not each record as "edited".
         # The chain's order, links and HEAD are still checked, as without a key.
+        given = f"the key given (id {key_id(key)}) is" if key is not None and len(ring) == 1 else (
+            f"the keys given (ids {', '.join(ring)}) are")
         report.problems.append(Problem(
-            "key", f"the key given (id {key_id(key)}) is not this trail's key (id {head.kid}): record "
-            "contents were not checked", store.HEAD_NAME))
-        key, wrong_key = None, True
-    entries = _read_entries(path, report, key, note_unchecked=not wrong_key)
+            "key", f"{given} not this trail's key (id {head.kid}): record contents were not checked",
+            store.HEAD_NAME))
+        ring, wrong_key = {}, True
+    entries = _read_entries(path, report, ring, note_unchecked=not wrong_key)
     report.records = len(entries)
     _check_order(entries, report)
     ordered = sorted({e.seq: e for e in reversed(entries)}.values(), key=lambda e: e.seq)
+    if ring:  # records awaiting deletion by retention included
+        _check_keys(ordered, ring, head, report)
     ordered = _check_start(ordered, anchor, report)
     _check_links(ordered, report)
     if ordered:
         report.first_seq, report.last_seq = ordered[0].seq, ordered[-1].seq
     _check_head(ordered, head, report)
-    _check_head_mac(head, key, report)
+    _check_head_mac(head, _head_key(head, ring), report)
     if anchors is not None:
         _check_anchors(ordered, list(anchors), report)
     return report
@@ -181,7 +192,7 @@ def _read_head(path: str, report: VerifyReport, *, locked: bool) -> store.Head |
     return head
 
 
-def _read_entries(path: str, report: VerifyReport, key: bytes | None, *,
+def _read_entries(path: str, report: VerifyReport, ring: dict[str, bytes], *,
                   note_unchecked: bool = True) -> list[_Entry]:
     segments = store.list_segments(path)
     entries: list[_Entry] = []
@@ -213,12 +224,15 @@ def _read_entries(path: str, report: VerifyReport, key: bytes | None, *,
                 report.problems.append(Problem(
                     "downgrade", "unkeyed record after keyed ones (written without the key, or its MAC "
                     "stripped)", name, lineno, rec["seq"]))
-            elif key is not None:
+            elif ring:
                 report.problems.append(Problem(
                     "unkeyed", "record carries no MAC although a key was given", name, lineno, rec["seq"]))
-            if alg == ALG_HMAC and key is None:
-                unchecked += 1
-            elif record_hash(rec, key if alg == ALG_HMAC else None) != rec["hash"]:
+            macs = None
+            if alg == ALG_HMAC:
+                # Which key is in force here is known once the chain is in order (_check_keys).
+                macs = frozenset(kid for kid, k in ring.items() if record_hash(rec, k) == rec["hash"])
+                unchecked += not ring
+            elif record_hash(rec) != rec["hash"]:
                 report.problems.append(Problem(
                     "edited", "content does not match the record's hash (the record was modified)",
                     name, lineno, rec["seq"]))
@@ -226,12 +240,32 @@ def _read_entries(path: str, report: VerifyReport, key: bytes | None, *,
             details = rec.get("details")
             if rec.get("action") == RETENTION_ACTION and isinstance(details, dict):
                 retention = (details.get("kept_from_seq"), details.get("kept_from_prev"))
-            entries.append(_Entry(rec["seq"], rec["prev"], rec["hash"], name, lineno, retention))
+            entries.append(_Entry(rec["seq"], rec["prev"], rec["hash"], name, lineno, retention, macs,
+                                  rotation_of(rec)))
     if unchecked and note_unchecked:
         report.problems.append(Problem(
             "keyed_unchecked", f"{unchecked} keyed record(s) not checked: give the audit key "
             "(--key-file) to verify their content", severity="warning"))
     return entries
+
+
+def _check_keys(ordered: list[_Entry], ring: dict[str, bytes], head: store.Head | None,
+                report: VerifyReport) -> None:
+    findings, unchecked, _ = check_keys(ordered, frozenset(ring), head.kid if head is not None else None)
+    for kind, message, e in findings:
+        report.problems.append(Problem(kind, message, e.file if e else store.HEAD_NAME, e.line if e else None,
+                                       e.seq if e else None))
+    if unchecked:
+        report.problems.append(Problem(
+            "keyed_unchecked", f"{unchecked} keyed record(s) written with a key that was not given were not "
+            "checked: give every key the trail was written with (--key-file, repeated)", severity="warning"))
+
+
+def _head_key(head: store.Head | None, ring: dict[str, bytes]) -> bytes | None:
+    if head is None or not ring:
+        return None
+    # A keyed trail's HEAD names its key; one that does not fails the MAC check with any key.
+    return ring.get(head.kid) if head.kid is not None else next(iter(ring.values()))
 
 
 def _check_order(entries: list[_Entry], report: VerifyReport) -> None:

@@ -2,27 +2,21 @@
 
 Integrity: with a key (keys.py) records are MACed and HEAD carries a MAC. A writer verifies the
 whole trail when it opens and refuses (AuditError) to extend one that fails verification, or a
-keyed trail without its key; when another process extended the chain it checks the new tail's
-MAC before linking to it. Timestamps are taken under the lock (never earlier than the previous
-record's), so sequence order and time order agree across threads and processes. The chain head is
-announced outside the pod (anchor.py) at open, periodically and at close.
+keyed trail without its key (given the previous key too, it rotates the trail's key: rekey.py);
+when another process extended the chain it checks the new tail's MAC before linking to it.
+Timestamps are taken under the lock (never before the previous record's), so sequence and time
+order agree. The chain head is announced outside the pod (anchor.py) at open, periodically and at
+close. Concurrency: every commit holds an in-process lock and an exclusive flock on DIR/.lock,
+then re-reads the chain tail if anyone else (another process, a crash) touched it since this
+writer last wrote (segment.py), so threads and processes extend one chain. A record is encoded
+before the locks (draft.py); under them it only gets its seq, time, link and MAC. A forked child
+gets its own lock descriptor (flock cannot tell apart two processes sharing one open file).
 
-Concurrency: every commit holds an in-process lock and an exclusive flock on DIR/.lock, then
-re-reads the chain tail if anyone else (another process, or a crash) touched it since this
-writer last wrote (segment.py), so threads and processes all extend one chain. A record is
-encoded before the locks (draft.py); under them it only gets its seq, time, link and MAC.
-
-Durability: `append()` returns only after its record is on disk. In `fsync` mode each record
-gets its own fdatasync; in `group` mode concurrent appenders queue, one of them writes the whole
-queue with a single write and a single fdatasync, and all of them return once that is done
-(group.py). HEAD is updated once per commit, after the data is durable, so it never claims a
-record the disk lacks.
-
-A forked child gets its own lock descriptor, since flock cannot tell apart two processes that
-share one open file.
-
-Rotation starts a new segment by size or age; its first record links to the last hash of the
-previous one. Retention (retention.py) deletes whole old segments, recording the cut in the chain.
+Durability: `append()` returns only after its record is on disk: in `fsync` mode each record gets
+its own fdatasync; in `group` mode one of the queued appenders writes the whole queue with one
+write and one fdatasync (group.py). HEAD is updated once per commit, after the data is durable.
+Segments rotate by size or age (a segment's first record links to the previous one's last);
+retention (retention.py) deletes whole old segments, recording the cut in the chain.
 """
 
 from __future__ import annotations
@@ -44,8 +38,9 @@ from .anchor import AnchoredHead, Announcer, stderr_sink
 from .chain import ALG_HMAC, AuditError, digester, field_text, normalise_details, now_ts
 from .draft import Draft, layout
 from .group import GroupCommitter
-from .integrity import check_tail_record, refuse_unless_verified
+from .integrity import check_tail_record, head_action, refuse_unless_verified
 from .keys import head_signer, key_id
+from .rekey import rotation_body
 from .retention import expire_segments
 from .segment import SegmentEnd
 
@@ -99,6 +94,7 @@ class AuditTrail:
         on_durable: Callable[[int], None] | None = None,
         agent_id: str | None = None,
         key: bytes | None = None,
+        previous_key: bytes | None = None,
         anchor_sink: Callable[[AnchoredHead], None] | None = stderr_sink,
         anchor_seconds: float | None = DEFAULT_ANCHOR_SECONDS,
     ) -> None:
@@ -110,6 +106,8 @@ class AuditTrail:
         self.default_agent = default_agent
         self.agent_id = agent_id if agent_id is not None else default_agent
         self._key = key
+        # The key the trail's tail is MACed with when this writer is to rotate to `key` (rekey.py).
+        self._rotate_from: bytes | None = None
         self._kid = key_id(key) if key is not None else None
         self._digest = digester(key)
         # Every record of this writer has the same fields: their layout and the constant values.
@@ -137,13 +135,17 @@ class AuditTrail:
                 self.trail_id = existing or store.new_trail_id()
                 if key is not None:
                     self._sign_head = head_signer(key, self.trail_id)
-                self._scan()
+                previous_key = previous_key if key is not None and previous_key != key else None
+                self._scan(previous_key)
                 self._check_head(new=existing is None)
                 if existing is None:
                     # TRAIL last, once HEAD is durable: a trail with TRAIL has a HEAD, so a
                     # missing HEAD is never a crash at creation but a removal.
                     store.write_trail_id(self.directory, self.trail_id)
-                refuse_unless_verified(self.directory, self._key)
+                # With the previous key too: the records before a rotation are checked as well.
+                refuse_unless_verified(self.directory, self._key, previous_key)
+                if self._rotate_from is not None:
+                    self._rotate_key(self._rotate_from)
                 self._retention_locked()
         except BaseException:
             self._close_fds()
@@ -302,43 +304,35 @@ class AuditTrail:
 
     # --- the chain tail and HEAD -------------------------------------------------------------------
 
-    def _scan(self) -> None:
-        """Re-read the chain tail and reopen the newest segment (flock held)."""
-        self.repairs.extend(self._end.scan(lambda record: check_tail_record(self.directory, record, self._key)))
+    def _scan(self, previous_key: bytes | None = None) -> None:
+        """Re-read the chain tail and reopen the newest segment (flock held). `previous_key`, at
+        open only: a tail MACed with it is accepted, and the writer is to rotate the key."""
+        def check(record: dict[str, Any]) -> None:
+            if check_tail_record(self.directory, record, self._key, previous_key):
+                self._rotate_from = previous_key
+
+        self.repairs.extend(self._end.scan(check))
+
+    def _rotate_key(self, old: bytes) -> None:
+        """Hand the chain to this writer's key: a record MACed with the old key names both ids."""
+        digest, self._digest = self._digest, digester(old)
+        try:
+            self._end.rotated = False
+            body = rotation_body(self.agent_id, old, self._key or b"")
+            seq = self._write_records([Draft(body, keyed=True)])[0].seq
+        finally:
+            self._digest = digest
+        self._rotate_from = None
+        log.info("agentobs audit: the trail in %s now uses audit key id %s (rotated from id %s at seq %d)",
+                    self.directory, self._kid, key_id(old), seq)
 
     def _check_head(self, *, new: bool) -> None:
-        """Refuse to write over a trail that lost records HEAD says were durable, or lost HEAD.
-
-        HEAD is written and synced before TRAIL and before the first record, so in a trail that
-        has TRAIL or records a missing (or unreadable) HEAD was removed, most likely with the
-        newest records. Recreating it from what is left would launder exactly that into a trail
-        that verifies clean; refusing keeps the evidence for `verify`.
-        """
-        try:
-            head = store.read_head(self.directory)
-        except ValueError:
-            head = None
-        last_seq = self._end.last_seq
-        has_records = last_seq > 0 or bool(store.list_segments(self.directory))
-        if head is not None and head.seq > last_seq:
-            raise AuditError(
-                f"audit trail in {self.directory} ends at seq {last_seq} but HEAD says seq "
-                f"{head.seq} was durable: records were removed; run `agentobs-audit verify`"
-            )
-        if head is None and (has_records or not new):
-            what = f"has records up to seq {last_seq}" if has_records else "exists (TRAIL) without records"
-            raise AuditError(
-                f"audit trail in {self.directory} {what} but its HEAD is missing or unreadable, so "
-                "removal of records cannot be ruled out: refusing to append; run `agentobs-audit "
-                "verify` (with --anchor) and keep the trail as evidence; point AGENTOBS_AUDIT_DIR "
-                "at a new directory to go on")
-        if head is None or (new and not has_records):
-            # A new trail (also one whose creation a crash interrupted before TRAIL): HEAD made
-            # for this trail id and durable before TRAIL and any record exist.
+        """Refuse to write over a trail that lost records or HEAD (integrity.head_action)."""
+        action = head_action(self.directory, self._end.last_seq, new=new)
+        if action == "sync" or (action == "write" and self._rotate_from is None):  # else the rotation does
             self._write_head()
-            os.fsync(self._head_fd)
-        elif head.seq < last_seq:
-            self._write_head()
+            if action == "sync":
+                os.fsync(self._head_fd)
 
     def _head_line(self) -> bytes:
         seq, digest = self._end.last_seq, self._end.last_hash
