@@ -68,7 +68,10 @@ def test_mutation_follows_the_contract() -> None:
     assert key_mount == {"name": "agentobs-audit-key", "mountPath": "/var/run/agentobs/audit-key", "readOnly": True}
     key_volume = next(v for v in pod["spec"]["volumes"] if v["name"] == "agentobs-audit-key")
     assert key_volume["secret"]["secretName"] == "obs-audit-key" and key_volume["secret"]["optional"] is True
-    assert key_volume["secret"]["items"] == [{"key": "key", "path": "key"}]
+    # A `previous-key` entry the user adds to rotate the key lands beside `key`, where the SDK
+    # looks for it (agentobs_sdk.audit.keys.previous_key_for).
+    assert key_volume["secret"]["items"] == [{"key": "key", "path": "key"},
+                                             {"key": "previous-key", "path": "previous-key"}]
     ann = pod["metadata"]["annotations"]
     assert ann["agentobs.io/injected"] == "agents/obs" and ann["prometheus.io/port"] == "9464"
     assert ann["prometheus.io/scrape"] == "true" and is_current(pod, config)
@@ -172,6 +175,12 @@ def test_the_audit_key_is_a_generated_credential_of_the_resource() -> None:
     owner = Owner(name="obs", namespace="agents", uid="u", spec=AgentObservabilitySpec.model_validate({}))
     (request,) = [r for r in credential_requests(owner) if r.suffix == "audit-key"]
     assert dict(request.recipe) == {"key": "random"}  # made once by material.py, never overwritten
+    # `previous-key` is not generated: the user puts the old key there to rotate, under the name
+    # the SDK reads beside the key file.
+    from agentobs.render import audit_key
+    from agentobs_sdk.audit.keys import PREVIOUS_KEY_NAME
+
+    assert audit_key.PREVIOUS_KEY == PREVIOUS_KEY_NAME == "previous-key"
     off = Owner(name="obs", namespace="agents", uid="u",
                 spec=AgentObservabilitySpec.model_validate({"instrumentation": {"enabled": False}}))
     assert not [r for r in credential_requests(off) if r.suffix == "audit-key"]

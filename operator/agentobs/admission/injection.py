@@ -330,9 +330,12 @@ def patch_ops(pod: Pod, config: InjectionConfig) -> list[dict[str, Any]]:
     if AUDIT_KEY_VOLUME not in have:
         # Optional: the Secret lives in the resource's namespace only (and may not exist yet); a
         # pod without it still starts, and the SDK says its trail is unkeyed. Readable by any uid
-        # (0444): the agent's non-root user must read it, and no fsGroup can be assumed.
+        # (0444): the agent's non-root user must read it, and no fsGroup can be assumed. The
+        # `previous-key` entry, when the user adds one to rotate the key, lands beside `key`
+        # (optional too: a Secret without it mounts `key` alone), where the SDK looks for it.
         volumes.append({"name": AUDIT_KEY_VOLUME, "secret": {
-            "secretName": config.audit_key_secret, "items": [{"key": audit_key.KEY, "path": audit_key.KEY}],
+            "secretName": config.audit_key_secret,
+            "items": [{"key": k, "path": k} for k in (audit_key.KEY, audit_key.PREVIOUS_KEY)],
             "defaultMode": 0o444, "optional": True}})
     ops.extend(spec, "volumes", ("spec",), volumes)
 
