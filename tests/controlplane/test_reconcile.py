@@ -190,3 +190,23 @@ def test_health_and_metrics_endpoints(kube: Kube, operator: Operator, namespace:
             return ours not in resp.read().decode()
 
     wait_for("the deleted resource's series to go", series_gone)
+
+
+def test_a_rotated_audit_key_is_kept(kube: Kube, operator: Operator, namespace: str,
+                                     kubectl: Callable[..., Any]) -> None:
+    """docs/operations.md, "Rotating the audit key": the user puts a new `key` and the old one as
+    `previous-key` in the generated Secret; the operator's passes after that keep both."""
+    kube.apply(make_resource("rotate", namespace, {}))
+    wait_ready(kube, namespace, "rotate", generation=1)
+    secret = kube.get("v1", "Secret", namespace, "rotate-audit-key")
+    assert secret is not None
+    old = secret["data"]["key"]
+    new = base64.b64encode(b"a-new-key-of-32-characters-long!").decode()
+    patch = f'{{"data":{{"key":"{new}","previous-key":"{old}"}}}}'
+    kubectl("-n", namespace, "patch", "secret", "rotate-audit-key", "--type=merge", "-p", patch)
+    # A spec edit: a whole pass runs after the patch (observedGeneration 2), besides the one the
+    # Secret's own change wakes.
+    kube.apply(make_resource("rotate", namespace, {"prometheus": {"retention": "10d"}}))
+    wait_ready(kube, namespace, "rotate", generation=2)
+    kept = kube.get("v1", "Secret", namespace, "rotate-audit-key")
+    assert kept is not None and kept["data"] == {"key": new, "previous-key": old}
