@@ -15,14 +15,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import json
 import logging
 import os
 import random
 import socket
 import time
-import zlib
-from collections.abc import Iterator, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -31,10 +28,11 @@ import kopf
 from agentobs import memory, metrics
 from agentobs.admission import server as admission
 from agentobs.admission import webhook
-from agentobs.admission.coverage import may_overlap
+from agentobs.admission.coverage import released
 from agentobs.api import GROUP, KIND, PLURAL, VERSION
 from agentobs.api.crd import make_crd
 from agentobs.api.spec import AgentObservabilitySpec
+from agentobs.bodies import Bodies, Key
 from agentobs.kube import Kube, KubeError, shared
 from agentobs.leader import Elector
 from agentobs.render import collector
@@ -82,38 +80,6 @@ def owner_extra() -> dict[str, str]:
 
 def watched_namespace(namespace: str) -> bool:
     return serves(WATCHED, namespace)
-
-
-Key = tuple[str, str]
-
-
-class Bodies(MutableMapping[Key, dict[str, Any]]):
-    """The slim bodies of the resources, each kept as deflated JSON and parsed again when read.
-    Parsed, a stack's spec (every default filled in by the CRD) and status take about 30 KiB, the
-    largest thing the operator kept per stack; deflated, about 1.5 KiB. A pass reads its body once,
-    for far less than the pass costs. Each read is a fresh copy the caller may change."""
-
-    def __init__(self) -> None:
-        self._packed: dict[Key, bytes] = {}
-
-    def __getitem__(self, key: Key) -> dict[str, Any]:
-        parsed: dict[str, Any] = json.loads(zlib.decompress(self._packed[key]))
-        return parsed
-
-    def __setitem__(self, key: Key, body: dict[str, Any]) -> None:
-        self._packed[key] = zlib.compress(json.dumps(body, separators=(",", ":")).encode(), 6)
-
-    def __delitem__(self, key: Key) -> None:
-        del self._packed[key]
-
-    def __contains__(self, key: object) -> bool:  # without parsing, as Mapping's would
-        return key in self._packed
-
-    def __iter__(self) -> Iterator[Key]:
-        return iter(self._packed)
-
-    def __len__(self) -> int:
-        return len(self._packed)
 
 
 class Scheduler:
@@ -352,9 +318,8 @@ async def resource_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> Non
     if event["type"] == "DELETED":
         gone = admission.CONFIGS.get(f"{key[0]}/{key[1]}")
         admission.untrack(*key)
-        for config in admission.CONFIGS:  # the pods it instrumented that others select are theirs now
-            if gone is not None and may_overlap(gone, config):
-                scheduler.wake((config.namespace, config.name))
+        for other in released(gone, None, admission.CONFIGS):  # its pods others select are theirs now
+            scheduler.wake(other)
         metrics.forget_resource(*key)
         scheduler.bodies.pop(key, None)
         scheduler.due.pop(key, None)
@@ -368,7 +333,12 @@ async def resource_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> Non
     new = key not in scheduler.bodies
     slim = _slim(body)
     scheduler.bodies[key] = slim
+    before = admission.CONFIGS.get(f"{key[0]}/{key[1]}")
     admission.track(slim)
+    # Instrumentation turned off or selectors narrowed: as after a deletion, the pods it no longer
+    # selects are the others' to take over.
+    for other in released(before, admission.CONFIGS.get(f"{key[0]}/{key[1]}"), admission.CONFIGS):
+        scheduler.wake(other)
     metrics.MANAGED_RESOURCES.set(len(scheduler.bodies))
     if new:  # its first routine resync comes a period after its first pass
         scheduler.due[key] = time.monotonic() + scheduler.period() * random.uniform(0.9, 1.1)  # noqa: S311
