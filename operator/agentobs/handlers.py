@@ -40,7 +40,8 @@ from agentobs.render.common import Owner
 from agentobs.render.prometheus import OPERATOR_METRICS_TARGET
 from agentobs.render.rules import RUNBOOK_URL
 from agentobs.stack import logroutes, unserved
-from agentobs.stack.cache import Cache, PassClient, serves
+from agentobs.stack.cache import Cache, serves
+from agentobs.stack.passclient import PassClient
 from agentobs.stack.prune import PRUNABLE, forget, prune, sweep_orphans
 from agentobs.stack.reconcile import WARNING_REASONS, WEBHOOK_EXCLUDED_EXTRA, namespace_terminating, reconcile
 from agentobs.stack.status import POD_CAUSES

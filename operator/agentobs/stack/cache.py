@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from agentobs import metrics
-from agentobs.kube import FIELD_MANAGER, KINDS, Kube, KubeError, Manifest
+from agentobs.kube import KINDS, Kube, KubeError, Manifest
 from agentobs.render.common import MANAGED_BY, OWNER_LABEL, OWNER_NAMESPACE_LABEL
 from agentobs.stack.cache_entry import (
     CHILD_LABELS,
@@ -346,53 +346,3 @@ def key_of(manifest: Manifest) -> Key:
     meta = manifest["metadata"]
     namespace = meta.get("namespace", "") if KINDS[(manifest["apiVersion"], manifest["kind"])].namespaced else ""
     return (manifest["apiVersion"], manifest["kind"], namespace, meta["name"])
-
-
-class PassClient(Kube):
-    """The client of one reconcile pass: cached reads, and applies only of what is not in place.
-    `written` lists what the pass wrote ("Kind name"), for its one log line."""
-
-    def __init__(self, kube: Kube, cache: Cache | None) -> None:
-        self._api = kube._api
-        self._cache = cache
-        self.written: list[str] = []
-        self.skipped = 0
-
-    def read(self, api_version: str, kind: str, namespace: str | None, name: str) -> Manifest | None:
-        """The whole object from the API server (the caches keep only part of it)."""
-        return super().get(api_version, kind, namespace, name)
-
-    def cached_version(self, api_version: str, kind: str, namespace: str, name: str) -> str | None:
-        """The object's resourceVersion in the caches; None when they do not hold it."""
-        if self._cache is None:
-            return None
-        _, cached = self._cache.peek(api_version, kind, namespace, name)
-        return cached.version if cached is not None else None
-
-    def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> Manifest | None:
-        if self._cache is not None:
-            _, cached = self._cache.peek(api_version, kind, namespace or "", name)
-            if cached is not None:
-                return cached.manifest()
-        return super().get(api_version, kind, namespace, name)
-
-    def list(self, api_version: str, kind: str, namespace: str | None, label_selector: str = "") -> list[Manifest]:
-        cached = self._cache.list(api_version, kind, namespace, label_selector) if self._cache else None
-        return cached if cached is not None else super().list(api_version, kind, namespace, label_selector)
-
-    def apply(self, manifest: Manifest, field_manager: str = FIELD_MANAGER, dry_run: bool = False) -> Manifest:
-        if dry_run or field_manager != FIELD_MANAGER or self._cache is None:
-            return super().apply(manifest, field_manager, dry_run)
-        key = key_of(manifest)
-        covered, live = self._cache.peek(*key)
-        if not covered:  # no cache here (e.g. a namespace outside the operator's): one read instead
-            found = super().get(*key[:2], key[2] or None, key[3])
-            live = Entry(found) if found is not None else None
-        if self._cache.in_place(manifest, live):
-            assert live is not None
-            self.skipped += 1
-            metrics.SKIPPED_APPLIES.labels(kind=key[1]).inc()
-            return live.manifest()
-        result = super().apply(manifest)
-        self.written.append(f"{key[1]} {key[3]}")
-        return self._cache.remember(key, result).manifest()

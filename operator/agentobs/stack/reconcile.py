@@ -33,9 +33,9 @@ from agentobs.render.common import MANAGED_BY, selector_labels
 from agentobs.render.prometheus import AGENT_NAMESPACES
 from agentobs.render.rules import extra_rule_problems
 from agentobs.render.tls import make_ca_bundle, tls_secret_name
-from agentobs.stack.cache import PassClient
 from agentobs.stack.desired import merge_patch, stamp, whole_patch
 from agentobs.stack.material import gather
+from agentobs.stack.passclient import PassClient
 from agentobs.stack.prune import Key, key_of, prune
 from agentobs.stack.status import (
     POD_CAUSES,
