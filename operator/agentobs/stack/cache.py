@@ -52,6 +52,12 @@ Store = dict[str, dict[str, Entry]]
 # process: at start-up every informer lists at the same time, and whole pages of full objects (with
 # their managedFields) are what sets the operator's peak memory, which the process keeps after.
 LIST_PAGE = 100
+# The longest wait before a failed list or watch is tried again (client-go's reflector waits 30 s
+# at most): after an outage of the API server the caches, which the passes read instead of it,
+# are stale for no longer than this. A kind the cluster lacks, or the operator may not list, is
+# tried again far less often.
+RETRY_MAX_SECONDS = 30.0
+UNAVAILABLE_RETRY_SECONDS = 300.0
 _PAGES = threading.BoundedSemaphore(2)
 
 
@@ -136,13 +142,13 @@ class Informer:
                                  self.namespace or "the cluster", exc.status)
                     self.unavailable = True
                     self.synced.set()
-                    backoff = 300.0
+                    backoff = UNAVAILABLE_RETRY_SECONDS
                 else:
                     log.warning("watch of %s interrupted: %s", self.kind, exc.message)
             except Exception:  # a malformed event must not end the cache for good
                 log.exception("watch of %s failed", self.kind)
             time.sleep(backoff * random.uniform(0.5, 1.5))  # noqa: S311 (jitter, not a secret)
-            backoff = min(backoff * 2, 300.0)
+            backoff = backoff if self.unavailable else min(backoff * 2, RETRY_MAX_SECONDS)
 
     def _relist(self) -> str:
         fresh: Store = {}
