@@ -45,14 +45,14 @@ from agentobs.stack.passclient import PassClient
 from agentobs.stack.prune import PRUNABLE, forget, prune, sweep_orphans
 from agentobs.stack.reconcile import WARNING_REASONS, WEBHOOK_EXCLUDED_EXTRA, namespace_terminating, reconcile
 from agentobs.stack.status import POD_CAUSES
-from agentobs.workqueue import Priority, WorkQueue, resync_period
+from agentobs.workqueue import Priority, WorkQueue, resync_period, retry_delay
 
 log = logging.getLogger(__name__)
 
 RESYNC_SECONDS = float(os.environ.get("AGENTOBS_RESYNC_SECONDS", "60"))
 RESYNC_RATE = float(os.environ.get("AGENTOBS_RESYNC_RATE", "2"))
 WORKERS = max(1, int(os.environ.get("AGENTOBS_WORKERS", "4")))
-RETRY_SECONDS = 10.0
+RETRY_SECONDS = 10.0  # the retired collector's deletion, tried again
 SWEEP_SECONDS = 600.0
 CACHE_SYNC_SECONDS = 60.0
 # Where each stack's Prometheus scrapes the operator's own metrics (certificate expiry), if known.
@@ -90,6 +90,7 @@ class Scheduler:
         self.bodies = Bodies()
         self.generations: dict[Key, int] = {}
         self.due: dict[Key, float] = {}  # next routine resync
+        self.failures: dict[Key, int] = {}  # passes failed in a row
         self.queue: WorkQueue[Key] = WorkQueue()
         self.collector_wakeup = asyncio.Event()
         self.elector = Elector(None, "", "", "")
@@ -110,6 +111,14 @@ class Scheduler:
             asyncio.get_running_loop().call_later(delay, self.wake, key, priority)
             return
         self.queue.add(key, priority)
+
+    def retry(self, key: Key, failed: bool) -> None:
+        """After a pass: when it failed, try again sooner than the routine resync, backing off."""
+        if not failed:
+            self.failures.pop(key, None)
+            return
+        self.failures[key] = self.failures.get(key, 0) + 1
+        self.wake(key, Priority.RESYNC, retry_delay(self.failures[key]))
 
     def start_cache(self, loop: asyncio.AbstractEventLoop) -> None:
         def wake(namespace: str, name: str) -> None:  # called from an informer's thread
@@ -172,14 +181,15 @@ class Scheduler:
                 warning = type_ == "Degraded" or reason in WARNING_REASONS or reason in POD_CAUSES
                 await loop.run_in_executor(self.executor, _post_event, self.client(), body, warning, reason,
                                            message)
+            self.retry(key, outcome.retry)
         except KubeError as exc:
             metrics.RECONCILE_FAILURES.inc()
             log.warning("%s/%s: pass postponed, API server: %s", *key, exc.message)
-            self.wake(key, Priority.RESYNC, RETRY_SECONDS)
+            self.retry(key, True)
         except Exception:  # a bug must not stop the other resources' passes
             metrics.RECONCILE_FAILURES.inc()
             log.exception("%s/%s: pass failed", *key)
-            self.wake(key, Priority.RESYNC, RETRY_SECONDS)
+            self.retry(key, True)
         finally:
             if body is not None and key not in self.bodies and self.elector.is_leader:
                 # Deleted while this pass ran: what it applied after the clean-up of the DELETED
@@ -324,6 +334,7 @@ async def resource_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> Non
         metrics.forget_resource(*key)
         scheduler.bodies.pop(key, None)
         scheduler.due.pop(key, None)
+        scheduler.failures.pop(key, None)
         scheduler.queue.discard(key)
         metrics.MANAGED_RESOURCES.set(len(scheduler.bodies))
         scheduler.collector_wakeup.set()  # its route goes
