@@ -25,7 +25,7 @@ from typing import Any
 
 import kopf
 
-from agentobs import memory, metrics
+from agentobs import kopf_settings, memory, metrics
 from agentobs.admission import server as admission
 from agentobs.admission import webhook
 from agentobs.admission.coverage import released
@@ -285,9 +285,7 @@ def _now() -> dt.datetime:
 
 @kopf.on.startup()
 async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
-    settings.posting.level = logging.INFO
-    settings.watching.server_timeout = 270
-    settings.networking.request_timeout = 60
+    kopf_settings.configure(settings)
     if os.environ.get("AGENTOBS_MANAGE_CRD", "").lower() == "true":
         await asyncio.to_thread(scheduler.client().apply, make_crd())
         logger.info("applied the AgentObservability CRD")
