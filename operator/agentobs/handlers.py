@@ -15,26 +15,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import json
 import logging
 import os
 import random
 import socket
 import time
-import zlib
-from collections.abc import Iterator, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
 
-from agentobs import memory, metrics
+from agentobs import kopf_settings, memory, metrics
 from agentobs.admission import server as admission
 from agentobs.admission import webhook
-from agentobs.admission.coverage import may_overlap
+from agentobs.admission.coverage import released
 from agentobs.api import GROUP, KIND, PLURAL, VERSION
 from agentobs.api.crd import make_crd
 from agentobs.api.spec import AgentObservabilitySpec
+from agentobs.bodies import Bodies, Key
 from agentobs.kube import Kube, KubeError, shared
 from agentobs.leader import Elector
 from agentobs.render import collector
@@ -42,18 +40,19 @@ from agentobs.render.common import Owner
 from agentobs.render.prometheus import OPERATOR_METRICS_TARGET
 from agentobs.render.rules import RUNBOOK_URL
 from agentobs.stack import logroutes, unserved
-from agentobs.stack.cache import Cache, PassClient, serves
+from agentobs.stack.cache import Cache, serves
+from agentobs.stack.passclient import PassClient
 from agentobs.stack.prune import PRUNABLE, forget, prune, sweep_orphans
 from agentobs.stack.reconcile import WARNING_REASONS, WEBHOOK_EXCLUDED_EXTRA, namespace_terminating, reconcile
 from agentobs.stack.status import POD_CAUSES
-from agentobs.workqueue import Priority, WorkQueue, resync_period
+from agentobs.workqueue import Priority, WorkQueue, resync_period, retry_delay
 
 log = logging.getLogger(__name__)
 
 RESYNC_SECONDS = float(os.environ.get("AGENTOBS_RESYNC_SECONDS", "60"))
 RESYNC_RATE = float(os.environ.get("AGENTOBS_RESYNC_RATE", "2"))
 WORKERS = max(1, int(os.environ.get("AGENTOBS_WORKERS", "4")))
-RETRY_SECONDS = 10.0
+RETRY_SECONDS = 10.0  # the retired collector's deletion, tried again
 SWEEP_SECONDS = 600.0
 CACHE_SYNC_SECONDS = 60.0
 # Where each stack's Prometheus scrapes the operator's own metrics (certificate expiry), if known.
@@ -84,38 +83,6 @@ def watched_namespace(namespace: str) -> bool:
     return serves(WATCHED, namespace)
 
 
-Key = tuple[str, str]
-
-
-class Bodies(MutableMapping[Key, dict[str, Any]]):
-    """The slim bodies of the resources, each kept as deflated JSON and parsed again when read.
-    Parsed, a stack's spec (every default filled in by the CRD) and status take about 30 KiB, the
-    largest thing the operator kept per stack; deflated, about 1.5 KiB. A pass reads its body once,
-    for far less than the pass costs. Each read is a fresh copy the caller may change."""
-
-    def __init__(self) -> None:
-        self._packed: dict[Key, bytes] = {}
-
-    def __getitem__(self, key: Key) -> dict[str, Any]:
-        parsed: dict[str, Any] = json.loads(zlib.decompress(self._packed[key]))
-        return parsed
-
-    def __setitem__(self, key: Key, body: dict[str, Any]) -> None:
-        self._packed[key] = zlib.compress(json.dumps(body, separators=(",", ":")).encode(), 6)
-
-    def __delitem__(self, key: Key) -> None:
-        del self._packed[key]
-
-    def __contains__(self, key: object) -> bool:  # without parsing, as Mapping's would
-        return key in self._packed
-
-    def __iter__(self) -> Iterator[Key]:
-        return iter(self._packed)
-
-    def __len__(self) -> int:
-        return len(self._packed)
-
-
 class Scheduler:
     """Which resources exist (from watch events), when each is due, and the workers."""
 
@@ -123,6 +90,7 @@ class Scheduler:
         self.bodies = Bodies()
         self.generations: dict[Key, int] = {}
         self.due: dict[Key, float] = {}  # next routine resync
+        self.failures: dict[Key, int] = {}  # passes failed in a row
         self.queue: WorkQueue[Key] = WorkQueue()
         self.collector_wakeup = asyncio.Event()
         self.elector = Elector(None, "", "", "")
@@ -143,6 +111,14 @@ class Scheduler:
             asyncio.get_running_loop().call_later(delay, self.wake, key, priority)
             return
         self.queue.add(key, priority)
+
+    def retry(self, key: Key, failed: bool) -> None:
+        """After a pass: when it failed, try again sooner than the routine resync, backing off."""
+        if not failed:
+            self.failures.pop(key, None)
+            return
+        self.failures[key] = self.failures.get(key, 0) + 1
+        self.wake(key, Priority.RESYNC, retry_delay(self.failures[key]))
 
     def start_cache(self, loop: asyncio.AbstractEventLoop) -> None:
         def wake(namespace: str, name: str) -> None:  # called from an informer's thread
@@ -205,14 +181,15 @@ class Scheduler:
                 warning = type_ == "Degraded" or reason in WARNING_REASONS or reason in POD_CAUSES
                 await loop.run_in_executor(self.executor, _post_event, self.client(), body, warning, reason,
                                            message)
+            self.retry(key, outcome.retry)
         except KubeError as exc:
             metrics.RECONCILE_FAILURES.inc()
             log.warning("%s/%s: pass postponed, API server: %s", *key, exc.message)
-            self.wake(key, Priority.RESYNC, RETRY_SECONDS)
+            self.retry(key, True)
         except Exception:  # a bug must not stop the other resources' passes
             metrics.RECONCILE_FAILURES.inc()
             log.exception("%s/%s: pass failed", *key)
-            self.wake(key, Priority.RESYNC, RETRY_SECONDS)
+            self.retry(key, True)
         finally:
             if body is not None and key not in self.bodies and self.elector.is_leader:
                 # Deleted while this pass ran: what it applied after the clean-up of the DELETED
@@ -308,9 +285,7 @@ def _now() -> dt.datetime:
 
 @kopf.on.startup()
 async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
-    settings.posting.level = logging.INFO
-    settings.watching.server_timeout = 270
-    settings.networking.request_timeout = 60
+    kopf_settings.configure(settings)
     if os.environ.get("AGENTOBS_MANAGE_CRD", "").lower() == "true":
         await asyncio.to_thread(scheduler.client().apply, make_crd())
         logger.info("applied the AgentObservability CRD")
@@ -352,12 +327,12 @@ async def resource_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> Non
     if event["type"] == "DELETED":
         gone = admission.CONFIGS.get(f"{key[0]}/{key[1]}")
         admission.untrack(*key)
-        for config in admission.CONFIGS:  # the pods it instrumented that others select are theirs now
-            if gone is not None and may_overlap(gone, config):
-                scheduler.wake((config.namespace, config.name))
+        for other in released(gone, None, admission.CONFIGS):  # its pods others select are theirs now
+            scheduler.wake(other)
         metrics.forget_resource(*key)
         scheduler.bodies.pop(key, None)
         scheduler.due.pop(key, None)
+        scheduler.failures.pop(key, None)
         scheduler.queue.discard(key)
         metrics.MANAGED_RESOURCES.set(len(scheduler.bodies))
         scheduler.collector_wakeup.set()  # its route goes
@@ -368,7 +343,12 @@ async def resource_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> Non
     new = key not in scheduler.bodies
     slim = _slim(body)
     scheduler.bodies[key] = slim
+    before = admission.CONFIGS.get(f"{key[0]}/{key[1]}")
     admission.track(slim)
+    # Instrumentation turned off or selectors narrowed: as after a deletion, the pods it no longer
+    # selects are the others' to take over.
+    for other in released(before, admission.CONFIGS.get(f"{key[0]}/{key[1]}"), admission.CONFIGS):
+        scheduler.wake(other)
     metrics.MANAGED_RESOURCES.set(len(scheduler.bodies))
     if new:  # its first routine resync comes a period after its first pass
         scheduler.due[key] = time.monotonic() + scheduler.period() * random.uniform(0.9, 1.1)  # noqa: S311

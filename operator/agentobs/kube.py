@@ -82,6 +82,11 @@ class KubeError(Exception):
         self.reason = reason
         self.message = message
 
+    @property
+    def transient(self) -> bool:
+        """A failure that passes by itself: the server unreachable, overloaded (429) or failing (5xx)."""
+        return (self.status == 0 and self.reason == "Unreachable") or self.status == 429 or self.status >= 500
+
 
 def is_namespaced(api_version: str, kind: str) -> bool:
     return KINDS[(api_version, kind)].namespaced

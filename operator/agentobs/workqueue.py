@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import random
 from collections.abc import Hashable
 from enum import IntEnum
 from typing import Generic, TypeVar
@@ -30,6 +31,13 @@ class Priority(IntEnum):
     NEW = 0  # created, or its spec changed
     CHILD = 1  # a child changed or went away
     RESYNC = 2  # routine resync, or a retry after an error
+
+
+def retry_delay(failures: int, first: float = 10.0, most: float = 300.0) -> float:
+    """Seconds before a resource's pass is tried again after `failures` failed in a row: twice as
+    long each time, so an API server in trouble (429, 5xx) is not pressed, but retried within
+    minutes once it is back. Spread by 10 % so that resources failing together do not retry together."""
+    return min(first * 2.0 ** (failures - 1), most) * random.uniform(0.9, 1.1)  # noqa: S311 (spread)
 
 
 def resync_period(base: float, resources: int, rate: float) -> float:

@@ -246,10 +246,12 @@ def test_the_specs_applied_twice_cover_every_kind_the_operator_renders() -> None
 
 
 @pytest.mark.parametrize("quiet_operator", [600.0], indirect=True)
+@pytest.mark.parametrize("how", ["deleted", "instrumentation off"])
 def test_a_deleted_stack_s_pods_go_to_the_overlapping_one_before_any_resync(
-        kube: Kube, quiet_operator: tuple[QuietOperator, str]) -> None:
-    """Two stacks select the same agent pod; the one that instrumented it is deleted. The other used
-    to learn of it at its next resync only (60 s or more); the deletion now wakes it."""
+        kube: Kube, quiet_operator: tuple[QuietOperator, str], how: str) -> None:
+    """Two stacks select the same agent pod; the one that instrumented it is deleted, or turns its
+    instrumentation off. The other used to learn of a deletion at its next resync only (60 s or
+    more), and of instrumentation turned off never; either now wakes it and it takes the pod."""
     _, namespace = quiet_operator
     # Made before any stack, so the webhook leaves it alone; annotated as the first stack's.
     kube.apply({"apiVersion": "v1", "kind": "Pod", "metadata": {
@@ -277,7 +279,10 @@ def test_a_deleted_stack_s_pods_go_to_the_overlapping_one_before_any_resync(
 
     wait_for("the stacks to settle", settled, interval=3.0)
     started = time.monotonic()
-    kube.delete(API, KIND, namespace, "first")
+    if how == "deleted":
+        kube.delete(API, KIND, namespace, "first")
+    else:
+        kube.apply(make_resource("first", namespace, {**light, "instrumentation": {"enabled": False}}))
     wait_for("the second stack to count the pod as its own", lambda: coverage() == "PodsNotInstrumented",
              timeout=30)
     assert time.monotonic() - started < 600, "before any resync could have come"

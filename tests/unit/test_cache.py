@@ -7,7 +7,8 @@ import json
 import sys
 from typing import Any
 
-from agentobs.kube import _verb_and_resource
+from agentobs.kube import KubeError, _verb_and_resource
+from agentobs.stack import cache as cache_module
 from agentobs.stack.cache import Cache, Informer
 from agentobs.stack.cache_entry import Entry, Selector, matches
 from agentobs.stack.desired import stamp
@@ -398,3 +399,31 @@ def test_secret_data_is_kept_decoded_and_reads_back_as_the_api_server_sent_it() 
         data = {"k": value, "ok": b64(b"x")}
         entry = Entry({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x"}, "data": data})
         assert entry.manifest()["data"] == data
+
+
+def _retry_waits(monkeypatch: Any, errors: list[KubeError]) -> list[float]:
+    """The waits of an informer whose lists fail with `errors`, one after the other."""
+    waits: list[float] = []
+    informer = Informer(None, "v1", "ConfigMap", "n", "", lambda before, after: None)  # type: ignore[arg-type]
+
+    class Failing:
+        def list_page(self, *_: Any, **__: Any) -> Any:
+            if len(waits) == len(errors) - 1:
+                informer.stopped = True
+            raise errors[len(waits)]
+
+    informer.kube = Failing()  # type: ignore[assignment]
+    monkeypatch.setattr(cache_module.time, "sleep", waits.append)
+    monkeypatch.setattr(cache_module.random, "uniform", lambda low, high: 1.0)
+    informer._run()
+    return waits
+
+
+def test_an_api_server_back_from_an_outage_is_watched_again_within_30_s(monkeypatch: Any) -> None:
+    """The waits between failed lists used to double up to 5 minutes (7.5 with jitter): after a
+    long outage, the caches the passes read stayed stale that long after the API server was back."""
+    unreachable = KubeError(0, "Unreachable", "ConnectionRefusedError")
+    assert _retry_waits(monkeypatch, [unreachable] * 12) == [1, 2, 4, 8, 16, 30, 30, 30, 30, 30, 30, 30]
+    # A kind the cluster lacks (or the operator may not list) is still tried again rarely.
+    forbidden = KubeError(403, "Forbidden", "no")
+    assert _retry_waits(monkeypatch, [forbidden, unreachable, forbidden]) == [300, 300, 300]

@@ -55,3 +55,46 @@ def test_deleting_a_resource_wakes_those_that_select_its_pods(monkeypatch: pytes
         return woken
 
     assert asyncio.run(scenario()) == {("agents", "second"), ("platform", "all")}
+
+
+@pytest.mark.parametrize("change", [{"enabled": False}, {"podSelector": {"matchLabels": {"tier": "gold"}}},
+                                    {"namespaceSelector": {"matchLabels": {"team": "t"}}}])
+def test_no_longer_selecting_wakes_those_that_select_its_pods(monkeypatch: pytest.MonkeyPatch,
+                                                              change: dict[str, Any]) -> None:
+    """Instrumentation turned off or the selection narrowed, the resource not deleted: the pods it
+    instrumented are the others' as after a deletion, and they hear of it at once."""
+    async def scenario() -> set[tuple[str, str]]:
+        monkeypatch.setattr(handlers, "scheduler", handlers.Scheduler())
+        monkeypatch.setattr(admission, "CONFIGS", type(admission.CONFIGS)())
+        for body in (_body("agents", "first"), _body("agents", "second"), _body("elsewhere", "own")):
+            await handlers.resource_event(event={"type": "ADDED", "object": body}, body=kopf.Body(body))
+        while handlers.scheduler.queue:
+            handlers.scheduler.queue.done(await handlers.scheduler.queue.get())
+        changed = _body("agents", "first", change)
+        changed["metadata"]["generation"] = 2
+        await handlers.resource_event(event={"type": "MODIFIED", "object": changed}, body=kopf.Body(changed))
+        woken = set()
+        while handlers.scheduler.queue:
+            woken.add(await handlers.scheduler.queue.get())
+        return woken
+
+    assert asyncio.run(scenario()) == {("agents", "first"), ("agents", "second")}
+
+
+def test_a_change_that_keeps_the_selection_wakes_no_other(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def scenario() -> set[tuple[str, str]]:
+        monkeypatch.setattr(handlers, "scheduler", handlers.Scheduler())
+        monkeypatch.setattr(admission, "CONFIGS", type(admission.CONFIGS)())
+        for body in (_body("agents", "first"), _body("agents", "second")):
+            await handlers.resource_event(event={"type": "ADDED", "object": body}, body=kopf.Body(body))
+        while handlers.scheduler.queue:
+            handlers.scheduler.queue.done(await handlers.scheduler.queue.get())
+        changed = _body("agents", "first", {"samplingRatio": 0.5})
+        changed["metadata"]["generation"] = 2
+        await handlers.resource_event(event={"type": "MODIFIED", "object": changed}, body=kopf.Body(changed))
+        woken = set()
+        while handlers.scheduler.queue:
+            woken.add(await handlers.scheduler.queue.get())
+        return woken
+
+    assert asyncio.run(scenario()) == {("agents", "first")}

@@ -22,9 +22,11 @@ class PodsKube:
     """Lists the given agent pods; finds the resources named in `existing` (namespace/name) and
     their agents' workloads; other reads find nothing; an apply returns what was sent."""
 
-    def __init__(self, pods: list[dict[str, Any]], existing: tuple[str, ...]) -> None:
+    def __init__(self, pods: list[dict[str, Any]], existing: tuple[str, ...],
+                 specs: dict[str, dict[str, Any]] | None = None) -> None:
         self.pods = pods
         self.existing = existing
+        self.specs = specs or {}  # namespace/name -> the spec of an existing resource, when it matters
         self.patched: list[str] = []
 
     def __getattr__(self, method: str) -> Any:
@@ -34,7 +36,10 @@ class PodsKube:
             if method == "list":
                 return self.pods if args[1] == "Pod" else []
             if method == "get" and args[1] == "AgentObservability":
-                return {} if f"{args[2]}/{args[3]}" in self.existing else None
+                key = f"{args[2]}/{args[3]}"
+                if key in self.specs:
+                    return {"metadata": {"name": args[3], "namespace": args[2], "uid": "uid"}, "spec": self.specs[key]}
+                return {} if key in self.existing else None
             if method == "get" and args[1] == "Deployment":
                 return {"spec": {"template": {}}}
             if method == "patch":
@@ -44,10 +49,11 @@ class PodsKube:
 
 
 def _pass(pods: list[dict[str, Any]], existing: tuple[str, ...] = ("agents/minimal", "agents/other"),
-          spec: dict[str, Any] | None = None) -> tuple[Any, Any, PodsKube]:
+          spec: dict[str, Any] | None = None,
+          specs: dict[str, dict[str, Any]] | None = None) -> tuple[Any, Any, PodsKube]:
     body = {"metadata": {"name": "small", "namespace": "agents", "uid": "uid-small", "generation": 1},
             "spec": spec or {}, "status": {"conditions": []}}
-    kube = PodsKube(pods, existing)
+    kube = PodsKube(pods, existing, specs)
     outcome = reconcile(kube, body, lambda: NOW)  # type: ignore[arg-type]
     coverage = next(c for c in outcome.status.conditions if c.type == "InjectionCoverage")
     return coverage, outcome, kube
@@ -84,6 +90,37 @@ def test_pods_of_a_deleted_resource_are_this_ones_to_bring_up_to_date() -> None:
     assert "agents/gone" not in coverage.message
     assert (outcome.status.injection.selected, outcome.status.injection.stale) == (1, 1)
     assert kube.patched == ["Deployment agents/agent"]
+
+
+def test_pods_a_resource_no_longer_selects_are_this_ones_to_bring_up_to_date() -> None:
+    """The resource that instrumented them still exists but no longer selects them (its
+    instrumentation turned off, or its podSelector or namespaceSelector narrowed): they are taken
+    over as after a deletion, not reported as instrumented elsewhere for ever."""
+    def pod() -> dict[str, Any]:
+        made = _pod("agent-7d4b9c-x2x", "agents/minimal")
+        made["metadata"]["ownerReferences"] = [{"kind": "ReplicaSet", "name": "agent-7d4b9c", "controller": True}]
+        made["metadata"]["labels"]["pod-template-hash"] = "7d4b9c"
+        return made
+
+    rollout = {"instrumentation": {"rolloutOnChange": True}}
+    for other in ({"instrumentation": {"enabled": False}},
+                  {"instrumentation": {"podSelector": {"matchLabels": {"agentobs.io/agent": "true", "tier": "x"}}}},
+                  {"instrumentation": {"namespaceSelector": {"matchLabels": {"team": "elsewhere"}}}}):
+        coverage, outcome, kube = _pass([pod()], spec=rollout, specs={"agents/minimal": other})
+        assert (coverage.status, coverage.reason) == ("False", "PodsNotInstrumented"), other
+        assert "agents/minimal" not in coverage.message
+        assert (outcome.status.injection.selected, outcome.status.injection.stale) == (1, 1)
+        assert kube.patched == ["Deployment agents/agent"]
+    # Still selecting them (its selection only changed elsewhere, or the pod names it): still its own.
+    for other, annotation in (({"instrumentation": {"podSelector": {"matchLabels": {"agentobs.io/agent": "true"}}}},
+                               None),
+                              ({"instrumentation": {"podSelector": {"matchLabels": {"tier": "x"}}}}, "agents/minimal")):
+        shared = pod()
+        if annotation:
+            shared["metadata"]["annotations"]["agentobs.io/inject"] = annotation
+        coverage, outcome, kube = _pass([shared], spec=rollout, specs={"agents/minimal": other})
+        assert coverage.reason == "PodsInstrumentedElsewhere", other
+        assert outcome.status.injection.selected == 0 and kube.patched == []
 
 
 def test_explain_says_which_resource_a_shared_pod_goes_to() -> None:

@@ -9,10 +9,12 @@ import ssl
 import tempfile
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from agentobs.admission import webhook
+from agentobs.kube import KubeError
 
 SETTINGS = webhook.WebhookSettings(port=0, bind="127.0.0.1", configuration="unit", service="",
                                    operator_namespace="", host="127.0.0.1")
@@ -118,3 +120,32 @@ def test_upkeep_puts_back_a_ca_bundle_long_before_rotation(monkeypatch: pytest.M
     with pytest.raises(Done):
         asyncio.run(asyncio.wait_for(server._upkeep(None, material, None), 5))  # type: ignore[arg-type]
     assert published == [b"CA"]
+
+
+@pytest.mark.parametrize(("error", "waits"), [
+    # The API server away: retried within 30 s of its return, not up to 5 minutes later (pods
+    # admitted meanwhile go uninjected).
+    (KubeError(0, "Unreachable", "MaxRetryError"), [5, 10, 20, 30, 30, 30, 30]),
+    (KubeError(503, "ServiceUnavailable", "etcd"), [5, 10, 20, 30, 30, 30, 30]),
+    # Its port taken: no reason to try often.
+    (OSError(98, "Address already in use"), [5, 10, 20, 40, 80, 160, 300]),
+])
+def test_the_webhook_start_is_retried_soon_after_an_api_outage(monkeypatch: pytest.MonkeyPatch,
+                                                               error: Exception, waits: list[float]) -> None:
+    from agentobs.admission import server
+
+    failures = len(waits)
+    waited: list[float] = []
+
+    async def serve(*_: Any) -> None:
+        if len(waited) < failures:
+            raise error
+
+    async def sleep(delay: float) -> None:
+        waited.append(delay)
+
+    monkeypatch.setattr(server, "_serve", serve)
+    monkeypatch.setattr(server, "_report_start_failure", lambda *a: None)
+    monkeypatch.setattr(server.asyncio, "sleep", sleep)
+    asyncio.run(server._serve_until_up(SETTINGS, {}))  # type: ignore[arg-type]
+    assert waited == waits

@@ -11,6 +11,7 @@ restart loop.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,10 +21,12 @@ from agentobs.admission.injection import (
     INJECT_ANNOTATION,
     INJECTED_ANNOTATION,
     InjectionConfig,
+    make_config,
     owner_workload,
 )
 from agentobs.api import API_VERSION, KIND
 from agentobs.kube import Kube, KubeError
+from agentobs.render.common import owner_of
 
 ROLLOUT_ANNOTATION = "agentobs.io/rollout-for-injection"
 WORKLOAD_API = {"Deployment": "apps/v1", "StatefulSet": "apps/v1"}
@@ -89,14 +92,51 @@ def may_overlap(one: InjectionConfig, other: InjectionConfig) -> bool:
     return bool(one.namespace_selector or other.namespace_selector) or one.namespace == other.namespace
 
 
-def _exists(kube: Kube, key: str) -> bool:
-    """Whether the resource `namespace/name` exists; yes when it cannot be read (another team's
-    namespace, out of this operator's reach)."""
-    namespace, _, name = key.partition("/")
-    try:
-        return kube.get(API_VERSION, KIND, namespace, name) is not None
-    except KubeError:
-        return True
+def released(before: InjectionConfig | None, after: InjectionConfig | None,
+             configs: Iterable[InjectionConfig]) -> list[tuple[str, str]]:
+    """The resources to wake when a resource's config goes from `before` to `after` (None: deleted,
+    invalid or instrumentation off): those whose selection may overlap what it no longer selects,
+    as the pods it instrumented there are theirs now."""
+    if before is None or (after is not None and (after.pod_selector, after.namespace_selector)
+                          == (before.pod_selector, before.namespace_selector)):
+        return []
+    return [(c.namespace, c.name) for c in configs if c.key != before.key and may_overlap(before, c)]
+
+
+class _Holder:
+    """What the resource that instrumented some pods injects now, read once per pass."""
+
+    def __init__(self, kube: Kube, key: str) -> None:
+        namespace, _, name = key.partition("/")
+        self.key = key
+        self.known = True
+        self.config: InjectionConfig | None = None  # None: gone, or its instrumentation is off
+        try:
+            body = kube.get(API_VERSION, KIND, namespace, name)
+        except KubeError:  # another team's namespace, out of this operator's reach: assume it still does
+            self.known = False
+            return
+        if body is not None:
+            owner = owner_of(body)
+            if owner is None:  # invalid for now (reported on it): not a reason to take its pods
+                self.known = False
+                return
+            self.config = make_config(owner)
+
+    def keeps(self, kube: Kube, namespace: str, pod: dict[str, Any], labels_of: dict[str, dict[str, str]]) -> bool:
+        """Whether it still selects the pod, so that a restart would give the pod to it again."""
+        if not self.known:
+            return True
+        if self.config is None:
+            return False
+        meta = pod.get("metadata") or {}
+        if (meta.get("annotations") or {}).get(INJECT_ANNOTATION, "").strip() == self.key:
+            return True
+        if self.config.namespace_selector and namespace not in labels_of:
+            found = kube.get("v1", "Namespace", None, namespace) or {}
+            labels_of[namespace] = (found.get("metadata") or {}).get("labels") or {}
+        return self.config.selects_pod(meta.get("labels") or {}) and \
+            self.config.selects_namespace(namespace, labels_of.get(namespace, {}))
 
 
 def _restart(kube: Kube, namespace: str, kind: str, name: str, digest: str, now: dt.datetime) -> bool:
@@ -128,11 +168,15 @@ def observe(kube: Kube, config: InjectionConfig, rollout: bool, now: dt.datetime
                     others.setdefault(other, []).append((namespace, pod))
                 continue
             counted.append((namespace, state, pod))
+    labels_of: dict[str, dict[str, str]] = {}
     for other, pods in sorted(others.items()):
-        if _exists(kube, other):
-            coverage.elsewhere[other] = len(pods)
-        else:  # its resource is gone: the pod sends to nothing, and is this one's to bring up to date
-            counted += [(namespace, "stale", pod) for namespace, pod in pods]
+        holder = _Holder(kube, other)
+        for namespace, pod in pods:
+            if holder.keeps(kube, namespace, pod, labels_of):
+                coverage.elsewhere[other] = coverage.elsewhere.get(other, 0) + 1
+            else:  # its resource is gone, or no longer selects it (instrumentation off, selectors
+                # narrowed): the pod sends to nothing, and is this one's to bring up to date
+                counted.append((namespace, "stale", pod))
     for namespace, state, pod in counted:
         coverage.selected += 1
         setattr(coverage, state, getattr(coverage, state) + 1)

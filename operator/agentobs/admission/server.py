@@ -41,6 +41,9 @@ ROTATION_CHECK_SECONDS = 3600.0
 CA_CHECK_SECONDS = 30.0
 START_RETRY_SECONDS = 5.0
 START_RETRY_MAX_SECONDS = 300.0
+# When the API server was the trouble (unreachable, 429, 5xx), at most this long: once it is back,
+# pods admitted before the webhook serves again go uninjected.
+START_RETRY_API_MAX_SECONDS = 30.0
 # The readiness path on the webhook port (the chart's readinessProbe, over HTTPS).
 READY_PATH = "readyz"
 # What the `webhook` health probe reports: starting, serving, or degraded with the reason.
@@ -213,7 +216,8 @@ async def _serve_until_up(hook: webhook.WebhookSettings, memo: kopf.Memo) -> Non
                 reported = text
                 await asyncio.to_thread(_report_start_failure, hook, text)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, START_RETRY_MAX_SECONDS)
+            passing = isinstance(exc, KubeError) and exc.transient
+            delay = min(delay * 2, START_RETRY_API_MAX_SECONDS if passing else START_RETRY_MAX_SECONDS)
             continue
         WEBHOOK_STATE["status"] = "serving"
         metrics.WEBHOOK_SERVING.set(1)

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from agentobs import metrics
-from agentobs.kube import FIELD_MANAGER, KINDS, Kube, KubeError, Manifest
+from agentobs.kube import KINDS, Kube, KubeError, Manifest
 from agentobs.render.common import MANAGED_BY, OWNER_LABEL, OWNER_NAMESPACE_LABEL
 from agentobs.stack.cache_entry import (
     CHILD_LABELS,
@@ -52,6 +52,12 @@ Store = dict[str, dict[str, Entry]]
 # process: at start-up every informer lists at the same time, and whole pages of full objects (with
 # their managedFields) are what sets the operator's peak memory, which the process keeps after.
 LIST_PAGE = 100
+# The longest wait before a failed list or watch is tried again (client-go's reflector waits 30 s
+# at most): after an outage of the API server the caches, which the passes read instead of it,
+# are stale for no longer than this. A kind the cluster lacks, or the operator may not list, is
+# tried again far less often.
+RETRY_MAX_SECONDS = 30.0
+UNAVAILABLE_RETRY_SECONDS = 300.0
 _PAGES = threading.BoundedSemaphore(2)
 
 
@@ -136,13 +142,13 @@ class Informer:
                                  self.namespace or "the cluster", exc.status)
                     self.unavailable = True
                     self.synced.set()
-                    backoff = 300.0
+                    backoff = UNAVAILABLE_RETRY_SECONDS
                 else:
                     log.warning("watch of %s interrupted: %s", self.kind, exc.message)
             except Exception:  # a malformed event must not end the cache for good
                 log.exception("watch of %s failed", self.kind)
             time.sleep(backoff * random.uniform(0.5, 1.5))  # noqa: S311 (jitter, not a secret)
-            backoff = min(backoff * 2, 300.0)
+            backoff = backoff if self.unavailable else min(backoff * 2, RETRY_MAX_SECONDS)
 
     def _relist(self) -> str:
         fresh: Store = {}
@@ -346,53 +352,3 @@ def key_of(manifest: Manifest) -> Key:
     meta = manifest["metadata"]
     namespace = meta.get("namespace", "") if KINDS[(manifest["apiVersion"], manifest["kind"])].namespaced else ""
     return (manifest["apiVersion"], manifest["kind"], namespace, meta["name"])
-
-
-class PassClient(Kube):
-    """The client of one reconcile pass: cached reads, and applies only of what is not in place.
-    `written` lists what the pass wrote ("Kind name"), for its one log line."""
-
-    def __init__(self, kube: Kube, cache: Cache | None) -> None:
-        self._api = kube._api
-        self._cache = cache
-        self.written: list[str] = []
-        self.skipped = 0
-
-    def read(self, api_version: str, kind: str, namespace: str | None, name: str) -> Manifest | None:
-        """The whole object from the API server (the caches keep only part of it)."""
-        return super().get(api_version, kind, namespace, name)
-
-    def cached_version(self, api_version: str, kind: str, namespace: str, name: str) -> str | None:
-        """The object's resourceVersion in the caches; None when they do not hold it."""
-        if self._cache is None:
-            return None
-        _, cached = self._cache.peek(api_version, kind, namespace, name)
-        return cached.version if cached is not None else None
-
-    def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> Manifest | None:
-        if self._cache is not None:
-            _, cached = self._cache.peek(api_version, kind, namespace or "", name)
-            if cached is not None:
-                return cached.manifest()
-        return super().get(api_version, kind, namespace, name)
-
-    def list(self, api_version: str, kind: str, namespace: str | None, label_selector: str = "") -> list[Manifest]:
-        cached = self._cache.list(api_version, kind, namespace, label_selector) if self._cache else None
-        return cached if cached is not None else super().list(api_version, kind, namespace, label_selector)
-
-    def apply(self, manifest: Manifest, field_manager: str = FIELD_MANAGER, dry_run: bool = False) -> Manifest:
-        if dry_run or field_manager != FIELD_MANAGER or self._cache is None:
-            return super().apply(manifest, field_manager, dry_run)
-        key = key_of(manifest)
-        covered, live = self._cache.peek(*key)
-        if not covered:  # no cache here (e.g. a namespace outside the operator's): one read instead
-            found = super().get(*key[:2], key[2] or None, key[3])
-            live = Entry(found) if found is not None else None
-        if self._cache.in_place(manifest, live):
-            assert live is not None
-            self.skipped += 1
-            metrics.SKIPPED_APPLIES.labels(kind=key[1]).inc()
-            return live.manifest()
-        result = super().apply(manifest)
-        self.written.append(f"{key[1]} {key[3]}")
-        return self._cache.remember(key, result).manifest()

@@ -36,8 +36,8 @@ from agentobs.kube import Kube, KubeError
 from agentobs.render import collector, fluentd
 from agentobs.render.common import Owner, content_hash, owner_of
 from agentobs.render.tls import CA_BUNDLE_KEY, ca_bundle_name, tls_secret_name
-from agentobs.stack.cache import PassClient
 from agentobs.stack.desired import applied_hash, stamp
+from agentobs.stack.passclient import PassClient
 from agentobs.stack.prune import key_of
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,7 @@ class _State:
     clean: bool = False  # no collector object left to delete, as the last look found
     waiting: set[str] = field(default_factory=set)
     owner: dict[str, str] | None = None  # the ownerReference to the operator's Deployment, once read
+    owner_fresh: bool = False  # read from the API server by this sync
     # uid -> (read at, cached versions of the two objects or None, (CA, client certificate, client key) PEM)
     material: dict[str, tuple[float, tuple[str, str] | None, tuple[str, str, str]]] = field(default_factory=dict)
 
@@ -186,10 +187,16 @@ def sync(kube: Kube, namespace: str, bodies: list[dict[str, Any]], image: str = 
     _state.waiting = set(result.waiting)
     result.routes = sorted(r.id for r in found)
     owner = _owner_reference(kube, namespace)
+    manifests = [stamp(_owned(m, owner or {})) for m in collector.render(namespace, found, image)]
+    if owner and not _state.owner_fresh and not _unchanged(kube, manifests):
+        # About to write, with the owner as read earlier: the Deployment may have been replaced
+        # since (its pods orphaned, this replica running on), and objects applied with the old
+        # uid would be deleted by the garbage collector, then made again.
+        owner = _owner_reference(kube, namespace, refresh=True)
+        manifests = [stamp(_owned(m, owner or {})) for m in collector.render(namespace, found, image)]
     if owner is None:
         result.problem = f"the operator's Deployment {OPERATOR_DEPLOYMENT} in {namespace} is gone"
         return result
-    manifests = [stamp(_owned(m, owner)) for m in collector.render(namespace, found, image)]
     desired_hash = content_hash(manifests)
     if isinstance(kube, PassClient):  # sends only what the caches do not hold as rendered
         before = len(kube.written)
@@ -218,14 +225,17 @@ def sync(kube: Kube, namespace: str, bodies: list[dict[str, Any]], image: str = 
     return result
 
 
-def _owner_reference(kube: Kube, namespace: str) -> dict[str, str] | None:
+def _owner_reference(kube: Kube, namespace: str, refresh: bool = False) -> dict[str, str] | None:
     """The reference to the operator's Deployment in `namespace`; empty when there is none (another
     namespace, or run outside the chart); None when the Deployment it was read from is gone.
-    Read at the first sync, and again whenever the DaemonSet is missing (first made, or deleted)."""
+    Read at the first sync, and again whenever the DaemonSet is missing (first made, or deleted)
+    or `refresh` asks (a sync about to write)."""
     if not OPERATOR_DEPLOYMENT:
         return {}
-    if _state.owner is not None and not _missing(kube, namespace):
+    _state.owner_fresh = False
+    if _state.owner is not None and not refresh and not _missing(kube, namespace):
         return _state.owner
+    _state.owner_fresh = True
     read = kube.read if isinstance(kube, PassClient) else kube.get
     try:
         deployment = read("apps/v1", "Deployment", namespace, OPERATOR_DEPLOYMENT)
@@ -243,6 +253,14 @@ def _owner_reference(kube: Kube, namespace: str) -> dict[str, str] | None:
     _state.owner = {"apiVersion": "apps/v1", "kind": "Deployment", "name": OPERATOR_DEPLOYMENT,
                     "uid": uid} if uid else {}
     return _state.owner
+
+
+def _unchanged(kube: Kube, manifests: list[dict[str, Any]]) -> bool:
+    """Whether a sync would write none of `manifests`: with caches, each is in place; without, each
+    is as this process last applied it."""
+    if isinstance(kube, PassClient):
+        return all(kube.in_place(m) for m in manifests)
+    return _state.applied_hash == content_hash(manifests) and _all_there(kube, manifests)
 
 
 def _missing(kube: Kube, namespace: str) -> bool:

@@ -33,9 +33,9 @@ from agentobs.render.common import MANAGED_BY, selector_labels
 from agentobs.render.prometheus import AGENT_NAMESPACES
 from agentobs.render.rules import extra_rule_problems
 from agentobs.render.tls import make_ca_bundle, tls_secret_name
-from agentobs.stack.cache import PassClient
 from agentobs.stack.desired import merge_patch, stamp, whole_patch
 from agentobs.stack.material import gather
+from agentobs.stack.passclient import PassClient
 from agentobs.stack.prune import Key, key_of, prune
 from agentobs.stack.status import (
     POD_CAUSES,
@@ -74,6 +74,7 @@ class Outcome:
 
     status: AgentObservabilityStatus
     transitions: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
+    retry: bool = False  # an apply failed for a passing reason: try again before the routine resync
 
 
 def _validation_summary(exc: ValidationError) -> str:
@@ -195,7 +196,7 @@ def reconcile(kube: Kube, body: dict[str, Any], now: Callable[[], dt.datetime],
         transitions.append(("Rollout", "RolloutForInjection", "restarted " + ", ".join(obs.restarted)))
     if obs.pruned:
         transitions.append(("Pruned", "Pruned", "deleted " + ", ".join(obs.pruned)))
-    return Outcome(status=status, transitions=transitions)
+    return Outcome(status=status, transitions=transitions, retry=obs.transient_errors)
 
 
 def _log_pass(kube: Kube, meta: dict[str, Any], status: AgentObservabilityStatus, changed: list[str],
@@ -225,6 +226,7 @@ def _apply_stack(kube: Kube, owner: Owner, obs: Observation, now: dt.datetime) -
             raise NamespaceTerminating from exc
         obs.tls_message = f"cannot read the stored certificates and credentials: {exc.message}"
         obs.apply_errors["ca"] = obs.tls_message
+        obs.transient_errors = exc.transient
         return
     obs.issued = gathered.issued
     if gathered.tls_ready is not None:  # cert-manager: ready once it has issued every Secret
@@ -270,6 +272,7 @@ def _apply_stack(kube: Kube, owner: Owner, obs: Observation, now: dt.datetime) -
                 raise NamespaceTerminating from exc
             metrics.APPLY_ERRORS.labels(kind=manifest["kind"]).inc()
             obs.apply_errors.setdefault(component, apply_error_message(manifest, exc))
+            obs.transient_errors |= exc.transient
             continue
         if manifest["kind"] in WORKLOAD_KINDS:
             obs.workloads[component] = workload_state(applied)

@@ -45,6 +45,7 @@ class Observation:
     tls_message: str = ""
     tls_reason: str = ""  # why TLS is not ready, when a more precise word than CertificatesNotReady fits
     apply_errors: dict[str, str] = field(default_factory=dict)  # component -> message
+    transient_errors: bool = False  # one of them passes by itself (429, 5xx, unreachable): retry soon
     invalid_spec: str | None = None
     paused: bool = False
     endpoints: Endpoints = field(default_factory=Endpoints)
