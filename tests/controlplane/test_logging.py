@@ -51,10 +51,14 @@ def _hosts(conf: str) -> list[str]:
 
 
 def _collector_daemonsets(kube: Kube) -> list[dict[str, Any]]:
-    """Every DaemonSet of this session's namespaces that reads the nodes' log files."""
+    """Every DaemonSet of this session's live namespaces that reads the nodes' log files. Another
+    test's namespace, deleted without waiting, may still hold its collector for a while."""
     found = []
     for ds in kube.list("apps/v1", "DaemonSet", None):
-        if not ds["metadata"]["namespace"].startswith(SESSION_PREFIX):
+        namespace = ds["metadata"]["namespace"]
+        if not namespace.startswith(SESSION_PREFIX):
+            continue
+        if ((kube.get("v1", "Namespace", None, namespace) or {}).get("metadata") or {}).get("deletionTimestamp"):
             continue
         volumes = ds["spec"]["template"]["spec"].get("volumes", [])
         if any(v.get("hostPath", {}).get("path") == "/var/log" for v in volumes):
