@@ -34,7 +34,7 @@ else:
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
     status = -1
-print(json.dumps({"seconds": time.monotonic() - start, "status": status}))
+print(json.dumps({"status": status}))
 handle.metrics.stop()
 os._exit(0)
 """
@@ -48,8 +48,9 @@ def test_child_forked_after_configure_exits_promptly() -> None:
     result = subprocess.run([sys.executable, "-c", _FORK_SCRIPT], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
+    # Not timed: a child stuck at exit is killed by the script (status not 0), and one that waits
+    # for the linger says so in its log (checked below).
     assert report["status"] == 0, f"child did not exit by itself: {report}, {result.stderr[-2000:]}"
-    assert report["seconds"] < 5, report
     assert "was forked from a process that had called configure()" in result.stderr
     assert "shutdown waits up to" not in result.stderr  # only the parent serves, so only it lingers
 

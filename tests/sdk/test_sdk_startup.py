@@ -9,15 +9,13 @@ import subprocess
 import sys
 
 _LATE_IMPORT = """
-import json, sys, time
+import json, sys
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 import agentobs_sdk as aobs
 
 spans = InMemorySpanExporter()
-start = time.perf_counter()
 handle = aobs.configure({}, json_logs=False, span_processors=[SimpleSpanProcessor(spans)])
-seconds = time.perf_counter() - start
 imported_by_configure = sorted(m for m in ("openai", "anthropic") if m in sys.modules)
 now = handle.instrumented_clients
 
@@ -33,7 +31,7 @@ after = handle.instrumented_clients
 handle.shutdown()
 import anthropic  # after shutdown(): left alone
 print(json.dumps({
-    "seconds": seconds, "imported_by_configure": imported_by_configure, "now": now, "after": after,
+    "imported_by_configure": imported_by_configure, "now": now, "after": after,
     "traced": traced, "loader_restored": type(openai.__loader__).__name__,
     "anthropic_wrapped": hasattr(anthropic.resources.messages.Messages.create, "__agentobs_original__"),
     "hooks_left": [type(f).__name__ for f in sys.meta_path if type(f).__module__.startswith("agentobs_sdk")],
@@ -55,4 +53,3 @@ def test_configure_imports_no_client_and_instruments_one_imported_later() -> Non
     assert report["loader_restored"] == "SourceFileLoader", report
     assert report["anthropic_wrapped"] is False, report
     assert report["hooks_left"] == [], report
-    assert report["seconds"] < 1.0, report
