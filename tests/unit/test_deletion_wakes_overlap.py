@@ -36,25 +36,38 @@ def test_may_overlap() -> None:
     assert not may_overlap(_config("c", agent, {"team": "t"}), _config("d", {}, {"team": "u"}))
 
 
-def test_deleting_a_resource_wakes_those_that_select_its_pods(monkeypatch: pytest.MonkeyPatch) -> None:
+def _woken(monkeypatch: pytest.MonkeyPatch, bodies: list[dict[str, Any]], event: str,
+           changed: dict[str, Any]) -> set[tuple[str, str]]:
+    """The resources queued when `changed` arrives in a watch `event`, once `bodies` were added
+    and their first passes taken, as the workers would take them."""
     async def scenario() -> set[tuple[str, str]]:
         monkeypatch.setattr(handlers, "scheduler", handlers.Scheduler())
         monkeypatch.setattr(admission, "CONFIGS", type(admission.CONFIGS)())
-        bodies = [_body("agents", "first"), _body("agents", "second"), _body("elsewhere", "own"),
-                  _body("platform", "all", {"namespaceSelector": {"matchLabels": {"agents": "true"}}}),
-                  _body("agents", "off", {"enabled": False})]
         for body in bodies:
             await handlers.resource_event(event={"type": "ADDED", "object": body}, body=kopf.Body(body))
-        while handlers.scheduler.queue:  # the first passes, as the workers would take them
+        while handlers.scheduler.queue:
             handlers.scheduler.queue.done(await handlers.scheduler.queue.get())
-        gone = _body("agents", "first")
-        await handlers.resource_event(event={"type": "DELETED", "object": gone}, body=kopf.Body(gone))
+        await handlers.resource_event(event={"type": event, "object": changed}, body=kopf.Body(changed))
         woken = set()
         while handlers.scheduler.queue:
             woken.add(await handlers.scheduler.queue.get())
         return woken
 
-    assert asyncio.run(scenario()) == {("agents", "second"), ("platform", "all")}
+    return asyncio.run(scenario())
+
+
+def _edited(name: str, instrumentation: dict[str, Any]) -> dict[str, Any]:
+    changed = _body("agents", name, instrumentation)
+    changed["metadata"]["generation"] = 2
+    return changed
+
+
+def test_deleting_a_resource_wakes_those_that_select_its_pods(monkeypatch: pytest.MonkeyPatch) -> None:
+    bodies = [_body("agents", "first"), _body("agents", "second"), _body("elsewhere", "own"),
+              _body("platform", "all", {"namespaceSelector": {"matchLabels": {"agents": "true"}}}),
+              _body("agents", "off", {"enabled": False})]
+    woken = _woken(monkeypatch, bodies, "DELETED", _body("agents", "first"))
+    assert woken == {("agents", "second"), ("platform", "all")}
 
 
 @pytest.mark.parametrize("change", [{"enabled": False}, {"podSelector": {"matchLabels": {"tier": "gold"}}},
@@ -63,38 +76,12 @@ def test_no_longer_selecting_wakes_those_that_select_its_pods(monkeypatch: pytes
                                                               change: dict[str, Any]) -> None:
     """Instrumentation turned off or the selection narrowed, the resource not deleted: the pods it
     instrumented are the others' as after a deletion, and they hear of it at once."""
-    async def scenario() -> set[tuple[str, str]]:
-        monkeypatch.setattr(handlers, "scheduler", handlers.Scheduler())
-        monkeypatch.setattr(admission, "CONFIGS", type(admission.CONFIGS)())
-        for body in (_body("agents", "first"), _body("agents", "second"), _body("elsewhere", "own")):
-            await handlers.resource_event(event={"type": "ADDED", "object": body}, body=kopf.Body(body))
-        while handlers.scheduler.queue:
-            handlers.scheduler.queue.done(await handlers.scheduler.queue.get())
-        changed = _body("agents", "first", change)
-        changed["metadata"]["generation"] = 2
-        await handlers.resource_event(event={"type": "MODIFIED", "object": changed}, body=kopf.Body(changed))
-        woken = set()
-        while handlers.scheduler.queue:
-            woken.add(await handlers.scheduler.queue.get())
-        return woken
-
-    assert asyncio.run(scenario()) == {("agents", "first"), ("agents", "second")}
+    bodies = [_body("agents", "first"), _body("agents", "second"), _body("elsewhere", "own")]
+    woken = _woken(monkeypatch, bodies, "MODIFIED", _edited("first", change))
+    assert woken == {("agents", "first"), ("agents", "second")}
 
 
 def test_a_change_that_keeps_the_selection_wakes_no_other(monkeypatch: pytest.MonkeyPatch) -> None:
-    async def scenario() -> set[tuple[str, str]]:
-        monkeypatch.setattr(handlers, "scheduler", handlers.Scheduler())
-        monkeypatch.setattr(admission, "CONFIGS", type(admission.CONFIGS)())
-        for body in (_body("agents", "first"), _body("agents", "second")):
-            await handlers.resource_event(event={"type": "ADDED", "object": body}, body=kopf.Body(body))
-        while handlers.scheduler.queue:
-            handlers.scheduler.queue.done(await handlers.scheduler.queue.get())
-        changed = _body("agents", "first", {"samplingRatio": 0.5})
-        changed["metadata"]["generation"] = 2
-        await handlers.resource_event(event={"type": "MODIFIED", "object": changed}, body=kopf.Body(changed))
-        woken = set()
-        while handlers.scheduler.queue:
-            woken.add(await handlers.scheduler.queue.get())
-        return woken
-
-    assert asyncio.run(scenario()) == {("agents", "first")}
+    bodies = [_body("agents", "first"), _body("agents", "second")]
+    woken = _woken(monkeypatch, bodies, "MODIFIED", _edited("first", {"samplingRatio": 0.5}))
+    assert woken == {("agents", "first")}
